@@ -1,0 +1,52 @@
+/** Byte helpers shared by the crypto modules. Internal: not re-exported from `index.ts`. */
+
+const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
+
+/**
+ * UTF-8 bytes of a string, refusing lone surrogates: `Buffer.from` would silently turn them
+ * into U+FFFD, so two different strings could encode to the same bytes (and a value would not
+ * round-trip). That is a caller bug, hence `TypeError`.
+ */
+export function utf8(value: string, what: string): Buffer {
+  if (LONE_SURROGATE.test(value)) {
+    throw new TypeError(`${what} is not well-formed UTF-16 (lone surrogate)`);
+  }
+  return Buffer.from(value, 'utf8');
+}
+
+/** Bytes of a `string | Uint8Array` input, without copying a Buffer. */
+export function toBytes(value: string | Uint8Array, what: string): Buffer {
+  if (typeof value === 'string') return utf8(value, what);
+  if (value instanceof Uint8Array) {
+    return Buffer.isBuffer(value)
+      ? value
+      : Buffer.from(value.buffer, value.byteOffset, value.length);
+  }
+  throw new TypeError(`${what} must be a string or Uint8Array`);
+}
+
+/**
+ * Unambiguous encoding of a list of strings: a domain label, then each part as a 4-byte
+ * big-endian length followed by its UTF-8 bytes. No separator can be smuggled inside a part to
+ * make `("a|b", "c")` and `("a", "b|c")` encode the same.
+ */
+export function lengthPrefixed(domain: string, parts: readonly string[]): Buffer {
+  const encoded = [domain, ...parts].map((part, i) => {
+    if (typeof part !== 'string') throw new TypeError(`part ${i} must be a string`);
+    return utf8(part, `part ${i}`);
+  });
+  const out = Buffer.allocUnsafe(encoded.reduce((n, b) => n + 4 + b.length, 0));
+  let offset = 0;
+  for (const bytes of encoded) {
+    offset = out.writeUInt32BE(bytes.length, offset);
+    offset += bytes.copy(out, offset);
+  }
+  return out;
+}
+
+/** Asserts a non-empty string argument (a programming mistake otherwise). */
+export function requireNonEmpty(value: unknown, what: string): asserts value is string {
+  if (typeof value !== 'string' || value.length === 0) {
+    throw new TypeError(`${what} must be a non-empty string`);
+  }
+}
