@@ -31,15 +31,19 @@ export function toBytes(value: string | Uint8Array, what: string): Buffer {
  * make `("a|b", "c")` and `("a", "b|c")` encode the same.
  */
 export function lengthPrefixed(domain: string, parts: readonly string[]): Buffer {
-  const encoded = [domain, ...parts].map((part, i) => {
+  const all = [domain, ...parts];
+  let size = 0;
+  for (const [i, part] of all.entries()) {
     if (typeof part !== 'string') throw new TypeError(`part ${i} must be a string`);
-    return utf8(part, `part ${i}`);
-  });
-  const out = Buffer.allocUnsafe(encoded.reduce((n, b) => n + 4 + b.length, 0));
+    if (LONE_SURROGATE.test(part)) throw new TypeError(`part ${i} is not well-formed UTF-16`);
+    size += 4 + Buffer.byteLength(part, 'utf8');
+  }
+  const out = Buffer.allocUnsafe(size);
   let offset = 0;
-  for (const bytes of encoded) {
-    offset = out.writeUInt32BE(bytes.length, offset);
-    offset += bytes.copy(out, offset);
+  for (const part of all) {
+    const length = out.write(part, offset + 4, 'utf8');
+    out.writeUInt32BE(length, offset);
+    offset += 4 + length;
   }
   return out;
 }

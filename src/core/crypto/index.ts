@@ -21,14 +21,10 @@ export {
   encryptField,
   parseEnvelope,
 } from './aead.ts';
-export type {
-  EnvelopeInfo,
-  FieldAd,
-  FieldKey,
-  FieldKeyRef,
-  FieldKeyResolver,
-  RandomSource,
-} from './aead.ts';
+export type { EnvelopeInfo, FieldAd, FieldKey, FieldKeyRef, FieldKeyResolver } from './aead.ts';
+
+export { pooledRandomBytes } from './random.ts';
+export type { RandomSource } from './random.ts';
 
 export { HKDF_SHA256_MAX_LENGTH, deriveSubkey, hkdfInfo, hkdfSha256 } from './hkdf.ts';
 export { hmacSha256, verifyHmacSha256 } from './hmac.ts';

@@ -1,9 +1,10 @@
 import { createSecretKey, randomBytes } from 'node:crypto';
 import type { KeyObject } from 'node:crypto';
-import type { RandomSource } from './aead.ts';
 import { AES_GCM_NONCE_BYTES, AES_GCM_TAG_BYTES, aesGcmDecrypt, aesGcmEncrypt } from './aes-gcm.ts';
 import { lengthPrefixed, requireNonEmpty } from './encoding.ts';
 import { CryptoError, isCryptoError } from './errors.ts';
+import { pooledRandomBytes } from './random.ts';
+import type { RandomSource } from './random.ts';
 
 /**
  * Key hierarchy: a root key held by a `KeyProvider` wraps per-tenant data keys; a tenant key
@@ -103,7 +104,7 @@ export function wrapKey(
   if (!(plaintextKey instanceof Uint8Array) || plaintextKey.length === 0) {
     throw new CryptoError('KEY_INVALID', 'nothing to wrap');
   }
-  const nonce = (options.random ?? randomBytes)(AES_GCM_NONCE_BYTES);
+  const nonce = (options.random ?? pooledRandomBytes)(AES_GCM_NONCE_BYTES);
   const { ciphertext, tag } = aesGcmEncrypt(
     wrappingKey,
     nonce,
