@@ -1,0 +1,40 @@
+import type { Clock } from './clock.ts';
+import type { Config } from './config.ts';
+import type { DatabaseHandle } from './db/database.ts';
+import { createApiKeyService } from './modules/api-keys/service.ts';
+import { createAuthService } from './modules/auth/service.ts';
+import { activitySpec } from './modules/activities/spec.ts';
+import { companySpec } from './modules/companies/spec.ts';
+import { contactSpec } from './modules/contacts/spec.ts';
+import { dealSpec } from './modules/deals/spec.ts';
+import { createRecordService } from './modules/records/service.ts';
+import { createUserService } from './modules/users/service.ts';
+
+/** The composition root: every service built once from its dependencies. */
+export function createServices(deps: {
+  config: Pick<Config, 'sessionIdleMs' | 'sessionAbsoluteMs'>;
+  database: DatabaseHandle;
+  clock: Clock;
+}) {
+  const { db } = deps.database;
+  const clock = deps.clock;
+  const contacts = createRecordService(contactSpec, { db, clock });
+  return {
+    database: deps.database,
+    clock,
+    auth: createAuthService({
+      db,
+      clock,
+      sessionIdleMs: deps.config.sessionIdleMs,
+      sessionAbsoluteMs: deps.config.sessionAbsoluteMs,
+    }),
+    users: createUserService({ db, clock }),
+    apiKeys: createApiKeyService({ db, clock }),
+    contacts,
+    companies: createRecordService(companySpec, { db, clock }),
+    deals: createRecordService(dealSpec, { db, clock }),
+    activities: createRecordService(activitySpec, { db, clock }),
+  };
+}
+
+export type Services = ReturnType<typeof createServices>;

@@ -1,0 +1,88 @@
+/**
+ * The one error type of Custos. `kind` decides the transport status (only `http/` knows the
+ * mapping); `code` is the stable, documented identifier clients switch on; `message` is for the
+ * log only and never reaches a client. `detail` is safe to show.
+ */
+export type ErrorKind =
+  | 'invalid'
+  | 'unauthenticated'
+  | 'forbidden'
+  | 'not_found'
+  | 'conflict'
+  | 'precondition_failed'
+  | 'precondition_required'
+  | 'too_large'
+  | 'unsupported_media_type'
+  | 'rate_limited'
+  | 'unavailable'
+  | 'internal';
+
+export type ErrorCode =
+  // request shape
+  | 'request.malformed_json'
+  | 'request.invalid'
+  | 'request.too_large'
+  | 'request.unsupported_media_type'
+  | 'request.route_not_found'
+  | 'request.invalid_cursor'
+  // authentication
+  | 'auth.unauthenticated'
+  | 'auth.invalid_credentials'
+  | 'auth.session_expired'
+  | 'auth.api_key_invalid'
+  | 'auth.csrf_failed'
+  // authorization
+  | 'policy.forbidden'
+  // records
+  | 'resource.not_found'
+  | 'resource.version_mismatch'
+  | 'resource.if_match_required'
+  | 'resource.conflict'
+  | 'resource.invalid_reference'
+  // users, tenants and keys
+  | 'user.email_taken'
+  | 'user.role_not_allowed'
+  | 'user.cannot_change_self'
+  | 'tenant.slug_taken'
+  | 'api_key.role_not_allowed'
+  | 'contact.email_taken'
+  // import and export
+  | 'import.invalid_header'
+  | 'import.rejected'
+  // server
+  | 'server.unavailable'
+  | 'server.internal';
+
+export interface AppErrorOptions {
+  /** Safe for clients: no values of personal fields, no SQL, no internal names. */
+  detail?: string;
+  /** Field-level validation problems, by JSON pointer of the field. */
+  errors?: ReadonlyArray<{ field: string; reason: string }>;
+  cause?: unknown;
+}
+
+export class AppError extends Error {
+  override readonly name = 'AppError';
+  readonly detail: string | undefined;
+  readonly errors: ReadonlyArray<{ field: string; reason: string }> | undefined;
+
+  constructor(
+    readonly kind: ErrorKind,
+    readonly code: ErrorCode,
+    message: string,
+    options: AppErrorOptions = {},
+  ) {
+    super(message, options.cause === undefined ? undefined : { cause: options.cause });
+    this.detail = options.detail;
+    this.errors = options.errors;
+  }
+}
+
+export const notFound = (what: string): AppError =>
+  new AppError('not_found', 'resource.not_found', `${what} not found`, {
+    detail: `The ${what} does not exist.`,
+  });
+
+export function assertUnreachable(value: never): never {
+  throw new TypeError(`Unreachable value: ${String(value)}`);
+}

@@ -1,0 +1,61 @@
+import type { FastifyRequest } from 'fastify';
+import type { LoggerOptions } from 'pino';
+import { protectedFieldNames } from '../core/privacy/index.ts';
+
+/** Query parameters whose values are safe to log; every other value is replaced. */
+const SAFE_QUERY_KEYS = new Set(['limit', 'sort', 'order', 'stage', 'type']);
+
+/** The URL with every query value that might be personal replaced by `[redacted]`. */
+export function redactUrl(url: string): string {
+  const q = url.indexOf('?');
+  if (q < 0) return url;
+  const params = new URLSearchParams(url.slice(q + 1));
+  const shown: string[] = [];
+  for (const [key, value] of params) {
+    shown.push(
+      `${encodeURIComponent(key)}=${SAFE_QUERY_KEYS.has(key) ? encodeURIComponent(value) : '[redacted]'}`,
+    );
+  }
+  return `${url.slice(0, q)}?${shown.join('&')}`;
+}
+
+const credentialFields = [
+  'password',
+  'newPassword',
+  'currentPassword',
+  'token',
+  'secret',
+  'key',
+  'apiKey',
+  'csrfToken',
+];
+
+/**
+ * pino options: JSON lines, no request headers (cookies and bearer keys never reach the log),
+ * URLs with query values redacted, and any personal or credential field redacted wherever it
+ * appears in a logged object (names from the data map).
+ */
+export function loggerOptions(level: string): LoggerOptions {
+  const fields = [...new Set([...protectedFieldNames(), ...credentialFields])];
+  const paths = fields.flatMap((f) => [f, `*.${f}`, `*.*.${f}`]);
+  return {
+    level,
+    redact: {
+      paths: [...paths, 'req.headers', 'headers.cookie', 'headers.authorization'],
+      censor: '[redacted]',
+    },
+    serializers: {
+      req(req: FastifyRequest) {
+        return { method: req.method, url: redactUrl(req.url), remoteAddress: req.ip };
+      },
+      res(res: { statusCode: number }) {
+        return { statusCode: res.statusCode };
+      },
+      err(err: Error & { code?: unknown }) {
+        // Only type, message, code and stack: driver errors carry row values in other fields
+        // (PostgreSQL's `detail`), which must not reach the log.
+        return { type: err.name, message: err.message, code: err.code, stack: err.stack };
+      },
+    },
+  };
+}

@@ -1,0 +1,64 @@
+import { Type, type TSchema, type StringOptions } from '@sinclair/typebox';
+
+/**
+ * Free text as the API accepts it: any Unicode except NUL and unpaired surrogates, which neither
+ * database can store faithfully (they would come back changed). Patterns run with the `u` flag.
+ */
+export const TEXT_PATTERN = '^[^\\u0000\\uD800-\\uDFFF]*$';
+
+export const Text = (maxLength: number, options: StringOptions = {}) =>
+  Type.String({ maxLength, pattern: TEXT_PATTERN, ...options });
+
+export const Nullable = <T extends TSchema>(schema: T) => Type.Union([schema, Type.Null()]);
+
+export const Uuid = Type.String({ format: 'uuid', description: 'UUIDv7 id' });
+export const Timestamp = Type.String({ format: 'date-time', description: 'ISO 8601, UTC' });
+export const DateOnly = Type.String({ format: 'date', description: 'YYYY-MM-DD' });
+export const Email = Type.String({ format: 'email', maxLength: 254, pattern: TEXT_PATTERN });
+export const RoleSchema = Type.Union(
+  ['owner', 'admin', 'member', 'viewer'].map((r) => Type.Literal(r)),
+);
+
+export const IdParams = Type.Object({ id: Uuid }, { additionalProperties: false });
+
+/** RFC 9457 problem details, as every error is answered. */
+export const Problem = Type.Object(
+  {
+    type: Type.String(),
+    title: Type.String(),
+    status: Type.Integer(),
+    code: Type.String({ description: 'Stable machine-readable code; see README "Error codes"' }),
+    detail: Type.Optional(Type.String()),
+    instance: Type.String({ description: 'The request id' }),
+    errors: Type.Optional(Type.Array(Type.Object({ field: Type.String(), reason: Type.String() }))),
+  },
+  { $id: 'Problem', title: 'Problem' },
+);
+
+const ref = Type.Ref('Problem');
+
+/** Error responses documented on every route. */
+export const problemResponses = {
+  400: ref,
+  401: ref,
+  403: ref,
+  404: ref,
+  409: ref,
+  412: ref,
+  413: ref,
+  415: ref,
+  428: ref,
+  429: ref,
+  500: ref,
+};
+
+export const PageQuery = {
+  limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 200, default: 50 })),
+  cursor: Type.Optional(Type.String({ maxLength: 512, pattern: '^[A-Za-z0-9_-]*$' })),
+};
+
+export const pageOf = <T extends TSchema>(item: T) =>
+  Type.Object({
+    items: Type.Array(item),
+    nextCursor: Nullable(Type.String()),
+  });

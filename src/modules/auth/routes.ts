@@ -1,0 +1,95 @@
+import { Type } from '@sinclair/typebox';
+import type { FastifyInstance } from 'fastify';
+import { actorOf, requestMeta, SESSION_COOKIE } from '../../http/auth.ts';
+import { problemResponses, RoleSchema, Text } from '../../http/schemas.ts';
+import { csrfTokenFor } from '../identity/tokens.ts';
+import type { AuthService } from './service.ts';
+
+const LoginBody = Type.Object(
+  {
+    tenant: Type.String({ minLength: 1, maxLength: 63 }),
+    email: Text(254, { minLength: 1 }),
+    password: Type.String({ minLength: 1, maxLength: 1024 }),
+  },
+  { additionalProperties: false },
+);
+
+const SessionInfo = Type.Object({
+  user: Type.Object({
+    id: Type.String(),
+    email: Type.String(),
+    name: Type.String(),
+    role: RoleSchema,
+  }),
+  csrfToken: Type.String({ description: 'Send as X-CSRF-Token on cookie-authenticated writes' }),
+  expiresAt: Type.String({ format: 'date-time' }),
+});
+
+const Me = Type.Object({
+  id: Type.String(),
+  email: Type.String(),
+  name: Type.String(),
+  role: RoleSchema,
+  effectiveRole: RoleSchema,
+  tenant: Type.String(),
+  via: Type.Union([Type.Literal('user'), Type.Literal('api_key'), Type.Literal('system')]),
+});
+
+export function registerAuthRoutes(app: FastifyInstance, auth: AuthService) {
+  app.post(
+    '/api/v1/auth/login',
+    {
+      config: { public: true },
+      schema: {
+        tags: ['Auth'],
+        summary: 'Sign in; sets the session cookie',
+        body: LoginBody,
+        response: { 200: SessionInfo, ...problemResponses },
+      },
+    },
+    async (request, reply) => {
+      const body = request.body as { tenant: string; email: string; password: string };
+      const result = await auth.login(body, requestMeta(request));
+      void reply.setCookie(SESSION_COOKIE, result.token, {
+        path: '/',
+        httpOnly: true,
+        secure: true,
+        sameSite: 'lax',
+        expires: new Date(result.expiresAt),
+      });
+      return {
+        user: result.user,
+        csrfToken: csrfTokenFor(result.token),
+        expiresAt: result.expiresAt,
+      };
+    },
+  );
+
+  app.post(
+    '/api/v1/auth/logout',
+    {
+      schema: {
+        tags: ['Auth'],
+        summary: 'End the current session',
+        response: { 204: Type.Null(), ...problemResponses },
+      },
+    },
+    async (request, reply) => {
+      const actor = actorOf(request);
+      if (actor.kind === 'user') await auth.logout(actor.sessionId);
+      void reply.clearCookie(SESSION_COOKIE, {
+        path: '/',
+        httpOnly: true,
+        secure: true,
+        sameSite: 'lax',
+      });
+      return reply.code(204).send();
+    },
+  );
+
+  app.get(
+    '/api/v1/auth/me',
+    { schema: { tags: ['Auth'], summary: 'Who am I', response: { 200: Me, ...problemResponses } } },
+    async (request) => auth.me(actorOf(request)),
+  );
+}

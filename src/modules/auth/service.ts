@@ -1,0 +1,228 @@
+import type { Kysely } from 'kysely';
+import type { Clock } from '../../clock.ts';
+import type { Database, UserRow } from '../../db/schema.ts';
+import { AppError } from '../../errors.ts';
+import { newId } from '../../ids.ts';
+import { weakerRole, type Actor, type RequestMeta } from '../../core/policy/index.ts';
+import { burnPasswordCheck, verifyPassword } from '../identity/passwords.ts';
+import { normalizeEmail } from '../identity/normalize.ts';
+import { hashToken, newToken, safeEqual } from '../identity/tokens.ts';
+import { API_KEY_PATTERN } from '../api-keys/format.ts';
+
+export interface AuthDeps {
+  db: Kysely<Database>;
+  clock: Clock;
+  sessionIdleMs: number;
+  sessionAbsoluteMs: number;
+}
+
+export interface LoginResult {
+  token: string;
+  sessionId: string;
+  expiresAt: string;
+  user: Pick<UserRow, 'id' | 'tenant_id' | 'email' | 'name' | 'role'>;
+}
+
+/** Sessions touch `last_seen_at` at most this often: the idle timeout needs no finer grain. */
+const TOUCH_INTERVAL_MS = 30_000;
+
+const invalidCredentials = () =>
+  new AppError('unauthenticated', 'auth.invalid_credentials', 'invalid credentials', {
+    detail: 'The tenant, e-mail or password is not correct.',
+  });
+
+export function createAuthService(deps: AuthDeps) {
+  const { db, clock } = deps;
+
+  async function login(
+    input: { tenant: string; email: string; password: string },
+    meta: RequestMeta,
+  ): Promise<LoginResult> {
+    const user = await db
+      .selectFrom('users')
+      .innerJoin('tenants', 'tenants.id', 'users.tenant_id')
+      .select([
+        'users.id',
+        'users.tenant_id',
+        'users.email',
+        'users.name',
+        'users.role',
+        'users.status',
+        'users.password_hash',
+      ])
+      .where('tenants.slug', '=', input.tenant)
+      .where('users.email_normalized', '=', normalizeEmail(input.email))
+      .executeTakeFirst();
+    // The same work and the same answer whether the user is unknown, disabled or mistyped.
+    const ok =
+      user?.password_hash != null
+        ? await verifyPassword(user.password_hash, input.password)
+        : await burnPasswordCheck(input.password);
+    if (!user || !ok || user.status !== 'active') throw invalidCredentials();
+
+    const now = clock.now();
+    const token = newToken();
+    const sessionId = newId();
+    const expiresAt = new Date(now.getTime() + deps.sessionAbsoluteMs).toISOString();
+    await db
+      .insertInto('sessions')
+      .values({
+        id: sessionId,
+        tenant_id: user.tenant_id,
+        user_id: user.id,
+        token_hash: hashToken(token),
+        created_at: now.toISOString(),
+        last_seen_at: now.toISOString(),
+        expires_at: expiresAt,
+        ip: meta.ip,
+        user_agent: meta.userAgent?.slice(0, 512) ?? null,
+        revoked_at: null,
+      })
+      .execute();
+    return {
+      token,
+      sessionId,
+      expiresAt,
+      user: {
+        id: user.id,
+        tenant_id: user.tenant_id,
+        email: user.email,
+        name: user.name,
+        role: user.role,
+      },
+    };
+  }
+
+  /** Turns a session cookie into an actor, or throws `unauthenticated`. */
+  async function actorFromSession(token: string, meta: RequestMeta): Promise<Actor> {
+    const row = await db
+      .selectFrom('sessions')
+      .innerJoin('users', 'users.id', 'sessions.user_id')
+      .select([
+        'sessions.id',
+        'sessions.tenant_id',
+        'sessions.user_id',
+        'sessions.last_seen_at',
+        'sessions.expires_at',
+        'sessions.revoked_at',
+        'users.role',
+        'users.status',
+      ])
+      .where('sessions.token_hash', '=', hashToken(token))
+      .executeTakeFirst();
+    if (!row || row.revoked_at !== null || row.status !== 'active') {
+      throw new AppError('unauthenticated', 'auth.unauthenticated', 'unknown or revoked session', {
+        detail: 'Sign in to continue.',
+      });
+    }
+    const now = clock.now();
+    const idleEnds = Date.parse(row.last_seen_at) + deps.sessionIdleMs;
+    if (now.getTime() >= Date.parse(row.expires_at) || now.getTime() >= idleEnds) {
+      await db
+        .updateTable('sessions')
+        .set({ revoked_at: now.toISOString() })
+        .where('id', '=', row.id)
+        .where('revoked_at', 'is', null)
+        .execute();
+      throw new AppError('unauthenticated', 'auth.session_expired', 'session expired', {
+        detail: 'Your session has expired. Sign in again.',
+      });
+    }
+    if (now.getTime() - Date.parse(row.last_seen_at) >= TOUCH_INTERVAL_MS) {
+      await db
+        .updateTable('sessions')
+        .set({ last_seen_at: now.toISOString() })
+        .where('id', '=', row.id)
+        .execute();
+    }
+    return {
+      kind: 'user',
+      tenantId: row.tenant_id,
+      userId: row.user_id,
+      role: row.role,
+      sessionId: row.id,
+      request: meta,
+    };
+  }
+
+  /** Turns `Authorization: Bearer <key>` into an actor no stronger than the key's creator. */
+  async function actorFromApiKey(key: string, meta: RequestMeta): Promise<Actor> {
+    const invalid = () =>
+      new AppError('unauthenticated', 'auth.api_key_invalid', 'invalid api key', {
+        detail: 'The API key is not valid, has expired or was revoked.',
+      });
+    const match = API_KEY_PATTERN.exec(key);
+    if (!match?.groups) throw invalid();
+    const { prefix, secret } = match.groups as { prefix: string; secret: string };
+    const row = await db
+      .selectFrom('api_keys')
+      .innerJoin('users', 'users.id', 'api_keys.user_id')
+      .select([
+        'api_keys.id',
+        'api_keys.tenant_id',
+        'api_keys.user_id',
+        'api_keys.secret_hash',
+        'api_keys.role',
+        'api_keys.expires_at',
+        'api_keys.revoked_at',
+        'api_keys.last_used_at',
+        'users.role as user_role',
+        'users.status as user_status',
+      ])
+      .where('api_keys.prefix', '=', prefix)
+      .executeTakeFirst();
+    const now = clock.now();
+    if (
+      !row ||
+      !safeEqual(row.secret_hash, hashToken(secret)) ||
+      row.revoked_at !== null ||
+      row.user_status !== 'active' ||
+      (row.expires_at !== null && now.getTime() >= Date.parse(row.expires_at))
+    ) {
+      throw invalid();
+    }
+    if (
+      row.last_used_at === null ||
+      now.getTime() - Date.parse(row.last_used_at) >= TOUCH_INTERVAL_MS
+    ) {
+      await db
+        .updateTable('api_keys')
+        .set({ last_used_at: now.toISOString() })
+        .where('id', '=', row.id)
+        .execute();
+    }
+    return {
+      kind: 'api_key',
+      tenantId: row.tenant_id,
+      userId: row.user_id,
+      role: weakerRole(row.role, row.user_role),
+      apiKeyId: row.id,
+      request: meta,
+    };
+  }
+
+  async function logout(sessionId: string): Promise<void> {
+    await db
+      .updateTable('sessions')
+      .set({ revoked_at: clock.now().toISOString() })
+      .where('id', '=', sessionId)
+      .where('revoked_at', 'is', null)
+      .execute();
+  }
+
+  async function me(actor: Actor) {
+    if (actor.kind === 'system') throw new TypeError('system actors have no account');
+    const user = await db
+      .selectFrom('users')
+      .innerJoin('tenants', 'tenants.id', 'users.tenant_id')
+      .select(['users.id', 'users.email', 'users.name', 'users.role', 'tenants.slug as tenant'])
+      .where('users.id', '=', actor.userId)
+      .where('users.tenant_id', '=', actor.tenantId)
+      .executeTakeFirstOrThrow();
+    return { ...user, effectiveRole: actor.role, via: actor.kind };
+  }
+
+  return { login, logout, actorFromSession, actorFromApiKey, me };
+}
+
+export type AuthService = ReturnType<typeof createAuthService>;

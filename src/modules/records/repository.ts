@@ -1,0 +1,140 @@
+import { sql, type Expression, type Kysely, type SqlBool, type Transaction } from 'kysely';
+import type { Database } from '../../db/schema.ts';
+import type { SortSpec } from './spec.ts';
+
+/**
+ * Generic record queries. Every function takes the tenant id and scopes by it: there is no query
+ * here that can reach another tenant's rows. Table and column names come from a RecordSpec (code),
+ * never from the request.
+ */
+type Row = Record<string, unknown>;
+// Kysely's types are per table; the spec-driven queries use the same builder over plain rows.
+type AnyDb = Kysely<Record<string, Row>>;
+export type Db = Kysely<Database> | Transaction<Database>;
+
+const any = (db: Db) => db as unknown as AnyDb;
+
+export interface ListQuery {
+  tenantId: string;
+  columns: readonly string[];
+  equals: ReadonlyArray<{ column: string; value: string }>;
+  ranges: ReadonlyArray<{ column: string; op: '>=' | '<'; value: string }>;
+  sort: SortSpec;
+  direction: 'asc' | 'desc';
+  after?: { value: string | number; id: string };
+  limit: number;
+}
+
+function sortExpression(sort: SortSpec): Expression<unknown> {
+  return sort.nullsAs === undefined
+    ? sql.ref(sort.column)
+    : sql`coalesce(${sql.ref(sort.column)}, ${sort.nullsAs})`;
+}
+
+export async function listRows(db: Db, table: string, q: ListQuery): Promise<Row[]> {
+  const key = sortExpression(q.sort);
+  let query = any(db)
+    .selectFrom(table)
+    .select(q.columns.map((c) => sql.ref(c).as(c)))
+    .where(sql.ref('tenant_id'), '=', q.tenantId);
+  for (const f of q.equals) query = query.where(sql.ref(f.column), '=', f.value);
+  for (const r of q.ranges) query = query.where(sql.ref(r.column), r.op, r.value);
+  if (q.after) {
+    const { value, id } = q.after;
+    const op = q.direction === 'asc' ? '>' : '<';
+    query = query.where(
+      (eb) =>
+        eb.or([
+          eb(key, op, value),
+          eb.and([eb(key, '=', value), eb(sql.ref('id'), op, id)]),
+        ]) as Expression<SqlBool>,
+    );
+  }
+  return query
+    .orderBy(key, q.direction)
+    .orderBy(sql.ref('id'), q.direction)
+    .limit(q.limit)
+    .execute();
+}
+
+export async function getRow(
+  db: Db,
+  table: string,
+  tenantId: string,
+  id: string,
+  columns: readonly string[],
+): Promise<Row | undefined> {
+  return any(db)
+    .selectFrom(table)
+    .select(columns.map((c) => sql.ref(c).as(c)))
+    .where(sql.ref('tenant_id'), '=', tenantId)
+    .where(sql.ref('id'), '=', id)
+    .executeTakeFirst();
+}
+
+export async function insertRow(db: Db, table: string, row: Row): Promise<void> {
+  await any(db).insertInto(table).values(row).execute();
+}
+
+/** Updates only when the stored version is `version`; returns whether a row changed. */
+export async function updateRowAtVersion(
+  db: Db,
+  table: string,
+  tenantId: string,
+  id: string,
+  version: number,
+  values: Row,
+): Promise<boolean> {
+  const result = await any(db)
+    .updateTable(table)
+    .set({ ...values, version: version + 1 })
+    .where(sql.ref('tenant_id'), '=', tenantId)
+    .where(sql.ref('id'), '=', id)
+    .where(sql.ref('version'), '=', version)
+    .executeTakeFirst();
+  return Number(result.numUpdatedRows) === 1;
+}
+
+export async function deleteRow(
+  db: Db,
+  table: string,
+  tenantId: string,
+  id: string,
+  version: number | undefined,
+): Promise<boolean> {
+  let query = any(db)
+    .deleteFrom(table)
+    .where(sql.ref('tenant_id'), '=', tenantId)
+    .where(sql.ref('id'), '=', id);
+  if (version !== undefined) query = query.where(sql.ref('version'), '=', version);
+  const result = await query.executeTakeFirst();
+  return Number(result.numDeletedRows) === 1;
+}
+
+/** Does `id` exist in `table` for this tenant? Used to check references before writing. */
+export async function existsInTenant(
+  db: Db,
+  table: string,
+  tenantId: string,
+  id: string,
+): Promise<boolean> {
+  const row = await any(db)
+    .selectFrom(table)
+    .select(sql.lit(1).as('one'))
+    .where(sql.ref('tenant_id'), '=', tenantId)
+    .where(sql.ref('id'), '=', id)
+    .executeTakeFirst();
+  return row !== undefined;
+}
+
+/** Unique-constraint violations on SQLite and PostgreSQL. */
+export function isUniqueViolation(error: unknown): boolean {
+  const code = (error as { code?: unknown } | null)?.code;
+  return code === 'SQLITE_CONSTRAINT_UNIQUE' || code === '23505';
+}
+
+/** Foreign-key violations (a referenced record deleted meanwhile). */
+export function isForeignKeyViolation(error: unknown): boolean {
+  const code = (error as { code?: unknown } | null)?.code;
+  return code === 'SQLITE_CONSTRAINT_FOREIGNKEY' || code === '23503';
+}

@@ -1,0 +1,298 @@
+import type { Kysely } from 'kysely';
+import type { Clock } from '../../clock.ts';
+import type { Database } from '../../db/schema.ts';
+import { toNumber } from '../../db/schema.ts';
+import { authorize, type Actor } from '../../core/policy/index.ts';
+import { AppError } from '../../errors.ts';
+import { newId } from '../../ids.ts';
+import { decodeCursor, encodeCursor } from './cursor.ts';
+import {
+  deleteRow,
+  existsInTenant,
+  getRow,
+  insertRow,
+  isForeignKeyViolation,
+  isUniqueViolation,
+  listRows,
+  updateRowAtVersion,
+  type Db,
+} from './repository.ts';
+import type { RecordSpec } from './spec.ts';
+
+export interface RecordBase {
+  id: string;
+  ownerId: string | null;
+  createdAt: string;
+  updatedAt: string;
+  version: number;
+}
+export type ApiRecord = RecordBase & Record<string, unknown>;
+
+export interface ListParams {
+  limit: number;
+  cursor?: string | undefined;
+  /** `createdAt` ascending, `-createdAt` descending. */
+  sort?: string | undefined;
+  filters: Record<string, string | undefined>;
+}
+
+export interface Page {
+  items: ApiRecord[];
+  nextCursor: string | null;
+}
+
+const COMMON_COLUMNS = ['id', 'owner_id', 'created_at', 'updated_at', 'version'] as const;
+const RANGE_FILTERS = {
+  createdAfter: { column: 'created_at', op: '>=' },
+  createdBefore: { column: 'created_at', op: '<' },
+  updatedAfter: { column: 'updated_at', op: '>=' },
+} as const;
+
+export interface RecordDeps {
+  db: Kysely<Database>;
+  clock: Clock;
+}
+
+/** CRUD for one CRM object, scoped to the actor's tenant, authorised, versioned. */
+export function createRecordService(spec: RecordSpec, deps: RecordDeps) {
+  const { db, clock } = deps;
+  const columns = [...COMMON_COLUMNS, ...Object.values(spec.fields)];
+  const bigints = new Set(spec.bigintFields ?? []);
+  const notFound = () =>
+    new AppError('not_found', 'resource.not_found', `${spec.noun} not found`, {
+      detail: `No ${spec.noun} with this id.`,
+    });
+
+  function toApi(row: Record<string, unknown>): ApiRecord {
+    const out: ApiRecord = {
+      id: row.id as string,
+      ownerId: row.owner_id as string | null,
+      createdAt: row.created_at as string,
+      updatedAt: row.updated_at as string,
+      version: Number(row.version),
+    };
+    for (const [field, column] of Object.entries(spec.fields)) {
+      const value = row[column] ?? null;
+      out[field] = bigints.has(field) ? toNumber(value as number | string | null) : value;
+    }
+    return out;
+  }
+
+  /** Columns for `values`, plus the derived columns computed from `whole` (the full record). */
+  function toColumns(
+    values: Record<string, unknown>,
+    whole: Record<string, unknown> = values,
+  ): Record<string, unknown> {
+    const out: Record<string, unknown> = {};
+    for (const [field, value] of Object.entries(values)) {
+      if (field === 'ownerId') out.owner_id = value;
+      else {
+        const column = spec.fields[field];
+        if (column === undefined) throw new TypeError(`unknown field ${spec.noun}.${field}`);
+        out[column] = value;
+      }
+    }
+    return { ...out, ...spec.derive?.(whole) };
+  }
+
+  /** Field-level rules a JSON schema cannot say: timestamps to UTC, one link required. */
+  function normalizeInput(values: Record<string, unknown>, whole: Record<string, unknown>) {
+    const out = { ...values };
+    const bad: { field: string; reason: string }[] = [];
+    for (const field of spec.timestampFields ?? []) {
+      const v = out[field];
+      if (typeof v !== 'string') continue;
+      const t = Date.parse(v);
+      if (Number.isNaN(t)) bad.push({ field: `body/${field}`, reason: 'is not a valid date-time' });
+      else out[field] = new Date(t).toISOString();
+    }
+    const oneOf = spec.requireOneOf;
+    if (oneOf && !oneOf.some((f) => ({ ...whole, ...out })[f] != null)) {
+      bad.push({ field: 'body', reason: `must set at least one of ${oneOf.join(', ')}` });
+    }
+    if (bad.length > 0) {
+      throw new AppError('invalid', 'request.invalid', 'invalid record', {
+        detail: bad.map((b) => `${b.field} ${b.reason}`).join('; '),
+        errors: bad,
+      });
+    }
+    return out;
+  }
+
+  async function checkReferences(trx: Db, tenantId: string, values: Record<string, unknown>) {
+    const refs: Record<string, string> = { ...spec.references, ownerId: 'users' };
+    const bad: { field: string; reason: string }[] = [];
+    for (const [field, table] of Object.entries(refs)) {
+      const id = values[field];
+      if (typeof id !== 'string') continue;
+      // The same answer for a missing id and another tenant's id: no hint that it exists.
+      if (!(await existsInTenant(trx, table, tenantId, id))) {
+        bad.push({ field: `body/${field}`, reason: 'does not refer to an existing record' });
+      }
+    }
+    if (bad.length > 0) {
+      throw new AppError('invalid', 'resource.invalid_reference', 'dangling reference', {
+        detail: bad.map((b) => `${b.field} ${b.reason}`).join('; '),
+        errors: bad,
+      });
+    }
+  }
+
+  function translateWriteError(error: unknown): never {
+    if (isUniqueViolation(error) && spec.uniqueConflict) {
+      throw new AppError('conflict', spec.uniqueConflict.code, 'unique constraint', {
+        detail: spec.uniqueConflict.detail,
+        cause: error,
+      });
+    }
+    if (isForeignKeyViolation(error)) {
+      throw new AppError('invalid', 'resource.invalid_reference', 'reference vanished', {
+        detail: 'A referenced record no longer exists.',
+        cause: error,
+      });
+    }
+    throw error;
+  }
+
+  async function list(actor: Actor, params: ListParams): Promise<Page> {
+    authorize(actor, 'read', spec.resource);
+    const sortParam = params.sort ?? 'createdAt';
+    const direction = sortParam.startsWith('-') ? 'desc' : 'asc';
+    const sortName = sortParam.replace(/^-/, '');
+    const sort = spec.sorts[sortName];
+    if (!sort) {
+      throw new AppError('invalid', 'request.invalid', 'unknown sort', {
+        detail: `sort must be one of: ${Object.keys(spec.sorts).join(', ')} (prefix "-" for descending).`,
+        errors: [{ field: 'querystring/sort', reason: 'is not a sortable field' }],
+      });
+    }
+    const equals: { column: string; value: string }[] = [];
+    const ranges: { column: string; op: '>=' | '<'; value: string }[] = [];
+    for (const [name, raw] of Object.entries(params.filters)) {
+      if (raw === undefined) continue;
+      const range = RANGE_FILTERS[name as keyof typeof RANGE_FILTERS];
+      if (range) {
+        const t = Date.parse(raw);
+        if (Number.isNaN(t)) {
+          throw new AppError('invalid', 'request.invalid', 'bad date filter', {
+            errors: [{ field: `querystring/${name}`, reason: 'is not a valid date-time' }],
+            detail: `querystring/${name} is not a valid date-time`,
+          });
+        }
+        ranges.push({ ...range, value: new Date(t).toISOString() });
+        continue;
+      }
+      const filter = spec.filters[name];
+      if (!filter) throw new TypeError(`filter ${name} has no spec`);
+      const value = filter.normalize ? filter.normalize(raw) : raw;
+      if (value === null) return { items: [], nextCursor: null };
+      equals.push({ column: filter.column, value });
+    }
+    const after = params.cursor ? decodeCursor(params.cursor, sortName, direction) : undefined;
+    const rows = await listRows(db, spec.table, {
+      tenantId: actor.tenantId,
+      columns,
+      equals,
+      ranges,
+      sort,
+      direction,
+      after,
+      limit: params.limit + 1,
+    });
+    const more = rows.length > params.limit;
+    const page = more ? rows.slice(0, params.limit) : rows;
+    const last = page.at(-1);
+    let nextCursor: string | null = null;
+    if (more && last) {
+      // Sort columns are text or integers; a NULL sorts as its `nullsAs` stand-in.
+      const raw = (last[sort.column] ?? sort.nullsAs) as string | number;
+      const value = typeof raw === 'number' ? raw : String(raw);
+      nextCursor = encodeCursor({ sort: sortName, direction, value, id: last.id as string });
+    }
+    return { items: page.map(toApi), nextCursor };
+  }
+
+  async function get(actor: Actor, id: string): Promise<ApiRecord> {
+    authorize(actor, 'read', spec.resource);
+    const row = await getRow(db, spec.table, actor.tenantId, id, columns);
+    if (!row) throw notFound();
+    return toApi(row);
+  }
+
+  async function create(actor: Actor, input: Record<string, unknown>): Promise<ApiRecord> {
+    authorize(actor, 'create', spec.resource);
+    const now = clock.now().toISOString();
+    const ownerId = input.ownerId ?? (actor.kind === 'system' ? null : actor.userId);
+    const values = normalizeInput({ ...spec.defaults, ...input, ownerId }, {});
+    const row = {
+      ...toColumns(values),
+      id: newId(),
+      tenant_id: actor.tenantId,
+      created_at: now,
+      updated_at: now,
+      version: 1,
+    };
+    try {
+      await db.transaction().execute(async (trx) => {
+        await checkReferences(trx, actor.tenantId, values);
+        await insertRow(trx, spec.table, row);
+      });
+    } catch (error) {
+      translateWriteError(error);
+    }
+    return toApi(row);
+  }
+
+  async function update(
+    actor: Actor,
+    id: string,
+    version: number,
+    patch: Record<string, unknown>,
+  ): Promise<ApiRecord> {
+    authorize(actor, 'update', spec.resource);
+    try {
+      return await db.transaction().execute(async (trx) => {
+        const current = await getRow(trx, spec.table, actor.tenantId, id, columns);
+        if (!current) throw notFound();
+        if (Number(current.version) !== version) throw versionMismatch(Number(current.version));
+        const changed = normalizeInput(patch, toApi(current));
+        const merged = { ...toApi(current), ...changed };
+        await checkReferences(trx, actor.tenantId, changed);
+        const changes = { ...toColumns(changed, merged), updated_at: clock.now().toISOString() };
+        if (!(await updateRowAtVersion(trx, spec.table, actor.tenantId, id, version, changes))) {
+          throw versionMismatch(undefined);
+        }
+        const row = await getRow(trx, spec.table, actor.tenantId, id, columns);
+        if (!row) throw notFound();
+        return toApi(row);
+      });
+    } catch (error) {
+      translateWriteError(error);
+    }
+  }
+
+  async function remove(actor: Actor, id: string, version: number | undefined): Promise<void> {
+    authorize(actor, 'delete', spec.resource);
+    await db.transaction().execute(async (trx) => {
+      const current = await getRow(trx, spec.table, actor.tenantId, id, ['version']);
+      if (!current) throw notFound();
+      if (version !== undefined && Number(current.version) !== version) {
+        throw versionMismatch(Number(current.version));
+      }
+      if (!(await deleteRow(trx, spec.table, actor.tenantId, id, version))) throw notFound();
+    });
+  }
+
+  return { spec, list, get, create, update, remove, toApi };
+}
+
+function versionMismatch(current: number | undefined) {
+  return new AppError('precondition_failed', 'resource.version_mismatch', 'stale version', {
+    detail:
+      current === undefined
+        ? 'The record was changed by someone else. Fetch it again and reapply your change.'
+        : `The record is at version ${current}. Fetch it again and reapply your change.`,
+  });
+}
+
+export type RecordService = ReturnType<typeof createRecordService>;

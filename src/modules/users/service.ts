@@ -1,0 +1,180 @@
+import type { Kysely } from 'kysely';
+import type { Clock } from '../../clock.ts';
+import type { Database, Role, UserRow, UserStatus } from '../../db/schema.ts';
+import { authorize, mayGrantRole, type Actor } from '../../core/policy/index.ts';
+import { AppError } from '../../errors.ts';
+import { newId } from '../../ids.ts';
+import { hashPassword } from '../identity/passwords.ts';
+import { normalizeEmail } from '../identity/normalize.ts';
+import { isUniqueViolation } from '../records/repository.ts';
+import { validatePassword } from '../tenants/service.ts';
+
+export interface UserView {
+  id: string;
+  email: string;
+  name: string;
+  role: Role;
+  status: UserStatus;
+  createdAt: string;
+  updatedAt: string;
+  version: number;
+}
+
+const COLUMNS = [
+  'id',
+  'email',
+  'name',
+  'role',
+  'status',
+  'created_at',
+  'updated_at',
+  'version',
+] as const;
+
+function toView(row: Pick<UserRow, (typeof COLUMNS)[number]>): UserView {
+  return {
+    id: row.id,
+    email: row.email,
+    name: row.name,
+    role: row.role,
+    status: row.status,
+    createdAt: row.created_at,
+    updatedAt: row.updated_at,
+    version: Number(row.version),
+  };
+}
+
+const roleNotAllowed = (role: Role) =>
+  new AppError('forbidden', 'user.role_not_allowed', `cannot grant ${role}`, {
+    detail: `You cannot give or change the role "${role}": it is above your own.`,
+  });
+
+export function createUserService(deps: { db: Kysely<Database>; clock: Clock }) {
+  const { db, clock } = deps;
+
+  async function list(actor: Actor): Promise<UserView[]> {
+    authorize(actor, 'manage', 'user');
+    const rows = await db
+      .selectFrom('users')
+      .select(COLUMNS)
+      .where('tenant_id', '=', actor.tenantId)
+      .orderBy('created_at')
+      .orderBy('id')
+      .execute();
+    return rows.map(toView);
+  }
+
+  async function find(conn: Kysely<Database>, actor: Actor, id: string) {
+    const row = await conn
+      .selectFrom('users')
+      .select(COLUMNS)
+      .where('tenant_id', '=', actor.tenantId)
+      .where('id', '=', id)
+      .executeTakeFirst();
+    if (!row) {
+      throw new AppError('not_found', 'resource.not_found', 'user not found', {
+        detail: 'No user with this id.',
+      });
+    }
+    return row;
+  }
+
+  async function get(actor: Actor, id: string): Promise<UserView> {
+    authorize(actor, 'manage', 'user');
+    return toView(await find(db, actor, id));
+  }
+
+  async function create(
+    actor: Actor,
+    input: { email: string; name: string; role: Role; password: string },
+  ): Promise<UserView> {
+    authorize(actor, 'manage', 'user');
+    if (!mayGrantRole(actor, input.role)) throw roleNotAllowed(input.role);
+    const weak = validatePassword(input.password);
+    if (weak) {
+      throw new AppError('invalid', 'request.invalid', 'weak password', {
+        detail: `body/password ${weak}`,
+        errors: [{ field: 'body/password', reason: weak }],
+      });
+    }
+    const now = clock.now().toISOString();
+    const row = {
+      id: newId(),
+      tenant_id: actor.tenantId,
+      email: input.email.trim(),
+      email_normalized: normalizeEmail(input.email),
+      name: input.name.trim(),
+      role: input.role,
+      status: 'active' as const,
+      password_hash: await hashPassword(input.password),
+      created_at: now,
+      updated_at: now,
+      version: 1,
+    };
+    try {
+      await db.insertInto('users').values(row).execute();
+    } catch (error) {
+      if (isUniqueViolation(error)) {
+        throw new AppError('conflict', 'user.email_taken', 'email taken', {
+          detail: 'A user with this e-mail already exists in the tenant.',
+          cause: error,
+        });
+      }
+      throw error;
+    }
+    return toView(row);
+  }
+
+  async function update(
+    actor: Actor,
+    id: string,
+    patch: { name?: string; role?: Role; status?: UserStatus },
+  ): Promise<UserView> {
+    authorize(actor, 'manage', 'user');
+    return db.transaction().execute(async (trx) => {
+      const current = await find(trx, actor, id);
+      if (
+        actor.kind !== 'system' &&
+        actor.userId === id &&
+        (patch.role !== undefined || patch.status !== undefined)
+      ) {
+        throw new AppError('forbidden', 'user.cannot_change_self', 'self role change', {
+          detail: 'You cannot change your own role or status; ask another administrator.',
+        });
+      }
+      // Nobody changes an account above their own rank, nor raises one above it.
+      if (!mayGrantRole(actor, current.role)) throw roleNotAllowed(current.role);
+      if (patch.role !== undefined && !mayGrantRole(actor, patch.role))
+        throw roleNotAllowed(patch.role);
+      const now = clock.now().toISOString();
+      await trx
+        .updateTable('users')
+        .set({ ...patch, updated_at: now, version: Number(current.version) + 1 })
+        .where('tenant_id', '=', actor.tenantId)
+        .where('id', '=', id)
+        .execute();
+      if (
+        patch.status === 'disabled' ||
+        (patch.role !== undefined && patch.role !== current.role)
+      ) {
+        // A disabled account loses its sessions; a role change starts from a fresh sign-in.
+        await trx
+          .updateTable('sessions')
+          .set({ revoked_at: now })
+          .where('user_id', '=', id)
+          .where('revoked_at', 'is', null)
+          .execute();
+      }
+      return toView({
+        ...current,
+        ...patch,
+        updated_at: now,
+        version: Number(current.version) + 1,
+      });
+    });
+  }
+
+  return { list, get, create, update };
+}
+
+export type UserService = ReturnType<typeof createUserService>;

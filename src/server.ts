@@ -1,0 +1,50 @@
+import { systemClock } from './clock.ts';
+import { ConfigError, loadConfig } from './config.ts';
+import { createServices } from './compose.ts';
+import { migrateToLatest, openDatabase } from './db/database.ts';
+import { buildApp } from './http/app.ts';
+import { countTenants } from './modules/tenants/service.ts';
+
+/** config -> dependencies -> app.listen() */
+async function main() {
+  let config;
+  try {
+    config = loadConfig();
+  } catch (error) {
+    if (error instanceof ConfigError) {
+      process.stderr.write(`custos: configuration error: ${error.message}\n`);
+      process.exit(2);
+    }
+    throw error;
+  }
+  const database = openDatabase({
+    databaseUrl: config.databaseUrl,
+    dataDir: config.dataDir,
+    poolSize: config.databasePoolSize,
+  });
+  await migrateToLatest(database.db);
+  const services = createServices({ config, database, clock: systemClock });
+  const app = await buildApp({ config, services });
+  if ((await countTenants(database.db)) === 0) {
+    app.log.warn(
+      'No tenant exists yet. Create the first one and its owner with: ' +
+        'CUSTOS_SETUP_PASSWORD=... npx custos setup --tenant <slug> --name "<organisation>" --email <owner e-mail>',
+    );
+  }
+  const stop = async (signal: string) => {
+    app.log.info({ signal }, 'shutting down');
+    await app.close();
+    await database.close();
+    process.exit(0);
+  };
+  process.once('SIGINT', (s) => void stop(s));
+  process.once('SIGTERM', (s) => void stop(s));
+  await app.listen({ host: config.host, port: config.port });
+}
+
+main().catch((error: unknown) => {
+  process.stderr.write(
+    `custos: failed to start: ${error instanceof Error ? error.message : String(error)}\n`,
+  );
+  process.exit(1);
+});

@@ -1,0 +1,124 @@
+import { Writable } from 'node:stream';
+import type { FastifyInstance, LightMyRequestResponse } from 'fastify';
+import { createManualClock } from '../../src/clock.ts';
+import { loadConfig } from '../../src/config.ts';
+import { createServices, type Services } from '../../src/compose.ts';
+import { buildApp } from '../../src/http/app.ts';
+import { setupTenant } from '../../src/modules/tenants/service.ts';
+import type { Role } from '../../src/db/schema.ts';
+import { createTestDatabase, type TestDatabase } from './database.ts';
+
+export const PASSWORD = 'correct horse battery staple';
+
+export interface Session {
+  tenantId: string;
+  tenant: string;
+  userId: string;
+  email: string;
+  role: Role;
+  cookie: string;
+  csrfToken: string;
+  /** Headers for a cookie-authenticated request (with the CSRF token). */
+  headers: Record<string, string>;
+}
+
+export interface TestContext {
+  app: FastifyInstance;
+  services: Services;
+  database: TestDatabase;
+  clock: ReturnType<typeof createManualClock>;
+  /** Every JSON log line the app wrote. */
+  logs: string[];
+  /** A new tenant with its owner, signed in. */
+  tenant(slug?: string): Promise<Session>;
+  /** A user with `role` in the owner's tenant, signed in. */
+  user(owner: Session, role: Role, email?: string): Promise<Session>;
+  login(tenant: string, email: string, password?: string): Promise<Session>;
+  close(): Promise<void>;
+}
+
+let counter = 0;
+const unique = (prefix: string) => `${prefix}${process.pid}-${++counter}`;
+
+export async function createTestContext(env: Record<string, string> = {}): Promise<TestContext> {
+  const database = await createTestDatabase();
+  const clock = createManualClock(new Date());
+  const config = loadConfig({
+    CUSTOS_DATA_DIR: database.dataDir,
+    CUSTOS_LOG_LEVEL: 'info',
+    ...env,
+  });
+  const services = createServices({ config, database: database.handle, clock });
+  const logs: string[] = [];
+  const logStream = new Writable({
+    write(chunk: Buffer, _enc, cb) {
+      logs.push(...chunk.toString('utf8').split('\n').filter(Boolean));
+      cb();
+    },
+  });
+  const app = await buildApp({ config, services, logStream });
+
+  async function login(tenant: string, email: string, password = PASSWORD): Promise<Session> {
+    const res = await app.inject({
+      method: 'POST',
+      url: '/api/v1/auth/login',
+      payload: { tenant, email, password },
+    });
+    if (res.statusCode !== 200) throw new Error(`login failed: ${res.statusCode} ${res.body}`);
+    const body = res.json<{ user: { id: string; role: Role }; csrfToken: string }>();
+    const cookie = sessionCookie(res);
+    const tenantRow = await database.handle.db
+      .selectFrom('tenants')
+      .select('id')
+      .where('slug', '=', tenant)
+      .executeTakeFirstOrThrow();
+    return {
+      tenantId: tenantRow.id,
+      tenant,
+      userId: body.user.id,
+      email,
+      role: body.user.role,
+      cookie,
+      csrfToken: body.csrfToken,
+      headers: { cookie, 'x-csrf-token': body.csrfToken },
+    };
+  }
+
+  return {
+    app,
+    services,
+    database,
+    clock,
+    logs,
+    async tenant(slug = unique('t')) {
+      const email = `owner@${slug}.example`;
+      await setupTenant(
+        { db: database.handle.db, clock },
+        { slug, name: `Tenant ${slug}`, ownerEmail: email, ownerName: 'Owner', password: PASSWORD },
+      );
+      return login(slug, email);
+    },
+    async user(owner, role, email = `${unique(role)}@${owner.tenant}.example`) {
+      const res = await app.inject({
+        method: 'POST',
+        url: '/api/v1/users',
+        headers: owner.headers,
+        payload: { email, name: `A ${role}`, role, password: PASSWORD },
+      });
+      if (res.statusCode !== 201)
+        throw new Error(`user creation failed: ${res.statusCode} ${res.body}`);
+      return login(owner.tenant, email);
+    },
+    login,
+    async close() {
+      await app.close();
+      await database.drop();
+    },
+  };
+}
+
+export function sessionCookie(res: LightMyRequestResponse): string {
+  const cookie = res.cookies.find((c) => c.name === '__Host-custos_session');
+  if (!cookie) throw new Error('no session cookie');
+  return `${cookie.name}=${cookie.value}`;
+}

@@ -1,0 +1,62 @@
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { randomBytes } from 'node:crypto';
+import pg from 'pg';
+import { migrateToLatest, openDatabase, type DatabaseHandle } from '../../src/db/database.ts';
+
+/**
+ * The database the suite runs on: SQLite in a fresh temporary directory by default, or, when
+ * CUSTOS_TEST_DATABASE_URL names a PostgreSQL server, a fresh database created on it for each
+ * test file and dropped afterwards. `.ci/run` runs the whole suite both ways.
+ */
+export const testDatabaseUrl = process.env.CUSTOS_TEST_DATABASE_URL;
+export const dialectUnderTest = testDatabaseUrl ? 'postgres' : 'sqlite';
+
+export interface TestDatabase {
+  handle: DatabaseHandle;
+  dataDir: string;
+  /** The connection URL (PostgreSQL only), for processes started by a test. */
+  url?: string;
+  drop(): Promise<void>;
+}
+
+export async function createTestDatabase(): Promise<TestDatabase> {
+  const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'custos-test-'));
+  if (!testDatabaseUrl) {
+    const handle = openDatabase({ dataDir });
+    await migrateToLatest(handle.db);
+    return {
+      handle,
+      dataDir,
+      drop: async () => {
+        await handle.close();
+        fs.rmSync(dataDir, { recursive: true, force: true });
+      },
+    };
+  }
+  const admin = new URL(testDatabaseUrl);
+  const base = admin.pathname.replace(/^\//, '') || 'postgres';
+  const name = `${base}_${randomBytes(5).toString('hex')}`.toLowerCase();
+  const client = new pg.Client({ connectionString: testDatabaseUrl });
+  await client.connect();
+  await client.query(`CREATE DATABASE "${name}"`);
+  await client.end();
+  const url = new URL(testDatabaseUrl);
+  url.pathname = `/${name}`;
+  const handle = openDatabase({ databaseUrl: url.toString(), dataDir, poolSize: 5 });
+  await migrateToLatest(handle.db);
+  return {
+    handle,
+    dataDir,
+    url: url.toString(),
+    drop: async () => {
+      await handle.close();
+      const c = new pg.Client({ connectionString: testDatabaseUrl });
+      await c.connect();
+      await c.query(`DROP DATABASE IF EXISTS "${name}" WITH (FORCE)`);
+      await c.end();
+      fs.rmSync(dataDir, { recursive: true, force: true });
+    },
+  };
+}
