@@ -121,9 +121,7 @@ describe('checkpoints', () => {
     expect(() => signCheckpoint(head, publicKey, clock)).toThrow(code('KEY_INVALID'));
     expect(() => keyIdFor(privateKey)).toThrow(code('KEY_INVALID'));
     const rsaPem = rsa.publicKey.export({ type: 'spki', format: 'pem' }).toString();
-    expect(() => importPublicKey(rsaPem)).toThrow(
-      code('KEY_INVALID'),
-    );
+    expect(() => importPublicKey(rsaPem)).toThrow(code('KEY_INVALID'));
     expect(() => importPublicKey('not a key')).toThrow(code('KEY_INVALID'));
   });
 });

@@ -228,7 +228,8 @@ function malformed(why: string): never {
 
 /** Checks the shape of untrusted checkpoint input; throws `CHECKPOINT_MALFORMED`. */
 export function parseCheckpoint(input: unknown): SignedCheckpoint {
-  if (typeof input !== 'object' || input === null || Array.isArray(input)) malformed('not an object');
+  if (typeof input !== 'object' || input === null || Array.isArray(input))
+    malformed('not an object');
   const c = input as Record<string, unknown>;
   const keys = Object.keys(c).sort();
   if (keys.length !== FIELDS.length || keys.some((k, i) => k !== FIELDS[i])) {
@@ -300,7 +301,9 @@ export function verifyCheckpoint(
  * verifyCheckpoint(cp, keyring);
  * ```
  */
-export function checkpointKeyring(publicKeys: readonly KeyObject[]): ReadonlyMap<string, KeyObject> {
+export function checkpointKeyring(
+  publicKeys: readonly KeyObject[],
+): ReadonlyMap<string, KeyObject> {
   return new Map(publicKeys.map((k) => [keyIdFor(k), k]));
 }
 

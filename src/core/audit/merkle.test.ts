@@ -1,8 +1,19 @@
 import { describe, expect, it } from 'vitest';
 import { hashFromHex, toHex } from './bytes.ts';
 import { CompactTree } from './compact-tree.ts';
-import { emptyRoot, leafHash, nodeHash, perfectLevels, rootFromLeafHashes, splitPoint } from './merkle.ts';
-import { CT_LEAVES, CT_NODE_HASHES, CT_ROOTS } from '../../../test/fixtures/audit/ct-merkle-vectors.ts';
+import {
+  emptyRoot,
+  leafHash,
+  nodeHash,
+  perfectLevels,
+  rootFromLeafHashes,
+  splitPoint,
+} from './merkle.ts';
+import {
+  CT_LEAVES,
+  CT_NODE_HASHES,
+  CT_ROOTS,
+} from '../../../test/fixtures/audit/ct-merkle-vectors.ts';
 
 const enc = (s: string) => new TextEncoder().encode(s);
 

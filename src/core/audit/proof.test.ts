@@ -171,14 +171,14 @@ describe('proofs for every tree size from 1 to 64', () => {
     const leavesOnly: MerkleHashSource = { getLeafHash: (i) => store.getLeafHash(i) };
     const hex = (hashes: Uint8Array[]) => hashes.map(toHex);
     expect(hex(inclusionProof(13, 50, leavesOnly))).toEqual(hex(inclusionProof(13, 50, store)));
-    expect(hex(consistencyProof(13, 50, leavesOnly))).toEqual(
-      hex(consistencyProof(13, 50, store)),
-    );
+    expect(hex(consistencyProof(13, 50, leavesOnly))).toEqual(hex(consistencyProof(13, 50, store)));
     expect(toHex(rootAt(50, leavesOnly))).toBe(toHex(roots[50]!));
   });
 
   it('reports a missing leaf as NODE_UNAVAILABLE', () => {
-    const holes: MerkleHashSource = { getLeafHash: (i) => (i === 3 ? undefined : store.getLeafHash(i)) };
+    const holes: MerkleHashSource = {
+      getLeafHash: (i) => (i === 3 ? undefined : store.getLeafHash(i)),
+    };
     expect(() => inclusionProof(0, 8, holes)).toThrow(
       expect.objectContaining({ code: 'NODE_UNAVAILABLE' }),
     );
