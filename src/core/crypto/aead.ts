@@ -82,7 +82,7 @@ const FORMAT_VERSION = 1;
 const MIN_BYTES = 2 + 1 + 4 + AES_GCM_NONCE_BYTES + AES_GCM_TAG_BYTES;
 const PREFIX_SHAPE = /^cv(\d{1,3})\./;
 const BASE64URL = /^[A-Za-z0-9_-]+$/;
-const strictUtf8 = new TextDecoder('utf-8', { fatal: true });
+const strictUtf8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
 
 interface DecodedEnvelope extends EnvelopeInfo {
   header: Buffer;
