@@ -21,8 +21,8 @@ function rsaBits(key: KeyObject): number {
 
 /**
  * Parses a recipient's RSA public key (PEM SPKI, or PKCS#1 `RSA PUBLIC KEY`) and refuses
- * moduli below `minBits` with `KEY_TOO_WEAK`; anything that is not an RSA public key is
- * `KEY_INVALID`.
+ * moduli below `minBits` with `KEY_TOO_WEAK`; anything that is not an RSA public key
+ * (including a private key PEM) is `KEY_INVALID`.
  *
  * @example
  * ```ts
@@ -34,6 +34,11 @@ export function importRsaPublicKey(key: string | KeyObject, minBits = MIN_RSA_BI
   if (key instanceof KeyObject) {
     parsed = key;
   } else {
+    // createPublicKey would quietly derive a public key from a private one; a private key in
+    // a recipient field is a mistake (and a leak) to surface, not to paper over.
+    if (typeof key === 'string' && /-----BEGIN [A-Z ]*PRIVATE KEY-----/.test(key)) {
+      throw new CryptoError('KEY_INVALID', 'expected a public key, got a private key');
+    }
     try {
       parsed = createPublicKey({ key, format: 'pem' });
     } catch (cause) {
