@@ -30,6 +30,10 @@ import type { RandomSource } from './random.ts';
  * followed by the length-prefixed tuple (tenantId, object, field, recordId). A value copied to
  * another tenant, object, field or record therefore fails to authenticate.
  *
+ * Nonces are random, so one key must not encrypt more than 2^32 values (NIST SP 800-38D 8.3,
+ * collision probability below 2^-32). Per-tenant and per-subject keys plus rotation keep every
+ * key far below that; a tenant writing a million values a day would take 11,000 years.
+ *
  * Copy versus tamper: GCM yields one bit, "authentic under this key and this associated data" or
  * not. A value copied from another row and a value with a flipped byte fail identically and both
  * surface as `DECRYPT_FAILED`; the envelope carries no record fingerprint to tell them apart,
@@ -37,8 +41,8 @@ import type { RandomSource } from './random.ts';
  * cost bytes on every value. Treat every `DECRYPT_FAILED` as an integrity incident.
  *
  * Cost, measured on Node 20.20 on a shared 2-core machine (median of 5 x 100k calls, 32-byte
- * value, key reused as a `KeyObject`): `encryptField` ~6 us, `decryptField` ~7.5 us; 4 KiB
- * values ~12.5 / ~17 us. Of a 32-byte call, ~1.7 us is `createCipheriv` and ~2 us the rest of the
+ * value, key reused as a `KeyObject`, runs vary with the neighbours' load): `encryptField` 6-7
+ * us, `decryptField` 7.5-10 us; 4 KiB values 12-21 / 17-25 us. Of a 32-byte call, ~1.7 us is `createCipheriv` and ~2 us the rest of the
  * cipher object's native calls (setAAD/update/final/tag), ~0.8 us the AD encoding. The nonce
  * comes from `pooledRandomBytes` (~0.2 us) because `randomBytes(12)` alone costs ~2-3 us.
  * `createCipheriv` costs the same with raw bytes or a `KeyObject`; keys are still `KeyObject`s,

