@@ -1,9 +1,9 @@
 import { describe, expect, it } from 'vitest';
 import { generateKeyPairSync } from 'node:crypto';
 import { toHex } from './bytes.ts';
+import { checkpointSigningBytes, signCheckpoint, verifyCheckpoint } from './checkpoint.ts';
 import {
   checkpointKeyring,
-  checkpointSigningBytes,
   exportPrivateKeyPem,
   exportPublicKeyPem,
   exportPublicKeySpki,
@@ -11,9 +11,7 @@ import {
   importPrivateKey,
   importPublicKey,
   keyIdFor,
-  signCheckpoint,
-  verifyCheckpoint,
-} from './checkpoint.ts';
+} from './keys.ts';
 import { leafHash } from './merkle.ts';
 
 const clock = { now: () => new Date('2026-01-15T09:00:00.000Z') };

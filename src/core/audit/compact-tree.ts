@@ -120,8 +120,9 @@ export class CompactTree {
     if (typeof state !== 'object' || state === null || !Array.isArray(state.hashes)) {
       throw new AuditIntegrityError('FRONTIER_INVALID', 'frontier must have treeSize and hashes');
     }
-    const hashes = state.hashes.map((hex) => {
+    const hashes = (state.hashes as readonly unknown[]).map((hex) => {
       try {
+        if (typeof hex !== 'string') throw new TypeError('frontier hash must be hex');
         return hashFromHex(hex);
       } catch (error) {
         throw new AuditIntegrityError('FRONTIER_INVALID', 'frontier hash malformed', {

@@ -30,7 +30,7 @@ function storeOf(leaves: readonly Uint8Array[]): MemoryMerkleStore {
 function flipped(proof: readonly Uint8Array[], at: number): Uint8Array[] {
   return proof.map((h, i) => {
     if (i !== at) return h;
-    const copy = h.slice();
+    const copy = new Uint8Array(h); // not h.slice(): on a Buffer that is a view
     copy[0]! ^= 0x10;
     return copy;
   });

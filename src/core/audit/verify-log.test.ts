@@ -1,7 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import { toHex } from './bytes.ts';
 import { canonicalBytes } from './canonical.ts';
-import { generateCheckpointKeyPair, type SignedCheckpoint, signCheckpoint } from './checkpoint.ts';
+import { type SignedCheckpoint, signCheckpoint } from './checkpoint.ts';
+import { generateCheckpointKeyPair } from './keys.ts';
 import { CompactTree } from './compact-tree.ts';
 import { leafHash } from './merkle.ts';
 import { MemoryMerkleStore } from './memory-store.ts';

@@ -1,12 +1,8 @@
 import type { KeyObject } from 'node:crypto';
 import { bytesEqual, HASH_SIZE, isIndex, toHex } from './bytes.ts';
 import { canonicalBytes } from './canonical.ts';
-import {
-  checkpointKeyring,
-  parseCheckpoint,
-  type SignedCheckpoint,
-  verifyCheckpoint,
-} from './checkpoint.ts';
+import { parseCheckpoint, type SignedCheckpoint, verifyCheckpoint } from './checkpoint.ts';
+import { checkpointKeyring } from './keys.ts';
 import { CompactTree, type FrontierState } from './compact-tree.ts';
 import { AuditIntegrityError, type AuditIntegrityErrorCode } from './errors.ts';
 import { leafHash } from './merkle.ts';

@@ -5,8 +5,12 @@ import { emptyRoot, nodeHash } from './merkle.ts';
 // input is a plain `false`, never an exception: a caller cannot mistake a crash for success, and
 // there is exactly one way to fail.
 
-function allHashes(hashes: readonly unknown[]): boolean {
-  return hashes.every((h) => h instanceof Uint8Array && h.byteLength === HASH_SIZE);
+function isHash(value: unknown): value is Uint8Array {
+  return value instanceof Uint8Array && value.byteLength === HASH_SIZE;
+}
+
+function isHashList(value: unknown): value is readonly Uint8Array[] {
+  return Array.isArray(value) && value.every(isHash);
 }
 
 /**
@@ -28,7 +32,7 @@ export function verifyInclusion(
   root: Uint8Array,
 ): boolean {
   if (!isIndex(leafIndex) || !isIndex(treeSize) || leafIndex >= treeSize) return false;
-  if (!Array.isArray(proof) || !allHashes([leafHash, root, ...proof])) return false;
+  if (!isHash(leafHash) || !isHash(root) || !isHashList(proof)) return false;
   let fn = leafIndex;
   let sn = treeSize - 1;
   let r = leafHash;
@@ -71,7 +75,7 @@ export function verifyConsistency(
   proof: readonly Uint8Array[],
 ): boolean {
   if (!isIndex(m) || !isIndex(n) || m > n) return false;
-  if (!Array.isArray(proof) || !allHashes([rootM, rootN, ...proof])) return false;
+  if (!isHash(rootM) || !isHash(rootN) || !isHashList(proof)) return false;
   if (m === n) return proof.length === 0 && bytesEqual(rootM, rootN);
   if (m === 0) return proof.length === 0 && bytesEqual(rootM, emptyRoot());
   // 1. An empty path fails.
