@@ -21,7 +21,7 @@ interface VariableSpec {
 /** Documented in README.md ("Configuration"); keep the two in step. */
 export const variables = {
   CUSTOS_HOST: {
-    schema: Type.String({ minLength: 1 }),
+    schema: Type.String({ pattern: '^[A-Za-z0-9.:%_\\[\\]-]+$' }),
     expected: 'a host name or IP address to listen on',
     default: '127.0.0.1',
     description: 'Address the HTTP server listens on.',
@@ -110,13 +110,16 @@ export class ConfigError extends Error {
 
 function read(env: Env, name: keyof typeof variables): unknown {
   const spec: VariableSpec = variables[name];
-  const raw = env[name] ?? spec.default;
-  if (raw === undefined || raw === '') return undefined;
+  // An empty variable (`CUSTOS_PORT=` in a compose file) counts as unset: the default applies.
+  const given = env[name];
+  const raw = given === undefined || given === '' ? spec.default : given;
+  if (raw === undefined) return undefined;
+  const shown = spec.secret ? '(value hidden)' : JSON.stringify(raw);
+  const wrong = () => new ConfigError(`${name} is ${shown}; expected ${spec.expected}.`);
+  // Value.Convert is lenient ("8080.5" -> 8080, "1e3" -> 1, "true" -> 1): integers are digits only.
+  if (spec.schema.type === 'integer' && !/^[0-9]+$/.test(raw)) throw wrong();
   const value = Value.Convert(spec.schema, raw);
-  if (!Value.Check(spec.schema, value)) {
-    const shown = spec.secret ? '(value hidden)' : JSON.stringify(raw);
-    throw new ConfigError(`${name} is ${shown}; expected ${spec.expected}.`);
-  }
+  if (!Value.Check(spec.schema, value)) throw wrong();
   return value;
 }
 

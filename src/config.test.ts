@@ -1,0 +1,187 @@
+import path from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { ConfigError, describeConfig, loadConfig, setupPasswordFrom, variables } from './config.ts';
+
+type Name = keyof typeof variables;
+
+function errorOf(env: Record<string, string>): ConfigError {
+  try {
+    loadConfig(env);
+  } catch (error) {
+    if (error instanceof ConfigError) return error;
+    throw error;
+  }
+  throw new Error(`no ConfigError for ${JSON.stringify(env)}`);
+}
+
+/** Wrong values for every variable, with a word of what the message must say is expected. */
+const wrongValues: Record<Name, { values: string[]; expected: RegExp }> = {
+  CUSTOS_HOST: { values: ['local host', 'http://localhost', 'a/b'], expected: /host name/ },
+  CUSTOS_PORT: {
+    values: ['abc', '70000', '65536', '-1', '8080.5', '1e3', '0x10', 'true', ' 80', '80abc'],
+    expected: /integer from 0 to 65535/,
+  },
+  // Any non-empty path is a valid directory name; an empty one means the default.
+  CUSTOS_DATA_DIR: { values: [], expected: /directory/ },
+  CUSTOS_DATABASE_URL: {
+    values: ['mysql://root:hunter2@db.internal/custos', 'sqlite:custos.db', 'localhost:5432'],
+    expected: /postgres:\/\//,
+  },
+  CUSTOS_DATABASE_POOL_SIZE: { values: ['0', '201', 'ten', '2.5'], expected: /from 1 to 200/ },
+  CUSTOS_LOG_LEVEL: { values: ['loud', 'INFO', 'verbose', ' info'], expected: /one of fatal/ },
+  CUSTOS_BODY_LIMIT: {
+    values: ['100', '1023', '104857601', '1mb'],
+    expected: /bytes from 1024 to 104857600/,
+  },
+  CUSTOS_IMPORT_LIMIT: {
+    values: ['1', '2147483649', '64M'],
+    expected: /bytes from 1024 to 2147483648/,
+  },
+  CUSTOS_SESSION_IDLE_MINUTES: {
+    values: ['0', '1441', 'thirty', '-5', '7.5'],
+    expected: /minutes from 1 to 1440/,
+  },
+  CUSTOS_SESSION_ABSOLUTE_HOURS: {
+    values: ['0', '169', '12h'],
+    expected: /hours from 1 to 168/,
+  },
+  CUSTOS_TRUST_PROXY: { values: ['yes', '1', 'TRUE', ' true'], expected: /true or false/ },
+};
+
+describe('loadConfig', () => {
+  it('uses the documented defaults when nothing is set', () => {
+    const config = loadConfig({});
+    expect(config).toEqual({
+      host: '127.0.0.1',
+      port: 8080,
+      dataDir: path.resolve('./data'),
+      databaseUrl: undefined,
+      databasePoolSize: 10,
+      logLevel: 'info',
+      bodyLimit: 1024 * 1024,
+      importLimit: 64 * 1024 * 1024,
+      sessionIdleMs: 30 * 60_000,
+      sessionAbsoluteMs: 12 * 3_600_000,
+      trustProxy: false,
+    });
+  });
+
+  it('treats an empty variable as unset, so the default applies', () => {
+    const config = loadConfig({
+      CUSTOS_HOST: '',
+      CUSTOS_PORT: '',
+      CUSTOS_DATABASE_URL: '',
+      CUSTOS_LOG_LEVEL: '',
+      CUSTOS_SESSION_IDLE_MINUTES: '',
+    });
+    expect(config).toMatchObject({
+      host: '127.0.0.1',
+      port: 8080,
+      databaseUrl: undefined,
+      logLevel: 'info',
+      sessionIdleMs: 30 * 60_000,
+    });
+  });
+
+  it('reads every variable and converts units', () => {
+    const config = loadConfig({
+      CUSTOS_HOST: '0.0.0.0',
+      CUSTOS_PORT: '0',
+      CUSTOS_DATA_DIR: 'var/custos',
+      CUSTOS_DATABASE_URL: 'postgresql://custos:pw@db:5432/custos',
+      CUSTOS_DATABASE_POOL_SIZE: '200',
+      CUSTOS_LOG_LEVEL: 'silent',
+      CUSTOS_BODY_LIMIT: '1024',
+      CUSTOS_IMPORT_LIMIT: '2147483648',
+      CUSTOS_SESSION_IDLE_MINUTES: '5',
+      CUSTOS_SESSION_ABSOLUTE_HOURS: '168',
+      CUSTOS_TRUST_PROXY: 'true',
+    });
+    expect(config).toEqual({
+      host: '0.0.0.0',
+      port: 0,
+      dataDir: path.resolve('var/custos'),
+      databaseUrl: 'postgresql://custos:pw@db:5432/custos',
+      databasePoolSize: 200,
+      logLevel: 'silent',
+      bodyLimit: 1024,
+      importLimit: 2147483648,
+      sessionIdleMs: 5 * 60_000,
+      sessionAbsoluteMs: 168 * 3_600_000,
+      trustProxy: true,
+    });
+  });
+
+  it('accepts host names, IPv4 and IPv6 addresses to listen on', () => {
+    for (const host of ['localhost', 'crm.example.org', '0.0.0.0', '::', '::1', 'fe80::1%eth0']) {
+      expect(loadConfig({ CUSTOS_HOST: host }).host).toBe(host);
+    }
+  });
+
+  it('returns a frozen object', () => {
+    const config = loadConfig({});
+    expect(Object.isFrozen(config)).toBe(true);
+    expect(() => {
+      (config as { port: number }).port = 1;
+    }).toThrow(TypeError);
+  });
+
+  it('has a wrong-value case for every documented variable', () => {
+    expect(Object.keys(wrongValues).sort()).toEqual(Object.keys(variables).sort());
+  });
+
+  for (const [name, { values, expected }] of Object.entries(wrongValues)) {
+    for (const value of values) {
+      it(`refuses ${name}=${JSON.stringify(value)} naming the variable and what it expects`, () => {
+        const error = errorOf({ [name]: value });
+        expect(error.name).toBe('ConfigError');
+        expect(error.message).toContain(name);
+        expect(error.message).toMatch(/expected /);
+        expect(error.message).toMatch(expected);
+        expect(error.message).toContain(variables[name as Name].expected);
+      });
+    }
+  }
+
+  it('never echoes the database URL, which may carry a password', () => {
+    const url = 'mysql://root:hunter2@db.internal/custos';
+    const error = errorOf({ CUSTOS_DATABASE_URL: url });
+    expect(error.message).toContain('CUSTOS_DATABASE_URL');
+    expect(error.message).not.toContain('hunter2');
+    expect(error.message).not.toContain('db.internal');
+    expect(error.message).not.toContain('mysql');
+  });
+
+  it('echoes a wrong non-secret value so the operator sees what was read', () => {
+    expect(errorOf({ CUSTOS_PORT: 'abc' }).message).toBe(
+      'CUSTOS_PORT is "abc"; expected an integer from 0 to 65535.',
+    );
+    expect(errorOf({ CUSTOS_LOG_LEVEL: 'loud' }).message).toContain('"loud"');
+  });
+
+  it('reports the first wrong variable even when later ones are fine', () => {
+    const error = errorOf({ CUSTOS_PORT: '99999', CUSTOS_LOG_LEVEL: 'debug' });
+    expect(error.message).toMatch(/^CUSTOS_PORT /);
+  });
+});
+
+describe('describeConfig', () => {
+  it('redacts the database URL and keeps the rest', () => {
+    const config = loadConfig({ CUSTOS_DATABASE_URL: 'postgres://u:s3cret@h/db' });
+    const shown = describeConfig(config);
+    expect(JSON.stringify(shown)).not.toContain('s3cret');
+    expect(shown.databaseUrl).toBe('[redacted]');
+    expect(shown.port).toBe(8080);
+    expect(describeConfig(loadConfig({})).databaseUrl).toBeUndefined();
+  });
+});
+
+describe('setupPasswordFrom', () => {
+  it('reads CUSTOS_SETUP_PASSWORD and treats empty as absent', () => {
+    expect(setupPasswordFrom({ CUSTOS_SETUP_PASSWORD: 'a long passphrase here' })).toBe(
+      'a long passphrase here',
+    );
+    expect(setupPasswordFrom({ CUSTOS_SETUP_PASSWORD: '' })).toBeUndefined();
+    expect(setupPasswordFrom({})).toBeUndefined();
+  });
+});
