@@ -57,7 +57,13 @@ function checkCsrf(request: FastifyRequest, sessionToken: string) {
 
 function sameOrigin(origin: string, host: string | undefined): boolean {
   try {
-    return host !== undefined && new URL(origin).host === host;
+    const url = new URL(origin);
+    // The session cookie is Secure: our own pages are https, or http on loopback in development.
+    // A plain-http page on our host name (a downgraded or injected one) is another origin.
+    const loopback = ['localhost', '127.0.0.1', '[::1]'].includes(url.hostname);
+    if (url.protocol !== 'https:' && !(url.protocol === 'http:' && loopback)) return false;
+    const withPort = url.port ? url.host : `${url.host}:${url.protocol === 'https:' ? 443 : 80}`;
+    return host !== undefined && (url.host === host || withPort === host);
   } catch {
     return false;
   }
