@@ -20,7 +20,7 @@ const encoder = new TextEncoder();
  * ```
  */
 export function canonicalBytes(value: unknown): Uint8Array {
-  assertRepresentable(value, '$', new Set());
+  assertRepresentable(value, [], new Set());
   let text: string | undefined;
   try {
     text = canonicalize(value);
@@ -35,55 +35,53 @@ export function canonicalBytes(value: unknown): Uint8Array {
   return encoder.encode(text);
 }
 
-function refuse(path: string, what: string): never {
-  throw new AuditIntegrityError('CANONICAL_UNREPRESENTABLE', `${what} at ${path}`);
+// The path is only spelled out on failure, to keep the walk cheap.
+function refuse(trail: readonly (string | number)[], what: string): never {
+  const path = trail.map((k) => (typeof k === 'number' ? `[${k}]` : `.${k}`)).join('');
+  throw new AuditIntegrityError('CANONICAL_UNREPRESENTABLE', `${what} at $${path}`);
 }
 
 // Walks the value once before canonicalize(): the package turns some of these into invalid JSON
-// (a nested function becomes the text `undefined`) or silently into `null`.
-function assertRepresentable(value: unknown, path: string, stack: Set<object>): void {
+// (a nested function becomes the text `undefined`), silently into `null` (undefined in an
+// array) or into whatever `toJSON` returns. It refuses NaN, Infinity, lone surrogates and cycles
+// itself; the cycle check here only keeps this walk finite.
+function assertRepresentable(value: unknown, trail: (string | number)[], stack: Set<object>): void {
   switch (typeof value) {
-    case 'string':
-      if (hasLoneSurrogate(value)) refuse(path, 'lone surrogate');
-      return;
+    case 'string': // lone surrogates: canonicalize() refuses them itself
     case 'boolean':
       return;
     case 'number':
-      if (!Number.isFinite(value)) refuse(path, 'non-finite number');
+      if (!Number.isFinite(value)) refuse(trail, 'non-finite number');
       return;
     case 'bigint':
-      return refuse(path, 'BigInt');
+      return refuse(trail, 'BigInt');
     case 'undefined':
-      return refuse(path, 'undefined');
+      return refuse(trail, 'undefined');
     case 'function':
     case 'symbol':
-      return refuse(path, typeof value);
+      return refuse(trail, typeof value);
     case 'object':
       break;
   }
   if (value === null) return;
-  if (stack.has(value)) refuse(path, 'circular reference');
+  if (stack.has(value)) refuse(trail, 'circular reference');
   stack.add(value);
   if (Array.isArray(value)) {
     for (let i = 0; i < value.length; i++) {
-      assertRepresentable(value[i], `${path}[${i}]`, stack);
+      trail.push(i);
+      assertRepresentable(value[i], trail, stack);
+      trail.pop();
     }
   } else {
     const proto: unknown = Object.getPrototypeOf(value);
-    if (proto !== Object.prototype && proto !== null) refuse(path, 'non-plain object');
+    if (proto !== Object.prototype && proto !== null) refuse(trail, 'non-plain object');
     for (const key of Object.keys(value)) {
       const child: unknown = (value as Record<string, unknown>)[key];
       if (child === undefined) continue;
-      if (hasLoneSurrogate(key)) refuse(path, 'lone surrogate in key');
-      assertRepresentable(child, `${path}.${key}`, stack);
+      trail.push(key);
+      assertRepresentable(child, trail, stack);
+      trail.pop();
     }
   }
   stack.delete(value);
-}
-
-// Without the `u` flag the regex sees UTF-16 code units, which is what we need here.
-const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
-
-function hasLoneSurrogate(text: string): boolean {
-  return LONE_SURROGATE.test(text);
 }

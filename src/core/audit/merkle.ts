@@ -1,9 +1,35 @@
-import { createHash } from 'node:crypto';
+import { Buffer } from 'node:buffer';
+import * as crypto from 'node:crypto';
 import { assertHash } from './bytes.ts';
 
 // RFC 6962 section 2.1 / RFC 9162 section 2.1.1 domain separation prefixes.
-const LEAF_PREFIX = new Uint8Array([0x00]);
-const NODE_PREFIX = new Uint8Array([0x01]);
+const LEAF_PREFIX = 0x00;
+const NODE_PREFIX = 0x01;
+
+// One-shot crypto.hash (Node >= 20.12) over a reused scratch buffer is about a third faster than
+// createHash().update().digest(), which is most of the cost of verifying a log. Safe because
+// hashing is synchronous and the scratch never escapes.
+const oneShot = typeof crypto.hash === 'function' ? crypto.hash : undefined;
+const SCRATCH_MAX = 64 * 1024; // larger inputs are hashed in parts rather than kept in memory
+let scratch = Buffer.alloc(4096);
+
+function sha256(parts: readonly Uint8Array[], prefix: number): Uint8Array {
+  let length = 1;
+  for (const part of parts) length += part.byteLength;
+  if (oneShot === undefined || length > SCRATCH_MAX) {
+    const h = crypto.createHash('sha256').update(new Uint8Array([prefix]));
+    for (const part of parts) h.update(part);
+    return h.digest();
+  }
+  if (length > scratch.byteLength) scratch = Buffer.alloc(SCRATCH_MAX);
+  scratch[0] = prefix;
+  let at = 1;
+  for (const part of parts) {
+    scratch.set(part, at);
+    at += part.byteLength;
+  }
+  return oneShot('sha256', scratch.subarray(0, length), 'buffer');
+}
 
 /**
  * RFC 6962 leaf hash: SHA-256(0x00 || leaf bytes).
@@ -14,7 +40,7 @@ const NODE_PREFIX = new Uint8Array([0x01]);
  * ```
  */
 export function leafHash(leaf: Uint8Array): Uint8Array {
-  return createHash('sha256').update(LEAF_PREFIX).update(leaf).digest();
+  return sha256([leaf], LEAF_PREFIX);
 }
 
 /**
@@ -27,7 +53,7 @@ export function leafHash(leaf: Uint8Array): Uint8Array {
  * ```
  */
 export function nodeHash(left: Uint8Array, right: Uint8Array): Uint8Array {
-  return createHash('sha256').update(NODE_PREFIX).update(left).update(right).digest();
+  return sha256([left, right], NODE_PREFIX);
 }
 
 /**
@@ -39,7 +65,7 @@ export function nodeHash(left: Uint8Array, right: Uint8Array): Uint8Array {
  * ```
  */
 export function emptyRoot(): Uint8Array {
-  return createHash('sha256').digest();
+  return crypto.createHash('sha256').digest();
 }
 
 /**

@@ -150,6 +150,17 @@ describe('verifyLog', () => {
     );
   });
 
+  it('points a second, conflicting checkpoint of the same size at the unanchored range', async () => {
+    const conflicting = signCheckpoint(
+      { tenantId, treeSize: 8, root: store.root(7) },
+      keys.privateKey,
+      clock,
+    );
+    await expect(verify(rows, [...checkpoints, conflicting])).rejects.toThrow(
+      failure('ROOT_MISMATCH', 4, 8),
+    );
+  });
+
   it('detects a forged checkpoint signature', async () => {
     const forged: SignedCheckpoint = { ...checkpoints[1]!, timestamp: '2026-01-16T09:00:00.000Z' };
     await expect(verify(rows, [checkpoints[0], forged, checkpoints[2]])).rejects.toThrow(
@@ -187,6 +198,40 @@ describe('verifyLog', () => {
       r.leafIndex === 1 ? { ...r, storedLeafHash: new Uint8Array(3) } : r,
     );
     await expect(verify(bad)).rejects.toThrow(failure('LEAF_MALFORMED', 1));
+  });
+
+  it('reads pages of rows as a database cursor yields them, empty pages included', async () => {
+    async function* pages() {
+      yield rows.slice(0, 3);
+      yield [];
+      yield rows[3]!;
+      yield rows.slice(4, 9);
+      yield rows.slice(9);
+    }
+    await expect(
+      verifyLog({ tenantId, leaves: pages(), checkpoints, publicKeys }),
+    ).resolves.toMatchObject({ treeSize: 10, checkpointsVerified: 3 });
+    const syncPages = [rows.slice(0, 5), [], rows.slice(5)];
+    await expect(
+      verifyLog({ tenantId, leaves: syncPages, checkpoints, publicKeys }),
+    ).resolves.toMatchObject({ treeSize: 10 });
+  });
+
+  it('sees a reordered pair across a page boundary', async () => {
+    const pages = [
+      [...rows.slice(0, 3), rows[4]!],
+      [rows[3]!, ...rows.slice(5)],
+    ];
+    await expect(verifyLog({ tenantId, leaves: pages, checkpoints, publicKeys })).rejects.toThrow(
+      failure('LEAF_INDEX_ORDER', 3),
+    );
+  });
+
+  it('rejects an empty slot in a page as malformed', async () => {
+    const pages = [[...rows.slice(0, 2), undefined as unknown as Row, ...rows.slice(2)]];
+    await expect(verifyLog({ tenantId, leaves: pages, publicKeys })).rejects.toThrow(
+      failure('LEAF_MALFORMED', 2),
+    );
   });
 
   it('closes the event stream when it stops early', async () => {

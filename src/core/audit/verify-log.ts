@@ -18,10 +18,17 @@ export interface StoredAuditLeaf {
   readonly storedLeafHash: Uint8Array;
 }
 
+/** A stored leaf or a page of them, as a database cursor yields rows. */
+export type LeafOrPage = StoredAuditLeaf | readonly StoredAuditLeaf[];
+export type LeafSource = AsyncIterable<LeafOrPage> | Iterable<LeafOrPage>;
+
 export interface VerifyLogInput {
   readonly tenantId: string;
-  /** Events in leaf order, e.g. a database cursor. Closed early on the first failure. */
-  readonly leaves: AsyncIterable<StoredAuditLeaf> | Iterable<StoredAuditLeaf>;
+  /**
+   * Events in leaf order, one by one or in pages (arrays), e.g. a database cursor. Pages cost one
+   * await per page instead of one per event. The source is closed early on the first failure.
+   */
+  readonly leaves: LeafSource;
   /** Signed checkpoints of this tenant, in any order (untrusted input, all of them checked). */
   readonly checkpoints?: readonly unknown[];
   /** Trusted checkpoint keys, current and retired. */
@@ -61,11 +68,65 @@ function fail(
   throw new AuditIntegrityError(code, message, { leafIndex, checkpointTreeSize, cause });
 }
 
-function toAsyncIterator(
-  leaves: AsyncIterable<StoredAuditLeaf> | Iterable<StoredAuditLeaf>,
-): AsyncIterator<StoredAuditLeaf> | Iterator<StoredAuditLeaf> {
-  if (Symbol.asyncIterator in leaves) return leaves[Symbol.asyncIterator]();
-  return leaves[Symbol.iterator]();
+const END: unique symbol = Symbol('end of leaves');
+type Pulled = StoredAuditLeaf | typeof END;
+
+/**
+ * Pulls leaves one at a time from an iterable of leaves or of pages of leaves, returning a
+ * promise only when the source must be awaited: a database cursor that yields pages of rows then
+ * costs one await per page, not per event.
+ */
+class LeafReader {
+  readonly #iterator: AsyncIterator<LeafOrPage> | Iterator<LeafOrPage>;
+  readonly #sync: boolean;
+  #page: readonly StoredAuditLeaf[] = [];
+  #at = 0;
+  #done = false;
+
+  constructor(source: LeafSource) {
+    this.#sync = !(Symbol.asyncIterator in source);
+    this.#iterator =
+      Symbol.asyncIterator in source ? source[Symbol.asyncIterator]() : source[Symbol.iterator]();
+  }
+
+  next(): Pulled | Promise<Pulled> {
+    if (this.#at < this.#page.length) return this.#page[this.#at++]!;
+    if (this.#done) return END;
+    if (this.#sync) {
+      let r = (this.#iterator as Iterator<LeafOrPage>).next();
+      while (r.done !== true && Array.isArray(r.value) && r.value.length === 0) {
+        r = (this.#iterator as Iterator<LeafOrPage>).next();
+      }
+      return this.#take(r);
+    }
+    return this.#fetch();
+  }
+
+  async #fetch(): Promise<Pulled> {
+    let r = await this.#iterator.next();
+    while (r.done !== true && Array.isArray(r.value) && r.value.length === 0) {
+      r = await this.#iterator.next();
+    }
+    return this.#take(r);
+  }
+
+  #take(r: IteratorResult<LeafOrPage>): Pulled {
+    if (r.done === true) {
+      this.#done = true;
+      return END;
+    }
+    if (!Array.isArray(r.value)) return r.value as StoredAuditLeaf;
+    this.#page = r.value;
+    this.#at = 1;
+    return this.#page[0]!;
+  }
+
+  /** Lets the source release its cursor when verification stops early. */
+  async close(): Promise<void> {
+    if (this.#done) return;
+    this.#done = true;
+    await this.#iterator.return?.();
+  }
 }
 
 /**
@@ -130,15 +191,19 @@ export async function verifyLog(input: VerifyLogInput): Promise<LogVerificationS
     }
   };
   const checkReached = () => {
+    let reached = false;
     for (let cp = checkpoints[next]; cp?.treeSize === tree.size; cp = checkpoints[++next]) {
       const head = trust(cp);
       if (!bytesEqual(head.root, tree.root())) {
         const what = tree.size === startIndex ? 'the trusted start frontier' : 'the events';
         fail('ROOT_MISMATCH', `checkpoint root differs from ${what}`, anchored, cp.treeSize);
       }
-      anchored = cp.treeSize;
       checkpointsVerified++;
+      reached = true;
     }
+    // Only after all checkpoints of this size: two of one size with different roots both point
+    // back at the same unanchored range.
+    if (reached) anchored = tree.size;
   };
 
   // Checkpoints older than a pruned start: only their signatures can still be checked.
@@ -154,12 +219,12 @@ export async function verifyLog(input: VerifyLogInput): Promise<LogVerificationS
   checkReached(); // a checkpoint at exactly the start must match the trusted frontier
   anchored = Math.max(anchored, startIndex);
 
-  const iterator = toAsyncIterator(input.leaves);
+  const reader = new LeafReader(input.leaves);
   let finished = false;
   try {
-    let pending = await iterator.next();
-    while (pending.done !== true) {
-      const leaf = pending.value;
+    let pulled = reader.next();
+    let leaf = pulled instanceof Promise ? await pulled : pulled;
+    while (leaf !== END) {
       const expected = tree.size;
       if (!isIndex(leaf?.leafIndex)) {
         fail('LEAF_MALFORMED', 'leaf index is not an integer', expected);
@@ -167,10 +232,11 @@ export async function verifyLog(input: VerifyLogInput): Promise<LogVerificationS
       if (leaf.leafIndex < expected) {
         fail('LEAF_INDEX_ORDER', `leaf ${leaf.leafIndex} seen again or late`, leaf.leafIndex);
       }
-      pending = await iterator.next();
+      pulled = reader.next();
+      const following = pulled instanceof Promise ? await pulled : pulled;
       if (leaf.leafIndex > expected) {
         // A missing index followed directly by it means a swapped pair, not a removal.
-        if (pending.done !== true && pending.value?.leafIndex === expected) {
+        if (following !== END && following?.leafIndex === expected) {
           fail('LEAF_INDEX_ORDER', `leaf ${expected} arrives after ${leaf.leafIndex}`, expected);
         }
         fail('LEAF_INDEX_GAP', `leaf ${expected} is missing`, expected);
@@ -180,10 +246,11 @@ export async function verifyLog(input: VerifyLogInput): Promise<LogVerificationS
       }
       tree.append(checkLeaf(leaf));
       checkReached();
+      leaf = following;
     }
     finished = true;
   } finally {
-    if (!finished) await iterator.return?.();
+    if (!finished) await reader.close();
   }
 
   const end = tree.size;
