@@ -3,6 +3,7 @@ import type { Clock } from '../../clock.ts';
 import type { Database, UserRow } from '../../db/schema.ts';
 import { AppError } from '../../errors.ts';
 import { newId } from '../../ids.ts';
+import { prepared } from '../../db/prepared.ts';
 import { weakerRole, type Actor, type RequestMeta } from '../../core/policy/index.ts';
 import { burnPasswordCheck, verifyPassword } from '../identity/passwords.ts';
 import { normalizeEmail } from '../identity/normalize.ts';
@@ -25,6 +26,43 @@ export interface LoginResult {
 
 /** Sessions touch `last_seen_at` at most this often: the idle timeout needs no finer grain. */
 const TOUCH_INTERVAL_MS = 30_000;
+
+/** Every authenticated request runs one of these two: compiled once. */
+const sessionByTokenHash = prepared((db: Kysely<Database>, p: (n: 'tokenHash') => string) =>
+  db
+    .selectFrom('sessions')
+    .innerJoin('users', 'users.id', 'sessions.user_id')
+    .select([
+      'sessions.id',
+      'sessions.tenant_id',
+      'sessions.user_id',
+      'sessions.last_seen_at',
+      'sessions.expires_at',
+      'sessions.revoked_at',
+      'users.role',
+      'users.status',
+    ])
+    .where('sessions.token_hash', '=', p('tokenHash')),
+);
+
+const apiKeyByPrefix = prepared((db: Kysely<Database>, p: (n: 'prefix') => string) =>
+  db
+    .selectFrom('api_keys')
+    .innerJoin('users', 'users.id', 'api_keys.user_id')
+    .select([
+      'api_keys.id',
+      'api_keys.tenant_id',
+      'api_keys.user_id',
+      'api_keys.secret_hash',
+      'api_keys.role',
+      'api_keys.expires_at',
+      'api_keys.revoked_at',
+      'api_keys.last_used_at',
+      'users.role as user_role',
+      'users.status as user_status',
+    ])
+    .where('api_keys.prefix', '=', p('prefix')),
+);
 
 const invalidCredentials = () =>
   new AppError('unauthenticated', 'auth.invalid_credentials', 'invalid credentials', {
@@ -95,21 +133,7 @@ export function createAuthService(deps: AuthDeps) {
 
   /** Turns a session cookie into an actor, or throws `unauthenticated`. */
   async function actorFromSession(token: string, meta: RequestMeta): Promise<Actor> {
-    const row = await db
-      .selectFrom('sessions')
-      .innerJoin('users', 'users.id', 'sessions.user_id')
-      .select([
-        'sessions.id',
-        'sessions.tenant_id',
-        'sessions.user_id',
-        'sessions.last_seen_at',
-        'sessions.expires_at',
-        'sessions.revoked_at',
-        'users.role',
-        'users.status',
-      ])
-      .where('sessions.token_hash', '=', hashToken(token))
-      .executeTakeFirst();
+    const [row] = await sessionByTokenHash.run(db, { tokenHash: hashToken(token) });
     if (!row || row.revoked_at !== null || row.status !== 'active') {
       throw new AppError('unauthenticated', 'auth.unauthenticated', 'unknown or revoked session', {
         detail: 'Sign in to continue.',
@@ -154,23 +178,7 @@ export function createAuthService(deps: AuthDeps) {
     const match = API_KEY_PATTERN.exec(key);
     if (!match?.groups) throw invalid();
     const { prefix, secret } = match.groups as { prefix: string; secret: string };
-    const row = await db
-      .selectFrom('api_keys')
-      .innerJoin('users', 'users.id', 'api_keys.user_id')
-      .select([
-        'api_keys.id',
-        'api_keys.tenant_id',
-        'api_keys.user_id',
-        'api_keys.secret_hash',
-        'api_keys.role',
-        'api_keys.expires_at',
-        'api_keys.revoked_at',
-        'api_keys.last_used_at',
-        'users.role as user_role',
-        'users.status as user_status',
-      ])
-      .where('api_keys.prefix', '=', prefix)
-      .executeTakeFirst();
+    const [row] = await apiKeyByPrefix.run(db, { prefix });
     const now = clock.now();
     if (
       !row ||

@@ -1,5 +1,6 @@
 import { sql, type Expression, type Kysely, type SqlBool, type Transaction } from 'kysely';
 import type { Database } from '../../db/schema.ts';
+import { prepared } from '../../db/prepared.ts';
 import type { SortSpec } from './spec.ts';
 
 /**
@@ -57,6 +58,19 @@ export async function listRows(db: Db, table: string, q: ListQuery): Promise<Row
     .execute();
 }
 
+const getRowQueries = new Map<string, ReturnType<typeof prepareGetRow>>();
+
+function prepareGetRow(table: string, columns: readonly string[]) {
+  return prepared<Record<string, Row>, Row, 'tenantId' | 'id'>((db, p) =>
+    db
+      .selectFrom(table)
+      .select(columns.map((c) => sql.ref(c).as(c)))
+      .where(sql.ref('tenant_id'), '=', p('tenantId'))
+      .where(sql.ref('id'), '=', p('id')),
+  );
+}
+
+/** One record of the tenant by id (the query is compiled once per table and column list). */
 export async function getRow(
   db: Db,
   table: string,
@@ -64,12 +78,14 @@ export async function getRow(
   id: string,
   columns: readonly string[],
 ): Promise<Row | undefined> {
-  return any(db)
-    .selectFrom(table)
-    .select(columns.map((c) => sql.ref(c).as(c)))
-    .where(sql.ref('tenant_id'), '=', tenantId)
-    .where(sql.ref('id'), '=', id)
-    .executeTakeFirst();
+  const key = `${table}|${columns.join(',')}`;
+  let query = getRowQueries.get(key);
+  if (!query) {
+    query = prepareGetRow(table, columns);
+    getRowQueries.set(key, query);
+  }
+  const rows = await query.run(any(db), { tenantId, id });
+  return rows[0];
 }
 
 export async function insertRow(db: Db, table: string, row: Row): Promise<void> {
