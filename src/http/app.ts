@@ -45,6 +45,9 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     routerOptions: { ignoreTrailingSlash: false, maxParamLength: 200 },
   });
   app.setValidatorCompiler(validatorCompiler);
+  // The API speaks JSON only: Fastify's built-in text/plain parser would let a plain-text body
+  // reach validation (400) instead of being refused as an unsupported media type (415).
+  app.removeContentTypeParser('text/plain');
   app.addSchema(Problem);
 
   app.setErrorHandler((error, request, reply) => sendProblem(request, reply, toAppError(error)));
