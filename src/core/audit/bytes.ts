@@ -33,7 +33,14 @@ export function hashFromHex(hex: string): Uint8Array {
   return Buffer.from(hex, 'hex');
 }
 
-/** True when both byte strings are equal (hashes are public: no constant-time need). */
+/**
+ * True when both byte strings are equal (hashes are public: no constant-time need).
+ *
+ * @example
+ * ```ts
+ * if (!bytesEqual(leafHash(bytes), row.leafHash)) throw new Error('changed');
+ * ```
+ */
 export function bytesEqual(a: Uint8Array, b: Uint8Array): boolean {
   if (a.byteLength !== b.byteLength) return false;
   for (let i = 0; i < a.byteLength; i++) {

@@ -102,7 +102,15 @@ function malformed(why: string): never {
   throw new AuditIntegrityError('CHECKPOINT_MALFORMED', `checkpoint ${why}`);
 }
 
-/** Checks the shape of untrusted checkpoint input; throws `CHECKPOINT_MALFORMED`. */
+/**
+ * Checks the shape of untrusted checkpoint input (exact fields, lower-case hex, ISO UTC
+ * timestamp) without verifying the signature; throws `CHECKPOINT_MALFORMED`.
+ *
+ * @example
+ * ```ts
+ * const cp = parseCheckpoint(JSON.parse(body)); // then verifyCheckpoint(cp, keys)
+ * ```
+ */
 export function parseCheckpoint(input: unknown): SignedCheckpoint {
   if (typeof input !== 'object' || input === null || Array.isArray(input))
     malformed('not an object');

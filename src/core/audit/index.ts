@@ -65,4 +65,10 @@ export type {
   VerifiedCheckpoint,
 } from './checkpoint.ts';
 export { verifyLog } from './verify-log.ts';
-export type { LogVerificationSummary, StoredAuditLeaf, VerifyLogInput } from './verify-log.ts';
+export type {
+  LeafOrPage,
+  LeafSource,
+  LogVerificationSummary,
+  StoredAuditLeaf,
+  VerifyLogInput,
+} from './verify-log.ts';

@@ -71,6 +71,11 @@ export function emptyRoot(): Uint8Array {
 /**
  * The largest power of two strictly smaller than `n` (n >= 2): the RFC 6962 split point `k`.
  * Uses arithmetic, not bit operators, so sizes above 2^31 stay correct.
+ *
+ * @example
+ * ```ts
+ * splitPoint(7); // 4
+ * ```
  */
 export function splitPoint(n: number): number {
   let k = 1;
@@ -81,6 +86,11 @@ export function splitPoint(n: number): number {
 /**
  * The sizes of the perfect subtrees a range of `count` leaves decomposes into, largest first
  * (the set bits of `count`, from the highest), as powers-of-two exponents.
+ *
+ * @example
+ * ```ts
+ * perfectLevels(7); // [2, 1, 0]: 4 + 2 + 1 leaves
+ * ```
  */
 export function perfectLevels(count: number): number[] {
   const levels: number[] = [];
@@ -104,8 +114,13 @@ export function perfectLevels(count: number): number[] {
 
 /**
  * Folds the hashes of consecutive perfect subtrees (largest first, as in a compact range) into
- * the Merkle tree hash of their union: h0 ⊕ (h1 ⊕ (h2 ...)), which is exactly MTH because the
- * RFC 6962 split puts the largest power of two on the left.
+ * the Merkle tree hash of their union: node(h0, node(h1, node(h2, ...))), which is exactly MTH
+ * because the RFC 6962 split puts the largest power of two on the left. Empty: `emptyRoot()`.
+ *
+ * @example
+ * ```ts
+ * foldRight(tree.hashes); // same as tree.root()
+ * ```
  */
 export function foldRight(hashes: readonly Uint8Array[]): Uint8Array {
   const last = hashes[hashes.length - 1];

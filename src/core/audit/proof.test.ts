@@ -59,6 +59,26 @@ describe('consistency proofs against the Certificate Transparency vectors', () =
   });
 });
 
+describe('proof plans', () => {
+  const ids = (plan: ReturnType<typeof inclusionProofPlan>) =>
+    plan.map((nodes) => nodes.map(({ level, index }) => `${level}.${index}`).join('+'));
+
+  // Node layouts as in transparency-dev/merkle proof/proof_test.go (TestInclusion,
+  // TestConsistency), where a missing right-edge parent is rehashed from its parts.
+  it('names the subtrees of an inclusion proof, splitting a right edge into perfect parts', () => {
+    expect(ids(inclusionProofPlan(0, 7))).toEqual(['0.1', '1.1', '1.2+0.6']);
+    expect(ids(inclusionProofPlan(4, 7))).toEqual(['0.5', '0.6', '2.0']);
+    expect(ids(inclusionProofPlan(6, 7))).toEqual(['1.2', '2.0']);
+  });
+
+  it('names the subtrees of a consistency proof', () => {
+    expect(ids(consistencyProofPlan(5, 7))).toEqual(['0.4', '0.5', '0.6', '2.0']);
+    expect(ids(consistencyProofPlan(3, 7))).toEqual(['0.2', '0.3', '1.0', '1.2+0.6']);
+    expect(ids(consistencyProofPlan(7, 8))).toEqual(['0.6', '0.7', '1.2', '2.0']);
+    expect(ids(consistencyProofPlan(4, 7))).toEqual(['1.2+0.6']);
+  });
+});
+
 describe('proofs for every tree size from 1 to 64', () => {
   const leaves = Array.from({ length: 64 }, (_, i) => enc(`event ${i}`));
   const store = storeOf(leaves);

@@ -35,6 +35,11 @@ type Range = readonly [start: number, end: number];
 /**
  * The perfect subtrees covering leaves [start, end), largest first. Valid for the ranges that
  * RFC 6962 recursion produces, whose start is aligned to the subtree sizes.
+ *
+ * @example
+ * ```ts
+ * rangeNodes(0, 7); // [{level:2,index:0}, {level:1,index:2}, {level:0,index:6}]
+ * ```
  */
 export function rangeNodes(start: number, end: number): NodeId[] {
   const nodes: NodeId[] = [];
@@ -148,6 +153,11 @@ export function proofFromPlan(plan: ProofPlan, hashes: readonly Uint8Array[]): U
 /**
  * Hash of one perfect subtree, from the store when it has it, else recomputed from children.
  * Throws `NODE_UNAVAILABLE` when a needed leaf is missing.
+ *
+ * @example
+ * ```ts
+ * perfectSubtreeHash(store, { level: 2, index: 1 }); // MTH of leaves 4..7
+ * ```
  */
 export function perfectSubtreeHash(source: MerkleHashSource, node: NodeId): Uint8Array {
   const { level, index } = node;
