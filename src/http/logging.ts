@@ -5,10 +5,21 @@ import { protectedFieldNames } from '../core/privacy/index.ts';
 /** Query parameters whose values are safe to log; every other value is replaced. */
 const SAFE_QUERY_KEYS = new Set(['limit', 'sort', 'order', 'stage', 'type']);
 
-/** The URL with every query value that might be personal replaced by `[redacted]`. */
+/**
+ * Path segments shown as they are: route words (`api-keys`, `openapi.json`, `v1`) and UUIDs. Any
+ * other segment may be a value a client put in the path (`/contacts/jane@example.com`).
+ */
+const SAFE_SEGMENT =
+  /^(?:[a-z]+(?:-[a-z]+)*(?:\.[a-z]+)?|v\d+|[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})?$/;
+
+/** The URL with every query value and path value that might be personal replaced. */
 export function redactUrl(url: string): string {
   const q = url.indexOf('?');
-  if (q < 0) return url;
+  const path = (q < 0 ? url : url.slice(0, q))
+    .split('/')
+    .map((segment) => (SAFE_SEGMENT.test(segment) ? segment : '[redacted]'))
+    .join('/');
+  if (q < 0) return path;
   const params = new URLSearchParams(url.slice(q + 1));
   const shown: string[] = [];
   for (const [key, value] of params) {
@@ -16,7 +27,7 @@ export function redactUrl(url: string): string {
       `${encodeURIComponent(key)}=${SAFE_QUERY_KEYS.has(key) ? encodeURIComponent(value) : '[redacted]'}`,
     );
   }
-  return `${url.slice(0, q)}?${shown.join('&')}`;
+  return `${path}?${shown.join('&')}`;
 }
 
 const credentialFields = [
