@@ -65,10 +65,5 @@ export type {
   VerifiedCheckpoint,
 } from './checkpoint.ts';
 export { verifyLog } from './verify-log.ts';
-export type {
-  LeafOrPage,
-  LeafSource,
-  LogVerificationSummary,
-  StoredAuditLeaf,
-  VerifyLogInput,
-} from './verify-log.ts';
+export type { LogVerificationSummary, VerifyLogInput } from './verify-log.ts';
+export type { LeafOrPage, LeafSource, StoredAuditLeaf } from './leaf-reader.ts';

@@ -8,7 +8,8 @@ import { leafHash } from './merkle.ts';
 import { MemoryMerkleStore } from './memory-store.ts';
 import { consistencyProof, inclusionProof } from './proof.ts';
 import { verifyConsistency, verifyInclusion } from './verify-proof.ts';
-import { type StoredAuditLeaf, verifyLog } from './verify-log.ts';
+import type { StoredAuditLeaf } from './leaf-reader.ts';
+import { verifyLog } from './verify-log.ts';
 
 const EVENTS = 200_000;
 const LEAVES = 1_000_000;

@@ -6,7 +6,8 @@ import { generateCheckpointKeyPair } from './keys.ts';
 import { CompactTree } from './compact-tree.ts';
 import { leafHash } from './merkle.ts';
 import { MemoryMerkleStore } from './memory-store.ts';
-import { type StoredAuditLeaf, verifyLog } from './verify-log.ts';
+import type { StoredAuditLeaf } from './leaf-reader.ts';
+import { verifyLog } from './verify-log.ts';
 
 const tenantId = 'tenant-a';
 const clock = { now: () => new Date('2026-01-15T09:00:00.000Z') };
