@@ -6,6 +6,7 @@ import { createAuthService } from './modules/auth/service.ts';
 import { activitySpec } from './modules/activities/spec.ts';
 import { companySpec } from './modules/companies/spec.ts';
 import { contactSpec } from './modules/contacts/spec.ts';
+import { createContactTransfer } from './modules/contacts/transfer.ts';
 import { dealSpec } from './modules/deals/spec.ts';
 import { createRecordService } from './modules/records/service.ts';
 import { createUserService } from './modules/users/service.ts';
@@ -31,6 +32,7 @@ export function createServices(deps: {
     users: createUserService({ db, clock }),
     apiKeys: createApiKeyService({ db, clock }),
     contacts,
+    contactTransfer: createContactTransfer({ db, clock, contacts }),
     companies: createRecordService(companySpec, { db, clock }),
     deals: createRecordService(dealSpec, { db, clock }),
     activities: createRecordService(activitySpec, { db, clock }),

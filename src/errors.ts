@@ -49,6 +49,8 @@ export type ErrorCode =
   // import and export
   | 'import.invalid_header'
   | 'import.rejected'
+  | 'import.invalid_mapping'
+  | 'import.unsupported_encoding'
   // server
   | 'server.unavailable'
   | 'server.internal';

@@ -17,6 +17,7 @@ import { registerAuthRoutes } from '../modules/auth/routes.ts';
 import { registerUserRoutes } from '../modules/users/routes.ts';
 import { registerApiKeyRoutes } from '../modules/api-keys/routes.ts';
 import { registerRecordRoutes } from '../modules/records/routes.ts';
+import { registerContactTransferRoutes } from '../modules/contacts/transfer-routes.ts';
 import { ContactCreate, ContactFilters, ContactItem } from '../modules/contacts/schema.ts';
 import { CompanyCreate, CompanyFilters, CompanyItem } from '../modules/companies/schema.ts';
 import { DealCreate, DealFilters, DealItem } from '../modules/deals/schema.ts';
@@ -134,6 +135,10 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   registerAuthRoutes(app, services.auth);
   registerUserRoutes(app, services.users);
   registerApiKeyRoutes(app, services.apiKeys);
+  await registerContactTransferRoutes(app, {
+    transfer: services.contactTransfer,
+    importLimit: config.importLimit,
+  });
   registerRecordRoutes(app, {
     path: 'contacts',
     name: 'Contact',

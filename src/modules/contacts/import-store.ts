@@ -1,0 +1,106 @@
+import type { Insertable, Kysely, Transaction } from 'kysely';
+import type { CompanyTable, ContactTable, Database } from '../../db/schema.ts';
+import { newId } from '../../ids.ts';
+
+/**
+ * The queries of a contact import. Every function takes the connection it must use: inside an
+ * import that is the transaction, never the pool (SQLite has one connection; asking the pool
+ * from inside a transaction would wait for ever).
+ */
+export type Db = Kysely<Database> | Transaction<Database>;
+export type NewContact = Insertable<ContactTable>;
+
+/** Rows per INSERT: 500 x 18 columns stays under both databases' bound-parameter limits. */
+export const BATCH_SIZE = 500;
+
+/** Existing contacts of the tenant with these normalised e-mails: email -> id and version. */
+export async function findContactsByEmail(
+  db: Db,
+  tenantId: string,
+  emails: readonly string[],
+): Promise<Map<string, { id: string; version: number }>> {
+  const found = new Map<string, { id: string; version: number }>();
+  for (let i = 0; i < emails.length; i += BATCH_SIZE) {
+    const rows = await db
+      .selectFrom('contacts')
+      .select(['id', 'version', 'email_normalized'])
+      .where('tenant_id', '=', tenantId)
+      .where('email_normalized', 'in', emails.slice(i, i + BATCH_SIZE))
+      .execute();
+    for (const r of rows) {
+      if (r.email_normalized)
+        found.set(r.email_normalized, { id: r.id, version: Number(r.version) });
+    }
+  }
+  return found;
+}
+
+/**
+ * Company ids of the tenant by exact name; names not found are created when `create` is true
+ * (several companies with one name: the oldest is used).
+ */
+export async function resolveCompanies(
+  db: Db,
+  tenant: { tenantId: string; ownerId: string | null; now: string },
+  names: readonly string[],
+  create: boolean,
+): Promise<Map<string, string>> {
+  const ids = new Map<string, string>();
+  if (names.length === 0) return ids;
+  for (let i = 0; i < names.length; i += BATCH_SIZE) {
+    const rows = await db
+      .selectFrom('companies')
+      .select(['id', 'name'])
+      .where('tenant_id', '=', tenant.tenantId)
+      .where('name', 'in', names.slice(i, i + BATCH_SIZE))
+      .orderBy('created_at')
+      .orderBy('id')
+      .execute();
+    for (const r of rows) if (!ids.has(r.name)) ids.set(r.name, r.id);
+  }
+  const missing = names.filter((n) => !ids.has(n));
+  if (!create || missing.length === 0) return ids;
+  const rows: Insertable<CompanyTable>[] = missing.map((name) => ({
+    id: newId(),
+    tenant_id: tenant.tenantId,
+    owner_id: tenant.ownerId,
+    created_at: tenant.now,
+    updated_at: tenant.now,
+    version: 1,
+    name,
+  }));
+  for (let i = 0; i < rows.length; i += BATCH_SIZE) {
+    await db
+      .insertInto('companies')
+      .values(rows.slice(i, i + BATCH_SIZE))
+      .execute();
+  }
+  for (const r of rows) ids.set(r.name, r.id);
+  return ids;
+}
+
+/** One multi-row INSERT per BATCH_SIZE rows. */
+export async function insertContacts(db: Db, rows: readonly NewContact[]): Promise<void> {
+  for (let i = 0; i < rows.length; i += BATCH_SIZE) {
+    await db
+      .insertInto('contacts')
+      .values(rows.slice(i, i + BATCH_SIZE))
+      .execute();
+  }
+}
+
+/** Writes the given columns over an existing contact of the tenant and bumps its version. */
+export async function mergeContact(
+  db: Db,
+  tenantId: string,
+  id: string,
+  columns: Partial<NewContact>,
+  now: string,
+): Promise<void> {
+  await db
+    .updateTable('contacts')
+    .set((eb) => ({ ...columns, updated_at: now, version: eb('version', '+', 1) }))
+    .where('tenant_id', '=', tenantId)
+    .where('id', '=', id)
+    .execute();
+}

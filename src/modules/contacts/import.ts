@@ -1,0 +1,314 @@
+import type { Readable } from 'node:stream';
+import type { Kysely } from 'kysely';
+import type { Clock } from '../../clock.ts';
+import type { Database } from '../../db/schema.ts';
+import { authorize, type Actor } from '../../core/policy/index.ts';
+import { AppError } from '../../errors.ts';
+import { newId } from '../../ids.ts';
+import { isUniqueViolation } from '../records/repository.ts';
+import { readCsv, type CsvFault, type CsvRecord } from './csv-read.ts';
+import { mapRow, resolveMapping, type ColumnMapping, type MappedRow } from './csv-mapping.ts';
+import {
+  BATCH_SIZE,
+  findContactsByEmail,
+  insertContacts,
+  mergeContact,
+  resolveCompanies,
+  type Db,
+  type NewContact,
+} from './import-store.ts';
+import { toContactColumns, validateRow, type RowError } from './import-row.ts';
+import { normalizeEmail } from './normalize.ts';
+
+export type ImportMode = 'all-or-nothing' | 'best-effort';
+export type OnDuplicate = 'skip' | 'merge';
+export type CompanyPolicy = 'match' | 'create';
+
+export interface ImportOptions {
+  /** Default all-or-nothing: a file is imported whole or not at all. */
+  mode?: ImportMode;
+  /** Same e-mail as an existing contact or an earlier row. Default skip: nothing overwritten. */
+  onDuplicate?: OnDuplicate;
+  /** A company column names a company the tenant lacks. Default create. */
+  companies?: CompanyPolicy;
+  /** CSV header -> import target (or null to ignore the column); wins over recognised names. */
+  mapping?: Record<string, string | null>;
+}
+
+export interface ImportReport {
+  mode: ImportMode;
+  /** False when all-or-nothing refused the file: nothing was written. */
+  committed: boolean;
+  /** Data rows read (blank lines not counted). */
+  total: number;
+  created: number;
+  updated: number;
+  skipped: number;
+  failed: number;
+  companiesCreated: number;
+  /** The first MAX_REPORTED_ERRORS problems; `failed` counts them all. */
+  errors: RowError[];
+  errorsTruncated: boolean;
+  ignoredColumns: string[];
+}
+
+export const MAX_REPORTED_ERRORS = 1000;
+
+interface Pending {
+  row: number;
+  mapped: MappedRow;
+  /** Known when the e-mail belongs to a contact this import already wrote. */
+  existingId?: string;
+}
+
+class Rollback extends Error {}
+
+export interface ImportDeps {
+  db: Kysely<Database>;
+  clock: Clock;
+}
+
+/**
+ * Imports contacts from a CSV byte stream into the actor's tenant: streamed (one batch of rows in
+ * memory), validated row by row with the API's rules, de-duplicated by normalised e-mail within
+ * the file and against the tenant, written with multi-row INSERTs. Returns the report; a refused
+ * all-or-nothing import returns `committed: false` and has written nothing.
+ */
+export async function importContacts(
+  deps: ImportDeps,
+  actor: Actor,
+  input: Readable,
+  options: ImportOptions = {},
+): Promise<ImportReport> {
+  authorize(actor, 'import', 'contact');
+  const mode = options.mode ?? 'all-or-nothing';
+  const onDuplicate = options.onDuplicate ?? 'skip';
+  const records = readCsv(input)[Symbol.asyncIterator]();
+  try {
+    const first = await records.next();
+    if (first.done || !('values' in first.value) || first.value.values.every((v) => !v.trim())) {
+      throw new AppError('invalid', 'import.invalid_header', 'no header line', {
+        detail: 'The file is empty or its first line cannot be read as column names.',
+      });
+    }
+    const columns = resolveMapping(first.value.values, options.mapping);
+    const run = new ImportRun(deps, actor, columns, mode, onDuplicate, options.companies);
+    if (mode === 'best-effort') {
+      await run.consume(records, (work) => deps.db.transaction().execute(work));
+    } else {
+      try {
+        await deps.db.transaction().execute(async (trx) => {
+          await run.consume(records, (work) => work(trx));
+          if (run.report.failed > 0) throw new Rollback();
+        });
+      } catch (error) {
+        if (!(error instanceof Rollback)) throw error;
+        run.rolledBack();
+      }
+    }
+    return run.report;
+  } finally {
+    await records.return?.(undefined);
+  }
+}
+
+type InTransaction = (work: (trx: Db) => Promise<void>) => Promise<void>;
+
+class ImportRun {
+  readonly report: ImportReport;
+  private batch: Pending[] = [];
+  /** Normalised e-mail -> the pending row or the contact written for it. */
+  private seen = new Map<string, Pending | { id: string }>();
+  private readonly now: string;
+  private readonly ownerId: string | null;
+
+  constructor(
+    private readonly deps: ImportDeps,
+    private readonly actor: Actor,
+    private readonly columns: ColumnMapping,
+    mode: ImportMode,
+    private readonly onDuplicate: OnDuplicate,
+    private readonly companies: CompanyPolicy = 'create',
+  ) {
+    this.now = deps.clock.now().toISOString();
+    this.ownerId = actor.kind === 'system' ? null : actor.userId;
+    this.report = {
+      mode,
+      committed: true,
+      total: 0,
+      created: 0,
+      updated: 0,
+      skipped: 0,
+      failed: 0,
+      companiesCreated: 0,
+      errors: [],
+      errorsTruncated: false,
+      ignoredColumns: columns.ignoredColumns,
+    };
+  }
+
+  async consume(records: AsyncIterator<CsvRecord | CsvFault>, inTrx: InTransaction) {
+    const r = this.report;
+    for (let next = await records.next(); !next.done; next = await records.next()) {
+      const item = next.value;
+      if (!('values' in item)) {
+        r.total++;
+        this.fail([{ row: item.row, field: null, reason: item.reason }]);
+        break;
+      }
+      if (item.values.every((v) => v.trim() === '')) continue;
+      r.total++;
+      if (item.values.length > this.columns.headers.length) {
+        const extra = item.values.slice(this.columns.headers.length);
+        if (extra.some((v) => v.trim() !== '')) {
+          this.fail([
+            {
+              row: item.row,
+              field: null,
+              reason: `has ${item.values.length} values but the header names ${this.columns.headers.length} columns`,
+            },
+          ]);
+          continue;
+        }
+      }
+      const mapped = mapRow(this.columns, item.values);
+      const errors = validateRow(item.row, mapped);
+      if (errors.length > 0) {
+        this.fail(errors);
+        continue;
+      }
+      // After a failure all-or-nothing only reads on, to report every bad row.
+      if (r.mode === 'all-or-nothing' && r.failed > 0) continue;
+      this.enqueue({ row: item.row, mapped });
+      if (this.batch.length >= BATCH_SIZE) await this.flush(inTrx);
+    }
+    if (r.mode === 'best-effort' || r.failed === 0) await this.flush(inTrx);
+  }
+
+  rolledBack() {
+    const r = this.report;
+    r.committed = false;
+    r.created = r.updated = r.companiesCreated = 0;
+  }
+
+  private fail(errors: RowError[]) {
+    const r = this.report;
+    r.failed++;
+    for (const e of errors) {
+      if (r.errors.length < MAX_REPORTED_ERRORS) r.errors.push(e);
+      else r.errorsTruncated = true;
+    }
+  }
+
+  private enqueue(p: Pending) {
+    const email = p.mapped.values.email;
+    if (typeof email !== 'string') {
+      this.batch.push(p);
+      return;
+    }
+    const key = normalizeEmail(email);
+    const earlier = this.seen.get(key);
+    if (earlier === undefined) {
+      this.seen.set(key, p);
+      this.batch.push(p);
+    } else if (this.onDuplicate === 'skip') {
+      this.report.skipped++;
+    } else if ('mapped' in earlier) {
+      // The earlier row is not written yet: this row's values complete or overwrite it.
+      Object.assign(earlier.mapped.values, p.mapped.values);
+      earlier.mapped.company = p.mapped.company ?? earlier.mapped.company;
+      this.report.updated++;
+    } else {
+      this.batch.push({ ...p, existingId: earlier.id });
+    }
+  }
+
+  private async flush(inTrx: InTransaction) {
+    if (this.batch.length === 0) return;
+    const batch = this.batch;
+    this.batch = [];
+    const before = { ...this.report, errors: this.report.errors.length };
+    try {
+      await inTrx((trx) => this.write(trx, batch));
+    } catch (error) {
+      if (!isUniqueViolation(error) || this.report.mode !== 'best-effort') throw error;
+      // Another writer created one of these e-mails meanwhile: read again and retry once.
+      Object.assign(this.report, { ...before, errors: this.report.errors.slice(0, before.errors) });
+      await inTrx((trx) => this.write(trx, batch));
+    }
+  }
+
+  private async write(trx: Db, batch: Pending[]) {
+    const r = this.report;
+    const tenantId = this.actor.tenantId;
+    const names = [
+      ...new Set(batch.map((p) => p.mapped.company).filter((n): n is string => n !== null)),
+    ];
+    const companyIds = await resolveCompanies(
+      trx,
+      { tenantId, ownerId: this.ownerId, now: this.now },
+      names,
+      false,
+    );
+    const unknown = names.filter((n) => !companyIds.has(n));
+    if (this.companies === 'create' && unknown.length > 0) {
+      const created = await resolveCompanies(
+        trx,
+        { tenantId, ownerId: this.ownerId, now: this.now },
+        unknown,
+        true,
+      );
+      for (const [name, id] of created) companyIds.set(name, id);
+      r.companiesCreated += unknown.length;
+    }
+    const emails = batch
+      .filter((p) => p.existingId === undefined && typeof p.mapped.values.email === 'string')
+      .map((p) => normalizeEmail(p.mapped.values.email as string));
+    const existing = await findContactsByEmail(trx, tenantId, emails);
+    const inserts: NewContact[] = [];
+    for (const p of batch) {
+      const { values, company } = p.mapped;
+      const fields: Record<string, unknown> = { ...values };
+      const key = typeof values.email === 'string' ? normalizeEmail(values.email) : undefined;
+      if (company !== null) {
+        const companyId = companyIds.get(company);
+        if (companyId === undefined) {
+          if (key) this.seen.delete(key);
+          this.fail([
+            {
+              row: p.row,
+              field: p.mapped.columnOf.company ?? 'company',
+              reason: 'names no company of this tenant (import with companies=create to add it)',
+            },
+          ]);
+          continue;
+        }
+        fields.companyId = companyId;
+      }
+      const existingId = p.existingId ?? (key ? existing.get(key)?.id : undefined);
+      if (existingId !== undefined) {
+        if (key) this.seen.set(key, { id: existingId });
+        if (this.onDuplicate === 'skip') {
+          r.skipped++;
+          continue;
+        }
+        await mergeContact(trx, tenantId, existingId, toContactColumns(fields), this.now);
+        r.updated++;
+        continue;
+      }
+      const id = newId();
+      inserts.push({
+        ...toContactColumns(fields),
+        id,
+        tenant_id: tenantId,
+        owner_id: this.ownerId,
+        created_at: this.now,
+        updated_at: this.now,
+        version: 1,
+      });
+      if (key) this.seen.set(key, { id });
+    }
+    await insertContacts(trx, inserts);
+    r.created += inserts.length;
+  }
+}
