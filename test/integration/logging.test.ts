@@ -1,4 +1,4 @@
-import type { LightMyRequestResponse } from 'fastify';
+import type { InjectOptions, LightMyRequestResponse } from 'fastify';
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import { createTestContext, PASSWORD, type TestContext } from '../helpers/context.ts';
 
@@ -31,8 +31,8 @@ interface Scenario {
 async function runScenario(ctx: TestContext): Promise<Scenario> {
   const owner = await ctx.tenant();
   const responses: LightMyRequestResponse[] = [];
-  const send = async (...args: Parameters<TestContext['app']['inject']>) => {
-    const res = await ctx.app.inject(...args);
+  const send = async (options: InjectOptions) => {
+    const res = await ctx.app.inject(options);
     responses.push(res);
     return res;
   };
