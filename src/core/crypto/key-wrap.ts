@@ -50,6 +50,20 @@ export const wrapAd = {
     return lengthPrefixed('custos/wrap/v1', ['tenant-key', tenantId, `v${version}`]);
   },
   /**
+   * A tenant's blind-index key: its own label, so a wrapped index key can never be presented
+   * as the data key of the same version (or the reverse).
+   *
+   * @example
+   * ```ts
+   * await provider.wrap('root', indexKeyBytes, wrapAd.tenantIndexKey(tenantId, 1));
+   * ```
+   */
+  tenantIndexKey(tenantId: string, version: number): Buffer {
+    requireNonEmpty(tenantId, 'tenantId');
+    if (!Number.isInteger(version) || version < 0) throw new RangeError('version must be >= 0');
+    return lengthPrefixed('custos/wrap/v1', ['tenant-index-key', tenantId, `v${version}`]);
+  },
+  /**
    * @example
    * ```ts
    * wrapKey(tenantKey, subjectKeyBytes, wrapAd.subjectKey(tenantId, contactId));
