@@ -11,7 +11,7 @@ import { AppError } from '../errors.ts';
 import { registerAuthentication } from './auth.ts';
 import { sendProblem, toAppError } from './errors.ts';
 import { loggerOptions } from './logging.ts';
-import { Problem } from './schemas.ts';
+import { Problem, problemResponse } from './schemas.ts';
 import { validatorCompiler } from './validation.ts';
 import { registerAuthRoutes } from '../modules/auth/routes.ts';
 import { registerUserRoutes } from '../modules/users/routes.ts';
@@ -92,6 +92,12 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
         typeof json.$id === 'string' ? json.$id : `def-${i}`,
     },
   });
+  // The UI is static and loads the public document: reachable without signing in.
+  app.addHook('onRoute', (route) => {
+    if (route.url === '/docs' || route.url.startsWith('/docs/')) {
+      route.config = { ...route.config, public: true };
+    }
+  });
   await app.register(swaggerUi, {
     routePrefix: '/docs',
     uiConfig: { url: '/api/v1/openapi.json' },
@@ -106,7 +112,10 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     '/healthz',
     {
       config: { public: true },
-      schema: { tags: ['Health'], response: { 200: Type.Object({ status: Type.Literal('ok') }) } },
+      schema: {
+        tags: ['Health'],
+        response: { 200: Type.Object({ status: Type.Literal('ok') }), 500: problemResponse },
+      },
     },
     async () => ({ status: 'ok' as const }),
   );
@@ -116,7 +125,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
       config: { public: true },
       schema: {
         tags: ['Health'],
-        response: { 200: Type.Object({ status: Type.Literal('ready') }), 503: Type.Ref('Problem') },
+        response: { 200: Type.Object({ status: Type.Literal('ready') }), 503: problemResponse },
       },
     },
     async () => {

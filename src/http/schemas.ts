@@ -35,7 +35,12 @@ export const Problem = Type.Object(
   { $id: 'Problem', title: 'Problem' },
 );
 
-const ref = Type.Ref('Problem');
+/** An error response as it is sent: `application/problem+json`, not `application/json`. */
+export const problemResponse = {
+  description: 'Problem details (RFC 9457)',
+  content: { 'application/problem+json': { schema: Type.Ref('Problem') } },
+};
+const ref = problemResponse;
 
 /** Error responses documented on every route. */
 export const problemResponses = {
