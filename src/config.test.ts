@@ -46,6 +46,33 @@ const wrongValues: Record<Name, { values: string[]; expected: RegExp }> = {
     expected: /hours from 1 to 168/,
   },
   CUSTOS_TRUST_PROXY: { values: ['yes', '1', 'TRUE', ' true'], expected: /true or false/ },
+  CUSTOS_KEY_PROVIDER: { values: ['kms', 'FILE', 'hsm'], expected: /one of file, env, pkcs11/ },
+  CUSTOS_KEY_FILE: { values: [], expected: /file path/ },
+  CUSTOS_ROOT_KEY: {
+    values: ['c2hvcnQ=', 'A'.repeat(44), `${'A'.repeat(43)}=\n`, 'not base64 at all'],
+    expected: /base64 encoding of 32 random bytes/,
+  },
+  CUSTOS_PKCS11_LIBRARY: { values: [], expected: /PKCS#11 module/ },
+  CUSTOS_PKCS11_TOKEN_LABEL: { values: ['x'.repeat(33)], expected: /token label/ },
+  CUSTOS_PKCS11_PIN: { values: ['9'.repeat(256)], expected: /user PIN/ },
+  CUSTOS_PKCS11_KEY_LABEL: { values: ['k'.repeat(256)], expected: /key label/ },
+  CUSTOS_KEYS_DATABASE_URL: {
+    values: ['mysql://root:hunter2@db.internal/keys', 'keys.db'],
+    expected: /postgres:\/\//,
+  },
+  CUSTOS_KEY_CACHE_SIZE: { values: ['0', '15', '1000001', 'many'], expected: /from 16 to 1000000/ },
+};
+
+const keyDefaults = {
+  keyProvider: 'file',
+  keyFile: path.resolve('./data/root.key'),
+  rootKey: undefined,
+  pkcs11Library: '/usr/lib/softhsm/libsofthsm2.so',
+  pkcs11TokenLabel: undefined,
+  pkcs11Pin: undefined,
+  pkcs11KeyLabel: 'custos-root',
+  keysDatabaseUrl: undefined,
+  keyCacheSize: 10000,
 };
 
 describe('loadConfig', () => {
@@ -63,6 +90,7 @@ describe('loadConfig', () => {
       sessionIdleMs: 30 * 60_000,
       sessionAbsoluteMs: 12 * 3_600_000,
       trustProxy: false,
+      ...keyDefaults,
     });
   });
 
@@ -109,6 +137,8 @@ describe('loadConfig', () => {
       sessionIdleMs: 5 * 60_000,
       sessionAbsoluteMs: 168 * 3_600_000,
       trustProxy: true,
+      ...keyDefaults,
+      keyFile: path.resolve('var/custos/root.key'),
     });
   });
 
@@ -165,7 +195,72 @@ describe('loadConfig', () => {
   });
 });
 
+describe('loadConfig for the key providers', () => {
+  const rootKey = Buffer.alloc(32, 7).toString('base64');
+
+  it('puts the root key file in the data directory unless CUSTOS_KEY_FILE names one', () => {
+    expect(loadConfig({ CUSTOS_DATA_DIR: 'var/x' }).keyFile).toBe(path.resolve('var/x/root.key'));
+    expect(loadConfig({ CUSTOS_KEY_FILE: '/etc/custos/root.key' }).keyFile).toBe(
+      '/etc/custos/root.key',
+    );
+  });
+
+  it('reads the env provider root key and the pkcs11 settings', () => {
+    expect(loadConfig({ CUSTOS_KEY_PROVIDER: 'env', CUSTOS_ROOT_KEY: rootKey })).toMatchObject({
+      keyProvider: 'env',
+      rootKey,
+    });
+    expect(
+      loadConfig({
+        CUSTOS_KEY_PROVIDER: 'pkcs11',
+        CUSTOS_PKCS11_TOKEN_LABEL: 'custos',
+        CUSTOS_PKCS11_PIN: '1234',
+        CUSTOS_PKCS11_KEY_LABEL: 'root-2026',
+      }),
+    ).toMatchObject({ pkcs11TokenLabel: 'custos', pkcs11Pin: '1234', pkcs11KeyLabel: 'root-2026' });
+  });
+
+  it('refuses the env provider without CUSTOS_ROOT_KEY', () => {
+    expect(errorOf({ CUSTOS_KEY_PROVIDER: 'env' }).message).toContain('CUSTOS_ROOT_KEY is not set');
+  });
+
+  it('refuses the pkcs11 provider without a token label or PIN', () => {
+    expect(errorOf({ CUSTOS_KEY_PROVIDER: 'pkcs11', CUSTOS_PKCS11_PIN: '1234' }).message).toContain(
+      'CUSTOS_PKCS11_TOKEN_LABEL is not set',
+    );
+    expect(
+      errorOf({ CUSTOS_KEY_PROVIDER: 'pkcs11', CUSTOS_PKCS11_TOKEN_LABEL: 't' }).message,
+    ).toContain('CUSTOS_PKCS11_PIN is not set');
+  });
+
+  it('never echoes a wrong root key or PIN', () => {
+    const almost = `${rootKey.slice(0, 40)}QQ==`;
+    expect(errorOf({ CUSTOS_ROOT_KEY: almost }).message).not.toContain(almost.slice(0, 20));
+    const pin = '9'.repeat(256);
+    expect(errorOf({ CUSTOS_PKCS11_PIN: pin }).message).not.toContain('9999');
+  });
+});
+
 describe('describeConfig', () => {
+  it('redacts the root key, the PIN and the key store URL', () => {
+    const shown = describeConfig(
+      loadConfig({
+        CUSTOS_ROOT_KEY: Buffer.alloc(32, 9).toString('base64'),
+        CUSTOS_PKCS11_PIN: 'pin-4321',
+        CUSTOS_KEYS_DATABASE_URL: 'postgres://k:k3ysecret@h/keys',
+      }),
+    );
+    const text = JSON.stringify(shown);
+    expect(text).not.toContain(Buffer.alloc(32, 9).toString('base64'));
+    expect(text).not.toContain('pin-4321');
+    expect(text).not.toContain('k3ysecret');
+    expect(shown).toMatchObject({
+      rootKey: '[redacted]',
+      pkcs11Pin: '[redacted]',
+      keysDatabaseUrl: '[redacted]',
+    });
+  });
+
   it('redacts the database URL and keeps the rest', () => {
     const config = loadConfig({ CUSTOS_DATABASE_URL: 'postgres://u:s3cret@h/db' });
     const shown = describeConfig(config);

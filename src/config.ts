@@ -86,6 +86,60 @@ export const variables = {
     default: 'false',
     description: 'Take the client address from X-Forwarded-For (only behind a trusted proxy).',
   },
+  CUSTOS_KEY_PROVIDER: {
+    schema: Type.Union([Type.Literal('file'), Type.Literal('env'), Type.Literal('pkcs11')]),
+    expected: 'one of file, env, pkcs11',
+    default: 'file',
+    description: 'Where the root key lives: a local key file, CUSTOS_ROOT_KEY, or a PKCS#11 token.',
+  },
+  CUSTOS_KEY_FILE: {
+    schema: Type.String({ minLength: 1 }),
+    expected: 'a file path',
+    description:
+      'Root key file of the file provider (default CUSTOS_DATA_DIR/root.key, mode 0600).',
+  },
+  CUSTOS_ROOT_KEY: {
+    schema: Type.String({ pattern: '^[A-Za-z0-9+/]{43}=$' }),
+    expected: 'the base64 encoding of 32 random bytes (44 characters)',
+    description: 'Root key of the env provider. Never logged.',
+    secret: true,
+  },
+  CUSTOS_PKCS11_LIBRARY: {
+    schema: Type.String({ minLength: 1 }),
+    expected: 'the path of a PKCS#11 module',
+    default: '/usr/lib/softhsm/libsofthsm2.so',
+    description: 'PKCS#11 module of the pkcs11 provider.',
+  },
+  CUSTOS_PKCS11_TOKEN_LABEL: {
+    schema: Type.String({ minLength: 1, maxLength: 32 }),
+    expected: 'a token label of 1 to 32 characters',
+    description: 'Label of the token holding the root key (pkcs11 provider).',
+  },
+  CUSTOS_PKCS11_PIN: {
+    schema: Type.String({ minLength: 1, maxLength: 255 }),
+    expected: 'the user PIN of the token',
+    description: 'User PIN of the token (pkcs11 provider). Never logged.',
+    secret: true,
+  },
+  CUSTOS_PKCS11_KEY_LABEL: {
+    schema: Type.String({ minLength: 1, maxLength: 255 }),
+    expected: 'a key label of 1 to 255 characters',
+    default: 'custos-root',
+    description: 'Label of the AES-256 root key in the token (`custos keys init-hsm` creates it).',
+  },
+  CUSTOS_KEYS_DATABASE_URL: {
+    schema: Type.String({ pattern: '^postgres(ql)?://' }),
+    expected: 'a postgres:// or postgresql:// connection URL',
+    description:
+      'Key store database (default: schema custos_keys of CUSTOS_DATABASE_URL, or keys.db).',
+    secret: true,
+  },
+  CUSTOS_KEY_CACHE_SIZE: {
+    schema: Type.Integer({ minimum: 16, maximum: 1_000_000 }),
+    expected: 'an integer from 16 to 1000000',
+    default: '10000',
+    description: 'How many unwrapped tenant and subject keys each process keeps in memory.',
+  },
 } satisfies Record<string, VariableSpec>;
 
 type Env = Record<string, string | undefined>;
@@ -102,6 +156,18 @@ export interface Config {
   sessionIdleMs: number;
   sessionAbsoluteMs: number;
   trustProxy: boolean;
+  keyProvider: 'file' | 'env' | 'pkcs11';
+  keyFile: string;
+  /** Base64 root key (env provider only). Secret. */
+  rootKey: string | undefined;
+  pkcs11Library: string;
+  pkcs11TokenLabel: string | undefined;
+  /** Secret. */
+  pkcs11Pin: string | undefined;
+  pkcs11KeyLabel: string;
+  /** Secret (may carry a password). Undefined: the data database's URL, or SQLite keys.db. */
+  keysDatabaseUrl: string | undefined;
+  keyCacheSize: number;
 }
 
 export class ConfigError extends Error {
@@ -137,8 +203,50 @@ export function loadConfig(env: Env = process.env): Readonly<Config> {
     sessionIdleMs: (read(env, 'CUSTOS_SESSION_IDLE_MINUTES') as number) * 60_000,
     sessionAbsoluteMs: (read(env, 'CUSTOS_SESSION_ABSOLUTE_HOURS') as number) * 3_600_000,
     trustProxy: read(env, 'CUSTOS_TRUST_PROXY') === 'true',
+    ...readKeyConfig(env),
   };
   return Object.freeze(config);
+}
+
+type KeyConfig = Pick<
+  Config,
+  | 'keyProvider'
+  | 'keyFile'
+  | 'rootKey'
+  | 'pkcs11Library'
+  | 'pkcs11TokenLabel'
+  | 'pkcs11Pin'
+  | 'pkcs11KeyLabel'
+  | 'keysDatabaseUrl'
+  | 'keyCacheSize'
+>;
+
+function readKeyConfig(env: Env): KeyConfig {
+  const dataDir = path.resolve(read(env, 'CUSTOS_DATA_DIR') as string);
+  const keyFile = read(env, 'CUSTOS_KEY_FILE') as string | undefined;
+  const keys: KeyConfig = {
+    keyProvider: read(env, 'CUSTOS_KEY_PROVIDER') as KeyConfig['keyProvider'],
+    keyFile: path.resolve(keyFile ?? path.join(dataDir, 'root.key')),
+    rootKey: read(env, 'CUSTOS_ROOT_KEY') as string | undefined,
+    pkcs11Library: read(env, 'CUSTOS_PKCS11_LIBRARY') as string,
+    pkcs11TokenLabel: read(env, 'CUSTOS_PKCS11_TOKEN_LABEL') as string | undefined,
+    pkcs11Pin: read(env, 'CUSTOS_PKCS11_PIN') as string | undefined,
+    pkcs11KeyLabel: read(env, 'CUSTOS_PKCS11_KEY_LABEL') as string,
+    keysDatabaseUrl: read(env, 'CUSTOS_KEYS_DATABASE_URL') as string | undefined,
+    keyCacheSize: read(env, 'CUSTOS_KEY_CACHE_SIZE') as number,
+  };
+  // A provider without what it needs would fail at the first encrypted write; fail now.
+  if (keys.keyProvider === 'env' && keys.rootKey === undefined) {
+    throw new ConfigError('CUSTOS_KEY_PROVIDER is "env" but CUSTOS_ROOT_KEY is not set.');
+  }
+  if (keys.keyProvider === 'pkcs11') {
+    for (const name of ['CUSTOS_PKCS11_TOKEN_LABEL', 'CUSTOS_PKCS11_PIN'] as const) {
+      if (read(env, name) === undefined) {
+        throw new ConfigError(`CUSTOS_KEY_PROVIDER is "pkcs11" but ${name} is not set.`);
+      }
+    }
+  }
+  return keys;
 }
 
 /** The first owner's password for `custos setup`, when given in the environment. */
@@ -149,5 +257,12 @@ export function setupPasswordFrom(env: Env = process.env): string | undefined {
 
 /** Values that may be logged: secrets replaced. */
 export function describeConfig(config: Readonly<Config>): Record<string, unknown> {
-  return { ...config, databaseUrl: config.databaseUrl ? '[redacted]' : undefined };
+  const redact = (value: string | undefined) => (value ? '[redacted]' : undefined);
+  return {
+    ...config,
+    databaseUrl: redact(config.databaseUrl),
+    rootKey: redact(config.rootKey),
+    pkcs11Pin: redact(config.pkcs11Pin),
+    keysDatabaseUrl: redact(config.keysDatabaseUrl),
+  };
 }
