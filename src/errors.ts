@@ -51,6 +51,16 @@ export type ErrorCode =
   | 'import.rejected'
   | 'import.invalid_mapping'
   | 'import.unsupported_encoding'
+  // field-encryption keys (see src/modules/keys)
+  | 'keys.not_found'
+  | 'keys.key_destroyed'
+  | 'keys.version_retired'
+  | 'keys.version_in_use'
+  | 'keys.root_key_missing'
+  | 'keys.root_key_insecure'
+  | 'keys.root_key_invalid'
+  | 'keys.root_key_mismatch'
+  | 'keys.provider_unavailable'
   // server
   | 'server.unavailable'
   | 'server.internal';
