@@ -219,12 +219,18 @@ describe('sign-in', () => {
     ]);
   });
 
-  it('answers 415 for a form-encoded login', async () => {
-    const res = await login(`tenant=${owner.tenant}&email=x&password=y`, {
-      'content-type': 'application/x-www-form-urlencoded',
-    });
-    expect(res.statusCode).toBe(415);
-    expect(res.json().code).toBe('request.unsupported_media_type');
+  it('answers 415 to a login a cross-site HTML form could send (form-encoded or text/plain)', async () => {
+    const json = JSON.stringify({ tenant: owner.tenant, email: owner.email, password: PASSWORD });
+    for (const [type, payload] of [
+      ['application/x-www-form-urlencoded', `tenant=${owner.tenant}&email=x&password=y`],
+      ['text/plain', json],
+      ['multipart/form-data; boundary=x', `--x\r\n\r\n${json}\r\n--x--`],
+    ] as const) {
+      const res = await login(payload, { 'content-type': type });
+      expect(res.statusCode, type).toBe(415);
+      expect(res.json().code).toBe('request.unsupported_media_type');
+      expect(res.headers['set-cookie']).toBeUndefined();
+    }
   });
 
   it('reports who is signed in through /auth/me', async () => {

@@ -113,6 +113,7 @@ async function runScenario(ctx: TestContext): Promise<Scenario> {
     payload: { name: 'logging' },
   });
   const apiKey = keyRes.json<{ key: string }>().key;
+  expect(apiKey).toMatch(/^custos_[0-9a-f]{12}_[A-Za-z0-9_-]{43}$/);
   expect(
     (await send({ url: '/api/v1/contacts', headers: { authorization: `Bearer ${apiKey}` } }))
       .statusCode,
@@ -181,7 +182,8 @@ async function runScenario(ctx: TestContext): Promise<Scenario> {
       token,
       csrfToken,
       apiKey,
-      apiKey.split('_')[2]!,
+      // The secret part (base64url, so it may itself contain "_").
+      apiKey.slice('custos_'.length + 12 + 1),
       forgedKey,
     ],
   };
