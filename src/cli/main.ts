@@ -4,6 +4,7 @@ import { ConfigError, loadConfig, setupPasswordFrom } from '../config.ts';
 import { migrateToLatest, openDatabase, type DatabaseHandle } from '../db/database.ts';
 import { AppError } from '../errors.ts';
 import { setupTenant } from '../modules/tenants/service.ts';
+import { registerTransferCommands } from './import-export.ts';
 import { promptSecret } from './prompt.ts';
 
 /** Thrown by commands for a clean exit with a message and status. */
@@ -86,6 +87,7 @@ export function buildCli(
       });
     });
 
+  registerTransferCommands(program, { out, withDatabase });
   return program;
 }
 

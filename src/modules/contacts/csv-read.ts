@@ -149,8 +149,9 @@ export async function* readCsv(input: Readable): AsyncGenerator<CsvRecord | CsvF
     const reason = REASONS[error.code] ?? 'the row cannot be read as CSV';
     faults.push({ after: parser.info.records, reason });
   });
-  input.once('error', (error) => parser.destroy(error));
-  decoder.once('error', (error) => parser.destroy(error));
+  // Listeners stay after reading ends: a late error of the upload must not go unhandled.
+  input.on('error', (error) => parser.destroy(error));
+  decoder.on('error', (error) => parser.destroy(error));
   input.pipe(decoder).pipe(parser);
   let row = 0;
   let parsed = 0;

@@ -1,4 +1,4 @@
-import { Readable, Transform, pipeline, type TransformCallback } from 'node:stream';
+import { Readable, Transform, type TransformCallback } from 'node:stream';
 import { Type } from '@sinclair/typebox';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { actorOf } from '../../http/auth.ts';
@@ -155,7 +155,9 @@ export async function registerContactTransferRoutes(
           ...(q.companies ? { companies: q.companies } : {}),
           mapping: parseMapping(q.mapping),
         };
-        const limited = pipeline(body, byteLimit(o.importLimit), () => undefined);
+        // pipe, not pipeline: an over-limit error must not destroy the request (and its reply).
+        const limited = body.pipe(byteLimit(o.importLimit));
+        body.on('error', (error) => limited.destroy(error));
         const report = await o.transfer.import(actorOf(request), limited, options);
         if (!report.committed) {
           throw new AppError('invalid', 'import.rejected', 'all-or-nothing import refused', {
