@@ -9,6 +9,10 @@ export const TEXT_PATTERN = '^[^\\u0000\\uD800-\\uDFFF]*$';
 export const Text = (maxLength: number, options: StringOptions = {}) =>
   Type.String({ maxLength, pattern: TEXT_PATTERN, ...options });
 
+/** A display name: free text with at least one non-space character. */
+export const Name = (maxLength: number) =>
+  Type.String({ maxLength, pattern: '^(?=[\\s\\S]*\\S)[^\\u0000\\uD800-\\uDFFF]*$' });
+
 export const Nullable = <T extends TSchema>(schema: T) => Type.Union([schema, Type.Null()]);
 
 export const Uuid = Type.String({ format: 'uuid', description: 'UUIDv7 id' });

@@ -221,6 +221,20 @@ describe('API keys', () => {
     expect((await setUser(admin.userId, { status: 'disabled' })).statusCode).toBe(200);
     expectInvalidKey(await me(bearer(created.key)));
     expectInvalidKey(await writeContact(bearer(created.key)));
+    // Enabling the account again does not bring its keys back: disabling revoked them.
+    expect((await setUser(admin.userId, { status: 'active' })).statusCode).toBe(200);
+    expectInvalidKey(await me(bearer(created.key)));
+  });
+
+  it('refuses a key name made only of spaces', async () => {
+    const res = await ctx.app.inject({
+      method: 'POST',
+      url: '/api/v1/api-keys',
+      headers: owner.headers,
+      payload: { name: '   ' },
+    });
+    expect(res.statusCode).toBe(400);
+    expect(res.json().errors.map((e: { field: string }) => e.field)).toContain('body/name');
   });
 
   it('cannot manage API keys with an API key', async () => {

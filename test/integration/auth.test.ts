@@ -106,9 +106,9 @@ describe('sign-in', () => {
     expect(row.password_hash).not.toContain(PASSWORD);
   });
 
-  it('accepts the e-mail in any case and with surrounding spaces', async () => {
+  it('accepts the e-mail and the tenant in any case and with surrounding spaces', async () => {
     const res = await login({
-      tenant: owner.tenant,
+      tenant: ` ${owner.tenant.toUpperCase()}`,
       email: `  ${owner.email.toUpperCase()} `,
       password: PASSWORD,
     });

@@ -190,6 +190,18 @@ describe('users', () => {
     expectCode(empty, 400, 'request.invalid');
   });
 
+  it('refuses a name made only of spaces, on create and on change', async () => {
+    const created = await createUser(owner, { name: ' \t ' });
+    expect(created.statusCode).toBe(400);
+    expect(created.json().errors.map((e: { field: string }) => e.field)).toContain('body/name');
+    const ok = await createUser(owner, { name: '  Trimmed Name  ' });
+    expect(ok.json().name).toBe('Trimmed Name');
+    const patched = await patchUser(owner, ok.json().id, { name: '   ' });
+    expect(patched.statusCode).toBe(400);
+    const renamed = await patchUser(owner, ok.json().id, { name: ' New Name ' });
+    expect(renamed.json().name).toBe('New Name');
+  });
+
   it("answers 404 for another tenant's user, exactly as for a missing one", async () => {
     const other = await ctx.tenant();
     const missing = '01900000-0000-7000-8000-000000000000';

@@ -6,7 +6,7 @@ import {
   Nullable,
   problemResponses,
   RoleSchema,
-  Text,
+  Name,
   Timestamp,
 } from '../../http/schemas.ts';
 import type { Role } from '../../db/schema.ts';
@@ -36,7 +36,7 @@ export function registerApiKeyRoutes(app: FastifyInstance, keys: ApiKeyService) 
         summary: 'Create an API key (the secret is shown once)',
         body: Type.Object(
           {
-            name: Text(200, { minLength: 1 }),
+            name: Name(200),
             role: Type.Optional(RoleSchema),
             expiresAt: Type.Optional(Timestamp),
           },

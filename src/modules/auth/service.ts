@@ -88,7 +88,7 @@ export function createAuthService(deps: AuthDeps) {
         'users.status',
         'users.password_hash',
       ])
-      .where('tenants.slug', '=', input.tenant)
+      .where('tenants.slug', '=', input.tenant.trim().toLowerCase())
       .where('users.email_normalized', '=', normalizeEmail(input.email))
       .executeTakeFirst();
     // The same work and the same answer whether the user is unknown, disabled or mistyped.

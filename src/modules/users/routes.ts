@@ -1,7 +1,7 @@
 import { Type } from '@sinclair/typebox';
 import type { FastifyInstance } from 'fastify';
 import { actorOf } from '../../http/auth.ts';
-import { Email, IdParams, problemResponses, RoleSchema, Text } from '../../http/schemas.ts';
+import { Email, IdParams, Name, problemResponses, RoleSchema } from '../../http/schemas.ts';
 import type { Role, UserStatus } from '../../db/schema.ts';
 import type { UserService } from './service.ts';
 
@@ -44,7 +44,7 @@ export function registerUserRoutes(app: FastifyInstance, users: UserService) {
         body: Type.Object(
           {
             email: Email,
-            name: Text(200, { minLength: 1 }),
+            name: Name(200),
             role: RoleSchema,
             password: Type.String({ minLength: 1, maxLength: 1024 }),
           },
@@ -79,7 +79,7 @@ export function registerUserRoutes(app: FastifyInstance, users: UserService) {
         params: IdParams,
         body: Type.Object(
           {
-            name: Type.Optional(Text(200, { minLength: 1 })),
+            name: Type.Optional(Name(200)),
             role: Type.Optional(RoleSchema),
             status: Type.Optional(Status),
           },

@@ -147,12 +147,28 @@ export function createUserService(deps: { db: Kysely<Database>; clock: Clock }) 
       if (patch.role !== undefined && !mayGrantRole(actor, patch.role))
         throw roleNotAllowed(patch.role);
       const now = clock.now().toISOString();
+      const changes = {
+        ...patch,
+        ...(patch.name === undefined ? {} : { name: patch.name.trim() }),
+        updated_at: now,
+        version: Number(current.version) + 1,
+      };
       await trx
         .updateTable('users')
-        .set({ ...patch, updated_at: now, version: Number(current.version) + 1 })
+        .set(changes)
         .where('tenant_id', '=', actor.tenantId)
         .where('id', '=', id)
         .execute();
+      if (patch.status === 'disabled') {
+        // Disabling is final for credentials: keys stay revoked if the account is enabled again.
+        await trx
+          .updateTable('api_keys')
+          .set({ revoked_at: now })
+          .where('tenant_id', '=', actor.tenantId)
+          .where('user_id', '=', id)
+          .where('revoked_at', 'is', null)
+          .execute();
+      }
       if (
         patch.status === 'disabled' ||
         (patch.role !== undefined && patch.role !== current.role)
@@ -165,12 +181,7 @@ export function createUserService(deps: { db: Kysely<Database>; clock: Clock }) 
           .where('revoked_at', 'is', null)
           .execute();
       }
-      return toView({
-        ...current,
-        ...patch,
-        updated_at: now,
-        version: Number(current.version) + 1,
-      });
+      return toView({ ...current, ...changes });
     });
   }
 
