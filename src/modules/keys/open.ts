@@ -1,0 +1,169 @@
+import type { Clock } from '../../clock.ts';
+import type { Config } from '../../config.ts';
+import { wrapAd } from '../../core/crypto/index.ts';
+import { AppError } from '../../errors.ts';
+import { openRootKey } from './providers.ts';
+import type { KeyProviderConfig, OpenedRootKey } from './providers.ts';
+import { createKeyService } from './service.ts';
+import type { KeyService, KeyServiceDeps } from './service.ts';
+import { openKeyStore } from './store.ts';
+import type { KeyStore } from './store.ts';
+import { unwrapTenantKey } from './tenant-keys.ts';
+
+export type KeysConfig = KeyProviderConfig &
+  Pick<Config, 'dataDir' | 'databaseUrl' | 'keysDatabaseUrl' | 'keyCacheSize'>;
+
+/** Key store, root key and service, opened together. `service.close()` releases all three. */
+export interface OpenedKeys {
+  store: KeyStore;
+  root: OpenedRootKey;
+  service: KeyService;
+}
+
+/**
+ * Opens the key store (migrating it), then the root key (which may depend on the store: a key
+ * file is only created while no wrapped key exists), then the service.
+ *
+ * @example
+ * ```ts
+ * const keys = await openKeys(config, { clock: systemClock });
+ * await assertKeysUsable(keys);
+ * const services = createServices({ config, database, clock, keys: keys.service });
+ * ```
+ */
+export async function openKeys(
+  config: KeysConfig,
+  deps: { clock: Clock } & Partial<Pick<KeyServiceDeps, 'protectedValues' | 'random'>>,
+): Promise<OpenedKeys> {
+  const store = await openKeyStore({
+    databaseUrl: config.keysDatabaseUrl ?? config.databaseUrl,
+    dataDir: config.dataDir,
+  });
+  let root: OpenedRootKey;
+  try {
+    root = await openRootKey(config, store);
+  } catch (err) {
+    await store.close();
+    throw err;
+  }
+  const service = createKeyService({
+    ...deps,
+    store,
+    root,
+    cacheSize: config.keyCacheSize,
+    onClose: () => root.close(),
+  });
+  return { store, root, service };
+}
+
+/**
+ * The start-up check (`server.ts` calls it before listening): the key store answers, the root
+ * key provider works (a wrap/unwrap round trip), and the root key unwraps a stored tenant key
+ * of every (provider, key) that wrapped any. A wrong root key or provider stops the start with
+ * a message saying which, instead of failing on the first encrypted read. Throws AppError
+ * (`keys.root_key_mismatch`, `keys.provider_unavailable`).
+ *
+ * @example
+ * ```ts
+ * await assertKeysUsable(await openKeys(config, { clock }));
+ * ```
+ */
+export async function assertKeysUsable(keys: Pick<OpenedKeys, 'store' | 'root'>): Promise<void> {
+  const { store, root } = keys;
+  try {
+    await store.ping();
+  } catch (err) {
+    throw new AppError('unavailable', 'keys.provider_unavailable', 'key store unreachable', {
+      cause: err,
+    });
+  }
+  const probe = wrapAd.tenantKey('custos-start-up-check', 0);
+  const sample = Buffer.alloc(32, 0x5a);
+  try {
+    const wrapped = await root.provider.wrap(root.keyId, sample, probe);
+    const back = Buffer.from(await root.provider.unwrap(root.keyId, wrapped, probe));
+    if (!back.equals(sample)) throw new Error('round trip returned other bytes');
+  } catch (err) {
+    throw new AppError(
+      'unavailable',
+      'keys.provider_unavailable',
+      `${root.describe} does not work: ${err instanceof Error ? err.message : String(err)}`,
+      { cause: err },
+    );
+  }
+  // One stored key per wrapping (provider, key): the newest live one.
+  const rows = await store.db
+    .selectFrom('tenant_keys')
+    .select(['tenant_id', 'purpose', 'version', 'provider_id', 'provider_key_id', 'wrapped'])
+    .where('wrapped', 'is not', null)
+    .orderBy('created_at', 'desc')
+    .execute();
+  const seen = new Set<string>();
+  for (const row of rows) {
+    const id = `${row.provider_id}\u0000${row.provider_key_id}`;
+    if (seen.has(id) || row.wrapped === null) continue;
+    seen.add(id);
+    try {
+      await unwrapTenantKey(root, {
+        ...row,
+        tenantId: row.tenant_id,
+        wrapped: row.wrapped,
+      });
+    } catch (err) {
+      if (err instanceof AppError && err.code === 'keys.root_key_mismatch') {
+        throw new AppError(
+          'unavailable',
+          'keys.root_key_mismatch',
+          `${root.describe} cannot unwrap the tenant keys in the key store: it is not the root key they were created with. ` +
+            'Restore the original root key; starting with another one would leave every encrypted value unreadable.',
+          { cause: err },
+        );
+      }
+      throw err;
+    }
+  }
+}
+
+/**
+ * A `KeyService` that opens the store and root key on first use: what `createServices` builds
+ * when no opened service is passed in. Failures surface at that first call, so `server.ts` should
+ * open keys eagerly with `openKeys` and `assertKeysUsable`.
+ *
+ * @example
+ * ```ts
+ * const keys = createLazyKeyService(config, { clock });
+ * ```
+ */
+export function createLazyKeyService(
+  config: KeysConfig,
+  deps: { clock: Clock } & Partial<Pick<KeyServiceDeps, 'protectedValues' | 'random'>>,
+): KeyService {
+  let opened: Promise<OpenedKeys> | undefined;
+  const get = async (): Promise<KeyService> => {
+    opened ??= openKeys(config, deps);
+    try {
+      return (await opened).service;
+    } catch (err) {
+      opened = undefined;
+      throw err;
+    }
+  };
+  return {
+    tenantDataKey: async (...a) => (await get()).tenantDataKey(...a),
+    tenantDataKeyVersion: async (...a) => (await get()).tenantDataKeyVersion(...a),
+    tenantIndexKey: async (...a) => (await get()).tenantIndexKey(...a),
+    subjectKey: async (...a) => (await get()).subjectKey(...a),
+    keyFor: async (...a) => (await get()).keyFor(...a),
+    destroySubjectKey: async (...a) => (await get()).destroySubjectKey(...a),
+    rotateTenantKey: async (...a) => (await get()).rotateTenantKey(...a),
+    rewrapSubjectKeys: async (...a) => (await get()).rewrapSubjectKeys(...a),
+    status: async (...a) => (await get()).status(...a),
+    retireVersion: async (...a) => (await get()).retireVersion(...a),
+    async close() {
+      if (opened === undefined) return;
+      const pending = opened;
+      opened = undefined;
+      await (await pending).service.close();
+    },
+  };
+}

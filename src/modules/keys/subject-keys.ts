@@ -1,0 +1,167 @@
+import { createSecretKey } from 'node:crypto';
+import type { KeyObject } from 'node:crypto';
+import { generateDataKey, unwrapKey, wrapAd, wrapKey } from '../../core/crypto/index.ts';
+import { AppError } from '../../errors.ts';
+import {
+  activeVersion,
+  ensureActiveVersion,
+  keyNotFound,
+  loadTenantKey,
+  tenantCacheId,
+} from './tenant-keys.ts';
+import type { TenantKeyDeps } from './tenant-keys.ts';
+
+/**
+ * Per data subject (contact) keys, wrapped by the tenant data key (`wrapKey`, AD naming tenant
+ * and subject, wrapping key id naming the tenant key version). Destroying one makes every value
+ * encrypted under it unrecoverable, from any backup of the data database.
+ */
+
+/** Subject keys are not versioned: the envelope carries this constant. */
+export const SUBJECT_KEY_VERSION = 1;
+
+export const subjectKeyId = (subjectId: string): string => `subject:${subjectId}`;
+export const subjectCacheId = (tenantId: string, subjectId: string): string =>
+  `subject:${tenantId}/${subjectId}`;
+
+export const keyDestroyed = (): AppError =>
+  new AppError('not_found', 'keys.key_destroyed', 'subject key destroyed', {
+    detail: "This person's data was erased: its key was destroyed and cannot be recovered.",
+  });
+
+async function readRow(deps: TenantKeyDeps, tenantId: string, subjectId: string) {
+  return deps.store.db
+    .selectFrom('subject_keys')
+    .select(['tenant_key_version', 'wrapped', 'destroyed_at'])
+    .where('tenant_id', '=', tenantId)
+    .where('subject_id', '=', subjectId)
+    .executeTakeFirst();
+}
+
+async function unwrapRow(
+  deps: TenantKeyDeps,
+  tenantId: string,
+  subjectId: string,
+  row: { tenant_key_version: number; wrapped: string },
+): Promise<KeyObject> {
+  const version = row.tenant_key_version;
+  const tenantKey = await loadTenantKey(deps, tenantId, 'data', version);
+  const bytes = unwrapKey(
+    tenantKey,
+    tenantCacheId(tenantId, 'data', version),
+    Buffer.from(row.wrapped, 'base64'),
+    wrapAd.subjectKey(tenantId, subjectId),
+  );
+  try {
+    return createSecretKey(bytes);
+  } finally {
+    bytes.fill(0);
+  }
+}
+
+/** Wraps fresh key bytes under the active tenant version and inserts them (first writer wins). */
+async function createRow(deps: TenantKeyDeps, tenantId: string, subjectId: string): Promise<void> {
+  for (let attempt = 0; attempt < 3; attempt += 1) {
+    const version = await ensureActiveVersion(deps, tenantId, 'data');
+    const tenantKey = await loadTenantKey(deps, tenantId, 'data', version);
+    const bytes = generateDataKey(deps.random);
+    let wrapped: Buffer;
+    try {
+      wrapped = wrapKey(
+        tenantKey,
+        tenantCacheId(tenantId, 'data', version),
+        bytes,
+        wrapAd.subjectKey(tenantId, subjectId),
+      );
+    } finally {
+      bytes.fill(0);
+    }
+    // A rotation between reading the version and inserting would leave a new subject key under
+    // a version about to be retired: insert only while the version is still active.
+    const inserted = await deps.store.db.transaction().execute(async (trx) => {
+      if ((await activeVersion(trx, tenantId, 'data')) !== version) {
+        return false;
+      }
+      await trx
+        .insertInto('subject_keys')
+        .values({
+          tenant_id: tenantId,
+          subject_id: subjectId,
+          tenant_key_version: version,
+          wrapped: wrapped.toString('base64'),
+          created_at: deps.clock.now().toISOString(),
+          destroyed_at: null,
+        })
+        .onConflict((oc) => oc.columns(['tenant_id', 'subject_id']).doNothing())
+        .execute();
+      return true;
+    });
+    if (inserted) return;
+  }
+  throw new AppError('conflict', 'keys.version_in_use', 'tenant key rotated during creation', {
+    detail: 'The tenant key was rotated while a key was being created; retry.',
+  });
+}
+
+/**
+ * The subject's key: cached, else unwrapped, else (with `create`) generated. Throws
+ * `keys.key_destroyed` after `destroySubjectKey`, `keys.not_found` when absent and not created.
+ */
+export function loadSubjectKey(
+  deps: TenantKeyDeps,
+  tenantId: string,
+  subjectId: string,
+  create: boolean,
+): Promise<KeyObject> {
+  return deps.cache.getOrLoad(subjectCacheId(tenantId, subjectId), async () => {
+    let row = await readRow(deps, tenantId, subjectId);
+    if (row === undefined) {
+      if (!create) throw keyNotFound('subject key');
+      await createRow(deps, tenantId, subjectId);
+      row = await readRow(deps, tenantId, subjectId);
+    }
+    if (row === undefined) throw keyNotFound('subject key');
+    if (row.destroyed_at !== null || row.wrapped === null) throw keyDestroyed();
+    return unwrapRow(deps, tenantId, subjectId, { ...row, wrapped: row.wrapped });
+  });
+}
+
+/**
+ * Crypto-shredding: overwrites the wrapped key with NULL (a tombstone, so the subject's key is
+ * never re-created), forgets the cached key, and lets the store purge old page images.
+ * Returns whether a key existed.
+ */
+export async function destroySubjectKeyRow(
+  deps: TenantKeyDeps,
+  tenantId: string,
+  subjectId: string,
+): Promise<{ destroyed: boolean }> {
+  const now = deps.clock.now().toISOString();
+  const destroyed = await deps.store.db.transaction().execute(async (trx) => {
+    const result = await trx
+      .updateTable('subject_keys')
+      .set({ wrapped: null, destroyed_at: now })
+      .where('tenant_id', '=', tenantId)
+      .where('subject_id', '=', subjectId)
+      .where('destroyed_at', 'is', null)
+      .executeTakeFirst();
+    if (Number(result.numUpdatedRows) > 0) return true;
+    // No key yet (or already destroyed): leave a tombstone so none is created later.
+    await trx
+      .insertInto('subject_keys')
+      .values({
+        tenant_id: tenantId,
+        subject_id: subjectId,
+        tenant_key_version: 0,
+        wrapped: null,
+        created_at: now,
+        destroyed_at: now,
+      })
+      .onConflict((oc) => oc.columns(['tenant_id', 'subject_id']).doNothing())
+      .execute();
+    return false;
+  });
+  deps.cache.delete(subjectCacheId(tenantId, subjectId));
+  await deps.store.afterShred();
+  return { destroyed };
+}
