@@ -8,14 +8,22 @@ import { companySpec } from './modules/companies/spec.ts';
 import { contactSpec } from './modules/contacts/spec.ts';
 import { createContactTransfer } from './modules/contacts/transfer.ts';
 import { dealSpec } from './modules/deals/spec.ts';
+import { createLazyKeyService } from './modules/keys/open.ts';
+import type { KeysConfig } from './modules/keys/open.ts';
+import type { KeyService } from './modules/keys/service.ts';
 import { createRecordService } from './modules/records/service.ts';
 import { createUserService } from './modules/users/service.ts';
 
 /** The composition root: every service built once from its dependencies. */
 export function createServices(deps: {
-  config: Pick<Config, 'sessionIdleMs' | 'sessionAbsoluteMs'>;
+  config: Pick<Config, 'sessionIdleMs' | 'sessionAbsoluteMs'> & KeysConfig;
   database: DatabaseHandle;
   clock: Clock;
+  /**
+   * Opened by `openKeys` (and checked by `assertKeysUsable`) in server.ts; without it, a key
+   * service that opens the key store and root key on first use.
+   */
+  keys?: KeyService;
 }) {
   const { db } = deps.database;
   const clock = deps.clock;
@@ -23,6 +31,7 @@ export function createServices(deps: {
   return {
     database: deps.database,
     clock,
+    keys: deps.keys ?? createLazyKeyService(deps.config, { clock }),
     auth: createAuthService({
       db,
       clock,

@@ -1,61 +1,34 @@
-import { execFileSync, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import pkcs11js from 'pkcs11js';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, expect, it } from 'vitest';
 import { CryptoError } from './errors.ts';
 import { wrapAd } from './key-wrap.ts';
 import { createPkcs11KeyProvider, ensurePkcs11RootKey } from './pkcs11-provider.ts';
 import type { Pkcs11KeyProvider } from './pkcs11-provider.ts';
+import {
+  SOFTHSM_LIBRARY,
+  createSoftHsmToken,
+  describeWithSoftHsm,
+  runModuleInChild,
+} from '../../../test/helpers/softhsm.ts';
 
-const LIBRARY = '/usr/lib/softhsm/libsofthsm2.so';
-const haveSoftHsm =
-  spawnSync('softhsm2-util', ['--version']).status === 0 && fs.existsSync(LIBRARY);
-const suite = haveSoftHsm
-  ? describe
-  : describe.skip.bind(describe, 'SKIPPED: softhsm2-util or libsofthsm2.so is NOT INSTALLED');
-
-/** A SoftHSM2 token in a temporary directory, as `.ci/run` and MACHINE-NOTES describe. */
-function createToken(label: string, pin: string): { dir: string } {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'custos-hsm-'));
-  fs.mkdirSync(path.join(dir, 'tokens'));
-  const conf = path.join(dir, 'softhsm2.conf');
-  fs.writeFileSync(
-    conf,
-    `directories.tokendir = ${dir}/tokens\nobjectstore.backend = file\nlog.level = ERROR\n`,
-  );
-  // SoftHSM reads its configuration from the environment when the library initialises.
-  process.env.SOFTHSM2_CONF = conf;
-  execFileSync('softhsm2-util', [
-    '--init-token',
-    '--free',
-    '--label',
-    label,
-    '--so-pin',
-    '12345678',
-    '--pin',
-    pin,
-  ]);
-  return { dir };
-}
-
-suite('PKCS#11 key provider on a SoftHSM2 token', () => {
+const LIBRARY = SOFTHSM_LIBRARY;
+describeWithSoftHsm('PKCS#11 key provider on a SoftHSM2 token', () => {
   const pin = '87654321';
   const options = { library: LIBRARY, tokenLabel: 'custos-test', pin, keyLabel: 'custos-root' };
-  let dir: string;
+  let token: { remove(): void } | undefined;
   let provider: Pkcs11KeyProvider;
   const tenantAd = wrapAd.tenantKey('tenant-1', 1);
 
   beforeAll(() => {
-    dir = createToken(options.tokenLabel, pin).dir;
+    token = createSoftHsmToken({ label: options.tokenLabel, pin });
     expect(ensurePkcs11RootKey(options)).toEqual({ created: true });
     provider = createPkcs11KeyProvider(options);
   });
   afterAll(() => {
     provider?.close();
-    if (dir) fs.rmSync(dir, { recursive: true, force: true });
+    token?.remove();
   });
 
   it('creates the root key once and finds it afterwards', () => {
@@ -162,11 +135,7 @@ suite('PKCS#11 key provider on a SoftHSM2 token', () => {
       import { createPkcs11KeyProvider } from ${JSON.stringify(path.resolve('src/core/crypto/pkcs11-provider.ts'))};
       try { createPkcs11KeyProvider(${JSON.stringify({ ...options, pin: '00000000' })}); console.log('opened'); }
       catch (e) { console.log(String(e.code)); }`;
-    const out = execFileSync(
-      process.execPath,
-      ['--import', 'tsx', '--input-type=module', '-e', script],
-      { env: { ...process.env }, encoding: 'utf8' },
-    );
+    const out = runModuleInChild(script);
     expect(out.trim()).toBe(String(pkcs11js.CKR_PIN_INCORRECT));
   });
 });

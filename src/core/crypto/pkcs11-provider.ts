@@ -82,10 +82,7 @@ function release(library: string): void {
 }
 
 function isPkcs11Error(err: unknown, code?: number): err is pkcs11js.Pkcs11Error {
-  return (
-    err instanceof pkcs11js.Pkcs11Error &&
-    (code === undefined || (err as pkcs11js.Pkcs11Error).code === code)
-  );
+  return err instanceof pkcs11js.Pkcs11Error && (code === undefined || err.code === code);
 }
 
 function findSlot(module: pkcs11js.PKCS11, tokenLabel: string): Handle {
@@ -254,7 +251,10 @@ export function createPkcs11KeyProvider(options: Pkcs11Options): Pkcs11KeyProvid
           throw new CryptoError('ENVELOPE_MALFORMED', 'wrapped key is truncated');
         }
         if (wrapped[0] !== WRAP_VERSION) {
-          throw new CryptoError('ENVELOPE_VERSION', `unsupported wrapped key version ${wrapped[0]}`);
+          throw new CryptoError(
+            'ENVELOPE_VERSION',
+            `unsupported wrapped key version ${wrapped[0]}`,
+          );
         }
         const bytes = Buffer.from(wrapped);
         const nonce = bytes.subarray(1, 1 + AES_GCM_NONCE_BYTES);

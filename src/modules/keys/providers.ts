@@ -1,5 +1,4 @@
 import { createLocalKeyProvider } from '../../core/crypto/index.ts';
-import { createPkcs11KeyProvider, ensurePkcs11RootKey } from '../../core/crypto/pkcs11-provider.ts';
 import type { Pkcs11Options } from '../../core/crypto/pkcs11-provider.ts';
 import type { Config } from '../../config.ts';
 import { AppError } from '../../errors.ts';
@@ -60,6 +59,9 @@ function pkcs11Options(config: KeyProviderConfig): Pkcs11Options {
   };
 }
 
+/** Loaded on demand: the native PKCS#11 binding is only needed by the pkcs11 provider. */
+const pkcs11 = () => import('../../core/crypto/pkcs11-provider.ts');
+
 const providerError = (what: string, err: unknown): AppError => {
   // pkcs11js messages name the failing function and CKR code, never the PIN.
   const why = err instanceof Error ? err.message : String(err);
@@ -116,7 +118,7 @@ export async function openRootKey(
       const describe = `PKCS#11 token "${options.tokenLabel}" key "${options.keyLabel}"`;
       let provider;
       try {
-        provider = createPkcs11KeyProvider(options);
+        provider = (await pkcs11()).createPkcs11KeyProvider(options);
       } catch (err) {
         throw providerError(`cannot open ${describe} (run "custos keys init-hsm" once)`, err);
       }
@@ -145,14 +147,16 @@ export async function openRootKey(
  *
  * @example
  * ```ts
- * const { created } = initHsmRootKey(config);
+ * const { created } = await initHsmRootKey(config);
  * ```
  */
-export function initHsmRootKey(config: KeyProviderConfig): { created: boolean; describe: string } {
+export async function initHsmRootKey(
+  config: KeyProviderConfig,
+): Promise<{ created: boolean; describe: string }> {
   const options = pkcs11Options(config);
   const describe = `PKCS#11 token "${options.tokenLabel}" key "${options.keyLabel}"`;
   try {
-    return { ...ensurePkcs11RootKey(options), describe };
+    return { ...(await pkcs11()).ensurePkcs11RootKey(options), describe };
   } catch (err) {
     throw providerError(`cannot create ${describe}`, err);
   }

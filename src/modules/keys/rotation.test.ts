@@ -28,7 +28,10 @@ async function tenantWithSubjects(n: number) {
   for (let i = 0; i < n; i += 1) {
     const contactId = newId();
     const key = await service.subjectKey(tenantId, contactId, { create: true });
-    values.push({ contactId, stored: encryptField(key.key, key, ad(tenantId, contactId), `n${i}`) });
+    values.push({
+      contactId,
+      stored: encryptField(key.key, key, ad(tenantId, contactId), `n${i}`),
+    });
   }
   return { tenantId, values };
 }
@@ -86,7 +89,13 @@ describe('rewrapSubjectKeys', () => {
         kill.abort();
       },
     });
-    expect(first).toEqual({ tenantId, targetVersion: 2, rewrapped: 10, remaining: 15, done: false });
+    expect(first).toEqual({
+      tenantId,
+      targetVersion: 2,
+      rewrapped: 10,
+      remaining: 15,
+      done: false,
+    });
     expect(seen).toHaveLength(1);
     expect(await versionsOf(tenantId)).toEqual([
       [1, 'decrypt-only', 15],

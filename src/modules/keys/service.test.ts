@@ -105,9 +105,9 @@ describe('tenant keys', () => {
     const a = newId();
     const b = newId();
     await service.tenantDataKey(b);
-    await expect(service.keyFor(a, { keyId: `tenant:${b}`, keyVersion: 1 })).rejects.toMatchObject(
-      { code: 'keys.not_found' },
-    );
+    await expect(service.keyFor(a, { keyId: `tenant:${b}`, keyVersion: 1 })).rejects.toMatchObject({
+      code: 'keys.not_found',
+    });
     await expect(service.tenantDataKeyVersion(b, 7)).rejects.toMatchObject({
       code: 'keys.not_found',
     });
@@ -122,9 +122,9 @@ describe('subject keys', () => {
     const tenantId = newId();
     const contactId = newId();
     const service = keys.service();
-    await expect(service.subjectKey(tenantId, contactId, { create: false })).rejects.toMatchObject(
-      { code: 'keys.not_found' },
-    );
+    await expect(service.subjectKey(tenantId, contactId, { create: false })).rejects.toMatchObject({
+      code: 'keys.not_found',
+    });
     const created = await service.subjectKey(tenantId, contactId, { create: true });
     expect(created).toMatchObject({ keyId: `subject:${contactId}`, keyVersion: 1 });
     const stored = encryptField(created.key, created, ad(tenantId, contactId), 'secret notes');
