@@ -225,6 +225,24 @@ describe('retireVersion', () => {
     await expect(service.retireVersion(tenantId, 1)).resolves.toEqual({ minDecryptVersion: 2 });
   });
 
+  it('another process stops decrypting with a retired version within the refresh interval', async () => {
+    const tenantId = newId();
+    const elsewhere = keys.service({ activeVersionTtlMs: 1000 });
+    await elsewhere.tenantDataKey(tenantId);
+    await elsewhere.rotateTenantKey(tenantId);
+    keys.clock.advance(60_000);
+    await elsewhere.tenantDataKeyVersion(tenantId, 1);
+    await keys.service().retireVersion(tenantId, 1);
+    // Its cached key and minimum version are trusted for at most the refresh interval.
+    await expect(elsewhere.tenantDataKeyVersion(tenantId, 1)).resolves.toMatchObject({
+      keyVersion: 1,
+    });
+    keys.clock.advance(1001);
+    await expect(elsewhere.tenantDataKeyVersion(tenantId, 1)).rejects.toMatchObject({
+      code: 'keys.version_retired',
+    });
+  });
+
   it('refuses an unknown version with keys.not_found', async () => {
     const tenantId = newId();
     await keys.service().tenantDataKey(tenantId);

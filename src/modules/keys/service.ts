@@ -107,11 +107,23 @@ export function createKeyService(deps: KeyServiceDeps): KeyService {
     return version;
   }
 
+  // The minimum decryption version, re-read after `ttl` like the active version: a decrypt of a
+  // cached key then costs no query, and a retirement elsewhere is honoured within `ttl`.
+  const minimum = new Map<string, { version: number; until: number }>();
+
+  async function minVersion(tenantId: string): Promise<number> {
+    const now = deps.clock.now().getTime();
+    const known = minimum.get(tenantId);
+    if (known !== undefined && known.until > now) return known.version;
+    const version = await minDecryptVersion(deps.store.db, tenantId);
+    if (minimum.size >= deps.cacheSize) minimum.clear();
+    minimum.set(tenantId, { version, until: now + ttl });
+    return version;
+  }
+
   async function dataKeyVersion(tenantId: string, version: number): Promise<FieldKey> {
     if (!Number.isInteger(version) || version < 1) throw keyNotFound(`data key version ${version}`);
-    if (version < (await minDecryptVersion(deps.store.db, tenantId))) {
-      throw versionRetired(version);
-    }
+    if (version < (await minVersion(tenantId))) throw versionRetired(version);
     const key = await loadTenantKey(inner, tenantId, 'data', version);
     return { key, keyId: tenantKeyId(tenantId), keyVersion: version };
   }
@@ -153,12 +165,14 @@ export function createKeyService(deps: KeyServiceDeps): KeyService {
       return rewrapSubjectKeyBatches(inner, tenantId, options);
     },
     status: (tenantId) => readKeyStatus(deps.store, tenantId),
-    retireVersion(tenantId, version) {
-      return retireTenantKeyVersion(
+    async retireVersion(tenantId, version) {
+      const result = await retireTenantKeyVersion(
         { ...inner, settleMs: 2 * ttl, protectedValues: deps.protectedValues },
         tenantId,
         version,
       );
+      minimum.delete(tenantId);
+      return result;
     },
     async close() {
       cache.clear();
