@@ -25,15 +25,17 @@ export function createServices(deps: {
    */
   keys?: KeyService;
 }) {
-  const { db } = deps.database;
+  const { db, reader } = deps.database;
   const clock = deps.clock;
-  const contacts = createRecordService(contactSpec, { db, clock });
+  const records = { db, clock, reader };
+  const contacts = createRecordService(contactSpec, records);
   return {
     database: deps.database,
     clock,
     keys: deps.keys ?? createLazyKeyService(deps.config, { clock }),
     auth: createAuthService({
       db,
+      reader,
       clock,
       sessionIdleMs: deps.config.sessionIdleMs,
       sessionAbsoluteMs: deps.config.sessionAbsoluteMs,
@@ -42,9 +44,9 @@ export function createServices(deps: {
     apiKeys: createApiKeyService({ db, clock }),
     contacts,
     contactTransfer: createContactTransfer({ db, clock, contacts }),
-    companies: createRecordService(companySpec, { db, clock }),
-    deals: createRecordService(dealSpec, { db, clock }),
-    activities: createRecordService(activitySpec, { db, clock }),
+    companies: createRecordService(companySpec, records),
+    deals: createRecordService(dealSpec, records),
+    activities: createRecordService(activitySpec, records),
   };
 }
 

@@ -28,9 +28,19 @@ export interface DatabaseHandle {
   dialect: Dialect;
   /** Where the SQLite file lives (undefined on PostgreSQL). */
   file?: string;
+  /**
+   * SQLite only: a second, read-only connection for the reads every request makes (session,
+   * record by id), run synchronously without Kysely's per-query machinery. It sees every
+   * committed write (WAL) and never another request's open transaction.
+   */
+  reader?: SyncReader;
   /** A trivial query: is the database reachable? */
   ping(): Promise<void>;
   close(): Promise<void>;
+}
+
+export interface SyncReader {
+  all(sql: string, parameters: readonly unknown[]): unknown[];
 }
 
 export const SQLITE_FILE = 'custos.db';
@@ -58,7 +68,29 @@ export function openDatabase(options: DatabaseOptions): DatabaseHandle {
   const db = new Kysely<Database>({
     dialect: new SqliteDialect({ database: withStatementCache(sqlite) }),
   });
-  return { db, dialect: 'sqlite', file, ping: () => ping(db), close: () => db.destroy() };
+  let readConnection: SQLite.Database | undefined;
+  let readStatements: SqliteDatabase | undefined;
+  const reader: SyncReader = {
+    all(text, parameters) {
+      if (!readStatements) {
+        readConnection = new SQLite(file, { readonly: true, fileMustExist: true });
+        readConnection.pragma('busy_timeout = 5000');
+        readStatements = withStatementCache(readConnection);
+      }
+      return readStatements.prepare(text).all(parameters);
+    },
+  };
+  return {
+    db,
+    dialect: 'sqlite',
+    file,
+    reader,
+    ping: () => ping(db),
+    close: async () => {
+      readConnection?.close();
+      await db.destroy();
+    },
+  };
 }
 
 export class MigrationError extends Error {

@@ -1,4 +1,5 @@
 import type { Compilable, CompiledQuery, Kysely } from 'kysely';
+import type { SyncReader } from './database.ts';
 
 /**
  * A query built and compiled once per database, then run with new parameter values. Kysely
@@ -39,12 +40,18 @@ export function prepared<DB, R, P extends string>(
   }
 
   return {
-    async run(db: Kysely<DB>, values: Record<P, unknown>): Promise<R[]> {
+    /**
+     * Runs the query. With a `reader` (SQLite's read-only connection) and outside a transaction,
+     * it reads synchronously there; inside a transaction it must see the transaction's own
+     * writes, so it goes through `db`.
+     */
+    async run(db: Kysely<DB>, values: Record<P, unknown>, reader?: SyncReader): Promise<R[]> {
       const { compiled, slots } = compiledFor(db);
       const parameters = compiled.parameters.map((v, i) => {
         const slot = slots[i];
         return slot === undefined ? v : values[slot];
       });
+      if (reader && !db.isTransaction) return reader.all(compiled.sql, parameters) as R[];
       const result = await db.executeQuery<R>({ ...compiled, parameters });
       return result.rows;
     },

@@ -4,6 +4,7 @@ import type { Database, UserRow } from '../../db/schema.ts';
 import { AppError } from '../../errors.ts';
 import { newId } from '../../ids.ts';
 import { prepared } from '../../db/prepared.ts';
+import type { SyncReader } from '../../db/database.ts';
 import { weakerRole, type Actor, type RequestMeta } from '../../core/policy/index.ts';
 import { burnPasswordCheck, verifyPassword } from '../identity/passwords.ts';
 import { normalizeEmail } from '../identity/normalize.ts';
@@ -12,6 +13,8 @@ import { API_KEY_PATTERN } from '../api-keys/format.ts';
 
 export interface AuthDeps {
   db: Kysely<Database>;
+  /** SQLite's read-only connection for the per-request lookups (absent on PostgreSQL). */
+  reader?: SyncReader | undefined;
   clock: Clock;
   sessionIdleMs: number;
   sessionAbsoluteMs: number;
@@ -133,7 +136,7 @@ export function createAuthService(deps: AuthDeps) {
 
   /** Turns a session cookie into an actor, or throws `unauthenticated`. */
   async function actorFromSession(token: string, meta: RequestMeta): Promise<Actor> {
-    const [row] = await sessionByTokenHash.run(db, { tokenHash: hashToken(token) });
+    const [row] = await sessionByTokenHash.run(db, { tokenHash: hashToken(token) }, deps.reader);
     if (!row || row.revoked_at !== null || row.status !== 'active') {
       throw new AppError('unauthenticated', 'auth.unauthenticated', 'unknown or revoked session', {
         detail: 'Sign in to continue.',
@@ -178,7 +181,7 @@ export function createAuthService(deps: AuthDeps) {
     const match = API_KEY_PATTERN.exec(key);
     if (!match?.groups) throw invalid();
     const { prefix, secret } = match.groups as { prefix: string; secret: string };
-    const [row] = await apiKeyByPrefix.run(db, { prefix });
+    const [row] = await apiKeyByPrefix.run(db, { prefix }, deps.reader);
     const now = clock.now();
     if (
       !row ||

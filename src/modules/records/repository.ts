@@ -1,6 +1,7 @@
 import { sql, type Expression, type Kysely, type SqlBool, type Transaction } from 'kysely';
 import type { Database } from '../../db/schema.ts';
 import { prepared } from '../../db/prepared.ts';
+import type { SyncReader } from '../../db/database.ts';
 import type { SortSpec } from './spec.ts';
 
 /**
@@ -77,6 +78,7 @@ export async function getRow(
   tenantId: string,
   id: string,
   columns: readonly string[],
+  reader?: SyncReader,
 ): Promise<Row | undefined> {
   const key = `${table}|${columns.join(',')}`;
   let query = getRowQueries.get(key);
@@ -84,7 +86,7 @@ export async function getRow(
     query = prepareGetRow(table, columns);
     getRowQueries.set(key, query);
   }
-  const rows = await query.run(any(db), { tenantId, id });
+  const rows = await query.run(any(db), { tenantId, id }, reader);
   return rows[0];
 }
 

@@ -1,6 +1,7 @@
 import type { Kysely } from 'kysely';
 import type { Clock } from '../../clock.ts';
 import type { Database } from '../../db/schema.ts';
+import type { SyncReader } from '../../db/database.ts';
 import { toNumber } from '../../db/schema.ts';
 import { authorize, type Actor } from '../../core/policy/index.ts';
 import { AppError } from '../../errors.ts';
@@ -51,6 +52,8 @@ const RANGE_FILTERS = {
 export interface RecordDeps {
   db: Kysely<Database>;
   clock: Clock;
+  /** SQLite's read-only connection for reads outside transactions. */
+  reader?: SyncReader | undefined;
 }
 
 /** CRUD for one CRM object, scoped to the actor's tenant, authorised, versioned. */
@@ -214,7 +217,7 @@ export function createRecordService(spec: RecordSpec, deps: RecordDeps) {
 
   async function get(actor: Actor, id: string): Promise<ApiRecord> {
     authorize(actor, 'read', spec.resource);
-    const row = await getRow(db, spec.table, actor.tenantId, id, columns);
+    const row = await getRow(db, spec.table, actor.tenantId, id, columns, deps.reader);
     if (!row) throw notFound();
     return toApi(row);
   }
