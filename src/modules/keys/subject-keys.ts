@@ -59,13 +59,21 @@ async function unwrapRow(
   }
 }
 
-/** Wraps fresh key bytes under the active tenant version and inserts them (first writer wins). */
-async function createRow(deps: TenantKeyDeps, tenantId: string, subjectId: string): Promise<void> {
+/**
+ * Wraps fresh key bytes under the active tenant version and inserts them (first writer wins).
+ * Returns the new key, or undefined when another process inserted (or destroyed) one first.
+ */
+async function createRow(
+  deps: TenantKeyDeps,
+  tenantId: string,
+  subjectId: string,
+): Promise<KeyObject | undefined> {
   for (let attempt = 0; attempt < 3; attempt += 1) {
     const version = await ensureActiveVersion(deps, tenantId, 'data');
     const tenantKey = await loadTenantKey(deps, tenantId, 'data', version);
     const bytes = generateDataKey(deps.random);
     let wrapped: Buffer;
+    let key: KeyObject;
     try {
       wrapped = wrapKey(
         tenantKey,
@@ -73,16 +81,15 @@ async function createRow(deps: TenantKeyDeps, tenantId: string, subjectId: strin
         bytes,
         wrapAd.subjectKey(tenantId, subjectId),
       );
+      key = createSecretKey(bytes);
     } finally {
       bytes.fill(0);
     }
     // A rotation between reading the version and inserting would leave a new subject key under
     // a version about to be retired: insert only while the version is still active.
-    const inserted = await deps.store.db.transaction().execute(async (trx) => {
-      if ((await activeVersion(trx, tenantId, 'data')) !== version) {
-        return false;
-      }
-      await trx
+    const outcome = await deps.store.db.transaction().execute(async (trx) => {
+      if ((await activeVersion(trx, tenantId, 'data')) !== version) return 'rotated';
+      const result = await trx
         .insertInto('subject_keys')
         .values({
           tenant_id: tenantId,
@@ -93,10 +100,11 @@ async function createRow(deps: TenantKeyDeps, tenantId: string, subjectId: strin
           destroyed_at: null,
         })
         .onConflict((oc) => oc.columns(['tenant_id', 'subject_id']).doNothing())
-        .execute();
-      return true;
+        .executeTakeFirst();
+      return Number(result.numInsertedOrUpdatedRows ?? 0) > 0 ? 'inserted' : 'exists';
     });
-    if (inserted) return;
+    if (outcome === 'inserted') return key;
+    if (outcome === 'exists') return undefined;
   }
   throw new AppError('conflict', 'keys.version_in_use', 'tenant key rotated during creation', {
     detail: 'The tenant key was rotated while a key was being created; retry.',
@@ -117,7 +125,8 @@ export function loadSubjectKey(
     let row = await readRow(deps, tenantId, subjectId);
     if (row === undefined) {
       if (!create) throw keyNotFound('subject key');
-      await createRow(deps, tenantId, subjectId);
+      const created = await createRow(deps, tenantId, subjectId);
+      if (created !== undefined) return created;
       row = await readRow(deps, tenantId, subjectId);
     }
     if (row === undefined) throw keyNotFound('subject key');
