@@ -64,8 +64,11 @@ export interface KeyStore {
   ping(): Promise<void>;
   /**
    * Called after wrapped bytes were destroyed. On SQLite it checkpoints and truncates the WAL,
-   * whose older frames could still hold the page as it was before. PostgreSQL keeps the old row
-   * version until VACUUM reuses its space, and in WAL archives: see the README.
+   * whose older frames could still hold the page as it was before (`secure_delete` zeroes freed
+   * cells). On PostgreSQL the UPDATE leaves the old row version in the heap until VACUUM prunes
+   * the page: it runs VACUUM on the two key tables (checked on PostgreSQL 15: after it and a
+   * checkpoint the heap file no longer holds the old bytes). WAL segments and WAL archives keep
+   * them until recycled: a key store's WAL archive must have a short retention.
    */
   afterShred(): Promise<void>;
   close(): Promise<void>;
@@ -155,7 +158,11 @@ function openPostgres(url: string, poolSize: number): KeyStore {
     file: undefined,
     schema: KEYS_SCHEMA,
     ping: async () => void (await sql`select 1`.execute(db)),
-    afterShred: () => Promise.resolve(),
+    // VACUUM cannot run in a transaction; it goes through the pool on its own connection.
+    afterShred: async () =>
+      void (await sql`vacuum (skip_locked) ${sql.table(`${KEYS_SCHEMA}.subject_keys`)}, ${sql.table(`${KEYS_SCHEMA}.tenant_keys`)}`.execute(
+        root,
+      )),
     close: () => root.destroy(),
   };
 }
