@@ -1,6 +1,5 @@
 import type { Clock } from '../../clock.ts';
 import type { Config } from '../../config.ts';
-import { wrapAd } from '../../core/crypto/index.ts';
 import { AppError } from '../../errors.ts';
 import { openRootKey } from './providers.ts';
 import type { KeyProviderConfig, OpenedRootKey } from './providers.ts';
@@ -8,7 +7,7 @@ import { createKeyService } from './service.ts';
 import type { KeyService, KeyServiceDeps } from './service.ts';
 import { openKeyStore } from './store.ts';
 import type { KeyStore } from './store.ts';
-import { unwrapTenantKey } from './tenant-keys.ts';
+import { probeRootKey, unwrapTenantKey } from './tenant-keys.ts';
 
 export type KeysConfig = KeyProviderConfig &
   Pick<Config, 'dataDir' | 'databaseUrl' | 'keysDatabaseUrl' | 'keyCacheSize'>;
@@ -77,20 +76,7 @@ export async function assertKeysUsable(keys: Pick<OpenedKeys, 'store' | 'root'>)
       cause: err,
     });
   }
-  const probe = wrapAd.tenantKey('custos-start-up-check', 0);
-  const sample = Buffer.alloc(32, 0x5a);
-  try {
-    const wrapped = await root.provider.wrap(root.keyId, sample, probe);
-    const back = Buffer.from(await root.provider.unwrap(root.keyId, wrapped, probe));
-    if (!back.equals(sample)) throw new Error('round trip returned other bytes');
-  } catch (err) {
-    throw new AppError(
-      'unavailable',
-      'keys.provider_unavailable',
-      `${root.describe} does not work: ${err instanceof Error ? err.message : String(err)}`,
-      { cause: err },
-    );
-  }
+  await probeRootKey(root, root.describe);
   // One stored key per wrapping (provider, key): the newest live one.
   const rows = await store.db
     .selectFrom('tenant_keys')
@@ -159,6 +145,7 @@ export function createLazyKeyService(
     rewrapSubjectKeys: async (...a) => (await get()).rewrapSubjectKeys(...a),
     status: async (...a) => (await get()).status(...a),
     retireVersion: async (...a) => (await get()).retireVersion(...a),
+    ping: async () => (await get()).ping(),
     async close() {
       if (opened === undefined) return;
       const pending = opened;

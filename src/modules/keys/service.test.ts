@@ -212,3 +212,20 @@ describe('subject keys', () => {
     });
   });
 });
+
+describe('ping', () => {
+  it('answers when the store and the root key provider work', async () => {
+    await expect(keys.service().ping()).resolves.toBeUndefined();
+  });
+
+  it('reports keys.provider_unavailable when the provider fails', async () => {
+    const down = () => Promise.reject(new Error('token removed'));
+    const service = keys.service({
+      root: { provider: { id: 'local', wrap: down, unwrap: down }, keyId: 'root' },
+    });
+    await expect(service.ping()).rejects.toMatchObject({
+      code: 'keys.provider_unavailable',
+      message: expect.stringContaining('token removed'),
+    });
+  });
+});

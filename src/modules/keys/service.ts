@@ -22,6 +22,7 @@ import {
   keyNotFound,
   loadTenantKey,
   minDecryptVersion,
+  probeRootKey,
   tenantKeyId,
   versionRetired,
 } from './tenant-keys.ts';
@@ -53,6 +54,8 @@ export interface KeyService {
   status(tenantId?: string): Promise<TenantKeyStatus[]>;
   /** Destroys a decrypt-only version nothing depends on; `keys.version_in_use` otherwise. */
   retireVersion(tenantId: string, version: number): Promise<{ minDecryptVersion: number }>;
+  /** Readiness: the key store answers and the root key provider round-trips a test value. */
+  ping(): Promise<void>;
   /** Releases the store and the provider (the service is unusable afterwards). */
   close(): Promise<void>;
 }
@@ -173,6 +176,10 @@ export function createKeyService(deps: KeyServiceDeps): KeyService {
       );
       minimum.delete(tenantId);
       return result;
+    },
+    async ping() {
+      await deps.store.ping();
+      await probeRootKey(deps.root);
     },
     async close() {
       cache.clear();

@@ -197,3 +197,24 @@ export async function unwrapTenantKey(
     bytes.fill(0);
   }
 }
+
+/**
+ * A wrap/unwrap round trip of a constant through the root key provider: is it reachable and
+ * working (for the start-up check and readiness)? Throws `keys.provider_unavailable`.
+ */
+export async function probeRootKey(root: RootKey, describe: string = root.provider.id) {
+  const ad = wrapAd.tenantKey('custos-probe', 0);
+  const sample = Buffer.alloc(32, 0x5a);
+  try {
+    const wrapped = await root.provider.wrap(root.keyId, sample, ad);
+    const back = Buffer.from(await root.provider.unwrap(root.keyId, wrapped, ad));
+    if (!back.equals(sample)) throw new Error('round trip returned other bytes');
+  } catch (err) {
+    throw new AppError(
+      'unavailable',
+      'keys.provider_unavailable',
+      `${describe} does not work: ${err instanceof Error ? err.message : String(err)}`,
+      { cause: err },
+    );
+  }
+}
