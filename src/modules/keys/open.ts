@@ -139,6 +139,7 @@ export function createLazyKeyService(
     tenantDataKeyVersion: async (...a) => (await get()).tenantDataKeyVersion(...a),
     tenantIndexKey: async (...a) => (await get()).tenantIndexKey(...a),
     subjectKey: async (...a) => (await get()).subjectKey(...a),
+    subjectKeys: async (...a) => (await get()).subjectKeys(...a),
     keyFor: async (...a) => (await get()).keyFor(...a),
     destroySubjectKey: async (...a) => (await get()).destroySubjectKey(...a),
     rotateTenantKey: async (...a) => (await get()).rotateTenantKey(...a),

@@ -229,3 +229,31 @@ describe('ping', () => {
     });
   });
 });
+
+describe('subjectKeys', () => {
+  it('loads many subject keys at once, marking destroyed ones and leaving out unknown ones', async () => {
+    const tenantId = newId();
+    const writer = keys.service();
+    const [a, b, gone, unknown] = [newId(), newId(), newId(), newId()];
+    const keyA = await writer.subjectKey(tenantId, a, { create: true });
+    const keyB = await writer.subjectKey(tenantId, b, { create: true });
+    await writer.subjectKey(tenantId, gone, { create: true });
+    await writer.destroySubjectKey(tenantId, gone);
+
+    const reader = keys.service();
+    const found = await reader.subjectKeys(tenantId, [a, b, gone, unknown, a]);
+    expect([...found.keys()].sort()).toEqual([a, b, gone].sort());
+    expect(found.get(gone)).toBe('destroyed');
+    const loadedA = found.get(a);
+    expect(loadedA !== 'destroyed' && loadedA?.key.equals(keyA.key)).toBe(true);
+    expect(found.get(b)).toMatchObject({ keyId: `subject:${b}`, keyVersion: 1 });
+    const loadedB = found.get(b);
+    expect(loadedB !== 'destroyed' && loadedB?.key.equals(keyB.key)).toBe(true);
+    // Now cached: the single lookup returns the same object.
+    expect((await reader.subjectKey(tenantId, a, { create: false })).key).toBe(
+      (loadedA as { key: unknown }).key,
+    );
+    // Another tenant sees none of them.
+    expect((await reader.subjectKeys(newId(), [a, b, gone])).size).toBe(0);
+  });
+});

@@ -15,6 +15,7 @@ import {
   SUBJECT_KEY_VERSION,
   destroySubjectKeyRow,
   loadSubjectKey,
+  loadSubjectKeys,
   subjectKeyId,
 } from './subject-keys.ts';
 import {
@@ -43,6 +44,14 @@ export interface KeyService {
   tenantIndexKey(tenantId: string): Promise<KeyObject>;
   /** The subject's key; `keys.key_destroyed` once shredded, `keys.not_found` without `create`. */
   subjectKey(tenantId: string, subjectId: string, options: { create: boolean }): Promise<FieldKey>;
+  /**
+   * Several subjects' keys with one query: live keys, `'destroyed'` for shredded subjects,
+   * nothing for subjects without a key. For list pages and exports.
+   */
+  subjectKeys(
+    tenantId: string,
+    subjectIds: readonly string[],
+  ): Promise<Map<string, FieldKey | 'destroyed'>>;
   /** The key for an envelope reference (`tenant:<id>` or `subject:<id>`) of this tenant. */
   keyFor(tenantId: string, ref: FieldKeyRef): Promise<KeyObject>;
   /** Crypto-shredding of one subject: the wrapped key is overwritten and the cache forgets it. */
@@ -145,6 +154,19 @@ export function createKeyService(deps: KeyServiceDeps): KeyService {
     async subjectKey(tenantId, subjectId, options) {
       const key = await loadSubjectKey(inner, tenantId, subjectId, options.create);
       return { key, keyId: subjectKeyId(subjectId), keyVersion: SUBJECT_KEY_VERSION };
+    },
+    async subjectKeys(tenantId, subjectIds) {
+      const loaded = await loadSubjectKeys(inner, tenantId, subjectIds);
+      const out = new Map<string, FieldKey | 'destroyed'>();
+      for (const [id, key] of loaded) {
+        out.set(
+          id,
+          key === 'destroyed'
+            ? key
+            : { key, keyId: subjectKeyId(id), keyVersion: SUBJECT_KEY_VERSION },
+        );
+      }
+      return out;
     },
     async keyFor(tenantId, ref) {
       if (ref.keyId === tenantKeyId(tenantId)) {

@@ -174,3 +174,57 @@ export async function destroySubjectKeyRow(
   await deps.store.afterShred();
   return { destroyed };
 }
+
+/**
+ * Several subjects' keys in one query (a list page, an export): live keys by subject id,
+ * `'destroyed'` for shredded subjects; subjects without a key are left out. Each id goes
+ * through the cache's single-flight load, so a key destroyed meanwhile is not cached.
+ */
+export async function loadSubjectKeys(
+  deps: TenantKeyDeps,
+  tenantId: string,
+  subjectIds: readonly string[],
+): Promise<Map<string, KeyObject | 'destroyed'>> {
+  const ids = [...new Set(subjectIds)];
+  let start!: () => void;
+  const started = new Promise<void>((resolve) => (start = resolve));
+  const rows = started.then(async () => {
+    const found = new Map<string, { tenant_key_version: number; wrapped: string | null }>();
+    // Bounded IN lists: SQLite allows 32766 parameters, PostgreSQL 65535.
+    for (let i = 0; i < ids.length; i += 500) {
+      const chunk = await deps.store.db
+        .selectFrom('subject_keys')
+        .select(['subject_id', 'tenant_key_version', 'wrapped'])
+        .where('tenant_id', '=', tenantId)
+        .where('subject_id', 'in', ids.slice(i, i + 500))
+        .execute();
+      for (const row of chunk) found.set(row.subject_id, row);
+    }
+    return found;
+  });
+  let needed = false;
+  const loads = ids.map((id) =>
+    deps.cache.getOrLoad(subjectCacheId(tenantId, id), async () => {
+      needed = true;
+      const row = (await rows).get(id);
+      if (row === undefined) throw keyNotFound('subject key');
+      if (row.wrapped === null) throw keyDestroyed();
+      return unwrapRow(deps, tenantId, id, { ...row, wrapped: row.wrapped });
+    }),
+  );
+  // Loaders run synchronously up to their first await: all are registered now. No query when
+  // every key was cached.
+  if (needed) start();
+  const settled = await Promise.allSettled(loads);
+  const out = new Map<string, KeyObject | 'destroyed'>();
+  settled.forEach((result, i) => {
+    const id = ids[i]!;
+    if (result.status === 'fulfilled') out.set(id, result.value);
+    else if ((result.reason as { code?: string }).code === 'keys.key_destroyed') {
+      out.set(id, 'destroyed');
+    } else if ((result.reason as { code?: string }).code !== 'keys.not_found') {
+      throw result.reason;
+    }
+  });
+  return out;
+}
