@@ -4,6 +4,8 @@ import { createServices } from './compose.ts';
 import { migrateToLatest, openDatabase } from './db/database.ts';
 import { buildApp } from './http/app.ts';
 import { countTenants } from './modules/tenants/service.ts';
+import { AppError } from './errors.ts';
+import { assertKeysUsable, openKeys } from './modules/keys/open.ts';
 
 /** config -> dependencies -> app.listen() */
 async function main() {
@@ -23,7 +25,11 @@ async function main() {
     poolSize: config.databasePoolSize,
   });
   await migrateToLatest(database.db);
-  const services = createServices({ config, database, clock: systemClock });
+  // Keys before serving: a missing, exposed or wrong root key stops the start here, with a
+  // message saying which, instead of failing on the first encrypted read.
+  const keys = await openKeys(config, { clock: systemClock });
+  await assertKeysUsable(keys);
+  const services = createServices({ config, database, clock: systemClock, keys: keys.service });
   const app = await buildApp({ config, services });
   if ((await countTenants(database.db)) === 0) {
     app.log.warn(
@@ -34,6 +40,7 @@ async function main() {
   const stop = async (signal: string) => {
     app.log.info({ signal }, 'shutting down');
     await app.close();
+    await keys.service.close();
     await database.close();
     process.exit(0);
   };
@@ -43,8 +50,12 @@ async function main() {
 }
 
 main().catch((error: unknown) => {
-  process.stderr.write(
-    `custos: failed to start: ${error instanceof Error ? error.message : String(error)}\n`,
-  );
+  const message =
+    error instanceof AppError
+      ? `${error.detail ?? error.message} (${error.code})`
+      : error instanceof Error
+        ? error.message
+        : String(error);
+  process.stderr.write(`custos: failed to start: ${message}\n`);
   process.exit(1);
 });

@@ -129,13 +129,19 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
       },
     },
     async () => {
-      try {
-        await services.database.ping();
-      } catch (error) {
-        throw new AppError('unavailable', 'server.unavailable', 'database unreachable', {
-          detail: 'The database is not reachable.',
-          cause: error,
-        });
+      const probes = [
+        ['database', () => services.database.ping()],
+        ['key store', () => services.keys.ping()],
+      ] as const;
+      for (const [what, probe] of probes) {
+        try {
+          await probe();
+        } catch (error) {
+          throw new AppError('unavailable', 'server.unavailable', `${what} unreachable`, {
+            detail: `The ${what} is not reachable.`,
+            cause: error,
+          });
+        }
       }
       return { status: 'ready' as const };
     },

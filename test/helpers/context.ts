@@ -3,6 +3,7 @@ import type { FastifyInstance, LightMyRequestResponse } from 'fastify';
 import { createManualClock } from '../../src/clock.ts';
 import { loadConfig } from '../../src/config.ts';
 import { createServices, type Services } from '../../src/compose.ts';
+import { assertKeysUsable, openKeys } from '../../src/modules/keys/open.ts';
 import { buildApp } from '../../src/http/app.ts';
 import { setupTenant } from '../../src/modules/tenants/service.ts';
 import type { Role } from '../../src/db/schema.ts';
@@ -48,7 +49,10 @@ export async function createTestContext(env: Record<string, string> = {}): Promi
     CUSTOS_LOG_LEVEL: 'info',
     ...env,
   });
-  const services = createServices({ config, database: database.handle, clock });
+  // Keys opened eagerly and checked, as server.ts does.
+  const keys = await openKeys(config, { clock });
+  await assertKeysUsable(keys);
+  const services = createServices({ config, database: database.handle, clock, keys: keys.service });
   const logs: string[] = [];
   const logStream = new Writable({
     write(chunk: Buffer, _enc, cb) {
@@ -112,6 +116,7 @@ export async function createTestContext(env: Record<string, string> = {}): Promi
     login,
     async close() {
       await app.close();
+      await keys.service.close().catch(() => undefined);
       await database.drop();
     },
   };

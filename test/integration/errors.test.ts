@@ -205,3 +205,17 @@ describe('unexpected failures', () => {
     expect((await broken.app.inject({ url: '/healthz' })).statusCode).toBe(200);
   });
 });
+
+describe('readiness and the key store', () => {
+  let ctx: TestContext | undefined;
+  afterAll(async () => ctx?.close());
+
+  it('answers /readyz 503 naming the key store when it is gone', async () => {
+    ctx = await createTestContext();
+    expect((await ctx.app.inject({ url: '/readyz' })).statusCode).toBe(200);
+    await ctx.services.keys.close();
+    const ready = await ctx.app.inject({ url: '/readyz' });
+    expectProblem(ready, 503, 'server.unavailable');
+    expect(ready.json().detail).toBe('The key store is not reachable.');
+  });
+});
