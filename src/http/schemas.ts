@@ -1,4 +1,10 @@
-import { Type, type TSchema, type StringOptions } from '@sinclair/typebox';
+import {
+  Type,
+  type Static,
+  type StringOptions,
+  type TSchema,
+  type TUnsafe,
+} from '@sinclair/typebox';
 
 /**
  * Free text as the API accepts it: any Unicode except NUL and unpaired surrogates, which neither
@@ -13,7 +19,19 @@ export const Text = (maxLength: number, options: StringOptions = {}) =>
 export const Name = (maxLength: number) =>
   Type.String({ maxLength, pattern: '^(?=[\\s\\S]*\\S)[^\\u0000\\uD800-\\uDFFF]*$' });
 
-export const Nullable = <T extends TSchema>(schema: T) => Type.Union([schema, Type.Null()]);
+/**
+ * A value or null. For a schema with one primitive `type` this is `type: [t, 'null']` rather than
+ * `anyOf`: the response serializer then writes the field directly instead of running a validator
+ * per field to pick a branch, and validation errors name the real problem instead of
+ * "must be null". Anything else falls back to `anyOf`.
+ */
+export const Nullable = <T extends TSchema>(schema: T): TUnsafe<Static<T> | null> => {
+  const type = (schema as { type?: unknown }).type;
+  if (typeof type === 'string' && type !== 'null' && schema.anyOf === undefined) {
+    return Type.Unsafe<Static<T> | null>({ ...schema, type: [type, 'null'] });
+  }
+  return Type.Unsafe<Static<T> | null>(Type.Union([schema, Type.Null()]));
+};
 
 export const Uuid = Type.String({ format: 'uuid', description: 'UUIDv7 id' });
 export const Timestamp = Type.String({ format: 'date-time', description: 'ISO 8601, UTC' });

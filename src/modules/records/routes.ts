@@ -1,7 +1,14 @@
 import { Type, type TObject, type TProperties } from '@sinclair/typebox';
 import type { FastifyInstance } from 'fastify';
 import { actorOf } from '../../http/auth.ts';
-import { IdParams, PageQuery, Timestamp, pageOf, problemResponses } from '../../http/schemas.ts';
+import {
+  IdParams,
+  Nullable,
+  PageQuery,
+  Timestamp,
+  pageOf,
+  problemResponses,
+} from '../../http/schemas.ts';
 import { etagOf, versionFromIfMatch } from './etag.ts';
 import type { ApiRecord, RecordService } from './service.ts';
 
@@ -21,7 +28,7 @@ export interface RecordRouteOptions {
 
 export const RecordCommon = {
   id: Type.String({ format: 'uuid' }),
-  ownerId: Type.Union([Type.String({ format: 'uuid' }), Type.Null()]),
+  ownerId: Nullable(Type.String({ format: 'uuid' })),
   createdAt: Timestamp,
   updatedAt: Timestamp,
   version: Type.Integer({ minimum: 1 }),
