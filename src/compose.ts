@@ -2,6 +2,8 @@ import type { Clock } from './clock.ts';
 import type { Config } from './config.ts';
 import type { DatabaseHandle } from './db/database.ts';
 import { createApiKeyService } from './modules/api-keys/service.ts';
+import { createAuditQueries } from './modules/audit/queries.ts';
+import { createAuditService } from './modules/audit/service.ts';
 import { createAuthService } from './modules/auth/service.ts';
 import { activitySpec } from './modules/activities/spec.ts';
 import { companySpec } from './modules/companies/spec.ts';
@@ -27,12 +29,20 @@ export function createServices(deps: {
 }) {
   const { db, reader } = deps.database;
   const clock = deps.clock;
-  const records = { db, clock, reader };
+  const auditLog = createAuditService({
+    db,
+    dialect: deps.database.dialect,
+    clock,
+    dataDir: deps.config.dataDir,
+  });
+  const records = { db, clock, reader, audit: auditLog };
   const contacts = createRecordService(contactSpec, records);
   return {
     database: deps.database,
     clock,
     keys: deps.keys ?? createLazyKeyService(deps.config, { clock }),
+    auditLog,
+    auditQueries: createAuditQueries({ db }),
     auth: createAuthService({
       db,
       reader,

@@ -61,6 +61,10 @@ export type ErrorCode =
   | 'keys.root_key_invalid'
   | 'keys.root_key_mismatch'
   | 'keys.provider_unavailable'
+  // audit log (see src/modules/audit)
+  | 'audit.signing_key_insecure'
+  | 'audit.signing_key_invalid'
+  | 'audit.tree_range_invalid'
   // server
   | 'server.unavailable'
   | 'server.internal';

@@ -116,6 +116,64 @@ export interface ActivityTable extends RecordColumns {
   done_at: Timestamp | null;
 }
 
+/** One audit event, a leaf of its tenant's Merkle tree (see src/modules/audit). */
+export interface AuditEventTable {
+  tenant_id: string;
+  leaf_index: BigIntColumn;
+  id: string;
+  type: string;
+  occurred_at: Timestamp;
+  actor_kind: string;
+  actor_id: string | null;
+  ip: string | null;
+  user_agent: string | null;
+  request_id: string | null;
+  target_type: string | null;
+  target_id: string | null;
+  outcome: string;
+  reason: string | null;
+  /** JSON array of changed field names (never values). */
+  fields: string;
+  /** RFC 8785 canonical JSON of the event: the leaf's bytes. */
+  canonical: string;
+  /** Hex SHA-256(0x00 || canonical). */
+  leaf_hash: string;
+}
+
+/** Per-tenant tree head; its row is the append lock. */
+export interface AuditTreeTable {
+  tenant_id: string;
+  tree_size: BigIntColumn;
+  /** JSON `FrontierState` of core/audit's CompactTree. */
+  frontier: string;
+  checkpoint_size: BigIntColumn;
+  checkpoint_at: Timestamp | null;
+}
+
+/** Hash of every completed perfect subtree above the leaves (level >= 1). */
+export interface AuditNodeTable {
+  tenant_id: string;
+  level: number;
+  idx: BigIntColumn;
+  hash: string;
+}
+
+export interface AuditCheckpointTable {
+  tenant_id: string;
+  tree_size: BigIntColumn;
+  root_hash: string;
+  signed_at: Timestamp;
+  key_id: string;
+  signature: string;
+}
+
+/** Public halves of the checkpoint signing keys (private keys live outside the database). */
+export interface AuditSigningKeyTable {
+  key_id: string;
+  public_key: string;
+  created_at: Timestamp;
+}
+
 export interface Database {
   tenants: TenantTable;
   users: UserTable;
@@ -125,6 +183,11 @@ export interface Database {
   contacts: ContactTable;
   deals: DealTable;
   activities: ActivityTable;
+  audit_events: AuditEventTable;
+  audit_tree: AuditTreeTable;
+  audit_nodes: AuditNodeTable;
+  audit_checkpoints: AuditCheckpointTable;
+  audit_signing_keys: AuditSigningKeyTable;
 }
 
 export type RecordTableName = 'companies' | 'contacts' | 'deals' | 'activities';

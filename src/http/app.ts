@@ -16,6 +16,7 @@ import { validatorCompiler } from './validation.ts';
 import { registerAuthRoutes } from '../modules/auth/routes.ts';
 import { registerUserRoutes } from '../modules/users/routes.ts';
 import { registerApiKeyRoutes } from '../modules/api-keys/routes.ts';
+import { registerAuditRoutes } from '../modules/audit/routes.ts';
 import { registerRecordRoutes } from '../modules/records/routes.ts';
 import { registerContactTransferRoutes } from '../modules/contacts/transfer-routes.ts';
 import { ContactCreate, ContactFilters, ContactItem } from '../modules/contacts/schema.ts';
@@ -150,6 +151,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   registerAuthRoutes(app, services.auth);
   registerUserRoutes(app, services.users);
   registerApiKeyRoutes(app, services.apiKeys);
+  registerAuditRoutes(app, { service: services.auditLog, queries: services.auditQueries });
   await registerContactTransferRoutes(app, {
     transfer: services.contactTransfer,
     importLimit: config.importLimit,

@@ -19,6 +19,8 @@ import {
   type Db,
 } from './repository.ts';
 import type { RecordSpec } from './spec.ts';
+import { auditActor } from '../audit/event.ts';
+import type { AuditRecorder } from '../audit/service.ts';
 
 export interface RecordBase {
   id: string;
@@ -54,11 +56,30 @@ export interface RecordDeps {
   clock: Clock;
   /** SQLite's read-only connection for reads outside transactions. */
   reader?: SyncReader | undefined;
+  /** Records record.created/updated/deleted (field names only) in the change's transaction. */
+  audit?: AuditRecorder | undefined;
 }
 
 /** CRUD for one CRM object, scoped to the actor's tenant, authorised, versioned. */
 export function createRecordService(spec: RecordSpec, deps: RecordDeps) {
   const { db, clock } = deps;
+
+  /** Appends the event in `trx`: if it fails, the change rolls back with it. */
+  async function record(
+    trx: Parameters<AuditRecorder['append']>[0],
+    actor: Actor,
+    type: 'record.created' | 'record.updated' | 'record.deleted',
+    id: string,
+    fields: string[],
+  ) {
+    await deps.audit?.append(trx, {
+      tenantId: actor.tenantId,
+      type,
+      ...auditActor(actor),
+      target: { type: spec.resource, id },
+      fields,
+    });
+  }
   const columns = [...COMMON_COLUMNS, ...Object.values(spec.fields)];
   const bigints = new Set(spec.bigintFields ?? []);
   const notFound = () =>
@@ -239,6 +260,8 @@ export function createRecordService(spec: RecordSpec, deps: RecordDeps) {
       await db.transaction().execute(async (trx) => {
         await checkReferences(trx, actor.tenantId, values);
         await insertRow(trx, spec.table, row);
+        const set = Object.keys(values).filter((f) => values[f] != null);
+        await record(trx, actor, 'record.created', row.id, set);
       });
     } catch (error) {
       translateWriteError(error);
@@ -267,7 +290,13 @@ export function createRecordService(spec: RecordSpec, deps: RecordDeps) {
         }
         const row = await getRow(trx, spec.table, actor.tenantId, id, columns);
         if (!row) throw notFound();
-        return toApi(row);
+        const before = toApi(current);
+        const after = toApi(row);
+        const fields = Object.keys(changed).filter(
+          (f) => JSON.stringify(before[f] ?? null) !== JSON.stringify(after[f] ?? null),
+        );
+        await record(trx, actor, 'record.updated', id, fields);
+        return after;
       });
     } catch (error) {
       translateWriteError(error);
@@ -283,6 +312,7 @@ export function createRecordService(spec: RecordSpec, deps: RecordDeps) {
         throw versionMismatch(Number(current.version));
       }
       if (!(await deleteRow(trx, spec.table, actor.tenantId, id, version))) throw notFound();
+      await record(trx, actor, 'record.deleted', id, []);
     });
   }
 

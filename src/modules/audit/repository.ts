@@ -1,0 +1,222 @@
+import type { Kysely, Transaction } from 'kysely';
+import type { Database } from '../../db/schema.ts';
+import type { Dialect } from '../../db/database.ts';
+import {
+  CompactTree,
+  hashFromHex,
+  type FrontierState,
+  type NodeId,
+  type SignedCheckpoint,
+} from '../../core/audit/index.ts';
+
+export type Db = Kysely<Database> | Transaction<Database>;
+
+export interface TreeHead {
+  tree: CompactTree;
+  checkpointSize: number;
+  checkpointAt: string | null;
+}
+
+const EMPTY_FRONTIER = JSON.stringify(new CompactTree().toState());
+
+/**
+ * Locks the tenant's tree row for the rest of `trx` (creating it at the first event) and returns
+ * the tree head. PostgreSQL: `SELECT ... FOR UPDATE`, so appends of one tenant are serialised
+ * across processes; SQLite serialises every write transaction by itself.
+ */
+export async function lockTree(trx: Db, dialect: Dialect, tenantId: string): Promise<TreeHead> {
+  await trx
+    .insertInto('audit_tree')
+    .values({
+      tenant_id: tenantId,
+      tree_size: 0,
+      frontier: EMPTY_FRONTIER,
+      checkpoint_size: 0,
+      checkpoint_at: null,
+    })
+    .onConflict((oc) => oc.column('tenant_id').doNothing())
+    .execute();
+  let query = trx
+    .selectFrom('audit_tree')
+    .select(['tree_size', 'frontier', 'checkpoint_size', 'checkpoint_at'])
+    .where('tenant_id', '=', tenantId);
+  if (dialect === 'postgres') query = query.forUpdate();
+  const row = await query.executeTakeFirstOrThrow();
+  const tree = CompactTree.fromState(JSON.parse(row.frontier) as FrontierState);
+  if (tree.size !== Number(row.tree_size)) {
+    throw new TypeError('audit_tree frontier and tree_size disagree');
+  }
+  return {
+    tree,
+    checkpointSize: Number(row.checkpoint_size),
+    checkpointAt: row.checkpoint_at,
+  };
+}
+
+/** Reads the tree head without locking (for proofs and checkpoints of committed state). */
+export async function readTree(db: Db, tenantId: string): Promise<CompactTree> {
+  const row = await db
+    .selectFrom('audit_tree')
+    .select(['frontier'])
+    .where('tenant_id', '=', tenantId)
+    .executeTakeFirst();
+  return row ? CompactTree.fromState(JSON.parse(row.frontier) as FrontierState) : new CompactTree();
+}
+
+export async function saveTree(
+  trx: Db,
+  tenantId: string,
+  tree: CompactTree,
+  checkpoint?: { size: number; at: string },
+): Promise<void> {
+  await trx
+    .updateTable('audit_tree')
+    .set({
+      tree_size: tree.size,
+      frontier: JSON.stringify(tree.toState()),
+      ...(checkpoint ? { checkpoint_size: checkpoint.size, checkpoint_at: checkpoint.at } : {}),
+    })
+    .where('tenant_id', '=', tenantId)
+    .execute();
+}
+
+export async function insertNodes(
+  trx: Db,
+  tenantId: string,
+  nodes: readonly { level: number; index: number; hash: string }[],
+): Promise<void> {
+  if (nodes.length === 0) return;
+  await trx
+    .insertInto('audit_nodes')
+    .values(nodes.map((n) => ({ tenant_id: tenantId, level: n.level, idx: n.index, hash: n.hash })))
+    .execute();
+}
+
+/**
+ * Hashes of the given perfect subtrees, in order, in at most two queries: leaves from
+ * `audit_events`, higher levels from `audit_nodes`. Missing ones come back `undefined`.
+ */
+export async function subtreeHashes(
+  db: Db,
+  tenantId: string,
+  nodes: readonly NodeId[],
+): Promise<(Uint8Array | undefined)[]> {
+  const leafIndexes = nodes.filter((n) => n.level === 0).map((n) => n.index);
+  const inner = nodes.filter((n) => n.level > 0);
+  const leaves = new Map<number, string>();
+  const found = new Map<string, string>();
+  if (leafIndexes.length > 0) {
+    const rows = await db
+      .selectFrom('audit_events')
+      .select(['leaf_index', 'leaf_hash'])
+      .where('tenant_id', '=', tenantId)
+      .where('leaf_index', 'in', leafIndexes)
+      .execute();
+    for (const r of rows) leaves.set(Number(r.leaf_index), r.leaf_hash);
+  }
+  if (inner.length > 0) {
+    const rows = await db
+      .selectFrom('audit_nodes')
+      .select(['level', 'idx', 'hash'])
+      .where('tenant_id', '=', tenantId)
+      .where((eb) =>
+        eb.or(inner.map((n) => eb.and([eb('level', '=', n.level), eb('idx', '=', n.index)]))),
+      )
+      .execute();
+    for (const r of rows) found.set(`${r.level}/${Number(r.idx)}`, r.hash);
+  }
+  return nodes.map((n) => {
+    const hex = n.level === 0 ? leaves.get(n.index) : found.get(`${n.level}/${n.index}`);
+    return hex === undefined ? undefined : hashFromHex(hex);
+  });
+}
+
+export async function insertCheckpoint(trx: Db, cp: SignedCheckpoint): Promise<void> {
+  await trx
+    .insertInto('audit_checkpoints')
+    .values({
+      tenant_id: cp.tenantId,
+      tree_size: cp.treeSize,
+      root_hash: cp.rootHash,
+      signed_at: cp.timestamp,
+      key_id: cp.keyId,
+      signature: cp.signature,
+    })
+    .onConflict((oc) => oc.columns(['tenant_id', 'tree_size', 'key_id']).doNothing())
+    .execute();
+}
+
+type CheckpointRow = {
+  tenant_id: string;
+  tree_size: number | string;
+  root_hash: string;
+  signed_at: string;
+  key_id: string;
+  signature: string;
+};
+
+function toCheckpoint(r: CheckpointRow): SignedCheckpoint {
+  return {
+    tenantId: r.tenant_id,
+    treeSize: Number(r.tree_size),
+    rootHash: r.root_hash,
+    timestamp: r.signed_at,
+    keyId: r.key_id,
+    signature: r.signature,
+  };
+}
+
+const CHECKPOINT_COLUMNS = [
+  'tenant_id',
+  'tree_size',
+  'root_hash',
+  'signed_at',
+  'key_id',
+  'signature',
+] as const;
+
+export async function latestCheckpoint(
+  db: Db,
+  tenantId: string,
+): Promise<SignedCheckpoint | undefined> {
+  const row = await db
+    .selectFrom('audit_checkpoints')
+    .select(CHECKPOINT_COLUMNS)
+    .where('tenant_id', '=', tenantId)
+    .orderBy('tree_size', 'desc')
+    .orderBy('signed_at', 'desc')
+    .limit(1)
+    .executeTakeFirst();
+  return row ? toCheckpoint(row) : undefined;
+}
+
+export async function allCheckpoints(db: Db, tenantId: string): Promise<SignedCheckpoint[]> {
+  const rows = await db
+    .selectFrom('audit_checkpoints')
+    .select(CHECKPOINT_COLUMNS)
+    .where('tenant_id', '=', tenantId)
+    .orderBy('tree_size')
+    .execute();
+  return rows.map(toCheckpoint);
+}
+
+export async function registerPublicKey(
+  trx: Db,
+  key: { keyId: string; publicKeyPem: string },
+  now: string,
+): Promise<void> {
+  await trx
+    .insertInto('audit_signing_keys')
+    .values({ key_id: key.keyId, public_key: key.publicKeyPem, created_at: now })
+    .onConflict((oc) => oc.column('key_id').doNothing())
+    .execute();
+}
+
+export async function publicKeys(db: Db): Promise<{ keyId: string; publicKeyPem: string }[]> {
+  const rows = await db
+    .selectFrom('audit_signing_keys')
+    .select(['key_id', 'public_key'])
+    .orderBy('created_at')
+    .execute();
+  return rows.map((r) => ({ keyId: r.key_id, publicKeyPem: r.public_key }));
+}

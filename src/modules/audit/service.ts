@@ -1,0 +1,192 @@
+import { Buffer } from 'node:buffer';
+import type { Kysely, Transaction } from 'kysely';
+import type { Clock } from '../../clock.ts';
+import type { Dialect } from '../../db/database.ts';
+import type { Database } from '../../db/schema.ts';
+import {
+  canonicalBytes,
+  leafHash,
+  nodeHash,
+  signCheckpoint,
+  toHex,
+  type SignedCheckpoint,
+} from '../../core/audit/index.ts';
+import { newId } from '../../ids.ts';
+import { eventBody, type AuditEventInput } from './event.ts';
+import {
+  insertCheckpoint,
+  insertNodes,
+  latestCheckpoint,
+  lockTree,
+  registerPublicKey,
+  saveTree,
+  type Db,
+} from './repository.ts';
+import { verifyTenantLog } from './verify.ts';
+import { loadOrCreateSigningKey, type SigningKey } from './signing-key.ts';
+
+export interface AuditDeps {
+  db: Kysely<Database>;
+  dialect: Dialect;
+  clock: Clock;
+  /** Where the checkpoint signing key file lives (`CUSTOS_DATA_DIR`). */
+  dataDir: string;
+  /** Sign a checkpoint at least every this many events (default 1000). */
+  checkpointEvery?: number;
+  /** ... or when this long has passed since the last one and events arrived (default 60 s). */
+  checkpointIntervalMs?: number;
+}
+
+export interface AppendedEvent {
+  leafIndex: number;
+  leafHash: string;
+  id: string;
+}
+
+/** The slice of the audit service other modules use to record events. */
+export interface AuditRecorder {
+  append(trx: Transaction<Database>, event: AuditEventInput): Promise<AppendedEvent>;
+}
+
+/**
+ * Appends events to the tenant's Merkle tree inside the caller's transaction (if the append
+ * fails, the change it records fails) and signs checkpoints.
+ */
+export function createAuditService(deps: AuditDeps) {
+  const { db, dialect, clock } = deps;
+  const every = deps.checkpointEvery ?? 1000;
+  const intervalMs = deps.checkpointIntervalMs ?? 60_000;
+  let key: SigningKey | undefined;
+  const signingKey = () => (key ??= loadOrCreateSigningKey(deps.dataDir));
+
+  /** Signs the tree head, stores the checkpoint (and the public key) in `trx`. */
+  async function sign(
+    trx: Db,
+    tenantId: string,
+    head: { treeSize: number; root: Uint8Array },
+  ): Promise<SignedCheckpoint> {
+    const k = signingKey();
+    const cp = signCheckpoint({ tenantId, ...head }, k.privateKey, clock);
+    await registerPublicKey(trx, k, cp.timestamp);
+    await insertCheckpoint(trx, cp);
+    return cp;
+  }
+
+  /**
+   * Appends one event as the next leaf of its tenant's tree. MUST be given the transaction of
+   * the change it records. Locks the tenant's tree row until that transaction ends.
+   */
+  async function append(
+    trx: Transaction<Database>,
+    input: AuditEventInput,
+  ): Promise<AppendedEvent> {
+    const head = await lockTree(trx, dialect, input.tenantId);
+    const { tree } = head;
+    const leafIndex = tree.size;
+    const now = clock.now();
+    const id = newId();
+    const body = eventBody(input, { leafIndex, id, occurredAt: now.toISOString() });
+    const bytes = canonicalBytes(body);
+    const leaf = leafHash(bytes);
+    const leafHex = toHex(leaf);
+
+    // Every perfect subtree this leaf completes: one per trailing 1 bit of the old size.
+    const frontier = tree.hashes;
+    const nodes: { level: number; index: number; hash: string }[] = [];
+    let hash = leaf;
+    let index = leafIndex;
+    let level = 0;
+    while (index % 2 === 1) {
+      hash = nodeHash(frontier.pop()!, hash);
+      index = (index - 1) / 2;
+      level++;
+      nodes.push({ level, index, hash: toHex(hash) });
+    }
+
+    await trx
+      .insertInto('audit_events')
+      .values({
+        tenant_id: body.tenantId,
+        leaf_index: leafIndex,
+        id,
+        type: body.type,
+        occurred_at: body.occurredAt,
+        actor_kind: body.actor.kind,
+        actor_id: body.actor.id,
+        ip: body.ip,
+        user_agent: body.userAgent,
+        request_id: body.requestId,
+        target_type: body.target?.type ?? null,
+        target_id: body.target?.id ?? null,
+        outcome: body.outcome,
+        reason: body.reason,
+        fields: JSON.stringify(body.fields),
+        canonical: Buffer.from(bytes).toString('utf8'),
+        leaf_hash: leafHex,
+      })
+      .execute();
+    await insertNodes(trx, input.tenantId, nodes);
+    tree.append(leaf);
+
+    const due =
+      tree.size - head.checkpointSize >= every ||
+      head.checkpointAt === null ||
+      now.getTime() - Date.parse(head.checkpointAt) >= intervalMs;
+    if (due) {
+      const cp = await sign(trx, input.tenantId, { treeSize: tree.size, root: tree.root() });
+      await saveTree(trx, input.tenantId, tree, { size: tree.size, at: cp.timestamp });
+    } else {
+      await saveTree(trx, input.tenantId, tree);
+    }
+    return { leafIndex, leafHash: leafHex, id };
+  }
+
+  /**
+   * Signs a checkpoint of the tenant's current tree unless one of this size exists; returns the
+   * latest checkpoint.
+   */
+  async function checkpoint(tenantId: string): Promise<SignedCheckpoint> {
+    return db.transaction().execute(async (trx) => {
+      const head = await lockTree(trx, dialect, tenantId);
+      const k = signingKey();
+      const existing = await trx
+        .selectFrom('audit_checkpoints')
+        .select(['tree_size'])
+        .where('tenant_id', '=', tenantId)
+        .where('tree_size', '=', head.tree.size)
+        .where('key_id', '=', k.keyId)
+        .executeTakeFirst();
+      if (existing && head.checkpointSize === head.tree.size) {
+        const latest = await latestCheckpoint(trx, tenantId);
+        if (latest) return latest;
+      }
+      const cp = await sign(trx, tenantId, { treeSize: head.tree.size, root: head.tree.root() });
+      await saveTree(trx, tenantId, head.tree, { size: head.tree.size, at: cp.timestamp });
+      return cp;
+    });
+  }
+
+  /**
+   * Verifies the tenant's whole log, then signs exactly what was verified (its size and root),
+   * never events appended meanwhile.
+   */
+  async function verify(tenantId: string) {
+    const summary = await verifyTenantLog(db, tenantId);
+    const head = await db
+      .transaction()
+      .execute((trx) => sign(trx, tenantId, { treeSize: summary.treeSize, root: summary.root }));
+    return { summary, checkpoint: head };
+  }
+
+  return {
+    append,
+    checkpoint,
+    verify,
+    signingKey: () => {
+      const k = signingKey();
+      return { keyId: k.keyId, publicKeyPem: k.publicKeyPem };
+    },
+  };
+}
+
+export type AuditService = ReturnType<typeof createAuditService>;

@@ -1,0 +1,101 @@
+import type { Kysely } from 'kysely';
+import type { Database } from '../../db/schema.ts';
+import {
+  AuditIntegrityError,
+  hashFromHex,
+  importPublicKey,
+  verifyLog,
+  type LogVerificationSummary,
+  type StoredAuditLeaf,
+} from '../../core/audit/index.ts';
+import { bodyFromRow, EVENT_COLUMNS } from './event.ts';
+import { allCheckpoints, publicKeys, readTree } from './repository.ts';
+
+const PAGE = 1000;
+
+/**
+ * Recomputes a tenant's whole audit log from the database with core/audit's `verifyLog`: every
+ * event's columns against its canonical bytes, every leaf hash, the dense leaf order, every
+ * signed checkpoint, and the stored tree head. Throws `AuditIntegrityError` naming the first bad
+ * leaf; an event whose bytes carry another leaf index (moved, swapped, renumbered) is reported
+ * as `LEAF_INDEX_ORDER`.
+ */
+export async function verifyTenantLog(
+  db: Kysely<Database>,
+  tenantId: string,
+): Promise<LogVerificationSummary> {
+  const keys = (await publicKeys(db)).map((k) => importPublicKey(k.publicKeyPem));
+  const checkpoints = await allCheckpoints(db, tenantId);
+  const stored = await readTree(db, tenantId);
+  const misplaced = new Set<number>();
+
+  async function* leaves(): AsyncGenerator<StoredAuditLeaf[]> {
+    let after = -1;
+    for (;;) {
+      const rows = await db
+        .selectFrom('audit_events')
+        .select(EVENT_COLUMNS)
+        .where('tenant_id', '=', tenantId)
+        .where('leaf_index', '>', after)
+        .orderBy('leaf_index')
+        .limit(PAGE)
+        .execute();
+      if (rows.length === 0) return;
+      yield rows.map((row) => {
+        const leafIndex = Number(row.leaf_index);
+        let claimed: unknown;
+        try {
+          claimed = (JSON.parse(row.canonical) as { leafIndex?: unknown }).leafIndex;
+        } catch {
+          claimed = undefined;
+        }
+        if (claimed !== leafIndex) misplaced.add(leafIndex);
+        let storedLeafHash: Uint8Array;
+        try {
+          storedLeafHash = hashFromHex(row.leaf_hash);
+        } catch {
+          storedLeafHash = new Uint8Array(0);
+        }
+        return {
+          leafIndex,
+          canonicalBytes: new TextEncoder().encode(row.canonical),
+          event: bodyFromRow(row),
+          storedLeafHash,
+        };
+      });
+      after = Number(rows.at(-1)!.leaf_index);
+    }
+  }
+
+  let summary: LogVerificationSummary;
+  try {
+    summary = await verifyLog({
+      tenantId,
+      leaves: leaves(),
+      checkpoints,
+      publicKeys: keys,
+      expectedTreeSize: stored.size,
+    });
+  } catch (error) {
+    if (
+      error instanceof AuditIntegrityError &&
+      error.code === 'LEAF_HASH_MISMATCH' &&
+      error.leafIndex !== undefined &&
+      misplaced.has(error.leafIndex)
+    ) {
+      throw new AuditIntegrityError(
+        'LEAF_INDEX_ORDER',
+        `event at leaf ${error.leafIndex} was recorded at another position`,
+        { leafIndex: error.leafIndex, cause: error },
+      );
+    }
+    throw error;
+  }
+  const frontier = stored.toState();
+  if (JSON.stringify(frontier) !== JSON.stringify(summary.frontier)) {
+    throw new AuditIntegrityError('ROOT_MISMATCH', 'stored tree head differs from the events', {
+      leafIndex: summary.anchoredTreeSize,
+    });
+  }
+  return summary;
+}
