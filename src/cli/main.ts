@@ -5,6 +5,7 @@ import { migrateToLatest, openDatabase, type DatabaseHandle } from '../db/databa
 import { AppError } from '../errors.ts';
 import { setupTenant } from '../modules/tenants/service.ts';
 import { registerTransferCommands } from './import-export.ts';
+import { registerAuditCommands } from './audit.ts';
 import { registerKeyCommands } from './keys.ts';
 import { promptSecret } from './prompt.ts';
 
@@ -90,6 +91,7 @@ export function buildCli(
 
   registerTransferCommands(program, { out, withDatabase });
   registerKeyCommands(program, { out, withDatabase });
+  registerAuditCommands(program, { out, withDatabase });
   return program;
 }
 

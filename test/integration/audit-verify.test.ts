@@ -1,0 +1,230 @@
+import { Buffer } from 'node:buffer';
+import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
+import { runCli } from '../../src/cli/main.ts';
+import {
+  AuditIntegrityError,
+  canonicalBytes,
+  leafHash,
+  toHex,
+} from '../../src/core/audit/index.ts';
+import { eventBody } from '../../src/modules/audit/event.ts';
+import { verifyTenantLog } from '../../src/modules/audit/verify.ts';
+import { createTestContext, type TestContext } from '../helpers/context.ts';
+
+let ctx: TestContext;
+const savedEnv = { ...process.env };
+
+beforeAll(async () => {
+  ctx = await createTestContext();
+});
+afterAll(async () => ctx?.close());
+afterEach(() => {
+  for (const name of Object.keys(process.env)) {
+    if (name.startsWith('CUSTOS_') && !(name in savedEnv)) delete process.env[name];
+  }
+  Object.assign(process.env, savedEnv);
+  vi.restoreAllMocks();
+});
+
+const SIZE = 10;
+
+/** A tenant with SIZE events, verified once (which signs a checkpoint of all of them). */
+async function tenantWithLog() {
+  const owner = await ctx.tenant();
+  for (let i = 0; i < SIZE; i++) {
+    await ctx.services.database.db.transaction().execute((trx) =>
+      ctx.services.auditLog.append(trx, {
+        tenantId: owner.tenantId,
+        type: i % 2 === 0 ? 'record.created' : 'record.updated',
+        actor: { kind: 'user', id: owner.userId },
+        target: { type: 'contact', id: `c${i}` },
+        fields: ['email', 'name'],
+      }),
+    );
+  }
+  await ctx.services.auditLog.verify(owner.tenantId);
+  return owner;
+}
+
+const db = () => ctx.database.handle.db;
+const events = (tenantId: string) =>
+  db().updateTable('audit_events').where('tenant_id', '=', tenantId);
+
+async function failure(tenantId: string): Promise<AuditIntegrityError> {
+  const error = await verifyTenantLog(db(), tenantId).then(
+    () => undefined,
+    (e: unknown) => e,
+  );
+  expect(error).toBeInstanceOf(AuditIntegrityError);
+  return error as AuditIntegrityError;
+}
+
+describe('audit log verification', () => {
+  it('verifies an untouched log and its checkpoints', async () => {
+    const owner = await tenantWithLog();
+    const summary = await verifyTenantLog(db(), owner.tenantId);
+    expect(summary.treeSize).toBe(SIZE);
+    expect(summary.anchoredTreeSize).toBe(SIZE);
+    expect(summary.checkpointsVerified).toBeGreaterThanOrEqual(2); // first event, then verify
+  });
+
+  it('names a changed event by its leaf (canonical bytes edited)', async () => {
+    const { tenantId } = await tenantWithLog();
+    const row = await db()
+      .selectFrom('audit_events')
+      .select('canonical')
+      .where('tenant_id', '=', tenantId)
+      .where('leaf_index', '=', 4)
+      .executeTakeFirstOrThrow();
+    await events(tenantId)
+      .set({ canonical: row.canonical.replace('"email"', '"iban"') })
+      .where('leaf_index', '=', 4)
+      .execute();
+    const error = await failure(tenantId);
+    expect([error.code, error.leafIndex]).toEqual(['LEAF_HASH_MISMATCH', 4]);
+  });
+
+  it('names an event whose columns no longer match its bytes (fields edited)', async () => {
+    const { tenantId } = await tenantWithLog();
+    await events(tenantId).set({ fields: '["name"]' }).where('leaf_index', '=', 6).execute();
+    const error = await failure(tenantId);
+    expect([error.code, error.leafIndex]).toEqual(['LEAF_HASH_MISMATCH', 6]);
+  });
+
+  it('names a removed event', async () => {
+    const { tenantId } = await tenantWithLog();
+    await db()
+      .deleteFrom('audit_events')
+      .where('tenant_id', '=', tenantId)
+      .where('leaf_index', '=', 3)
+      .execute();
+    const error = await failure(tenantId);
+    expect([error.code, error.leafIndex]).toEqual(['LEAF_INDEX_GAP', 3]);
+  });
+
+  it('detects the last event removed', async () => {
+    const { tenantId } = await tenantWithLog();
+    await db()
+      .deleteFrom('audit_events')
+      .where('tenant_id', '=', tenantId)
+      .where('leaf_index', '=', SIZE - 1)
+      .execute();
+    const error = await failure(tenantId);
+    expect([error.code, error.leafIndex]).toEqual(['LOG_TRUNCATED', SIZE - 1]);
+  });
+
+  it('names the first of two events whose leaf indexes were swapped', async () => {
+    const { tenantId } = await tenantWithLog();
+    await events(tenantId).set({ leaf_index: -1 }).where('leaf_index', '=', 2).execute();
+    await events(tenantId).set({ leaf_index: 2 }).where('leaf_index', '=', 7).execute();
+    await events(tenantId).set({ leaf_index: 7 }).where('leaf_index', '=', -1).execute();
+    const error = await failure(tenantId);
+    expect([error.code, error.leafIndex]).toEqual(['LEAF_INDEX_ORDER', 2]);
+  });
+
+  it('names a forged event inserted with a valid hash', async () => {
+    const { tenantId } = await tenantWithLog();
+    const at = { leafIndex: SIZE, id: 'forged', occurredAt: new Date().toISOString() };
+    const body = eventBody(
+      { tenantId, type: 'record.deleted', actor: { kind: 'system', id: 'x' } },
+      at,
+    );
+    const bytes = canonicalBytes(body);
+    await db()
+      .insertInto('audit_events')
+      .values({
+        tenant_id: tenantId,
+        leaf_index: SIZE,
+        id: 'forged',
+        type: body.type,
+        occurred_at: body.occurredAt,
+        actor_kind: 'system',
+        actor_id: 'x',
+        ip: null,
+        user_agent: null,
+        request_id: null,
+        target_type: null,
+        target_id: null,
+        outcome: 'success',
+        reason: null,
+        fields: '[]',
+        canonical: Buffer.from(bytes).toString('utf8'),
+        leaf_hash: toHex(leafHash(bytes)),
+      })
+      .execute();
+    const error = await failure(tenantId);
+    expect([error.code, error.leafIndex]).toEqual(['LEAF_INDEX_ORDER', SIZE]);
+  });
+
+  it('catches an event rewritten together with its leaf hash through the signed root', async () => {
+    const { tenantId } = await tenantWithLog();
+    const row = await db()
+      .selectFrom('audit_events')
+      .select(['canonical', 'fields'])
+      .where('tenant_id', '=', tenantId)
+      .where('leaf_index', '=', 5)
+      .executeTakeFirstOrThrow();
+    const canonical = row.canonical.replace('["email","name"]', '["name"]');
+    await events(tenantId)
+      .set({
+        canonical,
+        fields: '["name"]',
+        leaf_hash: toHex(leafHash(new TextEncoder().encode(canonical))),
+      })
+      .where('leaf_index', '=', 5)
+      .execute();
+    const error = await failure(tenantId);
+    // Leaves 1..9 are only covered by the checkpoint of 10: the fault lies in [1, 10).
+    expect([error.code, error.leafIndex, error.checkpointTreeSize]).toEqual([
+      'ROOT_MISMATCH',
+      1,
+      SIZE,
+    ]);
+  });
+
+  it('rejects a checkpoint whose signature was altered', async () => {
+    const { tenantId } = await tenantWithLog();
+    await db()
+      .updateTable('audit_checkpoints')
+      .set({ signature: '00'.repeat(64) })
+      .where('tenant_id', '=', tenantId)
+      .where('tree_size', '=', SIZE)
+      .execute();
+    const error = await failure(tenantId);
+    expect(error.code).toBe('CHECKPOINT_SIGNATURE_INVALID');
+  });
+});
+
+describe('custos audit verify', () => {
+  async function cli(args: string[]) {
+    process.env.CUSTOS_DATA_DIR = ctx.database.dataDir;
+    if (ctx.database.url) process.env.CUSTOS_DATABASE_URL = ctx.database.url;
+    const out: string[] = [];
+    const err: string[] = [];
+    vi.spyOn(process.stderr, 'write').mockImplementation((chunk: string | Uint8Array) => {
+      err.push(String(chunk));
+      return true;
+    });
+    const status = await runCli(args, (line) => out.push(line));
+    vi.restoreAllMocks();
+    return { status, out: out.join('\n'), err: err.join('') };
+  }
+
+  it('passes on an intact log and exits non-zero naming the first bad leaf', async () => {
+    const owner = await tenantWithLog();
+    const ok = await cli(['audit', 'verify', '--tenant', owner.tenant]);
+    expect(ok.status).toBe(0);
+    expect(ok.out).toContain(`${owner.tenant}: ${SIZE} events verified`);
+
+    await events(owner.tenantId).set({ outcome: 'failure' }).where('leaf_index', '=', 8).execute();
+    const bad = await cli(['audit', 'verify', '--tenant', owner.tenant]);
+    expect(bad.status).toBe(2);
+    expect(bad.out).toContain('FAILED at leaf 8: LEAF_HASH_MISMATCH');
+    expect(bad.err).toContain(`${owner.tenant} at leaf 8 (LEAF_HASH_MISMATCH)`);
+  });
+
+  it('refuses an unknown tenant', async () => {
+    const res = await cli(['audit', 'verify', '--tenant', 'no-such-tenant']);
+    expect(res.status).toBe(1);
+  });
+});
