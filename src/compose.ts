@@ -4,7 +4,11 @@ import type { DatabaseHandle } from './db/database.ts';
 import { createApiKeyService } from './modules/api-keys/service.ts';
 import { createAuditQueries } from './modules/audit/queries.ts';
 import { createAuditService } from './modules/audit/service.ts';
+import { noopAuditSink, type AuditSink } from './modules/auth/events.ts';
 import { createAuthService } from './modules/auth/service.ts';
+import { createLoginThrottle } from './modules/auth/throttle.ts';
+import { createRedisThrottleStore } from './modules/auth/throttle-redis-store.ts';
+import { createDatabaseThrottleStore } from './modules/auth/throttle-store.ts';
 import { activitySpec } from './modules/activities/spec.ts';
 import { companySpec } from './modules/companies/spec.ts';
 import { contactSpec } from './modules/contacts/spec.ts';
@@ -18,7 +22,11 @@ import { createUserService } from './modules/users/service.ts';
 
 /** The composition root: every service built once from its dependencies. */
 export function createServices(deps: {
-  config: Pick<Config, 'sessionIdleMs' | 'sessionAbsoluteMs'> & KeysConfig;
+  config: Pick<
+    Config,
+    'sessionIdleMs' | 'sessionAbsoluteMs' | 'loginFailuresPerAddressPerDay' | 'redisUrl'
+  > &
+    KeysConfig;
   database: DatabaseHandle;
   clock: Clock;
   /**
@@ -26,6 +34,8 @@ export function createServices(deps: {
    * service that opens the key store and root key on first use.
    */
   keys?: KeyService;
+  /** Where identity events go; a no-op until the audit module provides its sink. */
+  audit?: AuditSink;
 }) {
   const { db, reader } = deps.database;
   const clock = deps.clock;
@@ -37,6 +47,16 @@ export function createServices(deps: {
   });
   const records = { db, clock, reader, audit: auditLog };
   const contacts = createRecordService(contactSpec, records);
+  const auditSink = deps.audit ?? noopAuditSink;
+  // Counters shared by every node: Redis when configured, else the database.
+  const throttleStore = deps.config.redisUrl
+    ? createRedisThrottleStore(deps.config.redisUrl)
+    : createDatabaseThrottleStore(db);
+  const throttle = createLoginThrottle({
+    store: throttleStore,
+    clock,
+    options: { failuresPerAddressPerDay: deps.config.loginFailuresPerAddressPerDay },
+  });
   return {
     database: deps.database,
     clock,
@@ -49,8 +69,12 @@ export function createServices(deps: {
       clock,
       sessionIdleMs: deps.config.sessionIdleMs,
       sessionAbsoluteMs: deps.config.sessionAbsoluteMs,
+      throttle,
+      audit: auditSink,
     }),
-    users: createUserService({ db, clock }),
+    /** Close at shutdown (a Redis connection when configured). */
+    throttleStore,
+    users: createUserService({ db, clock, throttle, audit: auditSink }),
     apiKeys: createApiKeyService({ db, clock }),
     contacts,
     contactTransfer: createContactTransfer({ db, clock, contacts }),

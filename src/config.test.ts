@@ -61,6 +61,14 @@ const wrongValues: Record<Name, { values: string[]; expected: RegExp }> = {
     expected: /postgres:\/\//,
   },
   CUSTOS_KEY_CACHE_SIZE: { values: ['0', '15', '1000001', 'many'], expected: /from 16 to 1000000/ },
+  CUSTOS_LOGIN_FAILURES_PER_ADDRESS_PER_DAY: {
+    values: ['0', '1000001', 'lots', '-1', '1.5'],
+    expected: /from 1 to 1000000/,
+  },
+  CUSTOS_REDIS_URL: {
+    values: ['http://redis:6379', '127.0.0.1:6379', 'redis:6379'],
+    expected: /redis:\/\//,
+  },
 };
 
 const keyDefaults = {
@@ -73,6 +81,8 @@ const keyDefaults = {
   pkcs11KeyLabel: 'custos-root',
   keysDatabaseUrl: undefined,
   keyCacheSize: 10000,
+  loginFailuresPerAddressPerDay: 100,
+  redisUrl: undefined,
 };
 
 describe('loadConfig', () => {

@@ -140,6 +140,20 @@ export const variables = {
     default: '10000',
     description: 'How many unwrapped tenant and subject keys each process keeps in memory.',
   },
+  CUSTOS_LOGIN_FAILURES_PER_ADDRESS_PER_DAY: {
+    schema: Type.Integer({ minimum: 1, maximum: 1_000_000 }),
+    expected: 'an integer from 1 to 1000000',
+    default: '100',
+    description:
+      'Failed sign-ins one client address may make per UTC day, across all accounts; beyond it every sign-in from the address is refused.',
+  },
+  CUSTOS_REDIS_URL: {
+    schema: Type.String({ pattern: '^rediss?://' }),
+    expected: 'a redis:// or rediss:// connection URL',
+    description:
+      'Keep sign-in throttling counters in Redis, shared by every node (default: the database).',
+    secret: true,
+  },
 } satisfies Record<string, VariableSpec>;
 
 type Env = Record<string, string | undefined>;
@@ -168,6 +182,9 @@ export interface Config {
   /** Secret (may carry a password). Undefined: the data database's URL, or SQLite keys.db. */
   keysDatabaseUrl: string | undefined;
   keyCacheSize: number;
+  loginFailuresPerAddressPerDay: number;
+  /** Secret (may carry a password). Undefined: throttling counters in the database. */
+  redisUrl: string | undefined;
 }
 
 export class ConfigError extends Error {
@@ -204,6 +221,8 @@ export function loadConfig(env: Env = process.env): Readonly<Config> {
     sessionAbsoluteMs: (read(env, 'CUSTOS_SESSION_ABSOLUTE_HOURS') as number) * 3_600_000,
     trustProxy: read(env, 'CUSTOS_TRUST_PROXY') === 'true',
     ...readKeyConfig(env),
+    loginFailuresPerAddressPerDay: read(env, 'CUSTOS_LOGIN_FAILURES_PER_ADDRESS_PER_DAY') as number,
+    redisUrl: read(env, 'CUSTOS_REDIS_URL') as string | undefined,
   };
   return Object.freeze(config);
 }
@@ -264,5 +283,6 @@ export function describeConfig(config: Readonly<Config>): Record<string, unknown
     rootKey: redact(config.rootKey),
     pkcs11Pin: redact(config.pkcs11Pin),
     keysDatabaseUrl: redact(config.keysDatabaseUrl),
+    redisUrl: redact(config.redisUrl),
   };
 }

@@ -31,6 +31,7 @@ export type ErrorCode =
   | 'auth.session_expired'
   | 'auth.api_key_invalid'
   | 'auth.csrf_failed'
+  | 'auth.password_rejected'
   // authorization
   | 'policy.forbidden'
   // records

@@ -40,6 +40,7 @@ async function main() {
   const stop = async (signal: string) => {
     app.log.info({ signal }, 'shutting down');
     await app.close();
+    await services.throttleStore.close();
     await keys.service.close();
     await database.close();
     process.exit(0);

@@ -60,6 +60,15 @@ export interface ApiKeyTable {
   revoked_at: Timestamp | null;
 }
 
+/** Sign-in failure counters; `expires_at` null: kept until reset. */
+export interface AuthThrottleTable {
+  scope: string;
+  key: string;
+  count: number;
+  last_at: Timestamp;
+  expires_at: Timestamp | null;
+}
+
 /** Columns every CRM record carries. */
 export interface RecordColumns {
   id: string;
@@ -179,6 +188,7 @@ export interface Database {
   users: UserTable;
   sessions: SessionTable;
   api_keys: ApiKeyTable;
+  auth_throttle: AuthThrottleTable;
   companies: CompanyTable;
   contacts: ContactTable;
   deals: DealTable;

@@ -7,6 +7,7 @@ import { assertKeysUsable, openKeys } from '../../src/modules/keys/open.ts';
 import { buildApp } from '../../src/http/app.ts';
 import { setupTenant } from '../../src/modules/tenants/service.ts';
 import type { Role } from '../../src/db/schema.ts';
+import type { AuditSink } from '../../src/modules/auth/events.ts';
 import { createTestDatabase, type TestDatabase } from './database.ts';
 
 export const PASSWORD = 'correct horse battery staple';
@@ -41,7 +42,10 @@ export interface TestContext {
 let counter = 0;
 const unique = (prefix: string) => `${prefix}${process.pid}-${++counter}`;
 
-export async function createTestContext(env: Record<string, string> = {}): Promise<TestContext> {
+export async function createTestContext(
+  env: Record<string, string> = {},
+  options: { audit?: AuditSink } = {},
+): Promise<TestContext> {
   const database = await createTestDatabase();
   const clock = createManualClock(new Date());
   const config = loadConfig({
@@ -52,7 +56,13 @@ export async function createTestContext(env: Record<string, string> = {}): Promi
   // Keys opened eagerly and checked, as server.ts does.
   const keys = await openKeys(config, { clock });
   await assertKeysUsable(keys);
-  const services = createServices({ config, database: database.handle, clock, keys: keys.service });
+  const services = createServices({
+    config,
+    database: database.handle,
+    clock,
+    keys: keys.service,
+    ...options,
+  });
   const logs: string[] = [];
   const logStream = new Writable({
     write(chunk: Buffer, _enc, cb) {
@@ -116,6 +126,7 @@ export async function createTestContext(env: Record<string, string> = {}): Promi
     login,
     async close() {
       await app.close();
+      await services.throttleStore.close();
       await keys.service.close().catch(() => undefined);
       await database.drop();
     },

@@ -171,7 +171,7 @@ describe('custos setup', () => {
       'w@weak.example',
     ]);
     expect(res.status).not.toBe(0);
-    expect(res.err).toContain('request.invalid');
+    expect(res.err).toContain('auth.password_rejected');
     expect(res.err).toMatch(/password: must be at least 15 characters/);
     expect(res.err).not.toContain('Sh0rt!pass');
     const row = await database.handle.db

@@ -76,7 +76,7 @@ export function registerAuthRoutes(app: FastifyInstance, auth: AuthService) {
     },
     async (request, reply) => {
       const actor = actorOf(request);
-      if (actor.kind === 'user') await auth.logout(actor.sessionId);
+      if (actor.kind === 'user') await auth.logout(actor);
       void reply.clearCookie(SESSION_COOKIE, {
         path: '/',
         httpOnly: true,

@@ -6,10 +6,17 @@ import { newId } from '../../ids.ts';
 import { prepared } from '../../db/prepared.ts';
 import type { SyncReader } from '../../db/database.ts';
 import { weakerRole, type Actor, type RequestMeta } from '../../core/policy/index.ts';
-import { burnPasswordCheck, verifyPassword } from '../identity/passwords.ts';
+import {
+  burnPasswordCheck,
+  hashPassword,
+  needsRehash,
+  verifyPassword,
+} from '../identity/passwords.ts';
 import { normalizeEmail } from '../identity/normalize.ts';
 import { hashToken, newToken, safeEqual } from '../identity/tokens.ts';
 import { API_KEY_PATTERN } from '../api-keys/format.ts';
+import type { AuditSink, LoginFailureReason } from './events.ts';
+import type { LoginThrottle } from './throttle.ts';
 
 export interface AuthDeps {
   db: Kysely<Database>;
@@ -18,6 +25,8 @@ export interface AuthDeps {
   clock: Clock;
   sessionIdleMs: number;
   sessionAbsoluteMs: number;
+  throttle: LoginThrottle;
+  audit: AuditSink;
 }
 
 export interface LoginResult {
@@ -94,12 +103,66 @@ export function createAuthService(deps: AuthDeps) {
       .where('tenants.slug', '=', input.tenant.trim().toLowerCase())
       .where('users.email_normalized', '=', normalizeEmail(input.email))
       .executeTakeFirst();
-    // The same work and the same answer whether the user is unknown, disabled or mistyped.
-    const ok =
+    // The same work and the same answer whether the user is unknown, disabled, mistyped, locked
+    // out or signing in from a blocked address: the argon2 check always runs, and the counters
+    // are read beside it, never instead of it.
+    const [ok, blocked, lock] = await Promise.all([
       user?.password_hash != null
-        ? await verifyPassword(user.password_hash, input.password)
-        : await burnPasswordCheck(input.password);
-    if (!user || !ok || user.status !== 'active') throw invalidCredentials();
+        ? verifyPassword(user.password_hash, input.password)
+        : burnPasswordCheck(input.password),
+      deps.throttle.addressBlocked(meta.ip),
+      user ? deps.throttle.accountLock(user.id) : undefined,
+    ]);
+    const base = { requestId: meta.requestId, ip: meta.ip };
+    const fail = async (reason: LoginFailureReason, countAgainstAccount = false) => {
+      const newLock = await deps.throttle.recordFailure(
+        meta.ip,
+        countAgainstAccount ? user?.id : undefined,
+      );
+      await deps.audit.record({
+        type: 'auth.login.failed',
+        at: clock.now().toISOString(),
+        ...base,
+        reason,
+        tenantId: user?.tenant_id ?? null,
+        userId: user?.id ?? null,
+      });
+      if (user && newLock?.locked) {
+        await deps.audit.record({
+          type: 'auth.account.locked',
+          at: clock.now().toISOString(),
+          ...base,
+          tenantId: user.tenant_id,
+          userId: user.id,
+          failures: newLock.failures,
+          until: newLock.until?.toISOString() ?? null,
+        });
+      }
+      return invalidCredentials();
+    };
+    if (blocked) throw await fail('address_blocked');
+    if (!user) throw await fail('unknown_user');
+    if (lock?.locked) throw await fail('locked');
+    if (!ok) throw await fail('bad_password', true);
+    if (user.status !== 'active') throw await fail('disabled');
+
+    if (lock && lock.failures > 0) await deps.throttle.recordSuccess(user.id);
+    if (user.password_hash !== null && needsRehash(user.password_hash)) {
+      // Parameters have risen since this hash was made: upgrade it while the password is known.
+      await db
+        .updateTable('users')
+        .set({ password_hash: await hashPassword(input.password) })
+        .where('id', '=', user.id)
+        .where('password_hash', '=', user.password_hash)
+        .execute();
+      await deps.audit.record({
+        type: 'auth.password.rehashed',
+        at: clock.now().toISOString(),
+        ...base,
+        tenantId: user.tenant_id,
+        userId: user.id,
+      });
+    }
 
     const now = clock.now();
     const token = newToken();
@@ -120,6 +183,15 @@ export function createAuthService(deps: AuthDeps) {
         revoked_at: null,
       })
       .execute();
+    await deps.audit.record({
+      type: 'auth.login.succeeded',
+      at: now.toISOString(),
+      requestId: meta.requestId,
+      ip: meta.ip,
+      tenantId: user.tenant_id,
+      userId: user.id,
+      sessionId,
+    });
     return {
       token,
       sessionId,
@@ -144,13 +216,26 @@ export function createAuthService(deps: AuthDeps) {
     }
     const now = clock.now();
     const idleEnds = Date.parse(row.last_seen_at) + deps.sessionIdleMs;
-    if (now.getTime() >= Date.parse(row.expires_at) || now.getTime() >= idleEnds) {
-      await db
+    const absolute = now.getTime() >= Date.parse(row.expires_at);
+    if (absolute || now.getTime() >= idleEnds) {
+      const revoked = await db
         .updateTable('sessions')
         .set({ revoked_at: now.toISOString() })
         .where('id', '=', row.id)
         .where('revoked_at', 'is', null)
-        .execute();
+        .executeTakeFirst();
+      if (Number(revoked.numUpdatedRows) > 0) {
+        await deps.audit.record({
+          type: 'auth.session.revoked',
+          at: now.toISOString(),
+          requestId: meta.requestId,
+          ip: meta.ip,
+          tenantId: row.tenant_id,
+          userId: row.user_id,
+          sessionId: row.id,
+          reason: absolute ? 'absolute_timeout' : 'idle_timeout',
+        });
+      }
       throw new AppError('unauthenticated', 'auth.session_expired', 'session expired', {
         detail: 'Your session has expired. Sign in again.',
       });
@@ -212,13 +297,23 @@ export function createAuthService(deps: AuthDeps) {
     };
   }
 
-  async function logout(sessionId: string): Promise<void> {
+  async function logout(actor: Extract<Actor, { kind: 'user' }>): Promise<void> {
+    const now = clock.now().toISOString();
     await db
       .updateTable('sessions')
-      .set({ revoked_at: clock.now().toISOString() })
-      .where('id', '=', sessionId)
+      .set({ revoked_at: now })
+      .where('id', '=', actor.sessionId)
       .where('revoked_at', 'is', null)
       .execute();
+    await deps.audit.record({
+      type: 'auth.logout',
+      at: now,
+      requestId: actor.request.requestId,
+      ip: actor.request.ip,
+      tenantId: actor.tenantId,
+      userId: actor.userId,
+      sessionId: actor.sessionId,
+    });
   }
 
   async function me(actor: Actor) {

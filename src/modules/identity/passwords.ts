@@ -30,6 +30,24 @@ export async function verifyPassword(stored: string, password: string): Promise<
   }
 }
 
+/**
+ * Whether a stored hash was made with weaker settings than `argon2Params` (another algorithm,
+ * less memory, fewer passes, other lanes, or a string that does not parse): re-hash it at the
+ * next successful sign-in, while the password is at hand.
+ */
+export function needsRehash(stored: string): boolean {
+  const phc = /^\$(argon2(?:id|i|d))\$v=(\d+)\$m=(\d+),t=(\d+),p=(\d+)\$/.exec(stored);
+  if (!phc) return true;
+  const [, algorithm, version, m, t, p] = phc;
+  return (
+    algorithm !== 'argon2id' ||
+    Number(version) !== 19 ||
+    Number(m) < (argon2Params.memoryCost ?? 0) ||
+    Number(t) < (argon2Params.timeCost ?? 0) ||
+    Number(p) !== (argon2Params.parallelism ?? 1)
+  );
+}
+
 let dummy: Promise<string> | undefined;
 
 /**

@@ -3,7 +3,8 @@ import type { Clock } from '../../clock.ts';
 import type { Database, TenantRow } from '../../db/schema.ts';
 import { AppError } from '../../errors.ts';
 import { newId } from '../../ids.ts';
-import { hashPassword, MAX_PASSWORD_LENGTH, MIN_PASSWORD_LENGTH } from '../identity/passwords.ts';
+import { hashPassword } from '../identity/passwords.ts';
+import { checkPassword } from '../identity/password-policy.ts';
 import { normalizeEmail } from '../identity/normalize.ts';
 
 export interface SetupInput {
@@ -17,15 +18,6 @@ export interface SetupInput {
 const SLUG = /^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$/;
 const EMAIL = /^[^\s@]+@[^\s@]+\.[^\s@]+$/;
 
-export function validatePassword(password: string): string | undefined {
-  if (password.length < MIN_PASSWORD_LENGTH) {
-    return `must be at least ${MIN_PASSWORD_LENGTH} characters`;
-  }
-  if (password.length > MAX_PASSWORD_LENGTH)
-    return `must be at most ${MAX_PASSWORD_LENGTH} characters`;
-  return undefined;
-}
-
 /** Creates a tenant and its owner in one transaction (used by `custos setup`). */
 export async function setupTenant(
   deps: { db: Kysely<Database>; clock: Clock },
@@ -38,12 +30,19 @@ export async function setupTenant(
   if (input.name.trim() === '') problems.push({ field: 'name', reason: 'must not be empty' });
   if (!EMAIL.test(input.ownerEmail))
     problems.push({ field: 'email', reason: 'not an e-mail address' });
-  const weak = validatePassword(input.password);
-  if (weak) problems.push({ field: 'password', reason: weak });
-  if (problems.length > 0) {
-    throw new AppError('invalid', 'request.invalid', 'invalid setup input', {
-      detail: problems.map((p) => `${p.field}: ${p.reason}`).join('; '),
-      errors: problems,
+  const weak = await checkPassword(input.password, {
+    email: input.ownerEmail,
+    name: input.ownerName,
+    tenantSlug: input.slug,
+    tenantName: input.name,
+  });
+  const all = [...problems, ...weak.map((w) => ({ field: 'password', reason: w.reason }))];
+  if (all.length > 0) {
+    // Only the password wrong: the policy's own code, so clients can say what to change.
+    const code = problems.length === 0 ? 'auth.password_rejected' : 'request.invalid';
+    throw new AppError('invalid', code, 'invalid setup input', {
+      detail: all.map((p) => `${p.field}: ${p.reason}`).join('; '),
+      errors: all,
     });
   }
   const passwordHash = await hashPassword(input.password);

@@ -70,6 +70,18 @@ export function registerUserRoutes(app: FastifyInstance, users: UserService) {
     },
     async (request) => users.get(actorOf(request), (request.params as { id: string }).id),
   );
+  app.post(
+    '/api/v1/users/:id/unlock',
+    {
+      schema: {
+        tags,
+        summary: 'Lift a sign-in lockout (owners and admins)',
+        params: IdParams,
+        response: { 200: ref, ...problemResponses },
+      },
+    },
+    async (request) => users.unlock(actorOf(request), (request.params as { id: string }).id),
+  );
   app.patch(
     '/api/v1/users/:id',
     {

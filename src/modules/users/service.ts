@@ -7,7 +7,9 @@ import { newId } from '../../ids.ts';
 import { hashPassword } from '../identity/passwords.ts';
 import { normalizeEmail } from '../identity/normalize.ts';
 import { isUniqueViolation } from '../records/repository.ts';
-import { validatePassword } from '../tenants/service.ts';
+import { assertPasswordAcceptable } from '../identity/password-policy.ts';
+import type { AuditSink } from '../auth/events.ts';
+import type { LoginThrottle } from '../auth/throttle.ts';
 
 export interface UserView {
   id: string;
@@ -49,7 +51,12 @@ const roleNotAllowed = (role: Role) =>
     detail: `You cannot give or change the role "${role}": it is above your own.`,
   });
 
-export function createUserService(deps: { db: Kysely<Database>; clock: Clock }) {
+export function createUserService(deps: {
+  db: Kysely<Database>;
+  clock: Clock;
+  throttle: LoginThrottle;
+  audit: AuditSink;
+}) {
   const { db, clock } = deps;
 
   async function list(actor: Actor): Promise<UserView[]> {
@@ -90,13 +97,17 @@ export function createUserService(deps: { db: Kysely<Database>; clock: Clock }) 
   ): Promise<UserView> {
     authorize(actor, 'manage', 'user');
     if (!mayGrantRole(actor, input.role)) throw roleNotAllowed(input.role);
-    const weak = validatePassword(input.password);
-    if (weak) {
-      throw new AppError('invalid', 'request.invalid', 'weak password', {
-        detail: `body/password ${weak}`,
-        errors: [{ field: 'body/password', reason: weak }],
-      });
-    }
+    const tenant = await db
+      .selectFrom('tenants')
+      .select(['slug', 'name'])
+      .where('id', '=', actor.tenantId)
+      .executeTakeFirstOrThrow();
+    await assertPasswordAcceptable(input.password, {
+      email: input.email,
+      name: input.name,
+      tenantSlug: tenant.slug,
+      tenantName: tenant.name,
+    });
     const now = clock.now().toISOString();
     const row = {
       id: newId(),
@@ -185,7 +196,25 @@ export function createUserService(deps: { db: Kysely<Database>; clock: Clock }) 
     });
   }
 
-  return { list, get, create, update };
+  /** Lifts a sign-in lockout, temporary or permanent (owners and admins). */
+  async function unlock(actor: Actor, id: string): Promise<UserView> {
+    authorize(actor, 'manage', 'user');
+    const row = await find(db, actor, id);
+    if (!mayGrantRole(actor, row.role)) throw roleNotAllowed(row.role);
+    await deps.throttle.unlock(row.id);
+    await deps.audit.record({
+      type: 'auth.account.unlocked',
+      at: clock.now().toISOString(),
+      requestId: actor.request.requestId,
+      ip: actor.request.ip,
+      tenantId: actor.tenantId,
+      userId: row.id,
+      by: actor.kind === 'system' ? `system:${actor.job}` : actor.userId,
+    });
+    return toView(row);
+  }
+
+  return { list, get, create, update, unlock };
 }
 
 export type UserService = ReturnType<typeof createUserService>;

@@ -1,0 +1,58 @@
+/**
+ * Identity events, one variant per outcome, keyed by `type`. They carry ids, never a password nor
+ * an attempted e-mail address: an unknown user's attempt is recorded with `userId: null`.
+ */
+export type LoginFailureReason =
+  'unknown_user' | 'bad_password' | 'locked' | 'address_blocked' | 'disabled';
+
+interface Base {
+  /** ISO time from the injected clock. */
+  at: string;
+  requestId?: string | undefined;
+  ip?: string | null | undefined;
+}
+
+export type IdentityEvent =
+  | (Base & { type: 'auth.login.succeeded'; tenantId: string; userId: string; sessionId: string })
+  | (Base & {
+      type: 'auth.login.failed';
+      reason: LoginFailureReason;
+      /** Null when the tenant is unknown. */
+      tenantId: string | null;
+      /** Null when the user is unknown. */
+      userId: string | null;
+    })
+  | (Base & {
+      type: 'auth.account.locked';
+      tenantId: string;
+      userId: string;
+      failures: number;
+      /** Null: locked until an administrator unlocks the account. */
+      until: string | null;
+    })
+  | (Base & { type: 'auth.account.unlocked'; tenantId: string; userId: string; by: string })
+  | (Base & { type: 'auth.logout'; tenantId: string; userId: string; sessionId: string })
+  | (Base & {
+      type: 'auth.session.revoked';
+      tenantId: string;
+      userId: string;
+      sessionId: string;
+      reason: 'idle_timeout' | 'absolute_timeout';
+    })
+  | (Base & { type: 'auth.password.changed'; tenantId: string; userId: string; by: string })
+  | (Base & { type: 'auth.password.rehashed'; tenantId: string; userId: string });
+
+export type IdentityEventType = IdentityEvent['type'];
+
+/** Where identity events go; the audit module provides the persistent one. */
+export interface AuditSink {
+  record(event: IdentityEvent): Promise<void> | void;
+}
+
+export const noopAuditSink: AuditSink = { record: () => undefined };
+
+/** Keeps every event in memory (tests). */
+export function createCollectingSink(): AuditSink & { events: IdentityEvent[] } {
+  const events: IdentityEvent[] = [];
+  return { events, record: (event) => void events.push(event) };
+}
