@@ -25,23 +25,30 @@ const EMPTY_FRONTIER = JSON.stringify(new CompactTree().toState());
  * across processes; SQLite serialises every write transaction by itself.
  */
 export async function lockTree(trx: Db, dialect: Dialect, tenantId: string): Promise<TreeHead> {
-  await trx
-    .insertInto('audit_tree')
-    .values({
-      tenant_id: tenantId,
-      tree_size: 0,
-      frontier: EMPTY_FRONTIER,
-      checkpoint_size: 0,
-      checkpoint_at: null,
-    })
-    .onConflict((oc) => oc.column('tenant_id').doNothing())
-    .execute();
-  let query = trx
-    .selectFrom('audit_tree')
-    .select(['tree_size', 'frontier', 'checkpoint_size', 'checkpoint_at'])
-    .where('tenant_id', '=', tenantId);
-  if (dialect === 'postgres') query = query.forUpdate();
-  const row = await query.executeTakeFirstOrThrow();
+  const select = () => {
+    const query = trx
+      .selectFrom('audit_tree')
+      .select(['tree_size', 'frontier', 'checkpoint_size', 'checkpoint_at'])
+      .where('tenant_id', '=', tenantId);
+    return (dialect === 'postgres' ? query.forUpdate() : query).executeTakeFirst();
+  };
+  let row = await select();
+  if (row === undefined) {
+    // First event of the tenant: two writers may race here; the loser waits, then locks.
+    await trx
+      .insertInto('audit_tree')
+      .values({
+        tenant_id: tenantId,
+        tree_size: 0,
+        frontier: EMPTY_FRONTIER,
+        checkpoint_size: 0,
+        checkpoint_at: null,
+      })
+      .onConflict((oc) => oc.column('tenant_id').doNothing())
+      .execute();
+    row = await select();
+    if (row === undefined) throw new TypeError('audit_tree row vanished');
+  }
   const tree = CompactTree.fromState(JSON.parse(row.frontier) as FrontierState);
   if (tree.size !== Number(row.tree_size)) {
     throw new TypeError('audit_tree frontier and tree_size disagree');
@@ -115,14 +122,18 @@ export async function subtreeHashes(
     for (const r of rows) leaves.set(Number(r.leaf_index), r.leaf_hash);
   }
   if (inner.length > 0) {
-    const rows = await db
-      .selectFrom('audit_nodes')
-      .select(['level', 'idx', 'hash'])
-      .where('tenant_id', '=', tenantId)
-      .where((eb) =>
-        eb.or(inner.map((n) => eb.and([eb('level', '=', n.level), eb('idx', '=', n.index)]))),
-      )
-      .execute();
+    // One primary-key lookup per node, in one statement (an OR of pairs scans the tenant).
+    const lookup = (n: NodeId) =>
+      db
+        .selectFrom('audit_nodes')
+        .select(['level', 'idx', 'hash'])
+        .where('tenant_id', '=', tenantId)
+        .where('level', '=', n.level)
+        .where('idx', '=', n.index);
+    const [first, ...rest] = inner;
+    let query = lookup(first!);
+    for (const n of rest) query = query.unionAll(lookup(n));
+    const rows = await query.execute();
     for (const r of rows) found.set(`${r.level}/${Number(r.idx)}`, r.hash);
   }
   return nodes.map((n) => {
