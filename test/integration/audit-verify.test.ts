@@ -8,6 +8,7 @@ import {
   toHex,
 } from '../../src/core/audit/index.ts';
 import { eventBody } from '../../src/modules/audit/event.ts';
+import { createAuditService } from '../../src/modules/audit/service.ts';
 import { verifyTenantLog } from '../../src/modules/audit/verify.ts';
 import { createTestContext, type TestContext } from '../helpers/context.ts';
 
@@ -226,5 +227,45 @@ describe('custos audit verify', () => {
   it('refuses an unknown tenant', async () => {
     const res = await cli(['audit', 'verify', '--tenant', 'no-such-tenant']);
     expect(res.status).toBe(1);
+  });
+});
+
+describe('checkpoint policy', () => {
+  it('signs a checkpoint every N events and after T seconds of events', async () => {
+    const owner = await ctx.tenant();
+    const clock = { at: Date.parse('2026-01-15T09:00:00.000Z'), now: () => new Date(clock.at) };
+    const service = createAuditService({
+      db: db(),
+      dialect: ctx.database.handle.dialect,
+      clock,
+      dataDir: ctx.database.dataDir,
+      checkpointEvery: 3,
+      checkpointIntervalMs: 60_000,
+    });
+    const append = () =>
+      db()
+        .transaction()
+        .execute((trx) =>
+          service.append(trx, {
+            tenantId: owner.tenantId,
+            type: 'test.tick',
+            actor: { kind: 'system', id: 'test' },
+          }),
+        );
+    for (let i = 0; i < 7; i++) await append();
+    clock.at += 59_000;
+    await append(); // 8: neither 3 events nor 60 s since the checkpoint at 7
+    clock.at += 1_000;
+    await append(); // 9: 60 s passed
+    const sizes = await db()
+      .selectFrom('audit_checkpoints')
+      .select('tree_size')
+      .where('tenant_id', '=', owner.tenantId)
+      .orderBy('tree_size')
+      .execute();
+    expect(sizes.map((r) => Number(r.tree_size))).toEqual([1, 4, 7, 9]);
+    const latest = await service.checkpoint(owner.tenantId);
+    expect(latest.treeSize).toBe(9); // on demand: nothing new to sign
+    expect((await verifyTenantLog(db(), owner.tenantId)).checkpointsVerified).toBe(4);
   });
 });
