@@ -42,7 +42,9 @@ describe.skipIf(dialectUnderTest !== 'postgres')(
       for (const r of results) expect(r.stderr).toBe('');
       expect(results.map((r) => r.status)).toEqual([0, 0]);
 
-      const summary = await verifyTenantLog(ctx.database.handle.db, owner.tenantId);
+      const summary = await verifyTenantLog(ctx.database.handle.db, owner.tenantId, [
+        ctx.services.auditLog.signingKey().publicKey,
+      ]);
       expect(summary.treeSize).toBe(2 * PER_PROCESS);
       expect(summary.checkpointsVerified).toBeGreaterThan(2);
 

@@ -4,9 +4,14 @@ import { runCli } from '../../src/cli/main.ts';
 import {
   AuditIntegrityError,
   canonicalBytes,
+  exportPublicKeyPem,
+  generateCheckpointKeyPair,
+  keyIdFor,
   leafHash,
+  signCheckpoint,
   toHex,
 } from '../../src/core/audit/index.ts';
+import { readTree } from '../../src/modules/audit/repository.ts';
 import { eventBody } from '../../src/modules/audit/event.ts';
 import { createAuditService } from '../../src/modules/audit/service.ts';
 import { verifyTenantLog } from '../../src/modules/audit/verify.ts';
@@ -48,11 +53,12 @@ async function tenantWithLog() {
 }
 
 const db = () => ctx.database.handle.db;
+const trusted = () => [ctx.services.auditLog.signingKey().publicKey];
 const events = (tenantId: string) =>
   db().updateTable('audit_events').where('tenant_id', '=', tenantId);
 
 async function failure(tenantId: string): Promise<AuditIntegrityError> {
-  const error = await verifyTenantLog(db(), tenantId).then(
+  const error = await verifyTenantLog(db(), tenantId, trusted()).then(
     () => undefined,
     (e: unknown) => e,
   );
@@ -63,7 +69,7 @@ async function failure(tenantId: string): Promise<AuditIntegrityError> {
 describe('audit log verification', () => {
   it('verifies an untouched log and its checkpoints', async () => {
     const owner = await tenantWithLog();
-    const summary = await verifyTenantLog(db(), owner.tenantId);
+    const summary = await verifyTenantLog(db(), owner.tenantId, trusted());
     expect(summary.treeSize).toBe(SIZE);
     expect(summary.anchoredTreeSize).toBe(SIZE);
     expect(summary.checkpointsVerified).toBeGreaterThanOrEqual(2); // first event, then verify
@@ -194,6 +200,33 @@ describe('audit log verification', () => {
     const error = await failure(tenantId);
     expect(error.code).toBe('CHECKPOINT_SIGNATURE_INVALID');
   });
+
+  it('refuses a checkpoint signed by a key someone registered in the database', async () => {
+    const { tenantId } = await tenantWithLog();
+    const { privateKey, publicKey } = generateCheckpointKeyPair();
+    const forgedKey = { keyId: keyIdFor(publicKey), publicKeyPem: exportPublicKeyPem(publicKey) };
+    await db()
+      .insertInto('audit_signing_keys')
+      .values({ key_id: forgedKey.keyId, public_key: forgedKey.publicKeyPem, created_at: 'x' })
+      .execute();
+    const tree = await readTree(db(), tenantId);
+    const forged = signCheckpoint({ tenantId, treeSize: SIZE, root: tree.root() }, privateKey, {
+      now: () => new Date(),
+    });
+    await db()
+      .insertInto('audit_checkpoints')
+      .values({
+        tenant_id: tenantId,
+        tree_size: SIZE,
+        root_hash: forged.rootHash,
+        signed_at: forged.timestamp,
+        key_id: forged.keyId,
+        signature: forged.signature,
+      })
+      .execute();
+    const error = await failure(tenantId);
+    expect([error.code, error.checkpointTreeSize]).toEqual(['CHECKPOINT_KEY_UNKNOWN', SIZE]);
+  });
 });
 
 describe('custos audit verify', () => {
@@ -266,6 +299,6 @@ describe('checkpoint policy', () => {
     expect(sizes.map((r) => Number(r.tree_size))).toEqual([1, 4, 7, 9]);
     const latest = await service.checkpoint(owner.tenantId);
     expect(latest.treeSize).toBe(9); // on demand: nothing new to sign
-    expect((await verifyTenantLog(db(), owner.tenantId)).checkpointsVerified).toBe(4);
+    expect((await verifyTenantLog(db(), owner.tenantId, trusted())).checkpointsVerified).toBe(4);
   });
 });

@@ -84,7 +84,7 @@ console.log(
   `at ${EVENTS} leaves: inclusion proof ${incl.toFixed(3)} ms, consistency proof ${cons.toFixed(3)} ms`,
 );
 t0 = performance.now();
-await verifyTenantLog(db, tenants[0]!.id);
+await verifyTenantLog(db, tenants[0]!.id, [audit.signingKey().publicKey]);
 console.log(`verify ${EVENTS} events: ${rate(EVENTS, performance.now() - t0)}`);
 await database.close();
 fs.rmSync(dir, { recursive: true, force: true });

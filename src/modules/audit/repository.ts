@@ -222,12 +222,3 @@ export async function registerPublicKey(
     .onConflict((oc) => oc.column('key_id').doNothing())
     .execute();
 }
-
-export async function publicKeys(db: Db): Promise<{ keyId: string; publicKeyPem: string }[]> {
-  const rows = await db
-    .selectFrom('audit_signing_keys')
-    .select(['key_id', 'public_key'])
-    .orderBy('created_at')
-    .execute();
-  return rows.map((r) => ({ keyId: r.key_id, publicKeyPem: r.public_key }));
-}

@@ -165,7 +165,8 @@ export function registerAuditRoutes(
     },
     async (request) => {
       authorize(actorOf(request), 'manage', 'user');
-      return { algorithm: 'Ed25519' as const, ...service.signingKey() };
+      const { keyId, publicKeyPem } = service.signingKey();
+      return { algorithm: 'Ed25519' as const, keyId, publicKeyPem };
     },
   );
 }

@@ -171,7 +171,7 @@ export function createAuditService(deps: AuditDeps) {
    * never events appended meanwhile.
    */
   async function verify(tenantId: string) {
-    const summary = await verifyTenantLog(db, tenantId);
+    const summary = await verifyTenantLog(db, tenantId, [signingKey().publicKey]);
     const head = await db
       .transaction()
       .execute((trx) => sign(trx, tenantId, { treeSize: summary.treeSize, root: summary.root }));
@@ -182,9 +182,10 @@ export function createAuditService(deps: AuditDeps) {
     append,
     checkpoint,
     verify,
+    /** The public half of the signing key (the trusted key when verifying). */
     signingKey: () => {
       const k = signingKey();
-      return { keyId: k.keyId, publicKeyPem: k.publicKeyPem };
+      return { keyId: k.keyId, publicKeyPem: k.publicKeyPem, publicKey: k.publicKey };
     },
   };
 }

@@ -1,15 +1,15 @@
+import type { KeyObject } from 'node:crypto';
 import type { Kysely } from 'kysely';
 import type { Database } from '../../db/schema.ts';
 import {
   AuditIntegrityError,
   hashFromHex,
-  importPublicKey,
   verifyLog,
   type LogVerificationSummary,
   type StoredAuditLeaf,
 } from '../../core/audit/index.ts';
 import { bodyFromRow, EVENT_COLUMNS } from './event.ts';
-import { allCheckpoints, publicKeys, readTree } from './repository.ts';
+import { allCheckpoints, readTree } from './repository.ts';
 
 const PAGE = 1000;
 
@@ -19,12 +19,15 @@ const PAGE = 1000;
  * signed checkpoint, and the stored tree head. Throws `AuditIntegrityError` naming the first bad
  * leaf; an event whose bytes carry another leaf index (moved, swapped, renumbered) is reported
  * as `LEAF_INDEX_ORDER`.
+ *
+ * Checkpoint keys come from the caller, never from the database: whoever can write the database
+ * could otherwise register a key of their own and sign a rewritten log.
  */
 export async function verifyTenantLog(
   db: Kysely<Database>,
   tenantId: string,
+  trustedKeys: readonly KeyObject[],
 ): Promise<LogVerificationSummary> {
-  const keys = (await publicKeys(db)).map((k) => importPublicKey(k.publicKeyPem));
   const checkpoints = await allCheckpoints(db, tenantId);
   const stored = await readTree(db, tenantId);
   const misplaced = new Set<number>();
@@ -73,7 +76,7 @@ export async function verifyTenantLog(
       tenantId,
       leaves: leaves(),
       checkpoints,
-      publicKeys: keys,
+      publicKeys: trustedKeys,
       expectedTreeSize: stored.size,
     });
   } catch (error) {
