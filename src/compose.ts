@@ -24,7 +24,12 @@ import { createUserService } from './modules/users/service.ts';
 export function createServices(deps: {
   config: Pick<
     Config,
-    'sessionIdleMs' | 'sessionAbsoluteMs' | 'loginFailuresPerAddressPerDay' | 'redisUrl'
+    | 'sessionIdleMs'
+    | 'sessionAbsoluteMs'
+    | 'loginFailuresPerAddressPerDay'
+    | 'redisUrl'
+    | 'auditCheckpointEvery'
+    | 'auditCheckpointMs'
   > &
     KeysConfig;
   database: DatabaseHandle;
@@ -44,6 +49,8 @@ export function createServices(deps: {
     dialect: deps.database.dialect,
     clock,
     dataDir: deps.config.dataDir,
+    checkpointEvery: deps.config.auditCheckpointEvery,
+    checkpointIntervalMs: deps.config.auditCheckpointMs,
   });
   const records = { db, clock, reader, audit: auditLog };
   const contacts = createRecordService(contactSpec, records);

@@ -69,6 +69,11 @@ const wrongValues: Record<Name, { values: string[]; expected: RegExp }> = {
     values: ['http://redis:6379', '127.0.0.1:6379', 'redis:6379'],
     expected: /redis:\/\//,
   },
+  CUSTOS_AUDIT_CHECKPOINT_EVERY: {
+    values: ['0', '1000001', '1e3', 'often'],
+    expected: /from 1 to/,
+  },
+  CUSTOS_AUDIT_CHECKPOINT_SECONDS: { values: ['0', '86401', '1.5'], expected: /from 1 to 86400/ },
 };
 
 const keyDefaults = {
@@ -83,6 +88,8 @@ const keyDefaults = {
   keyCacheSize: 10000,
   loginFailuresPerAddressPerDay: 100,
   redisUrl: undefined,
+  auditCheckpointEvery: 1000,
+  auditCheckpointMs: 60_000,
 };
 
 describe('loadConfig', () => {

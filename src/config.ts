@@ -154,6 +154,19 @@ export const variables = {
       'Keep sign-in throttling counters in Redis, shared by every node (default: the database).',
     secret: true,
   },
+  CUSTOS_AUDIT_CHECKPOINT_EVERY: {
+    schema: Type.Integer({ minimum: 1, maximum: 1_000_000 }),
+    expected: 'an integer from 1 to 1000000',
+    default: '1000',
+    description: 'Sign an audit checkpoint (tree head) at least every this many events per tenant.',
+  },
+  CUSTOS_AUDIT_CHECKPOINT_SECONDS: {
+    schema: Type.Integer({ minimum: 1, maximum: 86_400 }),
+    expected: 'an integer from 1 to 86400',
+    default: '60',
+    description:
+      'Sign an audit checkpoint when an event arrives this long after the last checkpoint.',
+  },
 } satisfies Record<string, VariableSpec>;
 
 type Env = Record<string, string | undefined>;
@@ -185,6 +198,8 @@ export interface Config {
   loginFailuresPerAddressPerDay: number;
   /** Secret (may carry a password). Undefined: throttling counters in the database. */
   redisUrl: string | undefined;
+  auditCheckpointEvery: number;
+  auditCheckpointMs: number;
 }
 
 export class ConfigError extends Error {
@@ -223,6 +238,8 @@ export function loadConfig(env: Env = process.env): Readonly<Config> {
     ...readKeyConfig(env),
     loginFailuresPerAddressPerDay: read(env, 'CUSTOS_LOGIN_FAILURES_PER_ADDRESS_PER_DAY') as number,
     redisUrl: read(env, 'CUSTOS_REDIS_URL') as string | undefined,
+    auditCheckpointEvery: read(env, 'CUSTOS_AUDIT_CHECKPOINT_EVERY') as number,
+    auditCheckpointMs: (read(env, 'CUSTOS_AUDIT_CHECKPOINT_SECONDS') as number) * 1000,
   };
   return Object.freeze(config);
 }
