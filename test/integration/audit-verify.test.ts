@@ -201,6 +201,26 @@ describe('audit log verification', () => {
     expect(error.code).toBe('CHECKPOINT_SIGNATURE_INVALID');
   });
 
+  it('names a subtree hash that proofs are served from when it was altered or removed', async () => {
+    const { tenantId } = await tenantWithLog();
+    const nodes = () =>
+      db().updateTable('audit_nodes').where('tenant_id', '=', tenantId).where('level', '=', 2);
+    await nodes()
+      .set({ hash: 'ab'.repeat(32) })
+      .where('idx', '=', 1)
+      .execute();
+    const changed = await failure(tenantId);
+    expect([changed.code, changed.leafIndex]).toEqual(['NODE_UNAVAILABLE', 4]);
+    await db()
+      .deleteFrom('audit_nodes')
+      .where('tenant_id', '=', tenantId)
+      .where('level', '=', 2)
+      .where('idx', '=', 1)
+      .execute();
+    const removed = await failure(tenantId);
+    expect([removed.code, removed.leafIndex]).toEqual(['NODE_UNAVAILABLE', 4]);
+  });
+
   it('refuses a checkpoint signed by a key someone registered in the database', async () => {
     const { tenantId } = await tenantWithLog();
     const { privateKey, publicKey } = generateCheckpointKeyPair();

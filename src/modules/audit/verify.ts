@@ -9,6 +9,7 @@ import {
   type StoredAuditLeaf,
 } from '../../core/audit/index.ts';
 import { bodyFromRow, EVENT_COLUMNS } from './event.ts';
+import { createNodeChecker } from './node-check.ts';
 import { allCheckpoints, readTree } from './repository.ts';
 
 const PAGE = 1000;
@@ -19,6 +20,9 @@ const PAGE = 1000;
  * signed checkpoint, and the stored tree head. Throws `AuditIntegrityError` naming the first bad
  * leaf; an event whose bytes carry another leaf index (moved, swapped, renumbered) is reported
  * as `LEAF_INDEX_ORDER`.
+ *
+ * Then the stored subtree hashes (`audit_nodes`) are checked against the leaves:
+ * `NODE_UNAVAILABLE` names the first leaf of a missing or wrong subtree (proofs would fail).
  *
  * Checkpoint keys come from the caller, never from the database: whoever can write the database
  * could otherwise register a key of their own and sign a rewritten log.
@@ -31,6 +35,7 @@ export async function verifyTenantLog(
   const checkpoints = await allCheckpoints(db, tenantId);
   const stored = await readTree(db, tenantId);
   const misplaced = new Set<number>();
+  const nodes = createNodeChecker(db, tenantId);
 
   async function* leaves(): AsyncGenerator<StoredAuditLeaf[]> {
     let after = -1;
@@ -44,7 +49,7 @@ export async function verifyTenantLog(
         .limit(PAGE)
         .execute();
       if (rows.length === 0) return;
-      yield rows.map((row) => {
+      const page = rows.map((row): StoredAuditLeaf => {
         const leafIndex = Number(row.leaf_index);
         let claimed: unknown;
         try {
@@ -66,6 +71,8 @@ export async function verifyTenantLog(
           storedLeafHash,
         };
       });
+      await nodes.page(page.map((l) => ({ leafIndex: l.leafIndex, hash: l.storedLeafHash })));
+      yield page;
       after = Number(rows.at(-1)!.leaf_index);
     }
   }
@@ -99,6 +106,15 @@ export async function verifyTenantLog(
     throw new AuditIntegrityError('ROOT_MISMATCH', 'stored tree head differs from the events', {
       leafIndex: summary.anchoredTreeSize,
     });
+  }
+  const bad = nodes.firstBad();
+  if (bad !== undefined) {
+    // The events are intact; the subtree hashes proofs are served from are not.
+    throw new AuditIntegrityError(
+      'NODE_UNAVAILABLE',
+      `stored subtree hash level ${bad.level} index ${bad.index} is missing or wrong`,
+      { leafIndex: bad.index * 2 ** bad.level },
+    );
   }
   return summary;
 }
