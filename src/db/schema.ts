@@ -67,6 +67,8 @@ export interface AuthThrottleTable {
   count: number;
   last_at: Timestamp;
   expires_at: Timestamp | null;
+  /** End of the lockout the count implies (accounts only). */
+  locked_until: Timestamp | null;
 }
 
 /** Columns every CRM record carries. */

@@ -1,5 +1,7 @@
 import { hash } from '@node-rs/argon2';
+import { Redis } from 'ioredis';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { hashToken } from '../../src/modules/identity/tokens.ts';
 import { createCollectingSink, type IdentityEvent } from '../../src/modules/auth/events.ts';
 import { createTestContext, PASSWORD, type Session, type TestContext } from '../helpers/context.ts';
 
@@ -100,11 +102,32 @@ describe('account lockout', () => {
     expect((await attempt(user, PASSWORD, ip)).statusCode).toBe(200);
   });
 
+  it('lets a burst of parallel guesses try no more passwords than the lockout allows', async () => {
+    const user = await ctx.user(owner, 'member');
+    const ip = nextAddress();
+    const events = await eventsOf(() =>
+      Promise.all(
+        Array.from({ length: 20 }, (_, i) => attempt(user, `parallel wrong guess ${i}`, ip)),
+      ),
+    );
+    const reasons = failures(events);
+    expect(reasons).toHaveLength(20);
+    expect(reasons.filter((r) => r === 'bad_password')).toHaveLength(5);
+    expect(reasons.filter((r) => r === 'locked')).toHaveLength(15);
+  });
+
   it('locks the account for good after 100 failures, until an owner or admin unlocks it', async () => {
     const user = await ctx.user(owner, 'member');
     // 99 earlier failures, as if spread over a day of lockouts.
     for (let i = 0; i < 99; i++) {
-      await ctx.services.throttleStore.increment('account', user.userId, ctx.clock.now(), 0);
+      ctx.clock.advance(15 * MINUTE);
+      const claim = await ctx.services.throttleStore.claimAccount(user.userId, ctx.clock.now(), {
+        free: 5,
+        baseMs: MINUTE,
+        maxMs: 15 * MINUTE,
+        permanent: 100,
+      });
+      expect(claim.admitted).toBe(true);
     }
     ctx.clock.advance(15 * MINUTE);
     const events = await eventsOf(() => attempt(user, 'wrong guess number 100', nextAddress()));
@@ -334,5 +357,51 @@ describe('per-address budget', () => {
       (await inject({ tenant: boss.tenant, email: boss.email, password: PASSWORD }, sprayer))
         .statusCode,
     ).toBe(200);
+  });
+});
+
+describe('with CUSTOS_REDIS_URL', () => {
+  let onRedis: TestContext;
+  const ip = `192.0.2.${100 + (process.pid % 100)}`;
+  let userId = '';
+  beforeAll(async () => {
+    onRedis = await createTestContext({ CUSTOS_REDIS_URL: 'redis://127.0.0.1:6379' });
+  });
+  afterAll(async () => {
+    const redis = new Redis('redis://127.0.0.1:6379');
+    const day = onRedis.clock.now().toISOString().slice(0, 10);
+    await redis.del(
+      `custos:throttle:account:${userId}`,
+      `custos:throttle:address:${day}:${hashToken(ip)}`,
+      // The helper signs the owner in from inject's default address.
+      `custos:throttle:address:${day}:${hashToken('127.0.0.1')}`,
+    );
+    await redis.quit();
+    await onRedis?.close();
+  });
+
+  it('keeps the counters in Redis and locks the account the same way', async () => {
+    const boss = await onRedis.tenant();
+    userId = boss.userId;
+    const inject = (password: string) =>
+      onRedis.app.inject({
+        method: 'POST',
+        url: '/api/v1/auth/login',
+        remoteAddress: ip,
+        payload: { tenant: boss.tenant, email: boss.email, password },
+      });
+    for (let i = 0; i < 5; i++) expect((await inject('wrong guess number x')).statusCode).toBe(401);
+    expect((await inject(PASSWORD)).statusCode).toBe(401);
+    const redis = new Redis('redis://127.0.0.1:6379');
+    expect(await redis.hget(`custos:throttle:account:${boss.userId}`, 'count')).toBe('5');
+    await redis.quit();
+    // Nothing in the database.
+    const rows = await onRedis.database.handle.db
+      .selectFrom('auth_throttle')
+      .select('key')
+      .execute();
+    expect(rows).toEqual([]);
+    onRedis.clock.advance(MINUTE);
+    expect((await inject(PASSWORD)).statusCode).toBe(200);
   });
 });

@@ -6,6 +6,7 @@ import { createLoginThrottle } from '../../src/modules/auth/throttle.ts';
 import { createRedisThrottleStore } from '../../src/modules/auth/throttle-redis-store.ts';
 import {
   createDatabaseThrottleStore,
+  FOREVER,
   type ThrottleStore,
 } from '../../src/modules/auth/throttle-store.ts';
 import { createTestDatabase, dialectUnderTest, type TestDatabase } from '../helpers/database.ts';
@@ -34,49 +35,91 @@ const stores: [string, () => ThrottleStore][] = [
   ['redis', () => redisStore],
 ];
 
-describe.each(stores)('throttle store: %s', (_name, storeOf) => {
+const rule = { free: 5, baseMs: 60_000, maxMs: 15 * 60_000, permanent: 100 };
+const MINUTE = 60_000;
+
+describe.each(stores)('throttle store: %s', (name, storeOf) => {
   const key = () => randomBytes(8).toString('hex');
   const t0 = new Date('2026-03-01T10:00:00.000Z');
+  const at = (ms: number) => new Date(t0.getTime() + ms);
 
-  it('counts failures one by one and reads them back with the time of the last', async () => {
+  it('counts account failures and arms a lock from the fifth, doubling to 15 minutes', async () => {
     const store = storeOf();
     const k = key();
-    expect(await store.read('account', k, t0)).toEqual({ count: 0, lastAt: null });
-    for (let i = 1; i <= 3; i++) {
-      const at = new Date(t0.getTime() + i * 1000);
-      expect(await store.increment('account', k, at, 0)).toEqual({
+    for (let i = 1; i <= 4; i++) {
+      expect(await store.claimAccount(k, t0, rule)).toEqual({
+        admitted: true,
         count: i,
-        lastAt: at.toISOString(),
+        lockedUntil: null,
       });
     }
-    expect(await store.read('account', k, t0)).toEqual({
-      count: 3,
-      lastAt: new Date(t0.getTime() + 3000).toISOString(),
+    let now = t0.getTime();
+    for (const [count, minutes] of [
+      [5, 1],
+      [6, 2],
+      [7, 4],
+      [8, 8],
+      [9, 15],
+      [10, 15],
+    ] as const) {
+      const claim = await store.claimAccount(k, new Date(now), rule);
+      expect(claim).toEqual({
+        admitted: true,
+        count,
+        lockedUntil: new Date(now + minutes * MINUTE).toISOString(),
+      });
+      // Refused, and not counted, until the lock ends.
+      const during = await store.claimAccount(k, new Date(now + minutes * MINUTE - 1), rule);
+      expect(during).toEqual({ ...claim, admitted: false });
+      now += minutes * MINUTE;
+    }
+  });
+
+  it('locks for good at the hundredth failure, until reset', async () => {
+    const store = storeOf();
+    const k = key();
+    let last;
+    for (let i = 0; i < 100; i++) last = await store.claimAccount(k, at(i * 15 * MINUTE), rule);
+    expect(last).toEqual({ admitted: true, count: 100, lockedUntil: FOREVER });
+    const years = await store.claimAccount(k, at(5 * 365 * 24 * 60 * MINUTE), rule);
+    expect(years).toEqual({ admitted: false, count: 100, lockedUntil: FOREVER });
+    await store.resetAccount(k);
+    expect(await store.claimAccount(k, t0, rule)).toEqual({
+      admitted: true,
+      count: 1,
+      lockedUntil: null,
     });
-    // Scopes do not share counters.
-    expect((await store.read('address', k, t0)).count).toBe(0);
   });
 
-  it('loses no count when many nodes increment at once', async () => {
+  it('admits exactly as many parallel guesses as the lock rule allows', async () => {
     const store = storeOf();
     const k = key();
-    await Promise.all(Array.from({ length: 40 }, () => store.increment('address', k, t0, 60_000)));
-    expect((await store.read('address', k, t0)).count).toBe(40);
+    const claims = await Promise.all(
+      Array.from({ length: 40 }, () => store.claimAccount(k, t0, rule)),
+    );
+    // Five free failures, and the fifth arms the lock: the other 35 are refused.
+    expect(claims.filter((c) => c.admitted)).toHaveLength(5);
   });
 
-  it('forgets a counter once its time to live has passed, and resets on demand', async () => {
+  it('keeps an address within its budget under parallel attempts, and gives back on success', async () => {
     const store = storeOf();
     const k = key();
-    await store.increment('address', k, t0, 1000);
-    expect((await store.read('address', k, t0)).count).toBe(1);
-    if (_name === 'redis') await new Promise((r) => setTimeout(r, 1100));
-    const later = new Date(t0.getTime() + 1001);
-    expect((await store.read('address', k, later)).count).toBe(0);
-    expect((await store.increment('address', k, later, 1000)).count).toBe(1);
+    const claims = await Promise.all(
+      Array.from({ length: 30 }, () => store.claimAddress(k, t0, 10, MINUTE)),
+    );
+    expect(claims.filter((c) => c.admitted)).toHaveLength(10);
+    expect(await store.claimAddress(k, t0, 10, MINUTE)).toEqual({ admitted: false, count: 10 });
+    await store.releaseAddress(k);
+    expect(await store.claimAddress(k, t0, 10, MINUTE)).toEqual({ admitted: true, count: 10 });
+  });
 
-    await store.increment('account', k, t0, 0);
-    await store.reset('account', k);
-    expect((await store.read('account', k, t0)).count).toBe(0);
+  it('forgets an address counter once its time to live has passed', async () => {
+    const store = storeOf();
+    const k = key();
+    await store.claimAddress(k, t0, 1, 1000);
+    expect((await store.claimAddress(k, t0, 1, 1000)).admitted).toBe(false);
+    if (name === 'redis') await new Promise((r) => setTimeout(r, 1100));
+    expect(await store.claimAddress(k, at(1001), 1, 1000)).toEqual({ admitted: true, count: 1 });
   });
 
   it('shares one limit between two throttles (two nodes) over the same store', async () => {
@@ -84,14 +127,13 @@ describe.each(stores)('throttle store: %s', (_name, storeOf) => {
     const options = { failuresPerAddressPerDay: 3 };
     const nodeA = createLoginThrottle({ store: storeOf(), clock, options });
     const nodeB = createLoginThrottle({ store: storeOf(), clock, options });
-    const ip = `198.51.100.${randomBytes(1)[0]}-${key()}`;
-    await nodeA.recordFailure(ip);
-    await nodeB.recordFailure(ip);
-    expect(await nodeA.addressBlocked(ip)).toBe(false);
-    await nodeA.recordFailure(ip);
-    expect(await nodeB.addressBlocked(ip)).toBe(true);
+    const ip = `198.51.100.1-${key()}`;
+    expect((await nodeA.claim(ip, undefined)).addressBlocked).toBe(false);
+    expect((await nodeB.claim(ip, undefined)).addressBlocked).toBe(false);
+    expect((await nodeA.claim(ip, undefined)).addressBlocked).toBe(false);
+    expect((await nodeB.claim(ip, undefined)).addressBlocked).toBe(true);
     // A new UTC day, a new budget.
     clock.advance(24 * 3_600_000);
-    expect(await nodeB.addressBlocked(ip)).toBe(false);
+    expect((await nodeB.claim(ip, undefined)).addressBlocked).toBe(false);
   });
 });

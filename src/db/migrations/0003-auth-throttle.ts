@@ -9,6 +9,7 @@ export async function up(db: Kysely<unknown>): Promise<void> {
     .addColumn('count', 'integer', (c) => c.notNull())
     .addColumn('last_at', 'text', (c) => c.notNull())
     .addColumn('expires_at', 'text')
+    .addColumn('locked_until', 'text')
     .addPrimaryKeyConstraint('auth_throttle_pk', ['scope', 'key'])
     .execute();
   await db.schema

@@ -1,22 +1,17 @@
 import type { Kysely } from 'kysely';
 import type { Clock } from '../../clock.ts';
-import type { Database, UserRow } from '../../db/schema.ts';
+import type { Database } from '../../db/schema.ts';
 import { AppError } from '../../errors.ts';
-import { newId } from '../../ids.ts';
 import { prepared } from '../../db/prepared.ts';
 import type { SyncReader } from '../../db/database.ts';
 import { weakerRole, type Actor, type RequestMeta } from '../../core/policy/index.ts';
-import {
-  burnPasswordCheck,
-  hashPassword,
-  needsRehash,
-  verifyPassword,
-} from '../identity/passwords.ts';
-import { normalizeEmail } from '../identity/normalize.ts';
-import { hashToken, newToken, safeEqual } from '../identity/tokens.ts';
+import { hashToken, safeEqual } from '../identity/tokens.ts';
 import { API_KEY_PATTERN } from '../api-keys/format.ts';
-import type { AuditSink, LoginFailureReason } from './events.ts';
+import type { AuditSink } from './events.ts';
+import { createLogin } from './login.ts';
 import type { LoginThrottle } from './throttle.ts';
+
+export type { LoginResult } from './login.ts';
 
 export interface AuthDeps {
   db: Kysely<Database>;
@@ -27,13 +22,6 @@ export interface AuthDeps {
   sessionAbsoluteMs: number;
   throttle: LoginThrottle;
   audit: AuditSink;
-}
-
-export interface LoginResult {
-  token: string;
-  sessionId: string;
-  expiresAt: string;
-  user: Pick<UserRow, 'id' | 'tenant_id' | 'email' | 'name' | 'role'>;
 }
 
 /** Sessions touch `last_seen_at` at most this often: the idle timeout needs no finer grain. */
@@ -76,135 +64,10 @@ const apiKeyByPrefix = prepared((db: Kysely<Database>, p: (n: 'prefix') => strin
     .where('api_keys.prefix', '=', p('prefix')),
 );
 
-const invalidCredentials = () =>
-  new AppError('unauthenticated', 'auth.invalid_credentials', 'invalid credentials', {
-    detail: 'The tenant, e-mail or password is not correct.',
-  });
-
 export function createAuthService(deps: AuthDeps) {
   const { db, clock } = deps;
 
-  async function login(
-    input: { tenant: string; email: string; password: string },
-    meta: RequestMeta,
-  ): Promise<LoginResult> {
-    const user = await db
-      .selectFrom('users')
-      .innerJoin('tenants', 'tenants.id', 'users.tenant_id')
-      .select([
-        'users.id',
-        'users.tenant_id',
-        'users.email',
-        'users.name',
-        'users.role',
-        'users.status',
-        'users.password_hash',
-      ])
-      .where('tenants.slug', '=', input.tenant.trim().toLowerCase())
-      .where('users.email_normalized', '=', normalizeEmail(input.email))
-      .executeTakeFirst();
-    // The same work and the same answer whether the user is unknown, disabled, mistyped, locked
-    // out or signing in from a blocked address: the argon2 check always runs, and the counters
-    // are read beside it, never instead of it.
-    const [ok, blocked, lock] = await Promise.all([
-      user?.password_hash != null
-        ? verifyPassword(user.password_hash, input.password)
-        : burnPasswordCheck(input.password),
-      deps.throttle.addressBlocked(meta.ip),
-      user ? deps.throttle.accountLock(user.id) : undefined,
-    ]);
-    const base = { requestId: meta.requestId, ip: meta.ip };
-    const fail = async (reason: LoginFailureReason, countAgainstAccount = false) => {
-      const newLock = await deps.throttle.recordFailure(
-        meta.ip,
-        countAgainstAccount ? user?.id : undefined,
-      );
-      await deps.audit.record({
-        type: 'auth.login.failed',
-        at: clock.now().toISOString(),
-        ...base,
-        reason,
-        tenantId: user?.tenant_id ?? null,
-        userId: user?.id ?? null,
-      });
-      if (user && newLock?.locked) {
-        await deps.audit.record({
-          type: 'auth.account.locked',
-          at: clock.now().toISOString(),
-          ...base,
-          tenantId: user.tenant_id,
-          userId: user.id,
-          failures: newLock.failures,
-          until: newLock.until?.toISOString() ?? null,
-        });
-      }
-      return invalidCredentials();
-    };
-    if (blocked) throw await fail('address_blocked');
-    if (!user) throw await fail('unknown_user');
-    if (lock?.locked) throw await fail('locked');
-    if (!ok) throw await fail('bad_password', true);
-    if (user.status !== 'active') throw await fail('disabled');
-
-    if (lock && lock.failures > 0) await deps.throttle.recordSuccess(user.id);
-    if (user.password_hash !== null && needsRehash(user.password_hash)) {
-      // Parameters have risen since this hash was made: upgrade it while the password is known.
-      await db
-        .updateTable('users')
-        .set({ password_hash: await hashPassword(input.password) })
-        .where('id', '=', user.id)
-        .where('password_hash', '=', user.password_hash)
-        .execute();
-      await deps.audit.record({
-        type: 'auth.password.rehashed',
-        at: clock.now().toISOString(),
-        ...base,
-        tenantId: user.tenant_id,
-        userId: user.id,
-      });
-    }
-
-    const now = clock.now();
-    const token = newToken();
-    const sessionId = newId();
-    const expiresAt = new Date(now.getTime() + deps.sessionAbsoluteMs).toISOString();
-    await db
-      .insertInto('sessions')
-      .values({
-        id: sessionId,
-        tenant_id: user.tenant_id,
-        user_id: user.id,
-        token_hash: hashToken(token),
-        created_at: now.toISOString(),
-        last_seen_at: now.toISOString(),
-        expires_at: expiresAt,
-        ip: meta.ip,
-        user_agent: meta.userAgent?.slice(0, 512) ?? null,
-        revoked_at: null,
-      })
-      .execute();
-    await deps.audit.record({
-      type: 'auth.login.succeeded',
-      at: now.toISOString(),
-      requestId: meta.requestId,
-      ip: meta.ip,
-      tenantId: user.tenant_id,
-      userId: user.id,
-      sessionId,
-    });
-    return {
-      token,
-      sessionId,
-      expiresAt,
-      user: {
-        id: user.id,
-        tenant_id: user.tenant_id,
-        email: user.email,
-        name: user.name,
-        role: user.role,
-      },
-    };
-  }
+  const login = createLogin(deps);
 
   /** Turns a session cookie into an actor, or throws `unauthenticated`. */
   async function actorFromSession(token: string, meta: RequestMeta): Promise<Actor> {

@@ -1,34 +1,81 @@
 import { Redis } from 'ioredis';
-import type { CounterState, ThrottleStore } from './throttle-store.ts';
+import { FOREVER, type ThrottleStore } from './throttle-store.ts';
 
-/** Increment, stamp and (re)arm the expiry in one step, so concurrent nodes never lose a count. */
-const INCREMENT = `
+const FOREVER_MS = Date.parse(FOREVER);
+
+/**
+ * Refuse while locked, else count one failure and arm the lock it implies: one script, so two
+ * nodes never both see the same count. ARGV: now (ms), free, base, max, permanent, forever (ms).
+ */
+const CLAIM_ACCOUNT = `
+local now = tonumber(ARGV[1])
+local held = tonumber(redis.call('HGET', KEYS[1], 'until') or '0')
+if held > now then
+  return {0, tonumber(redis.call('HGET', KEYS[1], 'count') or '0'), held}
+end
 local count = redis.call('HINCRBY', KEYS[1], 'count', 1)
-redis.call('HSET', KEYS[1], 'at', ARGV[1])
-if tonumber(ARGV[2]) > 0 then redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
-return count`;
+local free, base, max, permanent = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
+local ends = 0
+if count >= permanent then ends = tonumber(ARGV[6])
+elseif count >= free then ends = now + math.min(base * 2 ^ (count - free), max) end
+redis.call('HSET', KEYS[1], 'until', ends)
+return {1, count, ends}`;
+
+/** Count one failure unless the limit is reached; the first one arms the expiry. */
+const CLAIM_ADDRESS = `
+local count = tonumber(redis.call('HGET', KEYS[1], 'count') or '0')
+if count >= tonumber(ARGV[1]) then return {0, count} end
+count = redis.call('HINCRBY', KEYS[1], 'count', 1)
+if count == 1 then redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+return {1, count}`;
+
+const RELEASE_ADDRESS = `
+if tonumber(redis.call('HGET', KEYS[1], 'count') or '0') > 0 then
+  redis.call('HINCRBY', KEYS[1], 'count', -1)
+end
+return 0`;
 
 /** Counters in Redis (`CUSTOS_REDIS_URL`), shared by every node; Redis expires them. */
 export function createRedisThrottleStore(url: string, prefix = 'custos:throttle:'): ThrottleStore {
+  // Lazy: a CLI command that signs nobody in never connects.
   const redis = new Redis(url, { lazyConnect: true, maxRetriesPerRequest: 2 });
   const keyOf = (scope: string, key: string) => `${prefix}${scope}:${key}`;
   return {
-    async increment(scope, key, now, ttlMs) {
-      const at = now.toISOString();
-      const count = await redis.eval(INCREMENT, 1, keyOf(scope, key), at, String(ttlMs));
-      return { count: Number(count), lastAt: at };
+    async claimAccount(key, now, rule) {
+      const [admitted, count, ends] = (await redis.eval(
+        CLAIM_ACCOUNT,
+        1,
+        keyOf('account', key),
+        now.getTime(),
+        rule.free,
+        rule.baseMs,
+        rule.maxMs,
+        rule.permanent,
+        FOREVER_MS,
+      )) as [number, number, number];
+      return {
+        admitted: admitted === 1,
+        count,
+        lockedUntil: ends === 0 ? null : new Date(ends).toISOString(),
+      };
     },
-    async read(scope, key): Promise<CounterState> {
-      const [count, at] = await redis.hmget(keyOf(scope, key), 'count', 'at');
-      return count == null
-        ? { count: 0, lastAt: null }
-        : { count: Number(count), lastAt: at ?? null };
+    async resetAccount(key) {
+      await redis.del(keyOf('account', key));
     },
-    async reset(scope, key) {
-      await redis.del(keyOf(scope, key));
+    async claimAddress(key, _now, limit, ttlMs) {
+      const [admitted, count] = (await redis.eval(
+        CLAIM_ADDRESS,
+        1,
+        keyOf('address', key),
+        limit,
+        ttlMs,
+      )) as [number, number];
+      return { admitted: admitted === 1, count };
+    },
+    async releaseAddress(key) {
+      await redis.eval(RELEASE_ADDRESS, 1, keyOf('address', key));
     },
     async close() {
-      // Never connected (a CLI command that signs nobody in): nothing to say goodbye to.
       if (redis.status === 'wait') redis.disconnect();
       else await redis.quit().catch(() => redis.disconnect());
     },
