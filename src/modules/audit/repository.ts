@@ -186,17 +186,18 @@ const CHECKPOINT_COLUMNS = [
   'signature',
 ] as const;
 
-export async function latestCheckpoint(
+export async function checkpointAt(
   db: Db,
   tenantId: string,
+  treeSize: number,
+  keyId: string,
 ): Promise<SignedCheckpoint | undefined> {
   const row = await db
     .selectFrom('audit_checkpoints')
     .select(CHECKPOINT_COLUMNS)
     .where('tenant_id', '=', tenantId)
-    .orderBy('tree_size', 'desc')
-    .orderBy('signed_at', 'desc')
-    .limit(1)
+    .where('tree_size', '=', treeSize)
+    .where('key_id', '=', keyId)
     .executeTakeFirst();
   return row ? toCheckpoint(row) : undefined;
 }

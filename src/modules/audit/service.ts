@@ -16,7 +16,7 @@ import { eventBody, type AuditEventInput } from './event.ts';
 import {
   insertCheckpoint,
   insertNodes,
-  latestCheckpoint,
+  checkpointAt,
   lockTree,
   registerPublicKey,
   saveTree,
@@ -59,13 +59,18 @@ export function createAuditService(deps: AuditDeps) {
   let key: SigningKey | undefined;
   const signingKey = () => (key ??= loadOrCreateSigningKey(deps.dataDir));
 
-  /** Signs the tree head, stores the checkpoint (and the public key) in `trx`. */
+  /**
+   * Signs the tree head and stores the checkpoint (and the public key) in `trx`; returns the
+   * stored checkpoint when this key already signed this size.
+   */
   async function sign(
     trx: Db,
     tenantId: string,
     head: { treeSize: number; root: Uint8Array },
   ): Promise<SignedCheckpoint> {
     const k = signingKey();
+    const stored = await checkpointAt(trx, tenantId, head.treeSize, k.keyId);
+    if (stored) return stored;
     const cp = signCheckpoint({ tenantId, ...head }, k.privateKey, clock);
     await registerPublicKey(trx, k, cp.timestamp);
     await insertCheckpoint(trx, cp);
@@ -141,25 +146,10 @@ export function createAuditService(deps: AuditDeps) {
     return { leafIndex, leafHash: leafHex, id };
   }
 
-  /**
-   * Signs a checkpoint of the tenant's current tree unless one of this size exists; returns the
-   * latest checkpoint.
-   */
+  /** A checkpoint of the tenant's current tree: the stored one, else signed now. */
   async function checkpoint(tenantId: string): Promise<SignedCheckpoint> {
     return db.transaction().execute(async (trx) => {
       const head = await lockTree(trx, dialect, tenantId);
-      const k = signingKey();
-      const existing = await trx
-        .selectFrom('audit_checkpoints')
-        .select(['tree_size'])
-        .where('tenant_id', '=', tenantId)
-        .where('tree_size', '=', head.tree.size)
-        .where('key_id', '=', k.keyId)
-        .executeTakeFirst();
-      if (existing && head.checkpointSize === head.tree.size) {
-        const latest = await latestCheckpoint(trx, tenantId);
-        if (latest) return latest;
-      }
       const cp = await sign(trx, tenantId, { treeSize: head.tree.size, root: head.tree.root() });
       await saveTree(trx, tenantId, head.tree, { size: head.tree.size, at: cp.timestamp });
       return cp;
