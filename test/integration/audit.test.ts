@@ -149,6 +149,20 @@ describe('audit API', () => {
     expect(bad.json<{ code: string }>().code).toBe('request.invalid_cursor');
   });
 
+  it('filters events by time range and target type', async () => {
+    ctx.clock.advance(120_000);
+    const from = ctx.clock.now().toISOString();
+    const made = await createCompany(owner, { name: 'Late Company' });
+    const id = made.json<{ id: string }>().id;
+    ctx.clock.advance(1_000);
+    const to = ctx.clock.now().toISOString();
+    await createCompany(owner, { name: 'Later Still' });
+    const inRange = await events(owner, `?from=${from}&to=${to}&targetType=company`);
+    expect(inRange.items.map((e) => e.target?.id)).toEqual([id]);
+    const none = await events(owner, `?from=${from}&to=${to}&targetType=contact`);
+    expect(none.items).toEqual([]);
+  });
+
   it('serves proofs that verify against the signed checkpoint', async () => {
     const keyRes = await api(owner, '/api/v1/audit/public-key');
     expect(keyRes.statusCode).toBe(200);
