@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createManualClock } from '../../src/clock.ts';
-import { createLoginThrottle } from '../../src/modules/auth/throttle.ts';
+import { addressGroup, createLoginThrottle } from '../../src/modules/auth/throttle.ts';
 import { createRedisThrottleStore } from '../../src/modules/auth/throttle-redis-store.ts';
 import {
   createDatabaseThrottleStore,
@@ -135,5 +135,17 @@ describe.each(stores)('throttle store: %s', (name, storeOf) => {
     // A new UTC day, a new budget.
     clock.advance(24 * 3_600_000);
     expect((await nodeB.claim(ip, undefined)).addressBlocked).toBe(false);
+  });
+});
+
+describe('addressGroup', () => {
+  it('groups an IPv6 address by its /64 and keeps IPv4 addresses apart', () => {
+    expect(addressGroup('2001:db8:1:2:aaaa::1')).toBe('2001:db8:1:2::/64');
+    expect(addressGroup('2001:0db8:0001:0002:ffff:ffff:ffff:ffff')).toBe('2001:db8:1:2::/64');
+    expect(addressGroup('2001:db8::1')).toBe('2001:db8:0:0::/64');
+    expect(addressGroup('fe80::1%eth0')).toBe('fe80:0:0:0::/64');
+    expect(addressGroup('::ffff:192.0.2.1')).toBe('192.0.2.1');
+    expect(addressGroup('192.0.2.1')).not.toBe(addressGroup('192.0.2.2'));
+    expect(addressGroup(null)).toBe('unknown');
   });
 });

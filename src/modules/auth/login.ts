@@ -79,7 +79,8 @@ export function createLogin(deps: LoginDeps) {
         userId: user?.id ?? null,
       });
       const account = claimed.account;
-      if (user && reason === 'bad_password' && account?.lockedUntil) {
+      // This failure armed a lock (the attempt was counted before its outcome was known).
+      if (user && account?.admitted && account.lockedUntil) {
         await audit.record({
           type: 'auth.account.locked',
           at,

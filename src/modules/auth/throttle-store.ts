@@ -63,8 +63,16 @@ function lockCase(count: RawBuilder<number>, now: Date, rule: LockRule) {
   >`case when ${count} >= ${rule.permanent} then cast(${FOREVER} as text) ${sql.join(branches, sql` `)} when ${count} >= ${n} then ${end(rule.maxMs)} else null end`;
 }
 
+const PURGE_EVERY = 500;
+
 /** Counters in the `auth_throttle` table; each claim is one conditional upsert. */
 export function createDatabaseThrottleStore(db: Kysely<Database>): ThrottleStore {
+  let claims = 0;
+  /** Expired address counters are deleted now and then (Redis expires its own). */
+  async function purgeSometimes(now: string) {
+    if (++claims % PURGE_EVERY !== 0) return;
+    await db.deleteFrom('auth_throttle').where('expires_at', '<=', now).execute();
+  }
   const read = (scope: string, key: string) =>
     db
       .selectFrom('auth_throttle')
@@ -121,6 +129,7 @@ export function createDatabaseThrottleStore(db: Kysely<Database>): ThrottleStore
     },
     async claimAddress(key, now, limit, ttlMs) {
       const at = now.toISOString();
+      await purgeSometimes(at);
       const expiresAt = new Date(now.getTime() + ttlMs).toISOString();
       const expired = sql<boolean>`auth_throttle.expires_at <= ${at}`;
       const row = await db

@@ -44,29 +44,26 @@ export function createLoginThrottle(deps: {
 
   /** Addresses are personal data: only their hash is stored, per UTC day. */
   const addressKey = (ip: string | null, now: Date) =>
-    `${now.toISOString().slice(0, 10)}:${hashToken(ip ?? 'unknown')}`;
+    `${now.toISOString().slice(0, 10)}:${hashToken(addressGroup(ip))}`;
 
   /**
    * Counts the attempt as a failure before the password is checked (the caller hashes in
-   * parallel, whatever the answer). The account is only claimed when the address may try.
+   * parallel, whatever the answer). Address and account are claimed together, so a known user
+   * costs the same round trips as an unknown one; an attempt from a blocked address still counts
+   * against the account it names.
    */
   async function claim(ip: string | null, userId: string | undefined): Promise<AttemptClaim> {
     const now = clock.now();
-    // Kept two days, so a counter of the current UTC day always outlives the day.
     const key = addressKey(ip, now);
-    const address = await store.claimAddress(
-      key,
-      now,
-      options.failuresPerAddressPerDay,
-      2 * DAY_MS,
-    );
-    if (!address.admitted || userId === undefined) {
-      return { addressKey: key, addressBlocked: !address.admitted };
-    }
-    const account = await store.claimAccount(userId, now, rule);
+    const [address, account] = await Promise.all([
+      // Kept two days, so a counter of the current UTC day always outlives the day.
+      store.claimAddress(key, now, options.failuresPerAddressPerDay, 2 * DAY_MS),
+      userId === undefined ? undefined : store.claimAccount(userId, now, rule),
+    ]);
+    const claimed: AttemptClaim = { addressKey: key, addressBlocked: !address.admitted };
+    if (!account) return claimed;
     return {
-      addressKey: key,
-      addressBlocked: false,
+      ...claimed,
       account: {
         admitted: account.admitted,
         failures: account.count,
@@ -87,6 +84,33 @@ export function createLoginThrottle(deps: {
   }
 
   return { claim, succeeded, unlock, rule };
+}
+
+/**
+ * What one client controls: an IPv4 address, or an IPv6 /64 (one subscriber's usual allocation,
+ * which would otherwise give a sprayer 2^64 fresh budgets).
+ */
+export function addressGroup(ip: string | null): string {
+  if (!ip) return 'unknown';
+  const mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i.exec(ip);
+  if (mapped?.[1]) return mapped[1];
+  if (!ip.includes(':')) return ip;
+  const address = ip.split('%')[0] ?? '';
+  const [head = '', tail] = address.split('::');
+  const first = head === '' ? [] : head.split(':');
+  const last = tail === undefined || tail === '' ? [] : tail.split(':');
+  const groups =
+    tail === undefined
+      ? first
+      : [
+          ...first,
+          ...Array<string>(Math.max(0, 8 - first.length - last.length)).fill('0'),
+          ...last,
+        ];
+  return `${groups
+    .slice(0, 4)
+    .map((g) => (parseInt(g, 16) || 0).toString(16))
+    .join(':')}::/64`;
 }
 
 export type LoginThrottle = ReturnType<typeof createLoginThrottle>;
