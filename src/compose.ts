@@ -2,9 +2,10 @@ import type { Clock } from './clock.ts';
 import type { Config } from './config.ts';
 import type { DatabaseHandle } from './db/database.ts';
 import { createApiKeyService } from './modules/api-keys/service.ts';
+import { createIdentityAuditSink } from './modules/audit/identity-sink.ts';
 import { createAuditQueries } from './modules/audit/queries.ts';
 import { createAuditService } from './modules/audit/service.ts';
-import { noopAuditSink, type AuditSink } from './modules/auth/events.ts';
+import type { AuditSink } from './modules/auth/events.ts';
 import { createAuthService } from './modules/auth/service.ts';
 import { createLoginThrottle } from './modules/auth/throttle.ts';
 import { createRedisThrottleStore } from './modules/auth/throttle-redis-store.ts';
@@ -39,7 +40,7 @@ export function createServices(deps: {
    * service that opens the key store and root key on first use.
    */
   keys?: KeyService;
-  /** Where identity events go; a no-op until the audit module provides its sink. */
+  /** Where identity events go (default: the tenant's audit log). */
   audit?: AuditSink;
 }) {
   const { db, reader } = deps.database;
@@ -54,7 +55,7 @@ export function createServices(deps: {
   });
   const records = { db, clock, reader, audit: auditLog };
   const contacts = createRecordService(contactSpec, records);
-  const auditSink = deps.audit ?? noopAuditSink;
+  const auditSink = deps.audit ?? createIdentityAuditSink({ db, log: auditLog });
   // Counters shared by every node: Redis when configured, else the database.
   const throttleStore = deps.config.redisUrl
     ? createRedisThrottleStore(deps.config.redisUrl)

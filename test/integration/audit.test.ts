@@ -126,6 +126,29 @@ describe('record events', () => {
   });
 });
 
+describe('identity events', () => {
+  it('records sign-ins and failed sign-ins in the tenant log, without the attempted secret', async () => {
+    const fresh = await ctx.tenant();
+    const bad = await ctx.app.inject({
+      method: 'POST',
+      url: '/api/v1/auth/login',
+      payload: {
+        tenant: fresh.tenant,
+        email: fresh.email,
+        password: 'wrong password, long enough',
+      },
+    });
+    expect(bad.statusCode).toBe(401);
+    const { items } = await events(fresh, '?limit=200');
+    const types = items.map((e) => e.type);
+    expect(types[0]).toBe('auth.login.succeeded');
+    const failed = items.find((e) => e.type === 'auth.login.failed');
+    expect(failed?.target).toEqual({ type: 'user', id: fresh.userId });
+    expect(failed?.canonical).toContain('"outcome":"failure"');
+    expect(failed?.canonical).not.toContain('wrong password');
+  });
+});
+
 describe('audit API', () => {
   it('refuses members and keeps tenants apart', async () => {
     const member = await ctx.user(owner, 'member');
@@ -133,7 +156,9 @@ describe('audit API', () => {
     expect(res.statusCode).toBe(403);
     expect(res.json<{ code: string }>().code).toBe('policy.forbidden');
     const other = await ctx.tenant();
-    expect((await events(other)).items).toEqual([]);
+    const theirs = (await events(other)).items;
+    expect(theirs.map((e) => e.type)).toEqual(['auth.login.succeeded']);
+    expect(theirs[0]!.actor.id).toBe(other.userId);
   });
 
   it('pages through events with a cursor and filters by type', async () => {
