@@ -261,6 +261,47 @@ describe('identity events', () => {
   });
 });
 
+describe('session revocation events', () => {
+  it('records each session a disable or role change revokes, after the change', async () => {
+    const user = await ctx.user(owner, 'member');
+    const second = await ctx.login(owner.tenant, user.email);
+    const patch = (payload: object) =>
+      ctx.app.inject({
+        method: 'PATCH',
+        url: `/api/v1/users/${user.userId}`,
+        headers: owner.headers,
+        payload,
+      });
+    const changed = await eventsOf(async () =>
+      expect((await patch({ role: 'viewer' })).statusCode).toBe(200),
+    );
+    // The helper's session and the second one, each once.
+    expect(changed).toHaveLength(2);
+    for (const event of changed) {
+      expect(event).toMatchObject({
+        type: 'auth.session.revoked',
+        reason: 'role_changed',
+        userId: user.userId,
+      });
+    }
+    expect(
+      new Set(changed.map((e) => (e.type === 'auth.session.revoked' ? e.sessionId : ''))),
+    ).toHaveProperty('size', 2);
+    expect(second.userId).toBe(user.userId);
+    await ctx.login(owner.tenant, user.email);
+    const disabled = await eventsOf(async () =>
+      expect((await patch({ status: 'disabled' })).statusCode).toBe(200),
+    );
+    expect(disabled).toEqual([
+      expect.objectContaining({
+        type: 'auth.session.revoked',
+        reason: 'user_disabled',
+        userId: user.userId,
+      }),
+    ]);
+  });
+});
+
 describe('argon2 parameter upgrade', () => {
   it('re-hashes a weaker stored hash at the next successful sign-in, once', async () => {
     const user = await ctx.user(owner, 'member');

@@ -37,7 +37,7 @@ export type IdentityEvent =
       tenantId: string;
       userId: string;
       sessionId: string;
-      reason: 'idle_timeout' | 'absolute_timeout';
+      reason: 'idle_timeout' | 'absolute_timeout' | 'user_disabled' | 'role_changed';
     })
   | (Base & { type: 'auth.password.changed'; tenantId: string; userId: string; by: string })
   | (Base & { type: 'auth.password.rehashed'; tenantId: string; userId: string });

@@ -142,7 +142,8 @@ export function createUserService(deps: {
     patch: { name?: string; role?: Role; status?: UserStatus },
   ): Promise<UserView> {
     authorize(actor, 'manage', 'user');
-    return db.transaction().execute(async (trx) => {
+    let revoked: { ids: string[]; reason: 'user_disabled' | 'role_changed' } | undefined;
+    const view = await db.transaction().execute(async (trx) => {
       const current = await find(trx, actor, id);
       if (
         actor.kind !== 'system' &&
@@ -185,15 +186,34 @@ export function createUserService(deps: {
         (patch.role !== undefined && patch.role !== current.role)
       ) {
         // A disabled account loses its sessions; a role change starts from a fresh sign-in.
-        await trx
+        const sessions = await trx
           .updateTable('sessions')
           .set({ revoked_at: now })
           .where('user_id', '=', id)
           .where('revoked_at', 'is', null)
+          .returning('id')
           .execute();
+        revoked = {
+          ids: sessions.map((s) => s.id),
+          reason: patch.status === 'disabled' ? 'user_disabled' : 'role_changed',
+        };
       }
       return toView({ ...current, ...changes });
     });
+    // Recorded once the change is committed.
+    for (const sessionId of revoked?.ids ?? []) {
+      await deps.audit.record({
+        type: 'auth.session.revoked',
+        at: view.updatedAt,
+        requestId: actor.request.requestId,
+        ip: actor.request.ip,
+        tenantId: actor.tenantId,
+        userId: id,
+        sessionId,
+        reason: revoked!.reason,
+      });
+    }
+    return view;
   }
 
   /** Lifts a sign-in lockout, temporary or permanent (owners and admins). */
