@@ -226,7 +226,12 @@ describe('identity events', () => {
       'disabled',
       'auth.login.succeeded',
     ]);
-    expect(events[0]).toMatchObject({ userId: null, ip, at: ctx.clock.now().toISOString() });
+    expect(events[0]).toMatchObject({
+      userId: null,
+      tenantId: owner.tenantId,
+      ip,
+      at: ctx.clock.now().toISOString(),
+    });
     expect(events[1]).toMatchObject({ userId: user.userId, tenantId: owner.tenantId });
     const dump = JSON.stringify(events);
     expect(dump).not.toContain(secret);

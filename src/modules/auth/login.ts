@@ -42,12 +42,18 @@ export function createLogin(deps: LoginDeps) {
     input: { tenant: string; email: string; password: string },
     meta: RequestMeta,
   ): Promise<LoginResult> {
-    const user = await db
-      .selectFrom('users')
-      .innerJoin('tenants', 'tenants.id', 'users.tenant_id')
+    // One query whatever exists: the tenant, and its user with this e-mail if there is one. The
+    // tenant's id lets an unknown user's attempt be recorded like a wrong password's (same work).
+    const row = await db
+      .selectFrom('tenants')
+      .leftJoin('users', (join) =>
+        join
+          .onRef('users.tenant_id', '=', 'tenants.id')
+          .on('users.email_normalized', '=', normalizeEmail(input.email)),
+      )
       .select([
+        'tenants.id as tenant_id',
         'users.id',
-        'users.tenant_id',
         'users.email',
         'users.name',
         'users.role',
@@ -55,8 +61,23 @@ export function createLogin(deps: LoginDeps) {
         'users.password_hash',
       ])
       .where('tenants.slug', '=', input.tenant.trim().toLowerCase())
-      .where('users.email_normalized', '=', normalizeEmail(input.email))
       .executeTakeFirst();
+    const tenantId = row?.tenant_id ?? null;
+    const user =
+      row?.id != null &&
+      row.email != null &&
+      row.name != null &&
+      row.role != null &&
+      row.status != null
+        ? {
+            ...row,
+            id: row.id,
+            email: row.email,
+            name: row.name,
+            role: row.role,
+            status: row.status,
+          }
+        : undefined;
     // The same work and the same answer whether the user is unknown, disabled, mistyped, locked
     // out or signing in from a blocked address: the argon2 check always runs, with the counters
     // beside it, never instead of it. The attempt is counted as a failure before its outcome is
@@ -75,7 +96,7 @@ export function createLogin(deps: LoginDeps) {
         at,
         ...base,
         reason,
-        tenantId: user?.tenant_id ?? null,
+        tenantId,
         userId: user?.id ?? null,
       });
       const account = claimed.account;
