@@ -1,5 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createTestContext, type Session, type TestContext } from '../helpers/context.ts';
+import { recordRoutes } from '../helpers/records.ts';
 
 let ctx: TestContext;
 let owner: Session;
@@ -24,12 +25,6 @@ interface Activity {
   version: number;
 }
 
-const post = async <T>(s: Session, url: string, payload: object): Promise<T> => {
-  const res = await ctx.app.inject({ method: 'POST', url, headers: s.headers, payload });
-  if (res.statusCode !== 201) throw new Error(`create failed: ${res.statusCode} ${res.body}`);
-  return res.json<T>();
-};
-
 beforeAll(async () => {
   ctx = await createTestContext();
   owner = await ctx.tenant();
@@ -39,40 +34,7 @@ beforeAll(async () => {
 });
 afterAll(async () => ctx?.close());
 
-const create = (s: Session, payload: object) =>
-  ctx.app.inject({ method: 'POST', url: BASE, headers: s.headers, payload });
-const made = (s: Session, payload: object) => post<Activity>(s, BASE, payload);
-const get = (s: Session, id: string) =>
-  ctx.app.inject({ url: `${BASE}/${id}`, headers: s.headers });
-const patch = (s: Session, id: string, payload: object, ifMatch?: string) =>
-  ctx.app.inject({
-    method: 'PATCH',
-    url: `${BASE}/${id}`,
-    headers: { ...s.headers, ...(ifMatch === undefined ? {} : { 'if-match': ifMatch }) },
-    payload,
-  });
-const del = (s: Session, id: string, ifMatch?: string) =>
-  ctx.app.inject({
-    method: 'DELETE',
-    url: `${BASE}/${id}`,
-    headers: { ...s.headers, ...(ifMatch === undefined ? {} : { 'if-match': ifMatch }) },
-  });
-
-async function listAll(s: Session, query: string, limit = 2): Promise<string[]> {
-  const seen: string[] = [];
-  let cursor: string | null = null;
-  let pages = 0;
-  do {
-    const url: string = `${BASE}?limit=${limit}${query ? `&${query}` : ''}${cursor ? `&cursor=${cursor}` : ''}`;
-    const res = await ctx.app.inject({ url, headers: s.headers });
-    expect(res.statusCode, res.body).toBe(200);
-    const page = res.json<{ items: Activity[]; nextCursor: string | null }>();
-    seen.push(...page.items.map((a) => a.id));
-    cursor = page.nextCursor;
-    if (++pages > 50) throw new Error('pagination does not end');
-  } while (cursor);
-  return seen;
-}
+const { post, create, made, get, patch, del, listAll } = recordRoutes<Activity>(() => ctx, BASE);
 
 describe('activities: create, get, change, delete', () => {
   it('creates an activity linked to a contact and reads it back', async () => {

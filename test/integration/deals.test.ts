@@ -1,5 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createTestContext, type Session, type TestContext } from '../helpers/context.ts';
+import { recordRoutes } from '../helpers/records.ts';
 
 let ctx: TestContext;
 let owner: Session;
@@ -26,49 +27,7 @@ interface Deal {
   version: number;
 }
 
-const create = (s: Session, payload: object) =>
-  ctx.app.inject({ method: 'POST', url: BASE, headers: s.headers, payload });
-const made = async (s: Session, payload: object): Promise<Deal> => {
-  const res = await create(s, payload);
-  if (res.statusCode !== 201) throw new Error(`create failed: ${res.statusCode} ${res.body}`);
-  return res.json<Deal>();
-};
-const get = (s: Session, id: string) =>
-  ctx.app.inject({ url: `${BASE}/${id}`, headers: s.headers });
-const patch = (s: Session, id: string, payload: object, ifMatch?: string) =>
-  ctx.app.inject({
-    method: 'PATCH',
-    url: `${BASE}/${id}`,
-    headers: { ...s.headers, ...(ifMatch === undefined ? {} : { 'if-match': ifMatch }) },
-    payload,
-  });
-const del = (s: Session, id: string, ifMatch?: string) =>
-  ctx.app.inject({
-    method: 'DELETE',
-    url: `${BASE}/${id}`,
-    headers: { ...s.headers, ...(ifMatch === undefined ? {} : { 'if-match': ifMatch }) },
-  });
-const post = async <T>(s: Session, url: string, payload: object): Promise<T> => {
-  const res = await ctx.app.inject({ method: 'POST', url, headers: s.headers, payload });
-  if (res.statusCode !== 201) throw new Error(`create failed: ${res.statusCode} ${res.body}`);
-  return res.json<T>();
-};
-
-async function listAll(s: Session, query: string, limit = 2): Promise<string[]> {
-  const seen: string[] = [];
-  let cursor: string | null = null;
-  let pages = 0;
-  do {
-    const url: string = `${BASE}?limit=${limit}${query ? `&${query}` : ''}${cursor ? `&cursor=${cursor}` : ''}`;
-    const res = await ctx.app.inject({ url, headers: s.headers });
-    expect(res.statusCode, res.body).toBe(200);
-    const page = res.json<{ items: Deal[]; nextCursor: string | null }>();
-    seen.push(...page.items.map((d) => d.id));
-    cursor = page.nextCursor;
-    if (++pages > 50) throw new Error('pagination does not end');
-  } while (cursor);
-  return seen;
-}
+const { post, create, made, get, patch, del, listAll } = recordRoutes<Deal>(() => ctx, BASE);
 
 describe('deals: create, get, change, delete', () => {
   it('creates a deal in stage lead by default and reads it back', async () => {
