@@ -244,7 +244,8 @@ export function loadConfig(env: Env = process.env): Readonly<Config> {
   return Object.freeze(config);
 }
 
-type KeyConfig = Pick<
+/** The key-management settings (src/modules/keys reads them through this type). */
+export type KeyConfig = Pick<
   Config,
   | 'keyProvider'
   | 'keyFile'

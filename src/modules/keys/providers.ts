@@ -1,6 +1,6 @@
 import { createLocalKeyProvider } from '../../core/crypto/index.ts';
 import type { Pkcs11Options } from '../../core/crypto/pkcs11-provider.ts';
-import type { Config } from '../../config.ts';
+import type { KeyConfig } from '../../config.ts';
 import { AppError } from '../../errors.ts';
 import { readOrCreateRootKeyFile } from './file-key.ts';
 import type { KeyStore } from './store.ts';
@@ -15,16 +15,7 @@ import type { RootKey } from './tenant-keys.ts';
  * file to the environment (or back) without re-wrapping anything.
  */
 
-export type KeyProviderConfig = Pick<
-  Config,
-  | 'keyProvider'
-  | 'keyFile'
-  | 'rootKey'
-  | 'pkcs11Library'
-  | 'pkcs11TokenLabel'
-  | 'pkcs11Pin'
-  | 'pkcs11KeyLabel'
->;
+export type KeyProviderConfig = Omit<KeyConfig, 'keysDatabaseUrl' | 'keyCacheSize'>;
 
 /** An opened root key, with what start-up messages may say about it (never the key). */
 export interface OpenedRootKey extends RootKey {
