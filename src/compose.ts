@@ -20,6 +20,7 @@ import type { KeysConfig } from './modules/keys/open.ts';
 import type { KeyService } from './modules/keys/service.ts';
 import { createRecordService } from './modules/records/service.ts';
 import { createUserService } from './modules/users/service.ts';
+import { createMfaService } from './modules/mfa/service.ts';
 
 /** The composition root: every service built once from its dependencies. */
 export function createServices(deps: {
@@ -65,10 +66,13 @@ export function createServices(deps: {
     clock,
     options: { failuresPerAddressPerDay: deps.config.loginFailuresPerAddressPerDay },
   });
+  const keys = deps.keys ?? createLazyKeyService(deps.config, { clock });
+  const mfa = createMfaService({ db, clock, keys, audit: auditSink, throttle });
   return {
     database: deps.database,
     clock,
-    keys: deps.keys ?? createLazyKeyService(deps.config, { clock }),
+    keys,
+    mfa,
     auditLog,
     auditQueries: createAuditQueries({ db }),
     auth: createAuthService({
@@ -79,6 +83,7 @@ export function createServices(deps: {
       sessionAbsoluteMs: deps.config.sessionAbsoluteMs,
       throttle,
       audit: auditSink,
+      mfa,
     }),
     /** Close at shutdown (a Redis connection when configured). */
     throttleStore,

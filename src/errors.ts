@@ -32,6 +32,10 @@ export type ErrorCode =
   | 'auth.api_key_invalid'
   | 'auth.csrf_failed'
   | 'auth.password_rejected'
+  | 'auth.mfa_invalid_code'
+  | 'auth.mfa_challenge_invalid'
+  | 'auth.mfa_already_enabled'
+  | 'auth.mfa_not_enrolled'
   // authorization
   | 'policy.forbidden'
   // records

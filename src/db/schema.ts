@@ -60,6 +60,38 @@ export interface ApiKeyTable {
   revoked_at: Timestamp | null;
 }
 
+/** A user's TOTP enrolment; `secret` is a `cv1.` envelope under the tenant data key. */
+export interface UserTotpTable {
+  user_id: string;
+  tenant_id: string;
+  secret: string;
+  status: 'pending' | 'active';
+  /** The last accepted time step: a code for it or an earlier one is a replay. */
+  last_step: number | null;
+  created_at: Timestamp;
+  confirmed_at: Timestamp | null;
+}
+
+export interface UserRecoveryCodeTable {
+  id: string;
+  tenant_id: string;
+  user_id: string;
+  code_hash: string;
+  created_at: Timestamp;
+  used_at: Timestamp | null;
+}
+
+/** Between a right password and the second factor: single use, five minutes. */
+export interface MfaChallengeTable {
+  id: string;
+  tenant_id: string;
+  user_id: string;
+  token_hash: string;
+  created_at: Timestamp;
+  expires_at: Timestamp;
+  used_at: Timestamp | null;
+}
+
 /** Sign-in failure counters; `expires_at` null: kept until reset. */
 export interface AuthThrottleTable {
   scope: string;
@@ -191,6 +223,9 @@ export interface Database {
   sessions: SessionTable;
   api_keys: ApiKeyTable;
   auth_throttle: AuthThrottleTable;
+  user_totp: UserTotpTable;
+  user_recovery_codes: UserRecoveryCodeTable;
+  mfa_challenges: MfaChallengeTable;
   companies: CompanyTable;
   contacts: ContactTable;
   deals: DealTable;

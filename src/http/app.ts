@@ -15,6 +15,7 @@ import { Problem, problemResponse } from './schemas.ts';
 import { validatorCompiler } from './validation.ts';
 import { registerAuthRoutes } from '../modules/auth/routes.ts';
 import { registerUserRoutes } from '../modules/users/routes.ts';
+import { registerMfaRoutes } from '../modules/mfa/routes.ts';
 import { registerApiKeyRoutes } from '../modules/api-keys/routes.ts';
 import { registerAuditRoutes } from '../modules/audit/routes.ts';
 import { registerRecordRoutes } from '../modules/records/routes.ts';
@@ -149,6 +150,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   );
 
   registerAuthRoutes(app, services.auth);
+  registerMfaRoutes(app, services.mfa);
   registerUserRoutes(app, services.users);
   registerApiKeyRoutes(app, services.apiKeys);
   registerAuditRoutes(app, { service: services.auditLog, queries: services.auditQueries });

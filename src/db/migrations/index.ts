@@ -2,10 +2,12 @@ import type { Migration } from 'kysely';
 import * as m0001 from './0001-initial.ts';
 import * as m0002 from './0002-audit-log.ts';
 import * as m0003 from './0003-auth-throttle.ts';
+import * as m0004 from './0004-mfa.ts';
 
 /** Every migration, in order. Names are permanent once released: add, never rename. */
 export const migrations: Record<string, Migration> = {
   '0001-initial': m0001,
   '0002-audit-log': m0002,
   '0003-auth-throttle': m0003,
+  '0004-mfa': m0004,
 };

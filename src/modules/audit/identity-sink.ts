@@ -18,6 +18,7 @@ function map(event: IdentityEvent): Mapped {
       return {
         actor: { kind: 'user', id: event.userId },
         target: { type: 'session', id: event.sessionId },
+        reason: event.mfa === true ? 'mfa' : null,
       };
     case 'auth.login.failed':
       return {
@@ -56,6 +57,35 @@ function map(event: IdentityEvent): Mapped {
         actor: { kind: 'system', id: 'password-rehash' },
         target: { type: 'user', id: event.userId },
         fields: ['password'],
+      };
+    case 'auth.mfa.enrolled':
+      return {
+        actor: { kind: 'user', id: event.userId },
+        target: { type: 'user', id: event.userId },
+        fields: ['totpSecret'],
+      };
+    case 'auth.mfa.removed':
+      return {
+        actor: actorOf(event.by),
+        target: { type: 'user', id: event.userId },
+        reason: event.proof,
+        fields: ['totpSecret'],
+      };
+    case 'auth.mfa.failed':
+      return {
+        actor:
+          event.stage === 'login'
+            ? { kind: 'anonymous', id: null }
+            : { kind: 'user', id: event.userId },
+        target: { type: 'user', id: event.userId },
+        outcome: 'failure',
+        reason: `${event.stage}.${event.reason}`,
+      };
+    case 'auth.mfa.recovery_code_used':
+      return {
+        actor: { kind: 'user', id: event.userId },
+        target: { type: 'user', id: event.userId },
+        fields: ['recoveryCodes'],
       };
   }
 }

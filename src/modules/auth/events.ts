@@ -5,6 +5,19 @@
 export type LoginFailureReason =
   'unknown_user' | 'bad_password' | 'locked' | 'address_blocked' | 'disabled';
 
+/**
+ * Why a second factor was refused. Clients see one answer for all of them
+ * (`auth.mfa_invalid_code`); only the audit log tells a replayed code from a wrong one.
+ */
+export type MfaFailureReason =
+  | 'bad_code'
+  | 'replayed'
+  | 'bad_recovery_code'
+  | 'bad_password'
+  | 'locked'
+  | 'address_blocked'
+  | 'disabled';
+
 interface Base {
   /** ISO time from the injected clock. */
   at: string;
@@ -13,7 +26,14 @@ interface Base {
 }
 
 export type IdentityEvent =
-  | (Base & { type: 'auth.login.succeeded'; tenantId: string; userId: string; sessionId: string })
+  | (Base & {
+      type: 'auth.login.succeeded';
+      tenantId: string;
+      userId: string;
+      sessionId: string;
+      /** True when a second factor completed the sign-in. */
+      mfa?: boolean;
+    })
   | (Base & {
       type: 'auth.login.failed';
       reason: LoginFailureReason;
@@ -40,7 +60,31 @@ export type IdentityEvent =
       reason: 'idle_timeout' | 'absolute_timeout' | 'user_disabled' | 'role_changed';
     })
   | (Base & { type: 'auth.password.changed'; tenantId: string; userId: string; by: string })
-  | (Base & { type: 'auth.password.rehashed'; tenantId: string; userId: string });
+  | (Base & { type: 'auth.password.rehashed'; tenantId: string; userId: string })
+  | (Base & { type: 'auth.mfa.enrolled'; tenantId: string; userId: string; method: 'totp' })
+  | (Base & {
+      type: 'auth.mfa.removed';
+      tenantId: string;
+      userId: string;
+      method: 'totp';
+      by: string;
+      /** What the user proved to remove it. */
+      proof: 'code' | 'password';
+    })
+  | (Base & {
+      type: 'auth.mfa.failed';
+      tenantId: string;
+      userId: string;
+      reason: MfaFailureReason;
+      stage: 'login' | 'confirm' | 'remove';
+    })
+  | (Base & {
+      type: 'auth.mfa.recovery_code_used';
+      tenantId: string;
+      userId: string;
+      /** Unused codes left. */
+      remaining: number;
+    });
 
 export type IdentityEventType = IdentityEvent['type'];
 

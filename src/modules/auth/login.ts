@@ -1,6 +1,6 @@
 import type { Kysely } from 'kysely';
 import type { Clock } from '../../clock.ts';
-import type { Database, UserRow } from '../../db/schema.ts';
+import type { Database } from '../../db/schema.ts';
 import { AppError } from '../../errors.ts';
 import { newId } from '../../ids.ts';
 import type { RequestMeta } from '../../core/policy/index.ts';
@@ -13,6 +13,7 @@ import {
 import { normalizeEmail } from '../identity/normalize.ts';
 import { hashToken, newToken } from '../identity/tokens.ts';
 import type { AuditSink, LoginFailureReason } from './events.ts';
+import { startSession, type LoginResult } from './start-session.ts';
 import type { LoginThrottle } from './throttle.ts';
 
 export interface LoginDeps {
@@ -23,12 +24,10 @@ export interface LoginDeps {
   audit: AuditSink;
 }
 
-export interface LoginResult {
-  token: string;
-  sessionId: string;
-  expiresAt: string;
-  user: Pick<UserRow, 'id' | 'tenant_id' | 'email' | 'name' | 'role'>;
-}
+/** A session, or (TOTP enabled) a challenge to complete with `POST /auth/login/mfa`. */
+export type LoginOutcome =
+  | ({ mfaRequired: false } & LoginResult)
+  | { mfaRequired: true; mfaToken: string; expiresAt: string };
 
 const invalidCredentials = () =>
   new AppError('unauthenticated', 'auth.invalid_credentials', 'invalid credentials', {
@@ -41,7 +40,7 @@ export function createLogin(deps: LoginDeps) {
   return async function login(
     input: { tenant: string; email: string; password: string },
     meta: RequestMeta,
-  ): Promise<LoginResult> {
+  ): Promise<LoginOutcome> {
     // One query whatever exists: the tenant, and its user with this e-mail if there is one. The
     // tenant's id lets an unknown user's attempt be recorded like a wrong password's (same work).
     const row = await db
@@ -51,6 +50,9 @@ export function createLogin(deps: LoginDeps) {
           .onRef('users.tenant_id', '=', 'tenants.id')
           .on('users.email_normalized', '=', normalizeEmail(input.email)),
       )
+      .leftJoin('user_totp', (join) =>
+        join.onRef('user_totp.user_id', '=', 'users.id').on('user_totp.status', '=', 'active'),
+      )
       .select([
         'tenants.id as tenant_id',
         'users.id',
@@ -59,6 +61,7 @@ export function createLogin(deps: LoginDeps) {
         'users.role',
         'users.status',
         'users.password_hash',
+        'user_totp.user_id as totp_user_id',
       ])
       .where('tenants.slug', '=', input.tenant.trim().toLowerCase())
       .executeTakeFirst();
@@ -120,7 +123,6 @@ export function createLogin(deps: LoginDeps) {
     if (!ok) throw await fail('bad_password');
     if (user.status !== 'active') throw await fail('disabled');
 
-    await throttle.succeeded(claimed, user.id);
     if (user.password_hash !== null && needsRehash(user.password_hash)) {
       // Parameters have risen since this hash was made: upgrade it while the password is known.
       await db
@@ -138,44 +140,42 @@ export function createLogin(deps: LoginDeps) {
       });
     }
 
-    const now = clock.now();
-    const token = newToken();
-    const sessionId = newId();
-    const expiresAt = new Date(now.getTime() + deps.sessionAbsoluteMs).toISOString();
-    await db
-      .insertInto('sessions')
-      .values({
-        id: sessionId,
-        tenant_id: user.tenant_id,
-        user_id: user.id,
-        token_hash: hashToken(token),
-        created_at: now.toISOString(),
-        last_seen_at: now.toISOString(),
-        expires_at: expiresAt,
-        ip: meta.ip,
-        user_agent: meta.userAgent?.slice(0, 512) ?? null,
-        revoked_at: null,
-      })
-      .execute();
-    await audit.record({
-      type: 'auth.login.succeeded',
-      at: now.toISOString(),
-      ...base,
-      tenantId: user.tenant_id,
-      userId: user.id,
-      sessionId,
-    });
+    if (user.totp_user_id != null) {
+      // The password was right but the second factor is still owed: no session yet, and the
+      // account's failure count stands until the code is right too (else each right password
+      // would hand a code guesser a fresh allowance).
+      await throttle.passedFirstFactor(claimed);
+      return { mfaRequired: true, ...(await startChallenge(deps, user)) };
+    }
+    await throttle.succeeded(claimed, user.id);
     return {
-      token,
-      sessionId,
-      expiresAt,
-      user: {
-        id: user.id,
-        tenant_id: user.tenant_id,
-        email: user.email,
-        name: user.name,
-        role: user.role,
-      },
+      mfaRequired: false,
+      ...(await startSession(deps, user, meta, { mfa: false })),
     };
   };
+}
+
+/** How long the `mfaToken` between the password and the second factor lives. */
+export const MFA_CHALLENGE_MS = 5 * 60_000;
+
+async function startChallenge(
+  deps: Pick<LoginDeps, 'db' | 'clock'>,
+  user: { id: string; tenant_id: string },
+): Promise<{ mfaToken: string; expiresAt: string }> {
+  const now = deps.clock.now();
+  const mfaToken = newToken();
+  const expiresAt = new Date(now.getTime() + MFA_CHALLENGE_MS).toISOString();
+  await deps.db
+    .insertInto('mfa_challenges')
+    .values({
+      id: newId(),
+      tenant_id: user.tenant_id,
+      user_id: user.id,
+      token_hash: hashToken(mfaToken),
+      created_at: now.toISOString(),
+      expires_at: expiresAt,
+      used_at: null,
+    })
+    .execute();
+  return { mfaToken, expiresAt };
 }

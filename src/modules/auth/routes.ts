@@ -1,9 +1,10 @@
 import { Type } from '@sinclair/typebox';
-import type { FastifyInstance } from 'fastify';
+import type { Static } from '@sinclair/typebox';
+import type { FastifyInstance, FastifyReply } from 'fastify';
 import { actorOf, requestMeta, SESSION_COOKIE } from '../../http/auth.ts';
 import { problemResponses, RoleSchema, Text } from '../../http/schemas.ts';
 import { csrfTokenFor } from '../identity/tokens.ts';
-import type { AuthService } from './service.ts';
+import type { AuthService, LoginResult } from './service.ts';
 
 const LoginBody = Type.Object(
   {
@@ -25,6 +26,29 @@ const SessionInfo = Type.Object({
   expiresAt: Type.String({ format: 'date-time' }),
 });
 
+const MfaRequired = Type.Object({
+  mfaRequired: Type.Literal(true),
+  mfaToken: Type.String({ description: 'Send to POST /api/v1/auth/login/mfa; single use' }),
+  expiresAt: Type.String({ format: 'date-time' }),
+});
+
+const LoginMfaBody = Type.Union([
+  Type.Object(
+    {
+      mfaToken: Type.String({ minLength: 1, maxLength: 128 }),
+      code: Type.String({ pattern: '^[0-9 ]{6,8}$' }),
+    },
+    { additionalProperties: false },
+  ),
+  Type.Object(
+    {
+      mfaToken: Type.String({ minLength: 1, maxLength: 128 }),
+      recoveryCode: Type.String({ minLength: 1, maxLength: 64, pattern: '^[A-Za-z0-9 -]+$' }),
+    },
+    { additionalProperties: false },
+  ),
+]);
+
 const Me = Type.Object({
   id: Type.String(),
   email: Type.String(),
@@ -35,6 +59,21 @@ const Me = Type.Object({
   via: Type.Union([Type.Literal('user'), Type.Literal('api_key'), Type.Literal('system')]),
 });
 
+function sessionStarted(reply: FastifyReply, result: LoginResult) {
+  void reply.setCookie(SESSION_COOKIE, result.token, {
+    path: '/',
+    httpOnly: true,
+    secure: true,
+    sameSite: 'lax',
+    expires: new Date(result.expiresAt),
+  });
+  return {
+    user: result.user,
+    csrfToken: csrfTokenFor(result.token),
+    expiresAt: result.expiresAt,
+  };
+}
+
 export function registerAuthRoutes(app: FastifyInstance, auth: AuthService) {
   app.post(
     '/api/v1/auth/login',
@@ -42,26 +81,36 @@ export function registerAuthRoutes(app: FastifyInstance, auth: AuthService) {
       config: { public: true },
       schema: {
         tags: ['Auth'],
-        summary: 'Sign in; sets the session cookie',
+        summary: 'Sign in; sets the session cookie, or asks for the second factor',
         body: LoginBody,
-        response: { 200: SessionInfo, ...problemResponses },
+        response: { 200: Type.Union([SessionInfo, MfaRequired]), ...problemResponses },
       },
     },
     async (request, reply) => {
       const body = request.body as { tenant: string; email: string; password: string };
       const result = await auth.login(body, requestMeta(request));
-      void reply.setCookie(SESSION_COOKIE, result.token, {
-        path: '/',
-        httpOnly: true,
-        secure: true,
-        sameSite: 'lax',
-        expires: new Date(result.expiresAt),
-      });
-      return {
-        user: result.user,
-        csrfToken: csrfTokenFor(result.token),
-        expiresAt: result.expiresAt,
-      };
+      if (result.mfaRequired) {
+        return { mfaRequired: true, mfaToken: result.mfaToken, expiresAt: result.expiresAt };
+      }
+      return sessionStarted(reply, result);
+    },
+  );
+
+  app.post(
+    '/api/v1/auth/login/mfa',
+    {
+      config: { public: true },
+      schema: {
+        tags: ['Auth'],
+        summary: 'Complete a sign-in with a TOTP code or a recovery code; sets the session cookie',
+        body: LoginMfaBody,
+        response: { 200: SessionInfo, ...problemResponses },
+      },
+    },
+    async (request, reply) => {
+      const body = request.body as Static<typeof LoginMfaBody>;
+      const result = await auth.completeMfaLogin(body, requestMeta(request));
+      return sessionStarted(reply, result);
     },
   );
 

@@ -9,9 +9,12 @@ import { hashToken, safeEqual } from '../identity/tokens.ts';
 import { API_KEY_PATTERN } from '../api-keys/format.ts';
 import type { AuditSink } from './events.ts';
 import { createLogin } from './login.ts';
+import { createLoginMfa } from './login-mfa.ts';
+import type { MfaService } from '../mfa/service.ts';
 import type { LoginThrottle } from './throttle.ts';
 
-export type { LoginResult } from './login.ts';
+export type { LoginOutcome } from './login.ts';
+export type { LoginResult } from './start-session.ts';
 
 export interface AuthDeps {
   db: Kysely<Database>;
@@ -22,6 +25,7 @@ export interface AuthDeps {
   sessionAbsoluteMs: number;
   throttle: LoginThrottle;
   audit: AuditSink;
+  mfa: Pick<MfaService, 'verifySecondFactor' | 'recordFailure'>;
 }
 
 /** Sessions touch `last_seen_at` at most this often: the idle timeout needs no finer grain. */
@@ -68,6 +72,7 @@ export function createAuthService(deps: AuthDeps) {
   const { db, clock } = deps;
 
   const login = createLogin(deps);
+  const completeMfaLogin = createLoginMfa(deps);
 
   /** Turns a session cookie into an actor, or throws `unauthenticated`. */
   async function actorFromSession(token: string, meta: RequestMeta): Promise<Actor> {
@@ -191,7 +196,7 @@ export function createAuthService(deps: AuthDeps) {
     return { ...user, effectiveRole: actor.role, via: actor.kind };
   }
 
-  return { login, logout, actorFromSession, actorFromApiKey, me };
+  return { login, completeMfaLogin, logout, actorFromSession, actorFromApiKey, me };
 }
 
 export type AuthService = ReturnType<typeof createAuthService>;

@@ -79,11 +79,19 @@ export function createLoginThrottle(deps: {
     await store.releaseAddress(claimed.addressKey);
   }
 
+  /**
+   * The password was right but a second factor is owed: the address gets its count back, the
+   * account keeps it until `succeeded` (so guessing codes cannot reset the lockout).
+   */
+  async function passedFirstFactor(claimed: AttemptClaim): Promise<void> {
+    await store.releaseAddress(claimed.addressKey);
+  }
+
   async function unlock(userId: string): Promise<void> {
     await store.resetAccount(userId);
   }
 
-  return { claim, succeeded, unlock, rule };
+  return { claim, succeeded, passedFirstFactor, unlock, rule };
 }
 
 /**

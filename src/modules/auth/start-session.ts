@@ -1,0 +1,64 @@
+import type { Kysely } from 'kysely';
+import type { Clock } from '../../clock.ts';
+import type { Database, UserRow } from '../../db/schema.ts';
+import { newId } from '../../ids.ts';
+import type { RequestMeta } from '../../core/policy/index.ts';
+import { hashToken, newToken } from '../identity/tokens.ts';
+import type { AuditSink } from './events.ts';
+
+export interface LoginResult {
+  token: string;
+  sessionId: string;
+  expiresAt: string;
+  user: Pick<UserRow, 'id' | 'tenant_id' | 'email' | 'name' | 'role'>;
+}
+
+/** A new session (fresh token, stored hashed) and its `auth.login.succeeded` event. */
+export async function startSession(
+  deps: { db: Kysely<Database>; clock: Clock; audit: AuditSink; sessionAbsoluteMs: number },
+  user: LoginResult['user'],
+  meta: RequestMeta,
+  options: { mfa: boolean },
+): Promise<LoginResult> {
+  const now = deps.clock.now();
+  const token = newToken();
+  const sessionId = newId();
+  const expiresAt = new Date(now.getTime() + deps.sessionAbsoluteMs).toISOString();
+  await deps.db
+    .insertInto('sessions')
+    .values({
+      id: sessionId,
+      tenant_id: user.tenant_id,
+      user_id: user.id,
+      token_hash: hashToken(token),
+      created_at: now.toISOString(),
+      last_seen_at: now.toISOString(),
+      expires_at: expiresAt,
+      ip: meta.ip,
+      user_agent: meta.userAgent?.slice(0, 512) ?? null,
+      revoked_at: null,
+    })
+    .execute();
+  await deps.audit.record({
+    type: 'auth.login.succeeded',
+    at: now.toISOString(),
+    requestId: meta.requestId,
+    ip: meta.ip,
+    tenantId: user.tenant_id,
+    userId: user.id,
+    sessionId,
+    ...(options.mfa ? { mfa: true } : {}),
+  });
+  return {
+    token,
+    sessionId,
+    expiresAt,
+    user: {
+      id: user.id,
+      tenant_id: user.tenant_id,
+      email: user.email,
+      name: user.name,
+      role: user.role,
+    },
+  };
+}

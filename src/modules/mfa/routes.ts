@@ -1,0 +1,73 @@
+import { Type, type Static } from '@sinclair/typebox';
+import type { FastifyInstance } from 'fastify';
+import { actorOf } from '../../http/auth.ts';
+import { problemResponses } from '../../http/schemas.ts';
+import type { MfaService } from './service.ts';
+
+const Code = Type.String({ pattern: '^[0-9 ]{6,8}$', description: 'The current 6-digit code' });
+
+const Enrolment = Type.Object({
+  uri: Type.String({ description: 'otpauth://totp/... for authenticator apps' }),
+  qrCode: Type.String({ description: 'The URI as a PNG QR code, as a data: URL' }),
+  secret: Type.String({ description: 'Base32 secret for manual entry; never shown again' }),
+});
+
+const RecoveryCodes = Type.Object({
+  recoveryCodes: Type.Array(Type.String(), {
+    description: 'Single-use codes for when the device is lost; shown only now',
+  }),
+});
+
+const RemoveBody = Type.Union([
+  Type.Object({ code: Code }, { additionalProperties: false }),
+  Type.Object(
+    { password: Type.String({ minLength: 1, maxLength: 1024 }) },
+    { additionalProperties: false },
+  ),
+]);
+
+export function registerMfaRoutes(app: FastifyInstance, mfa: MfaService) {
+  app.post(
+    '/api/v1/auth/mfa/totp',
+    {
+      schema: {
+        tags: ['Auth'],
+        summary: 'Start TOTP enrolment (restarts a pending one)',
+        response: { 200: Enrolment, ...problemResponses },
+      },
+    },
+    async (request) => mfa.enrolTotp(actorOf(request)),
+  );
+
+  app.post(
+    '/api/v1/auth/mfa/totp/confirm',
+    {
+      schema: {
+        tags: ['Auth'],
+        summary: 'Turn TOTP on with a first code; returns the recovery codes once',
+        body: Type.Object({ code: Code }, { additionalProperties: false }),
+        response: { 200: RecoveryCodes, ...problemResponses },
+      },
+    },
+    async (request) => {
+      const body = request.body as { code: string };
+      return mfa.confirmTotp(actorOf(request), body.code);
+    },
+  );
+
+  app.delete(
+    '/api/v1/auth/mfa/totp',
+    {
+      schema: {
+        tags: ['Auth'],
+        summary: 'Turn TOTP off, with a current code or the password',
+        body: RemoveBody,
+        response: { 204: Type.Null(), ...problemResponses },
+      },
+    },
+    async (request, reply) => {
+      await mfa.removeTotp(actorOf(request), request.body as Static<typeof RemoveBody>);
+      return reply.code(204).send();
+    },
+  );
+}
