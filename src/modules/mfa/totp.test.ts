@@ -83,24 +83,30 @@ describe('checkTotp window and replay', () => {
       .toString()
       .trim();
 
-  it.skipIf(!oathtool)('accepts codes oathtool makes (skipped: oathtool not installed)', () => {
-    expect(checkTotp({ secret: Secret.fromBase32(secret), code: codeAt(0), at })).toEqual({
-      ok: true,
-      step: totpStep(at),
-    });
-  });
-
-  it.skipIf(!oathtool)('accepts one step either side and refuses two (needs oathtool)', () => {
-    const check = (n: number) =>
-      checkTotp({ secret: Secret.fromBase32(secret), code: codeAt(n), at });
-    expect(check(-1)).toEqual({ ok: true, step: totpStep(at) - 1 });
-    expect(check(1)).toEqual({ ok: true, step: totpStep(at) + 1 });
-    expect(check(-2)).toEqual({ ok: false, reason: 'bad_code' });
-    expect(check(2)).toEqual({ ok: false, reason: 'bad_code' });
-  });
+  it.skipIf(!oathtool)(
+    'accepts codes oathtool makes (skipped when oathtool is not installed)',
+    () => {
+      expect(checkTotp({ secret: Secret.fromBase32(secret), code: codeAt(0), at })).toEqual({
+        ok: true,
+        step: totpStep(at),
+      });
+    },
+  );
 
   it.skipIf(!oathtool)(
-    'refuses a code for the last used step or an earlier one (needs oathtool)',
+    'accepts one step either side and refuses two (skipped when oathtool is not installed)',
+    () => {
+      const check = (n: number) =>
+        checkTotp({ secret: Secret.fromBase32(secret), code: codeAt(n), at });
+      expect(check(-1)).toEqual({ ok: true, step: totpStep(at) - 1 });
+      expect(check(1)).toEqual({ ok: true, step: totpStep(at) + 1 });
+      expect(check(-2)).toEqual({ ok: false, reason: 'bad_code' });
+      expect(check(2)).toEqual({ ok: false, reason: 'bad_code' });
+    },
+  );
+
+  it.skipIf(!oathtool)(
+    'refuses a code for the last used step or an earlier one (skipped when oathtool is not installed)',
     () => {
       const s = Secret.fromBase32(secret);
       const step = totpStep(at);
