@@ -7,6 +7,8 @@ import { createAuditQueries } from './modules/audit/queries.ts';
 import { createAuditService } from './modules/audit/service.ts';
 import type { AuditSink } from './modules/auth/events.ts';
 import { createAuthService } from './modules/auth/service.ts';
+import { createSessionService } from './modules/auth/sessions.ts';
+import { createTenantSettingsService } from './modules/tenant-settings/service.ts';
 import { createLoginThrottle } from './modules/auth/throttle.ts';
 import { createRedisThrottleStore } from './modules/auth/throttle-redis-store.ts';
 import { createDatabaseThrottleStore } from './modules/auth/throttle-store.ts';
@@ -88,6 +90,18 @@ export function createServices(deps: {
     /** Close at shutdown (a Redis connection when configured). */
     throttleStore,
     users: createUserService({ db, clock, throttle, audit: auditSink }),
+    sessions: createSessionService({
+      db,
+      clock,
+      audit: auditSink,
+      sessionIdleMs: deps.config.sessionIdleMs,
+    }),
+    tenantSettings: createTenantSettingsService({
+      db,
+      clock,
+      sessionIdleMs: deps.config.sessionIdleMs,
+      sessionAbsoluteMs: deps.config.sessionAbsoluteMs,
+    }),
     apiKeys: createApiKeyService({ db, clock }),
     contacts,
     contactTransfer: createContactTransfer({ db, clock, contacts }),

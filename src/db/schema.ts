@@ -46,6 +46,16 @@ export interface SessionTable {
   revoked_at: Timestamp | null;
 }
 
+/** Per-tenant settings; a null column means the server default. */
+export interface TenantSettingsTable {
+  tenant_id: string;
+  /** 5..1440 */
+  session_idle_minutes: number | null;
+  /** 1..168 */
+  session_absolute_hours: number | null;
+  updated_at: Timestamp;
+}
+
 export interface ApiKeyTable {
   id: string;
   tenant_id: string;
@@ -221,6 +231,7 @@ export interface Database {
   tenants: TenantTable;
   users: UserTable;
   sessions: SessionTable;
+  tenant_settings: TenantSettingsTable;
   api_keys: ApiKeyTable;
   auth_throttle: AuthThrottleTable;
   user_totp: UserTotpTable;

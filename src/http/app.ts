@@ -15,6 +15,8 @@ import { Problem, problemResponse } from './schemas.ts';
 import { validatorCompiler } from './validation.ts';
 import { registerAuthRoutes } from '../modules/auth/routes.ts';
 import { registerUserRoutes } from '../modules/users/routes.ts';
+import { registerSessionRoutes } from '../modules/auth/session-routes.ts';
+import { registerTenantSettingsRoutes } from '../modules/tenant-settings/routes.ts';
 import { registerMfaRoutes } from '../modules/mfa/routes.ts';
 import { registerApiKeyRoutes } from '../modules/api-keys/routes.ts';
 import { registerAuditRoutes } from '../modules/audit/routes.ts';
@@ -152,6 +154,8 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   registerAuthRoutes(app, services.auth);
   registerMfaRoutes(app, services.mfa);
   registerUserRoutes(app, services.users);
+  registerSessionRoutes(app, services.sessions);
+  registerTenantSettingsRoutes(app, services.tenantSettings);
   registerApiKeyRoutes(app, services.apiKeys);
   registerAuditRoutes(app, { service: services.auditLog, queries: services.auditQueries });
   await registerContactTransferRoutes(app, {

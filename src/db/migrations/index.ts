@@ -3,6 +3,7 @@ import * as m0001 from './0001-initial.ts';
 import * as m0002 from './0002-audit-log.ts';
 import * as m0003 from './0003-auth-throttle.ts';
 import * as m0004 from './0004-mfa.ts';
+import * as m0005 from './0005-tenant-settings.ts';
 
 /** Every migration, in order. Names are permanent once released: add, never rename. */
 export const migrations: Record<string, Migration> = {
@@ -10,4 +11,5 @@ export const migrations: Record<string, Migration> = {
   '0002-audit-log': m0002,
   '0003-auth-throttle': m0003,
   '0004-mfa': m0004,
+  '0005-tenant-settings': m0005,
 };

@@ -42,7 +42,8 @@ function map(event: IdentityEvent): Mapped {
       };
     case 'auth.session.revoked':
       return {
-        actor: { kind: 'system', id: 'session-expiry' },
+        actor:
+          event.by === undefined ? { kind: 'system', id: 'session-expiry' } : actorOf(event.by),
         target: { type: 'session', id: event.sessionId },
         reason: event.reason,
       };

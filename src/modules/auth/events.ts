@@ -18,6 +18,16 @@ export type MfaFailureReason =
   | 'address_blocked'
   | 'disabled';
 
+export type SessionRevokedReason =
+  | 'idle_timeout'
+  | 'absolute_timeout'
+  | 'user_disabled'
+  | 'role_changed'
+  | 'user_revoked'
+  | 'others_revoked'
+  | 'admin_revoked'
+  | 'mfa_removed';
+
 interface Base {
   /** ISO time from the injected clock. */
   at: string;
@@ -57,7 +67,9 @@ export type IdentityEvent =
       tenantId: string;
       userId: string;
       sessionId: string;
-      reason: 'idle_timeout' | 'absolute_timeout' | 'user_disabled' | 'role_changed';
+      reason: SessionRevokedReason;
+      /** Who ended it (a user id); absent when the server did (timeouts). */
+      by?: string;
     })
   | (Base & { type: 'auth.password.changed'; tenantId: string; userId: string; by: string })
   | (Base & { type: 'auth.password.rehashed'; tenantId: string; userId: string })

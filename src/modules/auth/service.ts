@@ -36,15 +36,20 @@ const sessionByTokenHash = prepared((db: Kysely<Database>, p: (n: 'tokenHash') =
   db
     .selectFrom('sessions')
     .innerJoin('users', 'users.id', 'sessions.user_id')
+    // The tenant's own timeouts ride along: no second query per request.
+    .leftJoin('tenant_settings', 'tenant_settings.tenant_id', 'sessions.tenant_id')
     .select([
       'sessions.id',
       'sessions.tenant_id',
       'sessions.user_id',
+      'sessions.created_at',
       'sessions.last_seen_at',
       'sessions.expires_at',
       'sessions.revoked_at',
       'users.role',
       'users.status',
+      'tenant_settings.session_idle_minutes',
+      'tenant_settings.session_absolute_hours',
     ])
     .where('sessions.token_hash', '=', p('tokenHash')),
 );
@@ -83,8 +88,19 @@ export function createAuthService(deps: AuthDeps) {
       });
     }
     const now = clock.now();
-    const idleEnds = Date.parse(row.last_seen_at) + deps.sessionIdleMs;
-    const absolute = now.getTime() >= Date.parse(row.expires_at);
+    const idleMs =
+      row.session_idle_minutes === null
+        ? deps.sessionIdleMs
+        : Number(row.session_idle_minutes) * 60_000;
+    // A tenant's shorter limit applies to sessions already open; a longer one only to new ones.
+    const absoluteEnds = Math.min(
+      Date.parse(row.expires_at),
+      row.session_absolute_hours === null
+        ? Infinity
+        : Date.parse(row.created_at) + Number(row.session_absolute_hours) * 3_600_000,
+    );
+    const idleEnds = Date.parse(row.last_seen_at) + idleMs;
+    const absolute = now.getTime() >= absoluteEnds;
     if (absolute || now.getTime() >= idleEnds) {
       const revoked = await db
         .updateTable('sessions')

@@ -23,7 +23,16 @@ export async function startSession(
   const now = deps.clock.now();
   const token = newToken();
   const sessionId = newId();
-  const expiresAt = new Date(now.getTime() + deps.sessionAbsoluteMs).toISOString();
+  const settings = await deps.db
+    .selectFrom('tenant_settings')
+    .select(['session_absolute_hours'])
+    .where('tenant_id', '=', user.tenant_id)
+    .executeTakeFirst();
+  const absoluteMs =
+    settings?.session_absolute_hours == null
+      ? deps.sessionAbsoluteMs
+      : Number(settings.session_absolute_hours) * 3_600_000;
+  const expiresAt = new Date(now.getTime() + absoluteMs).toISOString();
   await deps.db
     .insertInto('sessions')
     .values({

@@ -15,6 +15,7 @@ import { newId } from '../../ids.ts';
 import type { KeyService } from '../keys/service.ts';
 import type { AuditSink, MfaFailureReason } from '../auth/events.ts';
 import type { LoginThrottle } from '../auth/throttle.ts';
+import { recordRevocations, revokeSessions } from '../auth/sessions.ts';
 import { verifyPassword } from '../identity/passwords.ts';
 import {
   checkTotp,
@@ -262,9 +263,13 @@ export function createMfaService(deps: MfaDeps) {
       throw invalidCode('invalid');
     }
     await deps.throttle.succeeded(claimed, actor.userId);
-    await db.transaction().execute(async (trx) => {
+    // Without its second factor the account trusts only the session that removed it.
+    const at = clock.now().toISOString();
+    const revoked = await db.transaction().execute(async (trx) => {
       await trx.deleteFrom('user_totp').where('user_id', '=', actor.userId).execute();
       await trx.deleteFrom('user_recovery_codes').where('user_id', '=', actor.userId).execute();
+      const target = { tenantId: actor.tenantId, userId: actor.userId, except: actor.sessionId };
+      return revokeSessions(trx, target, at);
     });
     await audit.record({
       type: 'auth.mfa.removed',
@@ -277,6 +282,8 @@ export function createMfaService(deps: MfaDeps) {
       by: actor.userId,
       proof: 'code' in proof ? 'code' : 'password',
     });
+    const ended = { userId: actor.userId, sessionIds: revoked, reason: 'mfa_removed' } as const;
+    await recordRevocations(audit, actor, ended, at);
   }
 
   /**

@@ -211,6 +211,7 @@ export function createUserService(deps: {
         userId: id,
         sessionId,
         reason: revoked!.reason,
+        ...(actor.kind === 'system' ? {} : { by: actor.userId }),
       });
     }
     return view;

@@ -1,0 +1,58 @@
+import { Type } from '@sinclair/typebox';
+import type { FastifyInstance } from 'fastify';
+import { actorOf } from '../../http/auth.ts';
+import { problemResponses } from '../../http/schemas.ts';
+import type { TenantSettingsPatch, TenantSettingsService } from './service.ts';
+
+const IdleMinutes = Type.Integer({ minimum: 5, maximum: 1440 });
+const AbsoluteHours = Type.Integer({ minimum: 1, maximum: 168 });
+
+const Settings = Type.Object({
+  sessionIdleMinutes: Type.Union([IdleMinutes, Type.Null()], {
+    description: 'Minutes without a request after which a session ends; null: server default',
+  }),
+  sessionAbsoluteHours: Type.Union([AbsoluteHours, Type.Null()], {
+    description: 'Hours after sign-in at which a session ends; null: server default',
+  }),
+  defaults: Type.Object({
+    sessionIdleMinutes: Type.Integer(),
+    sessionAbsoluteHours: Type.Integer(),
+  }),
+});
+
+export function registerTenantSettingsRoutes(
+  app: FastifyInstance,
+  settings: TenantSettingsService,
+) {
+  const tags = ['Tenant'];
+  app.get(
+    '/api/v1/tenant/settings',
+    {
+      schema: {
+        tags,
+        summary: "The tenant's settings (owners and admins)",
+        response: { 200: Settings, ...problemResponses },
+      },
+    },
+    async (request) => settings.get(actorOf(request)),
+  );
+  app.patch(
+    '/api/v1/tenant/settings',
+    {
+      schema: {
+        tags,
+        summary:
+          "Change the tenant's session timeouts (owners and admins); null restores the default",
+        body: Type.Object(
+          {
+            sessionIdleMinutes: Type.Optional(Type.Union([IdleMinutes, Type.Null()])),
+            sessionAbsoluteHours: Type.Optional(Type.Union([AbsoluteHours, Type.Null()])),
+          },
+          { additionalProperties: false, minProperties: 1 },
+        ),
+        response: { 200: Settings, ...problemResponses },
+      },
+    },
+    async (request) => settings.update(actorOf(request), request.body as TenantSettingsPatch),
+  );
+}
