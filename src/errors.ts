@@ -36,6 +36,9 @@ export type ErrorCode =
   | 'auth.mfa_challenge_invalid'
   | 'auth.mfa_already_enabled'
   | 'auth.mfa_not_enrolled'
+  | 'auth.step_up_required'
+  | 'auth.step_up_failed'
+  | 'auth.step_up_code_required'
   // authorization
   | 'policy.forbidden'
   // records

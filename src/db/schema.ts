@@ -44,6 +44,8 @@ export interface SessionTable {
   ip: string | null;
   user_agent: string | null;
   revoked_at: Timestamp | null;
+  /** Last proof of the user (sign-in, step-up); null for sessions older than migration 0006. */
+  authenticated_at: Timestamp | null;
 }
 
 /** Per-tenant settings; a null column means the server default. */

@@ -152,7 +152,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   );
 
   registerAuthRoutes(app, services.auth);
-  registerMfaRoutes(app, services.mfa);
+  registerMfaRoutes(app, services.mfa, services.clock);
   registerUserRoutes(app, services.users);
   registerSessionRoutes(app, services.sessions);
   registerTenantSettingsRoutes(app, services.tenantSettings);

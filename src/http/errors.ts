@@ -1,4 +1,5 @@
 import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
+import { STEP_UP_CHALLENGE } from '../core/policy/fresh-auth.ts';
 import { AppError, assertUnreachable, type ErrorCode, type ErrorKind } from '../errors.ts';
 
 /** The only place that knows HTTP status codes. */
@@ -137,6 +138,10 @@ export function sendProblem(request: FastifyRequest, reply: FastifyReply, error:
   };
   if (error.detail !== undefined) body.detail = error.detail;
   if (error.errors !== undefined) body.errors = error.errors;
-  if (error.kind === 'unauthenticated') reply.header('www-authenticate', 'Bearer realm="custos"');
+  if (error.kind === 'unauthenticated') {
+    const challenge =
+      error.code === 'auth.step_up_required' ? STEP_UP_CHALLENGE : 'Bearer realm="custos"';
+    reply.header('www-authenticate', challenge);
+  }
   return reply.code(status).type('application/problem+json').send(JSON.stringify(body));
 }

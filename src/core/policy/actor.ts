@@ -14,6 +14,8 @@ export type Actor =
       userId: string;
       role: Role;
       sessionId: string;
+      /** When the session last proved its user (sign-in or step-up); null for older sessions. */
+      authenticatedAt: string | null;
       request: RequestMeta;
     }
   | {

@@ -1,2 +1,3 @@
 export * from './actor.ts';
 export * from './policy.ts';
+export * from './fresh-auth.ts';

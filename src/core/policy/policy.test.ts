@@ -11,6 +11,7 @@ const user = (role: Role): Actor => ({
   userId: 'u',
   role,
   sessionId: 's',
+  authenticatedAt: null,
   request,
 });
 

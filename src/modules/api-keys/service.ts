@@ -1,7 +1,7 @@
 import type { Kysely } from 'kysely';
 import type { Clock } from '../../clock.ts';
 import type { ApiKeyRow, Database, Role } from '../../db/schema.ts';
-import { authorize, mayGrantRole, type Actor } from '../../core/policy/index.ts';
+import { authorize, mayGrantRole, requireFreshAuth, type Actor } from '../../core/policy/index.ts';
 import { AppError } from '../../errors.ts';
 import { newId } from '../../ids.ts';
 import { hashToken } from '../identity/tokens.ts';
@@ -55,6 +55,7 @@ export function createApiKeyService(deps: { db: Kysely<Database>; clock: Clock }
   ): Promise<ApiKeyView & { key: string }> {
     authorize(actor, 'manage', 'api_key');
     if (actor.kind === 'system') throw new TypeError('system actors do not own API keys');
+    requireFreshAuth(actor, clock);
     const role = input.role ?? actor.role;
     if (!mayGrantRole(actor, role)) {
       throw new AppError('forbidden', 'api_key.role_not_allowed', 'key above creator', {

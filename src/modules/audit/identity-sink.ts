@@ -82,6 +82,19 @@ function map(event: IdentityEvent): Mapped {
         outcome: 'failure',
         reason: `${event.stage}.${event.reason}`,
       };
+    case 'auth.step_up.succeeded':
+      return {
+        actor: { kind: 'user', id: event.userId },
+        target: { type: 'session', id: event.sessionId },
+        reason: event.method,
+      };
+    case 'auth.step_up.failed':
+      return {
+        actor: { kind: 'user', id: event.userId },
+        target: { type: 'session', id: event.sessionId },
+        outcome: 'failure',
+        reason: event.reason,
+      };
     case 'auth.mfa.recovery_code_used':
       return {
         actor: { kind: 'user', id: event.userId },

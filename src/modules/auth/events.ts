@@ -18,6 +18,10 @@ export type MfaFailureReason =
   | 'address_blocked'
   | 'disabled';
 
+/** Why a step-up was refused; the client sees `auth.step_up_failed` for all of them. */
+export type StepUpFailureReason =
+  'bad_password' | 'bad_code' | 'replayed' | 'locked' | 'address_blocked';
+
 export type SessionRevokedReason =
   | 'idle_timeout'
   | 'absolute_timeout'
@@ -89,6 +93,20 @@ export type IdentityEvent =
       userId: string;
       reason: MfaFailureReason;
       stage: 'login' | 'confirm' | 'remove';
+    })
+  | (Base & {
+      type: 'auth.step_up.succeeded';
+      tenantId: string;
+      userId: string;
+      sessionId: string;
+      method: 'password' | 'totp';
+    })
+  | (Base & {
+      type: 'auth.step_up.failed';
+      tenantId: string;
+      userId: string;
+      sessionId: string;
+      reason: StepUpFailureReason;
     })
   | (Base & {
       type: 'auth.mfa.recovery_code_used';

@@ -49,6 +49,25 @@ const LoginMfaBody = Type.Union([
   ),
 ]);
 
+const StepUpBody = Type.Union([
+  Type.Object(
+    { password: Type.String({ minLength: 1, maxLength: 1024 }) },
+    { additionalProperties: false },
+  ),
+  Type.Object(
+    { code: Type.String({ pattern: '^[0-9 ]{6,8}$', description: 'Required when TOTP is on' }) },
+    { additionalProperties: false },
+  ),
+]);
+
+const StepUpResult = Type.Object({
+  authenticatedAt: Type.String({ format: 'date-time' }),
+  freshUntil: Type.String({
+    format: 'date-time',
+    description: 'Sensitive actions work without another step-up until then',
+  }),
+});
+
 const Me = Type.Object({
   id: Type.String(),
   email: Type.String(),
@@ -112,6 +131,20 @@ export function registerAuthRoutes(app: FastifyInstance, auth: AuthService) {
       const result = await auth.completeMfaLogin(body, requestMeta(request));
       return sessionStarted(reply, result);
     },
+  );
+
+  app.post(
+    '/api/v1/auth/step-up',
+    {
+      schema: {
+        tags: ['Auth'],
+        summary:
+          'Re-authenticate the current session (password, or TOTP code when on) for sensitive actions',
+        body: StepUpBody,
+        response: { 200: StepUpResult, ...problemResponses },
+      },
+    },
+    async (request) => auth.stepUp(actorOf(request), request.body as Static<typeof StepUpBody>),
   );
 
   app.post(

@@ -10,6 +10,7 @@ import { API_KEY_PATTERN } from '../api-keys/format.ts';
 import type { AuditSink } from './events.ts';
 import { createLogin } from './login.ts';
 import { createLoginMfa } from './login-mfa.ts';
+import { createStepUp } from './step-up.ts';
 import type { MfaService } from '../mfa/service.ts';
 import type { LoginThrottle } from './throttle.ts';
 
@@ -46,6 +47,7 @@ const sessionByTokenHash = prepared((db: Kysely<Database>, p: (n: 'tokenHash') =
       'sessions.last_seen_at',
       'sessions.expires_at',
       'sessions.revoked_at',
+      'sessions.authenticated_at',
       'users.role',
       'users.status',
       'tenant_settings.session_idle_minutes',
@@ -78,6 +80,7 @@ export function createAuthService(deps: AuthDeps) {
 
   const login = createLogin(deps);
   const completeMfaLogin = createLoginMfa(deps);
+  const stepUp = createStepUp(deps);
 
   /** Turns a session cookie into an actor, or throws `unauthenticated`. */
   async function actorFromSession(token: string, meta: RequestMeta): Promise<Actor> {
@@ -137,6 +140,7 @@ export function createAuthService(deps: AuthDeps) {
       userId: row.user_id,
       role: row.role,
       sessionId: row.id,
+      authenticatedAt: row.authenticated_at,
       request: meta,
     };
   }
@@ -212,7 +216,7 @@ export function createAuthService(deps: AuthDeps) {
     return { ...user, effectiveRole: actor.role, via: actor.kind };
   }
 
-  return { login, completeMfaLogin, logout, actorFromSession, actorFromApiKey, me };
+  return { login, completeMfaLogin, stepUp, logout, actorFromSession, actorFromApiKey, me };
 }
 
 export type AuthService = ReturnType<typeof createAuthService>;

@@ -1,7 +1,7 @@
 import type { Kysely } from 'kysely';
 import type { Clock } from '../../clock.ts';
 import type { Database } from '../../db/schema.ts';
-import { authorize, mayGrantRole, type Actor } from '../../core/policy/index.ts';
+import { authorize, mayGrantRole, requireFreshAuth, type Actor } from '../../core/policy/index.ts';
 import { AppError, notFound } from '../../errors.ts';
 import type { AuditSink, SessionRevokedReason } from './events.ts';
 
@@ -165,6 +165,7 @@ export function createSessionService(deps: {
   async function revokeForUser(actor: Actor, userId: string): Promise<number> {
     authorize(actor, 'manage', 'user');
     if (actor.kind === 'system') throw new TypeError('system jobs revoke sessions directly');
+    requireFreshAuth(actor, clock);
     const user = await db
       .selectFrom('users')
       .select(['id', 'role'])

@@ -46,6 +46,7 @@ export async function startSession(
       ip: meta.ip,
       user_agent: meta.userAgent?.slice(0, 512) ?? null,
       revoked_at: null,
+      authenticated_at: now.toISOString(),
     })
     .execute();
   await deps.audit.record({

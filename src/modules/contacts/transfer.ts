@@ -2,7 +2,7 @@ import type { Readable } from 'node:stream';
 import type { Kysely } from 'kysely';
 import type { Clock } from '../../clock.ts';
 import type { Database } from '../../db/schema.ts';
-import type { Actor } from '../../core/policy/index.ts';
+import { requireFreshAuth, type Actor } from '../../core/policy/index.ts';
 import type { RecordService } from '../records/service.ts';
 import { exportContacts } from './export.ts';
 import { importContacts, type ImportOptions, type ImportReport } from './import.ts';
@@ -26,6 +26,8 @@ export function createContactTransfer(deps: {
     },
     /** See `exportContacts`: CSV stream with formula cells neutralised. */
     export(actor: Actor): Readable {
+      // The whole contact base in one file: a session must have proven its user recently.
+      requireFreshAuth(actor, clock);
       return exportContacts({ db }, actor);
     },
   };

@@ -1,5 +1,7 @@
 import { Type, type Static } from '@sinclair/typebox';
 import type { FastifyInstance } from 'fastify';
+import type { Clock } from '../../clock.ts';
+import { requireFreshAuth, type Actor } from '../../core/policy/index.ts';
 import { actorOf } from '../../http/auth.ts';
 import { problemResponses } from '../../http/schemas.ts';
 import type { MfaService } from './service.ts';
@@ -26,7 +28,16 @@ const RemoveBody = Type.Union([
   ),
 ]);
 
-export function registerMfaRoutes(app: FastifyInstance, mfa: MfaService) {
+/**
+ * Enrolling, confirming and removing TOTP all need a fresh authentication; checked here rather
+ * than in the service, whose three use cases would each need it before anything else.
+ */
+export function registerMfaRoutes(app: FastifyInstance, mfa: MfaService, clock: Clock) {
+  const fresh = (actor: Actor): Actor => {
+    requireFreshAuth(actor, clock);
+    return actor;
+  };
+
   app.post(
     '/api/v1/auth/mfa/totp',
     {
@@ -36,7 +47,7 @@ export function registerMfaRoutes(app: FastifyInstance, mfa: MfaService) {
         response: { 200: Enrolment, ...problemResponses },
       },
     },
-    async (request) => mfa.enrolTotp(actorOf(request)),
+    async (request) => mfa.enrolTotp(fresh(actorOf(request))),
   );
 
   app.post(
@@ -51,7 +62,7 @@ export function registerMfaRoutes(app: FastifyInstance, mfa: MfaService) {
     },
     async (request) => {
       const body = request.body as { code: string };
-      return mfa.confirmTotp(actorOf(request), body.code);
+      return mfa.confirmTotp(fresh(actorOf(request)), body.code);
     },
   );
 
@@ -66,7 +77,7 @@ export function registerMfaRoutes(app: FastifyInstance, mfa: MfaService) {
       },
     },
     async (request, reply) => {
-      await mfa.removeTotp(actorOf(request), request.body as Static<typeof RemoveBody>);
+      await mfa.removeTotp(fresh(actorOf(request)), request.body as Static<typeof RemoveBody>);
       return reply.code(204).send();
     },
   );

@@ -1,7 +1,7 @@
 import type { Kysely } from 'kysely';
 import type { Clock } from '../../clock.ts';
 import type { Database, Role, UserRow, UserStatus } from '../../db/schema.ts';
-import { authorize, mayGrantRole, type Actor } from '../../core/policy/index.ts';
+import { authorize, mayGrantRole, requireFreshAuth, type Actor } from '../../core/policy/index.ts';
 import { AppError } from '../../errors.ts';
 import { newId } from '../../ids.ts';
 import { hashPassword } from '../identity/passwords.ts';
@@ -142,6 +142,8 @@ export function createUserService(deps: {
     patch: { name?: string; role?: Role; status?: UserStatus },
   ): Promise<UserView> {
     authorize(actor, 'manage', 'user');
+    // A role change hands out (or takes away) power: only from a freshly proven session.
+    if (patch.role !== undefined) requireFreshAuth(actor, clock);
     let revoked: { ids: string[]; reason: 'user_disabled' | 'role_changed' } | undefined;
     const view = await db.transaction().execute(async (trx) => {
       const current = await find(trx, actor, id);
