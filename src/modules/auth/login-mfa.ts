@@ -7,7 +7,7 @@ import { hashToken } from '../identity/tokens.ts';
 import { invalidCode, type MfaService, type SecondFactor } from '../mfa/service.ts';
 import type { AuditSink, MfaFailureReason } from './events.ts';
 import { startSession, type LoginResult } from './start-session.ts';
-import type { LoginThrottle } from './throttle.ts';
+import { lockoutEvent, type LoginThrottle } from './throttle.ts';
 
 export interface LoginMfaDeps {
   db: Kysely<Database>;
@@ -60,19 +60,8 @@ export function createLoginMfa(deps: LoginMfaDeps) {
     const claimed = await throttle.claim(meta.ip, row.id);
     const fail = async (reason: MfaFailureReason) => {
       await deps.mfa.recordFailure(who, meta, 'login', reason);
-      const account = claimed.account;
-      if (account?.admitted && account.lockedUntil) {
-        await audit.record({
-          type: 'auth.account.locked',
-          at: clock.now().toISOString(),
-          requestId: meta.requestId,
-          ip: meta.ip,
-          tenantId: row.tenant_id,
-          userId: row.id,
-          failures: account.failures,
-          until: account.permanent ? null : account.lockedUntil.toISOString(),
-        });
-      }
+      const locked = lockoutEvent(claimed, who, meta, clock.now().toISOString());
+      if (locked) await audit.record(locked);
       return invalidCode('unauthenticated');
     };
     if (claimed.addressBlocked) throw await fail('address_blocked');

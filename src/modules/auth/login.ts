@@ -14,7 +14,7 @@ import { normalizeEmail } from '../identity/normalize.ts';
 import { hashToken, newToken } from '../identity/tokens.ts';
 import type { AuditSink, LoginFailureReason } from './events.ts';
 import { startSession, type LoginResult } from './start-session.ts';
-import type { LoginThrottle } from './throttle.ts';
+import { lockoutEvent, type LoginThrottle } from './throttle.ts';
 
 export interface LoginDeps {
   db: Kysely<Database>;
@@ -102,19 +102,10 @@ export function createLogin(deps: LoginDeps) {
         tenantId,
         userId: user?.id ?? null,
       });
-      const account = claimed.account;
-      // This failure armed a lock (the attempt was counted before its outcome was known).
-      if (user && account?.admitted && account.lockedUntil) {
-        await audit.record({
-          type: 'auth.account.locked',
-          at,
-          ...base,
-          tenantId: user.tenant_id,
-          userId: user.id,
-          failures: account.failures,
-          until: account.permanent ? null : account.lockedUntil.toISOString(),
-        });
-      }
+      // This failure may have armed a lock (the attempt was counted before its outcome).
+      const locked =
+        user && lockoutEvent(claimed, { tenantId: user.tenant_id, userId: user.id }, meta, at);
+      if (locked) await audit.record(locked);
       return invalidCredentials();
     };
     if (claimed.addressBlocked) throw await fail('address_blocked');

@@ -6,7 +6,7 @@ import { AppError } from '../../errors.ts';
 import { verifyPassword } from '../identity/passwords.ts';
 import type { MfaService } from '../mfa/service.ts';
 import type { AuditSink, StepUpFailureReason } from './events.ts';
-import type { LoginThrottle } from './throttle.ts';
+import { lockoutEvent, type LoginThrottle } from './throttle.ts';
 
 export interface StepUpDeps {
   db: Kysely<Database>;
@@ -69,19 +69,8 @@ export function createStepUp(deps: StepUpDeps) {
     const fail = async (reason: StepUpFailureReason) => {
       const at = clock.now().toISOString();
       await audit.record({ type: 'auth.step_up.failed', at, ...base, reason });
-      const account = claimed.account;
-      if (account?.admitted && account.lockedUntil) {
-        await audit.record({
-          type: 'auth.account.locked',
-          at,
-          requestId: meta.requestId,
-          ip: meta.ip,
-          tenantId: actor.tenantId,
-          userId: actor.userId,
-          failures: account.failures,
-          until: account.permanent ? null : account.lockedUntil.toISOString(),
-        });
-      }
+      const locked = lockoutEvent(claimed, base, meta, at);
+      if (locked) await audit.record(locked);
       return failed();
     };
     if (claimed.addressBlocked) throw await fail('address_blocked');

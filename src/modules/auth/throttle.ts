@@ -1,5 +1,6 @@
 import type { Clock } from '../../clock.ts';
 import { hashToken } from '../identity/tokens.ts';
+import type { IdentityEvent } from './events.ts';
 import { FOREVER, type LockRule, type ThrottleStore } from './throttle-store.ts';
 
 /**
@@ -27,6 +28,31 @@ export interface AttemptClaim {
   addressBlocked: boolean;
   /** Absent for an unknown user (nothing to lock). */
   account?: { admitted: boolean; failures: number; lockedUntil: Date | null; permanent: boolean };
+}
+
+/**
+ * The `auth.account.locked` event when this failed attempt armed a lock (attempts are counted
+ * before their outcome is known), for every path that checks a secret: sign-in, the second
+ * step, step-up.
+ */
+export function lockoutEvent(
+  claim: AttemptClaim,
+  who: { tenantId: string; userId: string },
+  meta: { requestId: string; ip: string | null },
+  at: string,
+): IdentityEvent | undefined {
+  const account = claim.account;
+  if (!account?.admitted || !account.lockedUntil) return undefined;
+  return {
+    type: 'auth.account.locked',
+    at,
+    requestId: meta.requestId,
+    ip: meta.ip,
+    tenantId: who.tenantId,
+    userId: who.userId,
+    failures: account.failures,
+    until: account.permanent ? null : account.lockedUntil.toISOString(),
+  };
 }
 
 export function createLoginThrottle(deps: {
