@@ -22,6 +22,7 @@ import { createLazyKeyService } from './modules/keys/open.ts';
 import type { KeysConfig } from './modules/keys/open.ts';
 import type { KeyService } from './modules/keys/service.ts';
 import { createRecordService } from './modules/records/service.ts';
+import { createReportService } from './modules/reports/service.ts';
 import { createUserService } from './modules/users/service.ts';
 import { createMfaService } from './modules/mfa/service.ts';
 
@@ -81,6 +82,7 @@ export function createServices(deps: {
     mfa,
     auditLog,
     auditQueries: createAuditQueries({ db }),
+    reports: createReportService({ db, clock }),
     auth: createAuthService({
       db,
       reader,

@@ -20,6 +20,7 @@ import { registerTenantSettingsRoutes } from '../modules/tenant-settings/routes.
 import { registerMfaRoutes } from '../modules/mfa/routes.ts';
 import { registerApiKeyRoutes } from '../modules/api-keys/routes.ts';
 import { registerAuditRoutes } from '../modules/audit/routes.ts';
+import { registerReportRoutes } from '../modules/reports/routes.ts';
 import { registerRecordRoutes } from '../modules/records/routes.ts';
 import { registerContactTransferRoutes } from '../modules/contacts/transfer-routes.ts';
 import { ContactCreate, ContactFilters, ContactItem } from '../modules/contacts/schema.ts';
@@ -158,6 +159,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   registerTenantSettingsRoutes(app, services.tenantSettings);
   registerApiKeyRoutes(app, services.apiKeys);
   registerAuditRoutes(app, { service: services.auditLog, queries: services.auditQueries });
+  registerReportRoutes(app, services.reports);
   await registerContactTransferRoutes(app, {
     transfer: services.contactTransfer,
     importLimit: config.importLimit,
