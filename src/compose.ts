@@ -23,6 +23,11 @@ import type { KeyService } from './modules/keys/service.ts';
 import { createRecordService } from './modules/records/service.ts';
 import { createUserService } from './modules/users/service.ts';
 import { createMfaService } from './modules/mfa/service.ts';
+import { createAccountService } from './modules/account/service.ts';
+import { createMailer, type Mailer, type MailLog } from './modules/mail/mailer.ts';
+import { createNoticeSink } from './modules/mail/notice-sink.ts';
+import { pino } from 'pino';
+import { loggerOptions } from './http/logging.ts';
 
 /** The composition root: every service built once from its dependencies. */
 export function createServices(deps: {
@@ -34,6 +39,10 @@ export function createServices(deps: {
     | 'redisUrl'
     | 'auditCheckpointEvery'
     | 'auditCheckpointMs'
+    | 'smtpUrl'
+    | 'mailFrom'
+    | 'publicUrl'
+    | 'logLevel'
   > &
     KeysConfig;
   database: DatabaseHandle;
@@ -45,6 +54,10 @@ export function createServices(deps: {
   keys?: KeyService;
   /** Where identity events go (default: the tenant's audit log). */
   audit?: AuditSink;
+  /** Where background work (mail) logs (default: a JSON logger on standard output). */
+  log?: MailLog;
+  /** Default: SMTP to `config.smtpUrl`, or a disabled mailer that logs what it did not send. */
+  mailer?: Mailer;
 }) {
   const { db, reader } = deps.database;
   const clock = deps.clock;
@@ -58,7 +71,19 @@ export function createServices(deps: {
   });
   const records = { db, clock, reader, audit: auditLog };
   const contacts = createRecordService(contactSpec, records);
-  const auditSink = deps.audit ?? createIdentityAuditSink({ db, log: auditLog });
+  const log = deps.log ?? pino(loggerOptions(deps.config.logLevel));
+  const mailer =
+    deps.mailer ??
+    createMailer({ smtpUrl: deps.config.smtpUrl, from: deps.config.mailFrom, log });
+  // Identity events reach the audit log first, then become security notices by mail.
+  const auditSink = createNoticeSink({
+    inner: deps.audit ?? createIdentityAuditSink({ db, log: auditLog }),
+    db,
+    clock,
+    mailer,
+    publicUrl: deps.config.publicUrl,
+    log,
+  });
   // Counters shared by every node: Redis when configured, else the database.
   const throttleStore = deps.config.redisUrl
     ? createRedisThrottleStore(deps.config.redisUrl)
@@ -89,6 +114,17 @@ export function createServices(deps: {
     }),
     /** Close at shutdown (a Redis connection when configured). */
     throttleStore,
+    /** Close at shutdown (after `settled()` to let queued mail leave). */
+    mailer,
+    account: createAccountService({
+      db,
+      clock,
+      audit: auditSink,
+      throttle,
+      mfa,
+      mailer,
+      publicUrl: deps.config.publicUrl,
+    }),
     users: createUserService({ db, clock, throttle, audit: auditSink }),
     sessions: createSessionService({
       db,

@@ -54,6 +54,13 @@ function map(event: IdentityEvent): Mapped {
         reason: event.method ?? null,
         fields: ['password'],
       };
+    case 'auth.password.change_failed':
+      return {
+        actor: { kind: 'user', id: event.userId },
+        target: { type: 'user', id: event.userId },
+        outcome: 'failure',
+        reason: event.reason,
+      };
     case 'auth.password_reset.requested':
       return {
         actor: { kind: 'anonymous', id: null },

@@ -90,6 +90,13 @@ export type IdentityEvent =
       method?: 'change' | 'reset';
     })
   | (Base & {
+      type: 'auth.password.change_failed';
+      tenantId: string;
+      userId: string;
+      sessionId: string;
+      reason: 'bad_password' | 'locked' | 'address_blocked';
+    })
+  | (Base & {
       type: 'auth.password_reset.requested';
       /** Null when the tenant is unknown (nothing is recorded then). */
       tenantId: string | null;
