@@ -80,7 +80,8 @@ export async function startInbox(): Promise<Inbox> {
   return {
     url: `smtp://127.0.0.1:${port}`,
     mails,
-    to: (address) => mails.filter((m) => m.to.includes(address)),
+    to: (address) =>
+      mails.filter((m) => m.to.some((t) => t.toLowerCase() === address.toLowerCase())),
     close: () => new Promise<void>((resolve) => server.close(() => resolve())),
   };
 }
