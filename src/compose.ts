@@ -73,8 +73,7 @@ export function createServices(deps: {
   const contacts = createRecordService(contactSpec, records);
   const log = deps.log ?? pino(loggerOptions(deps.config.logLevel));
   const mailer =
-    deps.mailer ??
-    createMailer({ smtpUrl: deps.config.smtpUrl, from: deps.config.mailFrom, log });
+    deps.mailer ?? createMailer({ smtpUrl: deps.config.smtpUrl, from: deps.config.mailFrom, log });
   // Identity events reach the audit log first, then become security notices by mail.
   const auditSink = createNoticeSink({
     inner: deps.audit ?? createIdentityAuditSink({ db, log: auditLog }),

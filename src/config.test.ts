@@ -83,7 +83,12 @@ const wrongValues: Record<Name, { values: string[]; expected: RegExp }> = {
     expected: /sender address/,
   },
   CUSTOS_PUBLIC_URL: {
-    values: ['crm.example.com', 'ftp://crm.example.com', 'https://crm.example.com/app?x=1', 'https://u@crm.example.com'],
+    values: [
+      'crm.example.com',
+      'ftp://crm.example.com',
+      'https://crm.example.com/app?x=1',
+      'https://u@crm.example.com',
+    ],
     expected: /origin/,
   },
 };

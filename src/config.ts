@@ -175,7 +175,11 @@ export const variables = {
     secret: true,
   },
   CUSTOS_MAIL_FROM: {
-    schema: Type.String({ minLength: 3, maxLength: 320, pattern: '^[^\\r\\n\\u0000]*@[^\\r\\n\\u0000]*$' }),
+    schema: Type.String({
+      minLength: 3,
+      maxLength: 320,
+      pattern: '^[^\\r\\n\\u0000]*@[^\\r\\n\\u0000]*$',
+    }),
     expected: 'a sender address such as "Custos <no-reply@crm.example.com>"',
     default: 'Custos <no-reply@localhost>',
     description: 'Sender (From) of the mail Custos sends.',

@@ -1,4 +1,4 @@
-import { createServer, type AddressInfo } from 'node:net';
+import { createServer, type AddressInfo, type Socket } from 'node:net';
 import { SMTPServer } from 'smtp-server';
 
 /** A message as the SMTP server received it, its single text part decoded. */
@@ -97,7 +97,7 @@ export async function deadSmtpUrl(): Promise<string> {
 
 /** A TCP listener that accepts connections and never says a word (a hung relay). */
 export async function silentSmtpServer(): Promise<{ url: string; close(): Promise<void> }> {
-  const sockets = new Set<import('node:net').Socket>();
+  const sockets = new Set<Socket>();
   const server = createServer((socket) => {
     sockets.add(socket);
     socket.on('close', () => sockets.delete(socket));

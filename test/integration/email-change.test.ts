@@ -1,12 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { FRESH_AUTH_MS } from '../../src/core/policy/index.ts';
 import { createCollectingSink } from '../../src/modules/auth/events.ts';
-import {
-  createTestContext,
-  PASSWORD,
-  type Session,
-  type TestContext,
-} from '../helpers/context.ts';
+import { createTestContext, PASSWORD, type Session, type TestContext } from '../helpers/context.ts';
 import { linkToken, startInbox, type Inbox } from '../helpers/smtp.ts';
 
 const PUBLIC_URL = 'https://crm.email.example';
@@ -33,7 +28,12 @@ function expectCode(res: Res, status: number, code: string) {
 }
 
 const ask = (s: Session, email: string) =>
-  ctx.app.inject({ method: 'POST', url: '/api/v1/auth/email', headers: s.headers, payload: { email } });
+  ctx.app.inject({
+    method: 'POST',
+    url: '/api/v1/auth/email',
+    headers: s.headers,
+    payload: { email },
+  });
 const confirm = (token: string) =>
   ctx.app.inject({ method: 'POST', url: '/api/v1/auth/email/confirm', payload: { token } });
 const login = (tenant: string, email: string) =>
@@ -48,7 +48,10 @@ async function tokenFor(s: Session, email: string): Promise<string> {
   const res = await ask(s, email);
   expect(res.statusCode).toBe(202);
   await ctx.services.mailer.settled();
-  const mail = inbox.to(email).filter((m) => m.subject.startsWith('Confirm your new')).at(-1);
+  const mail = inbox
+    .to(email)
+    .filter((m) => m.subject.startsWith('Confirm your new'))
+    .at(-1);
   if (!mail) throw new Error('no confirmation mail');
   return linkToken(mail, `${PUBLIC_URL}/confirm-email`);
 }
@@ -69,7 +72,11 @@ describe('changing the sign-in e-mail', () => {
     expect(sink.events.at(-1)).toMatchObject({ type: 'auth.email.changed', userId: owner.userId });
     expectCode(await login(owner.tenant, owner.email), 401, 'auth.invalid_credentials');
     expect((await login(owner.tenant, newEmail)).statusCode).toBe(200);
-    const me = await ctx.app.inject({ method: 'GET', url: '/api/v1/auth/me', headers: owner.headers });
+    const me = await ctx.app.inject({
+      method: 'GET',
+      url: '/api/v1/auth/me',
+      headers: owner.headers,
+    });
     expect(me.json<{ email: string }>().email).toBe(newEmail);
     expectCode(await confirm(token), 400, 'auth.email_token_used');
   });

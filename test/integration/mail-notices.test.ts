@@ -123,7 +123,10 @@ describe('security notices by mail', () => {
     const res = await ctx.app.inject({
       method: 'POST',
       url: '/api/v1/auth/password-reset/confirm',
-      payload: { token: linkToken(mail!, '/reset-password'), newPassword: 'copper meadow 61 unfolds slowly' },
+      payload: {
+        token: linkToken(mail!, '/reset-password'),
+        newPassword: 'copper meadow 61 unfolds slowly',
+      },
     });
     expect(res.statusCode).toBe(204);
     const [notice] = await notices(owner.email, 'Your Custos password was changed');

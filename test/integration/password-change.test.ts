@@ -87,7 +87,9 @@ describe('POST /api/v1/auth/password', () => {
     expect((await login(NEW_PASSWORD)).statusCode).toBe(200);
     // A notice went to the user, without the password.
     await ctx.services.mailer.settled();
-    const notice = inbox.to(member.email).find((m) => m.subject === 'Your Custos password was changed');
+    const notice = inbox
+      .to(member.email)
+      .find((m) => m.subject === 'Your Custos password was changed');
     expect(notice?.text).toContain('was changed');
     expect(notice?.raw).not.toContain(NEW_PASSWORD);
   });
@@ -96,7 +98,10 @@ describe('POST /api/v1/auth/password', () => {
     const owner = await ctx.tenant();
     const events = await eventsOf(async () =>
       expectCode(
-        await change(owner, { currentPassword: 'not my password at all', newPassword: NEW_PASSWORD }),
+        await change(owner, {
+          currentPassword: 'not my password at all',
+          newPassword: NEW_PASSWORD,
+        }),
         400,
         'auth.current_password_invalid',
       ),
@@ -138,7 +143,9 @@ describe('POST /api/v1/auth/password', () => {
     await ctx.services.mailer.settled();
     const mail = inbox.to(owner.email).find((m) => m.subject === 'Reset your Custos password')!;
     const token = linkToken(mail, '/reset-password');
-    expect((await change(owner, { currentPassword: PASSWORD, newPassword: NEW_PASSWORD })).statusCode).toBe(200);
+    expect(
+      (await change(owner, { currentPassword: PASSWORD, newPassword: NEW_PASSWORD })).statusCode,
+    ).toBe(200);
     expectCode(
       await ctx.app.inject({
         method: 'POST',

@@ -1,12 +1,7 @@
 import { Secret, TOTP } from 'otpauth';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createCollectingSink, type IdentityEvent } from '../../src/modules/auth/events.ts';
-import {
-  createTestContext,
-  PASSWORD,
-  type Session,
-  type TestContext,
-} from '../helpers/context.ts';
+import { createTestContext, PASSWORD, type Session, type TestContext } from '../helpers/context.ts';
 import { linkToken, startInbox, type Inbox } from '../helpers/smtp.ts';
 
 const PUBLIC_URL = 'https://crm.reset.example';
@@ -51,7 +46,8 @@ const login = (tenant: string, email: string, password: string) =>
     payload: { tenant, email, password },
   });
 
-const me = (s: Session) => ctx.app.inject({ method: 'GET', url: '/api/v1/auth/me', headers: s.headers });
+const me = (s: Session) =>
+  ctx.app.inject({ method: 'GET', url: '/api/v1/auth/me', headers: s.headers });
 
 /** Asks for a reset and returns the token of the link that arrived. */
 const resetMails = (email: string) =>
@@ -85,7 +81,10 @@ describe('password reset by mail', () => {
     expect(mail.text).toContain('30 minutes');
     expect(token).toMatch(/^[A-Za-z0-9_-]{43}$/);
     // Only its hash is stored.
-    const rows = await ctx.database.handle.db.selectFrom('auth_links').select(['token_hash']).execute();
+    const rows = await ctx.database.handle.db
+      .selectFrom('auth_links')
+      .select(['token_hash'])
+      .execute();
     expect(JSON.stringify(rows)).not.toContain(token);
 
     const events = await eventsOf(async () => {
@@ -158,7 +157,11 @@ describe('password reset by mail', () => {
     const owner = await ctx.tenant();
     const token = await resetToken(owner);
     ctx.clock.advance(30 * 60_000);
-    expectCode(await confirm({ token, newPassword: NEW_PASSWORD }), 400, 'auth.reset_token_expired');
+    expectCode(
+      await confirm({ token, newPassword: NEW_PASSWORD }),
+      400,
+      'auth.reset_token_expired',
+    );
     ctx.clock.advance(-1000);
     expect((await confirm({ token, newPassword: NEW_PASSWORD })).statusCode).toBe(204);
     ctx.clock.advance(1000);
@@ -168,13 +171,21 @@ describe('password reset by mail', () => {
     const owner = await ctx.tenant();
     const older = await resetToken(owner);
     const newer = await resetToken(owner);
-    expectCode(await confirm({ token: older, newPassword: NEW_PASSWORD }), 400, 'auth.reset_token_invalid');
+    expectCode(
+      await confirm({ token: older, newPassword: NEW_PASSWORD }),
+      400,
+      'auth.reset_token_invalid',
+    );
     expectCode(
       await confirm({ token: 'A'.repeat(43), newPassword: NEW_PASSWORD }),
       400,
       'auth.reset_token_invalid',
     );
-    expectCode(await confirm({ token: 'not a token!', newPassword: NEW_PASSWORD }), 400, 'request.invalid');
+    expectCode(
+      await confirm({ token: 'not a token!', newPassword: NEW_PASSWORD }),
+      400,
+      'request.invalid',
+    );
     expect((await confirm({ token: newer, newPassword: NEW_PASSWORD })).statusCode).toBe(204);
   });
 
@@ -192,7 +203,11 @@ describe('password reset by mail', () => {
   it('never bypasses TOTP: no code is refused, a wrong one too, a current one or a recovery code works', async () => {
     const owner = await ctx.tenant();
     // Enrol TOTP (the sign-in is fresh, so no step-up is needed).
-    const enrol = await ctx.app.inject({ method: 'POST', url: '/api/v1/auth/mfa/totp', headers: owner.headers });
+    const enrol = await ctx.app.inject({
+      method: 'POST',
+      url: '/api/v1/auth/mfa/totp',
+      headers: owner.headers,
+    });
     const secret = Secret.fromBase32(enrol.json<{ secret: string }>().secret);
     const code = () => TOTP.generate({ secret, timestamp: ctx.clock.now().getTime() });
     const confirmed = await ctx.app.inject({
@@ -215,8 +230,14 @@ describe('password reset by mail', () => {
       ),
     );
     expect(failed.map((e) => e.type)).toContain('auth.mfa.failed');
-    expectCode(await login(owner.tenant, owner.email, NEW_PASSWORD), 401, 'auth.invalid_credentials');
-    expect((await confirm({ token, newPassword: NEW_PASSWORD, code: code() })).statusCode).toBe(204);
+    expectCode(
+      await login(owner.tenant, owner.email, NEW_PASSWORD),
+      401,
+      'auth.invalid_credentials',
+    );
+    expect((await confirm({ token, newPassword: NEW_PASSWORD, code: code() })).statusCode).toBe(
+      204,
+    );
     expectCode(await me(owner), 401, 'auth.unauthenticated');
     // The new password still needs the second factor at sign-in.
     const signIn = await login(owner.tenant, owner.email, NEW_PASSWORD);
@@ -252,7 +273,8 @@ describe('password reset throttling', () => {
         payload: { tenant: owner.tenant, email },
         remoteAddress,
       });
-    for (let i = 0; i < 3; i++) expect((await ask(`x${i}@nowhere.example`, '192.0.2.50')).statusCode).toBe(202);
+    for (let i = 0; i < 3; i++)
+      expect((await ask(`x${i}@nowhere.example`, '192.0.2.50')).statusCode).toBe(202);
     const refused = await ask(owner.email, '192.0.2.50');
     expect(refused.statusCode).toBe(429);
     expect(refused.json<{ code: string }>().code).toBe('auth.reset_rate_limited');

@@ -46,13 +46,15 @@ export function createEmailChange(deps: EmailChangeDeps) {
       .executeTakeFirstOrThrow();
     const newEmail = input.email.trim();
     const now = clock.now();
-    const issued = await db.transaction().execute((trx) =>
-      issueLink(
-        trx,
-        { tenantId: actor.tenantId, userId: actor.userId, purpose: 'email_change', newEmail },
-        now,
-      ),
-    );
+    const issued = await db
+      .transaction()
+      .execute((trx) =>
+        issueLink(
+          trx,
+          { tenantId: actor.tenantId, userId: actor.userId, purpose: 'email_change', newEmail },
+          now,
+        ),
+      );
     await audit.record({
       type: 'auth.email.change_requested',
       at: now.toISOString(),

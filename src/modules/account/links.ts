@@ -64,7 +64,11 @@ export interface OpenLink {
 
 export type LinkLookup =
   | { ok: true; link: OpenLink }
-  | { ok: false; reason: Extract<LinkFailureReason, 'unknown' | 'used' | 'expired'>; link?: OpenLink };
+  | {
+      ok: false;
+      reason: Extract<LinkFailureReason, 'unknown' | 'used' | 'expired'>;
+      link?: OpenLink;
+    };
 
 /** The link a token names, if it may still be used (not used, revoked nor expired). */
 export async function findLink(
@@ -80,7 +84,12 @@ export async function findLink(
     .where('purpose', '=', purpose)
     .executeTakeFirst();
   if (!row) return { ok: false, reason: 'unknown' };
-  const link = { id: row.id, tenantId: row.tenant_id, userId: row.user_id, newEmail: row.new_email };
+  const link = {
+    id: row.id,
+    tenantId: row.tenant_id,
+    userId: row.user_id,
+    newEmail: row.new_email,
+  };
   if (row.used_at !== null) return { ok: false, reason: 'used', link };
   // A superseded link is as good as unknown: a newer mail replaced it.
   if (row.revoked_at !== null) return { ok: false, reason: 'unknown', link };

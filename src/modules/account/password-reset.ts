@@ -12,7 +12,7 @@ import { hashPassword } from '../identity/passwords.ts';
 import type { Mailer } from '../mail/mailer.ts';
 import { passwordResetMail } from '../mail/templates.ts';
 import { invalidCode, type MfaService, type SecondFactor } from '../mfa/service.ts';
-import { consumeLink, findLink, issueLink, LINK_TTL_MS, linkError, revokeLinks } from './links.ts';
+import { consumeLink, findLink, issueLink, LINK_TTL_MS, linkError } from './links.ts';
 
 export interface PasswordResetDeps {
   db: Kysely<Database>;
@@ -46,7 +46,8 @@ export function createPasswordReset(deps: PasswordResetDeps) {
     const claimed = await throttle.claim(meta.ip, undefined);
     if (claimed.addressBlocked) {
       throw new AppError('rate_limited', 'auth.reset_rate_limited', 'address over its budget', {
-        detail: 'Too many attempts from this network today. Try again tomorrow or ask your administrator.',
+        detail:
+          'Too many attempts from this network today. Try again tomorrow or ask your administrator.',
       });
     }
     const row = await db
@@ -63,10 +64,12 @@ export function createPasswordReset(deps: PasswordResetDeps) {
     const user = row?.id != null && row.email != null ? { id: row.id, email: row.email } : null;
     const now = clock.now();
     const issued = await db.transaction().execute(async (trx) => {
-      if (user && row) {
-        return issueLink(trx, { tenantId: row.tenant_id, userId: user.id, purpose: 'password_reset' }, now);
-      }
-      await revokeLinks(trx, NOBODY, 'password_reset', now.toISOString());
+      const tenantId = row?.tenant_id ?? NOBODY;
+      const link = { tenantId, userId: user?.id ?? NOBODY, purpose: 'password_reset' as const };
+      const made = await issueLink(trx, link, now);
+      if (user) return made;
+      // No such user: the same statements and a committed write, then nothing left behind.
+      await trx.deleteFrom('auth_links').where('user_id', '=', NOBODY).execute();
       return undefined;
     });
     await audit.record({
@@ -216,7 +219,13 @@ export function createPasswordReset(deps: PasswordResetDeps) {
     if (claimed) await throttle.succeeded(claimed, link.userId);
     const who = { ...base, tenantId: link.tenantId, userId: link.userId };
     await audit.record({ type: 'auth.password_reset.completed', at, ...who });
-    await audit.record({ type: 'auth.password.changed', at, ...who, by: link.userId, method: 'reset' });
+    await audit.record({
+      type: 'auth.password.changed',
+      at,
+      ...who,
+      by: link.userId,
+      method: 'reset',
+    });
     for (const sessionId of revoked) {
       await audit.record({
         type: 'auth.session.revoked',

@@ -77,7 +77,10 @@ export function createMailer(options: MailerOptions): Mailer {
     }
     let timer: NodeJS.Timeout | undefined;
     const timeout = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => reject(Object.assign(new Error('timeout'), { code: 'ETIMEOUT' })), timeoutMs);
+      timer = setTimeout(
+        () => reject(Object.assign(new Error('timeout'), { code: 'ETIMEOUT' })),
+        timeoutMs,
+      );
     });
     try {
       await Promise.race([

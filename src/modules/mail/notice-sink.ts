@@ -17,7 +17,10 @@ import {
  * table holds no user agent and one user's hashes say nothing about another's.
  */
 export function deviceHash(userId: string, userAgent: string | null): string {
-  const family = (userAgent ?? '').replace(/[0-9]+/g, '').replace(/\s+/g, ' ').trim();
+  const family = (userAgent ?? '')
+    .replace(/[0-9]+/g, '')
+    .replace(/\s+/g, ' ')
+    .trim();
   return createHash('sha256').update(`custos-device\u0000${userId}\u0000${family}`).digest('hex');
 }
 

@@ -65,7 +65,11 @@ export function emailChangeNotice(p: {
   };
 }
 
-export function newDeviceNotice(p: { tenantName: string; at: string; publicUrl: string }): Rendered {
+export function newDeviceNotice(p: {
+  tenantName: string;
+  at: string;
+  publicUrl: string;
+}): Rendered {
   return {
     subject: 'New sign-in to your Custos account',
     text:
