@@ -84,7 +84,12 @@ export function createMailer(options: MailerOptions): Mailer {
     });
     try {
       await Promise.race([
-        transport.sendMail({ to: message.to, subject: message.subject, text: message.text }),
+        // An address object: one mailbox, whatever commas or names the string holds.
+        transport.sendMail({
+          to: { name: '', address: message.to },
+          subject: message.subject,
+          text: message.text,
+        }),
         timeout,
       ]);
       log.info({ mail: kind }, 'mail sent');

@@ -47,7 +47,7 @@ export function createNoticeSink(deps: NoticeSinkDeps): AuditSink {
     return db
       .selectFrom('users')
       .innerJoin('tenants', 'tenants.id', 'users.tenant_id')
-      .select(['users.email', 'users.status', 'tenants.name as tenant_name'])
+      .select(['users.email', 'tenants.name as tenant_name'])
       .where('users.id', '=', userId)
       .where('users.tenant_id', '=', tenantId)
       .executeTakeFirst();
