@@ -25,6 +25,11 @@ import { createRecordService } from './modules/records/service.ts';
 import { createReportService } from './modules/reports/service.ts';
 import { createUserService } from './modules/users/service.ts';
 import { createMfaService } from './modules/mfa/service.ts';
+import { createAccountService } from './modules/account/service.ts';
+import { createMailer, type Mailer, type MailLog } from './modules/mail/mailer.ts';
+import { createNoticeSink } from './modules/mail/notice-sink.ts';
+import { pino } from 'pino';
+import { loggerOptions } from './http/logging.ts';
 
 /** How long a cached session is trusted when only another process could have changed it. */
 const SESSION_CACHE_TTL_MS = 1_000;
@@ -39,6 +44,10 @@ export function createServices(deps: {
     | 'redisUrl'
     | 'auditCheckpointEvery'
     | 'auditCheckpointMs'
+    | 'smtpUrl'
+    | 'mailFrom'
+    | 'publicUrl'
+    | 'logLevel'
   > &
     KeysConfig;
   database: DatabaseHandle;
@@ -50,6 +59,10 @@ export function createServices(deps: {
   keys?: KeyService;
   /** Where identity events go (default: the tenant's audit log). */
   audit?: AuditSink;
+  /** Where background work (mail) logs (default: a JSON logger on standard output). */
+  log?: MailLog;
+  /** Default: SMTP to `config.smtpUrl`, or a disabled mailer that logs what it did not send. */
+  mailer?: Mailer;
 }) {
   const { db, reader } = deps.database;
   const clock = deps.clock;
@@ -63,7 +76,18 @@ export function createServices(deps: {
   });
   const records = { db, clock, reader, audit: auditLog };
   const contacts = createRecordService(contactSpec, records);
-  const auditSink = deps.audit ?? createIdentityAuditSink({ db, log: auditLog });
+  const log = deps.log ?? pino(loggerOptions(deps.config.logLevel));
+  const mailer =
+    deps.mailer ?? createMailer({ smtpUrl: deps.config.smtpUrl, from: deps.config.mailFrom, log });
+  // Identity events reach the audit log first, then become security notices by mail.
+  const auditSink = createNoticeSink({
+    inner: deps.audit ?? createIdentityAuditSink({ db, log: auditLog }),
+    db,
+    clock,
+    mailer,
+    publicUrl: deps.config.publicUrl,
+    log,
+  });
   // Counters shared by every node: Redis when configured, else the database.
   const throttleStore = deps.config.redisUrl
     ? createRedisThrottleStore(deps.config.redisUrl)
@@ -104,6 +128,17 @@ export function createServices(deps: {
     }),
     /** Close at shutdown (a Redis connection when configured). */
     throttleStore,
+    /** Close at shutdown (after `settled()` to let queued mail leave). */
+    mailer,
+    account: createAccountService({
+      db,
+      clock,
+      audit: auditSink,
+      throttle,
+      mfa,
+      mailer,
+      publicUrl: deps.config.publicUrl,
+    }),
     users: createUserService({ db, clock, throttle, audit: auditSink }),
     sessions: createSessionService({
       db,

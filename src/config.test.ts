@@ -74,6 +74,23 @@ const wrongValues: Record<Name, { values: string[]; expected: RegExp }> = {
     expected: /from 1 to/,
   },
   CUSTOS_AUDIT_CHECKPOINT_SECONDS: { values: ['0', '86401', '1.5'], expected: /from 1 to 86400/ },
+  CUSTOS_SMTP_URL: {
+    values: ['http://mail:25', 'mail.example.com:25', 'smtp://mail example'],
+    expected: /smtp:\/\//,
+  },
+  CUSTOS_MAIL_FROM: {
+    values: ['no-reply', 'a@b\r\nBcc: x@y', 'x'.repeat(330) + '@y'],
+    expected: /sender address/,
+  },
+  CUSTOS_PUBLIC_URL: {
+    values: [
+      'crm.example.com',
+      'ftp://crm.example.com',
+      'https://crm.example.com/app?x=1',
+      'https://u@crm.example.com',
+    ],
+    expected: /origin/,
+  },
 };
 
 const keyDefaults = {
@@ -90,6 +107,8 @@ const keyDefaults = {
   redisUrl: undefined,
   auditCheckpointEvery: 1000,
   auditCheckpointMs: 60_000,
+  smtpUrl: undefined,
+  mailFrom: 'Custos <no-reply@localhost>',
 };
 
 describe('loadConfig', () => {
@@ -108,6 +127,7 @@ describe('loadConfig', () => {
       sessionAbsoluteMs: 12 * 3_600_000,
       trustProxy: false,
       ...keyDefaults,
+      publicUrl: 'http://localhost:8080',
     });
   });
 
@@ -156,7 +176,23 @@ describe('loadConfig', () => {
       trustProxy: true,
       ...keyDefaults,
       keyFile: path.resolve('var/custos/root.key'),
+      publicUrl: 'http://localhost:0',
     });
+  });
+
+  it('reads the mail settings; the public URL loses its trailing slash', () => {
+    const config = loadConfig({
+      CUSTOS_SMTP_URL: 'smtps://relay:pw@mail.example.com:465',
+      CUSTOS_MAIL_FROM: 'Acme CRM <crm@acme.example>',
+      CUSTOS_PUBLIC_URL: 'https://crm.acme.example/',
+    });
+    expect(config).toMatchObject({
+      smtpUrl: 'smtps://relay:pw@mail.example.com:465',
+      mailFrom: 'Acme CRM <crm@acme.example>',
+      publicUrl: 'https://crm.acme.example',
+    });
+    expect(describeConfig(config).smtpUrl).toBe('[redacted]');
+    expect(loadConfig({ CUSTOS_PORT: '9000' }).publicUrl).toBe('http://localhost:9000');
   });
 
   it('accepts host names, IPv4 and IPv6 addresses to listen on', () => {

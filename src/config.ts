@@ -167,6 +167,29 @@ export const variables = {
     description:
       'Sign an audit checkpoint when an event arrives this long after the last checkpoint.',
   },
+  CUSTOS_SMTP_URL: {
+    schema: Type.String({ pattern: '^smtps?://[^\\s]+$' }),
+    expected: 'an smtp:// or smtps:// URL (user and password in the URL when the relay needs them)',
+    description:
+      'Mail relay for password reset, e-mail confirmation and security notices (unset: no mail is sent). Never logged.',
+    secret: true,
+  },
+  CUSTOS_MAIL_FROM: {
+    schema: Type.String({
+      minLength: 3,
+      maxLength: 320,
+      pattern: '^[^\\r\\n\\u0000]*@[^\\r\\n\\u0000]*$',
+    }),
+    expected: 'a sender address such as "Custos <no-reply@crm.example.com>"',
+    default: 'Custos <no-reply@localhost>',
+    description: 'Sender (From) of the mail Custos sends.',
+  },
+  CUSTOS_PUBLIC_URL: {
+    schema: Type.String({ pattern: '^https?://[^\\s/?#@]+/?$' }),
+    expected: 'the http(s) origin users reach Custos at, e.g. https://crm.example.com',
+    description:
+      'The origin users reach Custos at, used in links sent by mail and as the WebAuthn origin (default http://localhost:<CUSTOS_PORT>).',
+  },
 } satisfies Record<string, VariableSpec>;
 
 type Env = Record<string, string | undefined>;
@@ -200,6 +223,11 @@ export interface Config {
   redisUrl: string | undefined;
   auditCheckpointEvery: number;
   auditCheckpointMs: number;
+  /** Secret (may carry a password). Undefined: mail disabled. */
+  smtpUrl: string | undefined;
+  mailFrom: string;
+  /** Origin users reach Custos at, without a trailing slash. */
+  publicUrl: string;
 }
 
 export class ConfigError extends Error {
@@ -240,6 +268,12 @@ export function loadConfig(env: Env = process.env): Readonly<Config> {
     redisUrl: read(env, 'CUSTOS_REDIS_URL') as string | undefined,
     auditCheckpointEvery: read(env, 'CUSTOS_AUDIT_CHECKPOINT_EVERY') as number,
     auditCheckpointMs: (read(env, 'CUSTOS_AUDIT_CHECKPOINT_SECONDS') as number) * 1000,
+    smtpUrl: read(env, 'CUSTOS_SMTP_URL') as string | undefined,
+    mailFrom: read(env, 'CUSTOS_MAIL_FROM') as string,
+    publicUrl: (
+      (read(env, 'CUSTOS_PUBLIC_URL') as string | undefined) ??
+      `http://localhost:${read(env, 'CUSTOS_PORT') as number}`
+    ).replace(/\/+$/, ''),
   };
   return Object.freeze(config);
 }
@@ -302,5 +336,6 @@ export function describeConfig(config: Readonly<Config>): Record<string, unknown
     pkcs11Pin: redact(config.pkcs11Pin),
     keysDatabaseUrl: redact(config.keysDatabaseUrl),
     redisUrl: redact(config.redisUrl),
+    smtpUrl: redact(config.smtpUrl),
   };
 }

@@ -39,6 +39,15 @@ export type ErrorCode =
   | 'auth.step_up_required'
   | 'auth.step_up_failed'
   | 'auth.step_up_code_required'
+  | 'auth.reset_token_invalid'
+  | 'auth.reset_token_used'
+  | 'auth.reset_token_expired'
+  | 'auth.reset_mfa_required'
+  | 'auth.reset_rate_limited'
+  | 'auth.email_token_invalid'
+  | 'auth.email_token_used'
+  | 'auth.email_token_expired'
+  | 'auth.current_password_invalid'
   // authorization
   | 'policy.forbidden'
   // records

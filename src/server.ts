@@ -41,6 +41,8 @@ async function main() {
     app.log.info({ signal }, 'shutting down');
     await app.close();
     await services.throttleStore.close();
+    await services.mailer.settled();
+    services.mailer.close();
     await keys.service.close();
     await database.close();
     process.exit(0);

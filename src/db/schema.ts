@@ -104,6 +104,33 @@ export interface MfaChallengeTable {
   used_at: Timestamp | null;
 }
 
+export type AuthLinkPurpose = 'password_reset' | 'email_change';
+
+/** A single-use link sent by mail; only the SHA-256 of its token is kept. */
+export interface AuthLinkTable {
+  id: string;
+  tenant_id: string;
+  user_id: string;
+  purpose: AuthLinkPurpose;
+  token_hash: string;
+  /** The address to confirm (e-mail change only). */
+  new_email: string | null;
+  created_at: Timestamp;
+  expires_at: Timestamp;
+  used_at: Timestamp | null;
+  /** Superseded by a newer link, or made moot by a password change. */
+  revoked_at: Timestamp | null;
+}
+
+/** A device a user has signed in from: a keyed hash of its user agent (see src/modules/mail). */
+export interface UserDeviceTable {
+  user_id: string;
+  device_hash: string;
+  tenant_id: string;
+  first_seen_at: Timestamp;
+  last_seen_at: Timestamp;
+}
+
 /** Sign-in failure counters; `expires_at` null: kept until reset. */
 export interface AuthThrottleTable {
   scope: string;
@@ -239,6 +266,8 @@ export interface Database {
   user_totp: UserTotpTable;
   user_recovery_codes: UserRecoveryCodeTable;
   mfa_challenges: MfaChallengeTable;
+  auth_links: AuthLinkTable;
+  user_devices: UserDeviceTable;
   companies: CompanyTable;
   contacts: ContactTable;
   deals: DealTable;

@@ -14,6 +14,7 @@ import { loggerOptions } from './logging.ts';
 import { Problem, problemResponse } from './schemas.ts';
 import { validatorCompiler } from './validation.ts';
 import { registerAuthRoutes } from '../modules/auth/routes.ts';
+import { registerAccountRoutes } from '../modules/account/routes.ts';
 import { registerUserRoutes } from '../modules/users/routes.ts';
 import { registerSessionRoutes } from '../modules/auth/session-routes.ts';
 import { registerTenantSettingsRoutes } from '../modules/tenant-settings/routes.ts';
@@ -155,6 +156,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   );
 
   registerAuthRoutes(app, services.auth);
+  registerAccountRoutes(app, services.account);
   registerMfaRoutes(app, services.mfa, services.clock);
   registerUserRoutes(app, services.users);
   registerSessionRoutes(app, services.sessions);

@@ -5,6 +5,8 @@ import { loadConfig } from '../../src/config.ts';
 import { createServices, type Services } from '../../src/compose.ts';
 import { assertKeysUsable, openKeys } from '../../src/modules/keys/open.ts';
 import { buildApp } from '../../src/http/app.ts';
+import { loggerOptions } from '../../src/http/logging.ts';
+import { pino } from 'pino';
 import { setupTenant } from '../../src/modules/tenants/service.ts';
 import type { Role } from '../../src/db/schema.ts';
 import type { AuditSink } from '../../src/modules/auth/events.ts';
@@ -56,19 +58,21 @@ export async function createTestContext(
   // Keys opened eagerly and checked, as server.ts does.
   const keys = await openKeys(config, { clock });
   await assertKeysUsable(keys);
-  const services = createServices({
-    config,
-    database: database.handle,
-    clock,
-    keys: keys.service,
-    ...options,
-  });
   const logs: string[] = [];
   const logStream = new Writable({
     write(chunk: Buffer, _enc, cb) {
       logs.push(...chunk.toString('utf8').split('\n').filter(Boolean));
       cb();
     },
+  });
+  const services = createServices({
+    config,
+    database: database.handle,
+    clock,
+    keys: keys.service,
+    // Background work (mail) logs beside the requests, so tests read both in `logs`.
+    log: pino(loggerOptions(config.logLevel), logStream),
+    ...options,
   });
   const app = await buildApp({ config, services, logStream });
 
@@ -127,6 +131,8 @@ export async function createTestContext(
     async close() {
       await app.close();
       await services.throttleStore.close();
+      await services.mailer.settled();
+      services.mailer.close();
       await keys.service.close().catch(() => undefined);
       await database.drop();
     },

@@ -51,7 +51,47 @@ function map(event: IdentityEvent): Mapped {
       return {
         actor: actorOf(event.by),
         target: { type: 'user', id: event.userId },
+        reason: event.method ?? null,
         fields: ['password'],
+      };
+    case 'auth.password.change_failed':
+      return {
+        actor: { kind: 'user', id: event.userId },
+        target: { type: 'user', id: event.userId },
+        outcome: 'failure',
+        reason: event.reason,
+      };
+    case 'auth.password_reset.requested':
+      return {
+        actor: { kind: 'anonymous', id: null },
+        target: event.userId === null ? null : { type: 'user', id: event.userId },
+        reason: event.userId === null ? 'unknown_user' : null,
+      };
+    case 'auth.password_reset.failed':
+    case 'auth.email.change_failed':
+      return {
+        actor: { kind: 'anonymous', id: null },
+        target: event.userId === null ? null : { type: 'user', id: event.userId },
+        outcome: 'failure',
+        reason: event.reason,
+      };
+    case 'auth.password_reset.completed':
+      return {
+        actor: { kind: 'anonymous', id: null },
+        target: { type: 'user', id: event.userId },
+        fields: ['password'],
+      };
+    case 'auth.email.change_requested':
+      return {
+        actor: { kind: 'user', id: event.userId },
+        target: { type: 'user', id: event.userId },
+        fields: ['email'],
+      };
+    case 'auth.email.changed':
+      return {
+        actor: actorOf(event.by),
+        target: { type: 'user', id: event.userId },
+        fields: ['email'],
       };
     case 'auth.password.rehashed':
       return {
@@ -75,7 +115,7 @@ function map(event: IdentityEvent): Mapped {
     case 'auth.mfa.failed':
       return {
         actor:
-          event.stage === 'login'
+          event.stage === 'login' || event.stage === 'password_reset'
             ? { kind: 'anonymous', id: null }
             : { kind: 'user', id: event.userId },
         target: { type: 'user', id: event.userId },

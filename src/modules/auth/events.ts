@@ -30,7 +30,13 @@ export type SessionRevokedReason =
   | 'user_revoked'
   | 'others_revoked'
   | 'admin_revoked'
-  | 'mfa_removed';
+  | 'mfa_removed'
+  | 'password_changed'
+  | 'password_reset';
+
+/** Why a password-reset or e-mail confirmation link was refused. */
+export type LinkFailureReason =
+  'unknown' | 'used' | 'expired' | 'mfa_required' | 'mfa_failed' | 'email_taken';
 
 interface Base {
   /** ISO time from the injected clock. */
@@ -75,7 +81,44 @@ export type IdentityEvent =
       /** Who ended it (a user id); absent when the server did (timeouts). */
       by?: string;
     })
-  | (Base & { type: 'auth.password.changed'; tenantId: string; userId: string; by: string })
+  | (Base & {
+      type: 'auth.password.changed';
+      tenantId: string;
+      userId: string;
+      by: string;
+      /** `reset`: through a mailed link; `change`: signed in, with the current password. */
+      method?: 'change' | 'reset';
+    })
+  | (Base & {
+      type: 'auth.password.change_failed';
+      tenantId: string;
+      userId: string;
+      sessionId: string;
+      reason: 'bad_password' | 'locked' | 'address_blocked';
+    })
+  | (Base & {
+      type: 'auth.password_reset.requested';
+      /** Null when the tenant is unknown (nothing is recorded then). */
+      tenantId: string | null;
+      /** Null when no active user has this e-mail: nothing was sent. */
+      userId: string | null;
+    })
+  | (Base & {
+      type: 'auth.password_reset.failed';
+      /** Null when the token is unknown. */
+      tenantId: string | null;
+      userId: string | null;
+      reason: LinkFailureReason;
+    })
+  | (Base & { type: 'auth.password_reset.completed'; tenantId: string; userId: string })
+  | (Base & { type: 'auth.email.change_requested'; tenantId: string; userId: string })
+  | (Base & {
+      type: 'auth.email.change_failed';
+      tenantId: string | null;
+      userId: string | null;
+      reason: LinkFailureReason;
+    })
+  | (Base & { type: 'auth.email.changed'; tenantId: string; userId: string; by: string })
   | (Base & { type: 'auth.password.rehashed'; tenantId: string; userId: string })
   | (Base & { type: 'auth.mfa.enrolled'; tenantId: string; userId: string; method: 'totp' })
   | (Base & {
@@ -92,7 +135,7 @@ export type IdentityEvent =
       tenantId: string;
       userId: string;
       reason: MfaFailureReason;
-      stage: 'login' | 'confirm' | 'remove';
+      stage: 'login' | 'confirm' | 'remove' | 'password_reset';
     })
   | (Base & {
       type: 'auth.step_up.succeeded';

@@ -1,0 +1,242 @@
+import type { Kysely } from 'kysely';
+import type { Clock } from '../../clock.ts';
+import type { RequestMeta } from '../../core/policy/index.ts';
+import type { Database } from '../../db/schema.ts';
+import { AppError } from '../../errors.ts';
+import type { AuditSink, LinkFailureReason, MfaFailureReason } from '../auth/events.ts';
+import { revokeSessions } from '../auth/sessions.ts';
+import { lockoutEvent, type LoginThrottle } from '../auth/throttle.ts';
+import { normalizeEmail } from '../identity/normalize.ts';
+import { assertPasswordAcceptable } from '../identity/password-policy.ts';
+import { hashPassword } from '../identity/passwords.ts';
+import type { Mailer } from '../mail/mailer.ts';
+import { passwordResetMail } from '../mail/templates.ts';
+import { invalidCode, type MfaService, type SecondFactor } from '../mfa/service.ts';
+import { consumeLink, findLink, issueLink, LINK_TTL_MS, linkError } from './links.ts';
+
+export interface PasswordResetDeps {
+  db: Kysely<Database>;
+  clock: Clock;
+  audit: AuditSink;
+  throttle: LoginThrottle;
+  mfa: Pick<MfaService, 'verifySecondFactor'>;
+  mailer: Mailer;
+  publicUrl: string;
+}
+
+export interface ResetConfirmation {
+  token: string;
+  newPassword: string;
+  code?: string | undefined;
+  recoveryCode?: string | undefined;
+}
+
+/** A user id no row has: an unknown user's request runs the same statements against it. */
+const NOBODY = '00000000-0000-7000-8000-000000000000';
+
+export function createPasswordReset(deps: PasswordResetDeps) {
+  const { db, clock, audit, throttle } = deps;
+
+  /**
+   * `POST /auth/password-reset`: the same answer, and the same statements before it, whether or
+   * not an active user has this e-mail; the mail leaves after the commit, in the background.
+   * Every request counts against the client address's daily budget of the sign-in throttle.
+   */
+  async function request(input: { tenant: string; email: string }, meta: RequestMeta) {
+    const claimed = await throttle.claim(meta.ip, undefined);
+    if (claimed.addressBlocked) {
+      throw new AppError('rate_limited', 'auth.reset_rate_limited', 'address over its budget', {
+        detail:
+          'Too many attempts from this network today. Try again tomorrow or ask your administrator.',
+      });
+    }
+    const row = await db
+      .selectFrom('tenants')
+      .leftJoin('users', (join) =>
+        join
+          .onRef('users.tenant_id', '=', 'tenants.id')
+          .on('users.email_normalized', '=', normalizeEmail(input.email))
+          .on('users.status', '=', 'active'),
+      )
+      .select(['tenants.id as tenant_id', 'tenants.name as tenant_name', 'users.id', 'users.email'])
+      .where('tenants.slug', '=', input.tenant.trim().toLowerCase())
+      .executeTakeFirst();
+    const user = row?.id != null && row.email != null ? { id: row.id, email: row.email } : null;
+    const now = clock.now();
+    const issued = await db.transaction().execute(async (trx) => {
+      const tenantId = row?.tenant_id ?? NOBODY;
+      const link = { tenantId, userId: user?.id ?? NOBODY, purpose: 'password_reset' as const };
+      const made = await issueLink(trx, link, now);
+      if (user) return made;
+      // No such user: the same statements and a committed write, then nothing left behind.
+      await trx.deleteFrom('auth_links').where('user_id', '=', NOBODY).execute();
+      return undefined;
+    });
+    await audit.record({
+      type: 'auth.password_reset.requested',
+      at: now.toISOString(),
+      requestId: meta.requestId,
+      ip: meta.ip,
+      tenantId: row?.tenant_id ?? null,
+      userId: user?.id ?? null,
+    });
+    if (issued && user && row) {
+      const link = `${deps.publicUrl}/reset-password?token=${issued.token}`;
+      deps.mailer.send('password_reset', {
+        to: user.email,
+        ...passwordResetMail({
+          tenantName: row.tenant_name,
+          link,
+          minutes: LINK_TTL_MS / 60_000,
+          publicUrl: deps.publicUrl,
+        }),
+      });
+    }
+  }
+
+  /**
+   * `POST /auth/password-reset/confirm`: a valid link, a password the policy accepts and, when
+   * the account has a second factor, a current code or a recovery code (a mailbox alone never
+   * bypasses MFA). Sets the password, ends every session, signs nobody in.
+   */
+  async function confirm(input: ResetConfirmation, meta: RequestMeta): Promise<void> {
+    const base = { requestId: meta.requestId, ip: meta.ip };
+    const refuse = async (
+      reason: LinkFailureReason,
+      who: { tenantId: string; userId: string } | undefined,
+    ) =>
+      audit.record({
+        type: 'auth.password_reset.failed',
+        at: clock.now().toISOString(),
+        ...base,
+        tenantId: who?.tenantId ?? null,
+        userId: who?.userId ?? null,
+        reason,
+      });
+    const found = await findLink(db, input.token, 'password_reset', clock.now());
+    if (!found.ok) {
+      await refuse(found.reason, found.link);
+      throw linkError('password_reset', found.reason);
+    }
+    const link = found.link;
+    const user = await db
+      .selectFrom('users')
+      .innerJoin('tenants', 'tenants.id', 'users.tenant_id')
+      .leftJoin('user_totp', (join) =>
+        join.onRef('user_totp.user_id', '=', 'users.id').on('user_totp.status', '=', 'active'),
+      )
+      .select([
+        'users.email',
+        'users.name',
+        'users.status',
+        'tenants.slug',
+        'tenants.name as tenant_name',
+        'user_totp.user_id as totp_user_id',
+      ])
+      .where('users.id', '=', link.userId)
+      .where('users.tenant_id', '=', link.tenantId)
+      .executeTakeFirst();
+    if (user?.status !== 'active') {
+      await refuse('unknown', link);
+      throw linkError('password_reset', 'unknown');
+    }
+    // Before the second factor is spent: a refused password leaves the link and the code usable.
+    await assertPasswordAcceptable(
+      input.newPassword,
+      { email: user.email, name: user.name, tenantSlug: user.slug, tenantName: user.tenant_name },
+      { field: 'body/newPassword' },
+    );
+    let claimed: Awaited<ReturnType<LoginThrottle['claim']>> | undefined;
+    if (user.totp_user_id !== null) {
+      const factor: SecondFactor | undefined =
+        input.code !== undefined
+          ? { code: input.code }
+          : input.recoveryCode !== undefined
+            ? { recoveryCode: input.recoveryCode }
+            : undefined;
+      if (!factor) {
+        await refuse('mfa_required', link);
+        throw new AppError('invalid', 'auth.reset_mfa_required', 'second factor owed', {
+          detail:
+            'Two-factor authentication is on for this account: send the current code ("code") or a recovery code ("recoveryCode") with the new password.',
+        });
+      }
+      // Code guesses through this door count like those at sign-in.
+      claimed = await throttle.claim(meta.ip, link.userId);
+      let reason: MfaFailureReason | null = null;
+      let remaining: number | undefined;
+      if (claimed.addressBlocked) reason = 'address_blocked';
+      else if (claimed.account?.admitted === false) reason = 'locked';
+      else {
+        const outcome = await deps.mfa.verifySecondFactor(link, factor);
+        if (!outcome.ok) reason = outcome.reason;
+        else if (outcome.method === 'recovery_code') remaining = outcome.remaining;
+      }
+      const at = clock.now().toISOString();
+      if (reason !== null) {
+        await audit.record({
+          type: 'auth.mfa.failed',
+          at,
+          ...base,
+          tenantId: link.tenantId,
+          userId: link.userId,
+          stage: 'password_reset',
+          reason,
+        });
+        const locked = lockoutEvent(claimed, link, meta, at);
+        if (locked) await audit.record(locked);
+        await refuse('mfa_failed', link);
+        throw invalidCode('invalid');
+      }
+      if (remaining !== undefined) {
+        await audit.record({
+          type: 'auth.mfa.recovery_code_used',
+          at,
+          ...base,
+          tenantId: link.tenantId,
+          userId: link.userId,
+          remaining,
+        });
+      }
+    }
+    const passwordHash = await hashPassword(input.newPassword);
+    const at = clock.now().toISOString();
+    const revoked = await db.transaction().execute(async (trx) => {
+      if (!(await consumeLink(trx, link.id, at))) return null;
+      await trx
+        .updateTable('users')
+        .set({ password_hash: passwordHash, updated_at: at })
+        .where('id', '=', link.userId)
+        .where('tenant_id', '=', link.tenantId)
+        .execute();
+      return revokeSessions(trx, { tenantId: link.tenantId, userId: link.userId }, at);
+    });
+    if (revoked === null) {
+      // Another request used it between the lookup and now.
+      await refuse('used', link);
+      throw linkError('password_reset', 'used');
+    }
+    if (claimed) await throttle.succeeded(claimed, link.userId);
+    const who = { ...base, tenantId: link.tenantId, userId: link.userId };
+    await audit.record({ type: 'auth.password_reset.completed', at, ...who });
+    await audit.record({
+      type: 'auth.password.changed',
+      at,
+      ...who,
+      by: link.userId,
+      method: 'reset',
+    });
+    for (const sessionId of revoked) {
+      await audit.record({
+        type: 'auth.session.revoked',
+        at,
+        ...who,
+        sessionId,
+        reason: 'password_reset',
+        by: link.userId,
+      });
+    }
+  }
+
+  return { request, confirm };
+}

@@ -1,0 +1,126 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { FRESH_AUTH_MS } from '../../src/core/policy/index.ts';
+import { createCollectingSink } from '../../src/modules/auth/events.ts';
+import { createTestContext, PASSWORD, type Session, type TestContext } from '../helpers/context.ts';
+import { linkToken, startInbox, type Inbox } from '../helpers/smtp.ts';
+
+const PUBLIC_URL = 'https://crm.email.example';
+const sink = createCollectingSink();
+let ctx: TestContext;
+let inbox: Inbox;
+
+beforeAll(async () => {
+  inbox = await startInbox();
+  ctx = await createTestContext(
+    { CUSTOS_SMTP_URL: inbox.url, CUSTOS_PUBLIC_URL: PUBLIC_URL },
+    { audit: sink },
+  );
+});
+afterAll(async () => {
+  await ctx?.close();
+  await inbox?.close();
+});
+
+type Res = { statusCode: number; json(): { code: string } };
+function expectCode(res: Res, status: number, code: string) {
+  expect(res.statusCode).toBe(status);
+  expect(res.json().code).toBe(code);
+}
+
+const ask = (s: Session, email: string) =>
+  ctx.app.inject({
+    method: 'POST',
+    url: '/api/v1/auth/email',
+    headers: s.headers,
+    payload: { email },
+  });
+const confirm = (token: string) =>
+  ctx.app.inject({ method: 'POST', url: '/api/v1/auth/email/confirm', payload: { token } });
+const login = (tenant: string, email: string) =>
+  ctx.app.inject({
+    method: 'POST',
+    url: '/api/v1/auth/login',
+    payload: { tenant, email, password: PASSWORD },
+  });
+
+/** Asks for the change and returns the token mailed to the new address. */
+async function tokenFor(s: Session, email: string): Promise<string> {
+  const res = await ask(s, email);
+  expect(res.statusCode).toBe(202);
+  await ctx.services.mailer.settled();
+  const mail = inbox
+    .to(email)
+    .filter((m) => m.subject.startsWith('Confirm your new'))
+    .at(-1);
+  if (!mail) throw new Error('no confirmation mail');
+  return linkToken(mail, `${PUBLIC_URL}/confirm-email`);
+}
+
+describe('changing the sign-in e-mail', () => {
+  it('mails a link to the new address and a notice to the old one; the link applies it', async () => {
+    const owner = await ctx.tenant();
+    const newEmail = `renamed@${owner.tenant}.example`;
+    const token = await tokenFor(owner, newEmail);
+    const notice = inbox.to(owner.email).at(-1)!;
+    expect(notice.subject).toBe('A change of your Custos e-mail address was requested');
+    // The old address is not told the new one, nor given the link.
+    expect(notice.raw).not.toContain(newEmail);
+    expect(notice.raw).not.toContain(token);
+    // Nothing changes before the confirmation.
+    expect((await login(owner.tenant, owner.email)).statusCode).toBe(200);
+    expect((await confirm(token)).statusCode).toBe(204);
+    expect(sink.events.at(-1)).toMatchObject({ type: 'auth.email.changed', userId: owner.userId });
+    expectCode(await login(owner.tenant, owner.email), 401, 'auth.invalid_credentials');
+    expect((await login(owner.tenant, newEmail)).statusCode).toBe(200);
+    const me = await ctx.app.inject({
+      method: 'GET',
+      url: '/api/v1/auth/me',
+      headers: owner.headers,
+    });
+    expect(me.json<{ email: string }>().email).toBe(newEmail);
+    expectCode(await confirm(token), 400, 'auth.email_token_used');
+  });
+
+  it('needs a fresh authentication (step-up) and a session', async () => {
+    const owner = await ctx.tenant();
+    ctx.clock.advance(FRESH_AUTH_MS + 1000);
+    const stale = await ask(owner, `late@${owner.tenant}.example`);
+    expectCode(stale, 401, 'auth.step_up_required');
+    const stepUp = await ctx.app.inject({
+      method: 'POST',
+      url: '/api/v1/auth/step-up',
+      headers: owner.headers,
+      payload: { password: PASSWORD },
+    });
+    expect(stepUp.statusCode).toBe(200);
+    expect((await ask(owner, `late@${owner.tenant}.example`)).statusCode).toBe(202);
+    expectCode(await ask(owner, 'not an address'), 400, 'request.invalid');
+  });
+
+  it('refuses an expired link, a superseded one and an unknown one with their codes', async () => {
+    const owner = await ctx.tenant();
+    const first = await tokenFor(owner, `first@${owner.tenant}.example`);
+    const second = await tokenFor(owner, `second@${owner.tenant}.example`);
+    expectCode(await confirm(first), 400, 'auth.email_token_invalid');
+    expectCode(await confirm('B'.repeat(43)), 400, 'auth.email_token_invalid');
+    ctx.clock.advance(30 * 60_000);
+    expectCode(await confirm(second), 400, 'auth.email_token_expired');
+    expect((await login(owner.tenant, owner.email)).statusCode).toBe(200);
+  });
+
+  it('refuses at confirmation an address another user of the tenant has (user.email_taken)', async () => {
+    const owner = await ctx.tenant();
+    const member = await ctx.user(owner, 'member');
+    const token = await tokenFor(owner, member.email.toUpperCase());
+    expectCode(await confirm(token), 409, 'user.email_taken');
+    expect(sink.events.at(-1)).toMatchObject({
+      type: 'auth.email.change_failed',
+      reason: 'email_taken',
+    });
+    expect((await login(owner.tenant, owner.email)).statusCode).toBe(200);
+    // Another tenant's user with that address is no obstacle.
+    const other = await ctx.tenant();
+    const token2 = await tokenFor(other, member.email);
+    expect((await confirm(token2)).statusCode).toBe(204);
+  });
+});
