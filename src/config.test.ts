@@ -74,6 +74,14 @@ const wrongValues: Record<Name, { values: string[]; expected: RegExp }> = {
     expected: /from 1 to/,
   },
   CUSTOS_AUDIT_CHECKPOINT_SECONDS: { values: ['0', '86401', '1.5'], expected: /from 1 to 86400/ },
+  CUSTOS_PUBLIC_URL: {
+    values: ['crm.example.com', 'ftp://crm.example.com', 'https://crm.example.com/app', 'https://'],
+    expected: /origin users reach Custos at/,
+  },
+  CUSTOS_WEBAUTHN_RP_ID: {
+    values: ['Example.COM', 'https://localhost', 'local host', '.localhost', 'example.com'],
+    expected: /parent domain/,
+  },
 };
 
 const keyDefaults = {
@@ -108,6 +116,8 @@ describe('loadConfig', () => {
       sessionAbsoluteMs: 12 * 3_600_000,
       trustProxy: false,
       ...keyDefaults,
+      publicUrl: 'http://localhost:8080',
+      webauthnRpId: 'localhost',
     });
   });
 
@@ -156,7 +166,34 @@ describe('loadConfig', () => {
       trustProxy: true,
       ...keyDefaults,
       keyFile: path.resolve('var/custos/root.key'),
+      publicUrl: 'http://localhost:0',
+      webauthnRpId: 'localhost',
     });
+  });
+
+  it('takes the public URL as an origin and the WebAuthn RP id from its host by default', () => {
+    expect(loadConfig({ CUSTOS_PORT: '3000' })).toMatchObject({
+      publicUrl: 'http://localhost:3000',
+      webauthnRpId: 'localhost',
+    });
+    expect(loadConfig({ CUSTOS_PUBLIC_URL: 'https://CRM.Example.com/' })).toMatchObject({
+      publicUrl: 'https://crm.example.com',
+      webauthnRpId: 'crm.example.com',
+    });
+    const parent = loadConfig({
+      CUSTOS_PUBLIC_URL: 'https://crm.example.com:8443',
+      CUSTOS_WEBAUTHN_RP_ID: 'example.com',
+    });
+    expect(parent).toMatchObject({
+      publicUrl: 'https://crm.example.com:8443',
+      webauthnRpId: 'example.com',
+    });
+    // A suffix that is not a parent domain is refused.
+    const error = errorOf({
+      CUSTOS_PUBLIC_URL: 'https://crm.example.com',
+      CUSTOS_WEBAUTHN_RP_ID: 'ample.com',
+    });
+    expect(error.message).toContain('CUSTOS_WEBAUTHN_RP_ID');
   });
 
   it('accepts host names, IPv4 and IPv6 addresses to listen on', () => {
