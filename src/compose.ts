@@ -23,6 +23,8 @@ import type { KeyService } from './modules/keys/service.ts';
 import { createRecordService } from './modules/records/service.ts';
 import { createUserService } from './modules/users/service.ts';
 import { createMfaService } from './modules/mfa/service.ts';
+import { createPasskeyService } from './modules/passkeys/service.ts';
+import { createPasskeySignIn } from './modules/passkeys/sign-in.ts';
 
 /** The composition root: every service built once from its dependencies. */
 export function createServices(deps: {
@@ -34,6 +36,8 @@ export function createServices(deps: {
     | 'redisUrl'
     | 'auditCheckpointEvery'
     | 'auditCheckpointMs'
+    | 'publicUrl'
+    | 'webauthnRpId'
   > &
     KeysConfig;
   database: DatabaseHandle;
@@ -70,6 +74,16 @@ export function createServices(deps: {
   });
   const keys = deps.keys ?? createLazyKeyService(deps.config, { clock });
   const mfa = createMfaService({ db, clock, keys, audit: auditSink, throttle });
+  // Passkeys are bound to this RP id and accepted only from this origin.
+  const rp = { name: 'Custos', id: deps.config.webauthnRpId, origin: deps.config.publicUrl };
+  const passkeySignIn = createPasskeySignIn({
+    db,
+    clock,
+    audit: auditSink,
+    throttle,
+    rp,
+    sessionAbsoluteMs: deps.config.sessionAbsoluteMs,
+  });
   return {
     database: deps.database,
     clock,
@@ -86,7 +100,10 @@ export function createServices(deps: {
       throttle,
       audit: auditSink,
       mfa,
+      passkeys: passkeySignIn,
     }),
+    passkeys: createPasskeyService({ db, clock, audit: auditSink, rp }),
+    passkeySignIn,
     /** Close at shutdown (a Redis connection when configured). */
     throttleStore,
     users: createUserService({ db, clock, throttle, audit: auditSink }),

@@ -39,6 +39,9 @@ export type ErrorCode =
   | 'auth.step_up_required'
   | 'auth.step_up_failed'
   | 'auth.step_up_code_required'
+  | 'auth.passkey_invalid'
+  | 'auth.passkey_not_registered'
+  | 'auth.passkey_already_registered'
   // authorization
   | 'policy.forbidden'
   // records

@@ -12,6 +12,7 @@ import { createLogin } from './login.ts';
 import { createLoginMfa } from './login-mfa.ts';
 import { createStepUp } from './step-up.ts';
 import type { MfaService } from '../mfa/service.ts';
+import type { PasskeySignIn } from '../passkeys/sign-in.ts';
 import type { LoginThrottle } from './throttle.ts';
 
 export type { LoginOutcome } from './login.ts';
@@ -27,6 +28,7 @@ export interface AuthDeps {
   throttle: LoginThrottle;
   audit: AuditSink;
   mfa: Pick<MfaService, 'verifySecondFactor' | 'recordFailure'>;
+  passkeys: Pick<PasskeySignIn, 'verifySecondFactor'>;
 }
 
 /** Sessions touch `last_seen_at` at most this often: the idle timeout needs no finer grain. */
