@@ -73,19 +73,14 @@ export function findCredential(db: Kysely<Database>, tenantId: string, credentia
     .executeTakeFirst();
 }
 
-/** The WebAuthn user handle of a user: the one of their passkeys, else a new random one. */
-export async function userHandleOf(
-  db: Kysely<Database>,
-  tenantId: string,
-  userId: string,
-): Promise<string> {
-  const row = await db
-    .selectFrom('user_passkeys')
-    .select('user_handle')
-    .where('tenant_id', '=', tenantId)
-    .where('user_id', '=', userId)
-    .executeTakeFirst();
-  return row?.user_handle ?? randomBytes(32).toString('base64url');
+/**
+ * The WebAuthn user handle of a user: 32 bytes derived from the tenant and user ids, stable
+ * across ceremonies (options and response need the same one) and free of personal data.
+ */
+export function userHandleOf(tenantId: string, userId: string): string {
+  return createHash('sha256')
+    .update(`custos/webauthn-user-handle\u0000${tenantId}\u0000${userId}`, 'utf8')
+    .digest('base64url');
 }
 
 /**

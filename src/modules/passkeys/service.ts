@@ -104,7 +104,7 @@ export function createPasskeyService(deps: PasskeyDeps) {
     });
     return registrationOptions(rp, {
       challenge,
-      userHandle: await userHandleOf(db, actor.tenantId, actor.userId),
+      userHandle: userHandleOf(actor.tenantId, actor.userId),
       userName: user.email,
       displayName: user.name,
       exclude: existing.map((p) => ({
@@ -156,7 +156,7 @@ export function createPasskeyService(deps: PasskeyDeps) {
           tenant_id: actor.tenantId,
           user_id: actor.userId,
           credential_id: credential.credentialId,
-          user_handle: await userHandleOf(db, actor.tenantId, actor.userId),
+          user_handle: userHandleOf(actor.tenantId, actor.userId),
           public_key: credential.publicKey,
           counter: credential.counter,
           transports: JSON.stringify(credential.transports),
