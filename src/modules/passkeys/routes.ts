@@ -1,4 +1,3 @@
-import type { AuthenticationResponseJSON, RegistrationResponseJSON } from '@simplewebauthn/server';
 import { Type, type Static } from '@sinclair/typebox';
 import type { FastifyInstance } from 'fastify';
 import { actorOf, requestMeta } from '../../http/auth.ts';
@@ -21,12 +20,6 @@ import type { PasskeySignIn } from './sign-in.ts';
 
 const tags = ['Passkeys'];
 const base = '/api/v1/auth/passkeys';
-
-/** The body schemas check every field; these casts only name the library's types for them. */
-const asRegistration = (c: Static<typeof RegistrationBody>['credential']) =>
-  c as RegistrationResponseJSON;
-const asAssertion = (c: Static<typeof PasswordlessBody>['credential']) =>
-  c as AuthenticationResponseJSON;
 
 export function registerPasskeyRoutes(
   app: FastifyInstance,
@@ -59,7 +52,7 @@ export function registerPasskeyRoutes(
     async (request, reply) => {
       const body = request.body as Static<typeof RegistrationBody>;
       const view = await passkeys.registrationFinish(actorOf(request), {
-        credential: asRegistration(body.credential),
+        credential: body.credential,
         name: body.name,
       });
       return reply.code(201).send(view);
@@ -141,7 +134,7 @@ export function registerPasskeyRoutes(
     async (request, reply) => {
       const body = request.body as Static<typeof PasswordlessBody>;
       const result = await signIn.passwordlessFinish(
-        { tenant: body.tenant, credential: asAssertion(body.credential) },
+        { tenant: body.tenant, credential: body.credential },
         requestMeta(request),
       );
       return sessionStarted(reply, result);
@@ -176,7 +169,7 @@ export function registerPasskeyRoutes(
     async (request, reply) => {
       const body = request.body as Static<typeof SecondFactorBody>;
       const result = await auth.completeMfaLogin(
-        { mfaToken: body.mfaToken, passkey: asAssertion(body.credential) },
+        { mfaToken: body.mfaToken, passkey: body.credential },
         requestMeta(request),
       );
       return sessionStarted(reply, result);
