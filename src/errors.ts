@@ -41,7 +41,7 @@ export type ErrorCode =
   | 'auth.step_up_code_required'
   | 'auth.passkey_invalid'
   | 'auth.passkey_not_registered'
-  | 'auth.passkey_already_registered'
+  | 'auth.passkey_exists'
   // authorization
   | 'policy.forbidden'
   // records

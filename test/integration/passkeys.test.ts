@@ -269,7 +269,7 @@ describe('registration', () => {
       { credential: auth.register(options) },
       otherTenant.headers,
     );
-    expectProblem(res, 409, 'auth.passkey_already_registered');
+    expectProblem(res, 409, 'auth.passkey_exists');
   });
 
   it('expires a challenge after two minutes', async () => {

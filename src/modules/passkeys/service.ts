@@ -170,7 +170,7 @@ export function createPasskeyService(deps: PasskeyDeps) {
         .execute();
     } catch (error) {
       if (!isUniqueViolation(error)) throw error;
-      throw new AppError('conflict', 'auth.passkey_already_registered', 'credential id taken', {
+      throw new AppError('conflict', 'auth.passkey_exists', 'credential id taken', {
         detail: 'This passkey is already registered.',
         cause: error,
       });
