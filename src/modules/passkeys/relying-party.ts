@@ -139,7 +139,7 @@ export async function checkAssertion(
   stored: { credentialId: string; publicKey: string; userHandle: string },
   userVerification: 'required' | 'preferred',
 ): Promise<{ counter: number } | null> {
-  const handle = response.response.userHandle;
+  const handle = response.response.userHandle ?? undefined;
   // A discoverable credential names its user: it must be the credential's owner.
   if (userVerification === 'required' && handle === undefined) return null;
   if (handle !== undefined && handle !== stored.userHandle) return null;

@@ -14,6 +14,8 @@ import {
   RequestOptions,
   SecondFactorBody,
   SecondFactorOptionsBody,
+  toAuthenticationResponse,
+  toRegistrationResponse,
 } from './schema.ts';
 import type { PasskeyService } from './service.ts';
 import type { PasskeySignIn } from './sign-in.ts';
@@ -52,7 +54,7 @@ export function registerPasskeyRoutes(
     async (request, reply) => {
       const body = request.body as Static<typeof RegistrationBody>;
       const view = await passkeys.registrationFinish(actorOf(request), {
-        credential: body.credential,
+        credential: toRegistrationResponse(body.credential),
         name: body.name,
       });
       return reply.code(201).send(view);
@@ -134,7 +136,7 @@ export function registerPasskeyRoutes(
     async (request, reply) => {
       const body = request.body as Static<typeof PasswordlessBody>;
       const result = await signIn.passwordlessFinish(
-        { tenant: body.tenant, credential: body.credential },
+        { tenant: body.tenant, credential: toAuthenticationResponse(body.credential) },
         requestMeta(request),
       );
       return sessionStarted(reply, result);
@@ -169,7 +171,7 @@ export function registerPasskeyRoutes(
     async (request, reply) => {
       const body = request.body as Static<typeof SecondFactorBody>;
       const result = await auth.completeMfaLogin(
-        { mfaToken: body.mfaToken, passkey: body.credential },
+        { mfaToken: body.mfaToken, passkey: toAuthenticationResponse(body.credential) },
         requestMeta(request),
       );
       return sessionStarted(reply, result);

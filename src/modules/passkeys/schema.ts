@@ -1,4 +1,5 @@
-import { Type, type TString } from '@sinclair/typebox';
+import type { AuthenticationResponseJSON, RegistrationResponseJSON } from '@simplewebauthn/server';
+import { Type, type Static, type TString } from '@sinclair/typebox';
 import { Name, Nullable, Timestamp, Uuid } from '../../http/schemas.ts';
 
 /** base64url without padding, as WebAuthn's JSON encodings send binary values. */
@@ -15,7 +16,12 @@ const Transport = Type.String({ maxLength: 32, pattern: '^[a-z-]+$' });
 /** Extension outputs are not used; accepted (small) so browsers' `toJSON()` passes as is. */
 const ExtensionResults = Type.Object({}, { additionalProperties: true, maxProperties: 16 });
 
-const Attachment = Type.Union([Type.Literal('platform'), Type.Literal('cross-platform')]);
+/** Browsers' own `toJSON()` may send null where the value is unknown. */
+const Attachment = Type.Union([
+  Type.Literal('platform'),
+  Type.Literal('cross-platform'),
+  Type.Null(),
+]);
 
 /** A credential id is at most 1023 bytes (WebAuthn L3): 1364 base64url characters. */
 const CredentialId = B64(1364);
@@ -54,7 +60,7 @@ export const AuthenticationCredential = Type.Object(
         clientDataJSON: B64(8192),
         authenticatorData: B64(65536),
         signature: B64(8192),
-        userHandle: Type.Optional(B64(128)),
+        userHandle: Type.Optional(Nullable(B64(128))),
       },
       { additionalProperties: false },
     ),
@@ -144,3 +150,24 @@ export const PasskeyItem = Type.Object({
     Type.String({ description: '`cloned`: its signature counter went backwards' }),
   ),
 });
+
+/** A validated registration body as the library takes it (nulls dropped). */
+export function toRegistrationResponse(
+  c: Static<typeof RegistrationCredential>,
+): RegistrationResponseJSON {
+  const { authenticatorAttachment, ...rest } = c;
+  return { ...rest, ...(authenticatorAttachment ? { authenticatorAttachment } : {}) };
+}
+
+/** A validated assertion body as the library takes it (nulls dropped). */
+export function toAuthenticationResponse(
+  c: Static<typeof AuthenticationCredential>,
+): AuthenticationResponseJSON {
+  const { authenticatorAttachment, response, ...rest } = c;
+  const { userHandle, ...fields } = response;
+  return {
+    ...rest,
+    response: { ...fields, ...(userHandle ? { userHandle } : {}) },
+    ...(authenticatorAttachment ? { authenticatorAttachment } : {}),
+  };
+}
