@@ -33,6 +33,8 @@ import { loggerOptions } from './http/logging.ts';
 
 /** How long a cached session is trusted when only another process could have changed it. */
 const SESSION_CACHE_TTL_MS = 1_000;
+import { createPasskeyService } from './modules/passkeys/service.ts';
+import { createPasskeySignIn } from './modules/passkeys/sign-in.ts';
 
 /** The composition root: every service built once from its dependencies. */
 export function createServices(deps: {
@@ -48,6 +50,7 @@ export function createServices(deps: {
     | 'mailFrom'
     | 'publicUrl'
     | 'logLevel'
+    | 'webauthnRpId'
   > &
     KeysConfig;
   database: DatabaseHandle;
@@ -99,6 +102,16 @@ export function createServices(deps: {
   });
   const keys = deps.keys ?? createLazyKeyService(deps.config, { clock });
   const mfa = createMfaService({ db, clock, keys, audit: auditSink, throttle });
+  // Passkeys are bound to this RP id and accepted only from this origin.
+  const rp = { name: 'Custos', id: deps.config.webauthnRpId, origin: deps.config.publicUrl };
+  const passkeySignIn = createPasskeySignIn({
+    db,
+    clock,
+    audit: auditSink,
+    throttle,
+    rp,
+    sessionAbsoluteMs: deps.config.sessionAbsoluteMs,
+  });
   return {
     database: deps.database,
     clock,
@@ -125,7 +138,10 @@ export function createServices(deps: {
             maxEntries: 10_000,
           })
         : undefined,
+      passkeys: passkeySignIn,
     }),
+    passkeys: createPasskeyService({ db, clock, audit: auditSink, rp }),
+    passkeySignIn,
     /** Close at shutdown (a Redis connection when configured). */
     throttleStore,
     /** Close at shutdown (after `settled()` to let queued mail leave). */

@@ -87,9 +87,15 @@ const wrongValues: Record<Name, { values: string[]; expected: RegExp }> = {
       'crm.example.com',
       'ftp://crm.example.com',
       'https://crm.example.com/app?x=1',
+      'https://crm.example.com/app',
       'https://u@crm.example.com',
+      'https://',
     ],
-    expected: /origin/,
+    expected: /origin users reach Custos at/,
+  },
+  CUSTOS_WEBAUTHN_RP_ID: {
+    values: ['Example.COM', 'https://localhost', 'local host', '.localhost', 'example.com'],
+    expected: /parent domain/,
   },
 };
 
@@ -128,6 +134,7 @@ describe('loadConfig', () => {
       trustProxy: false,
       ...keyDefaults,
       publicUrl: 'http://localhost:8080',
+      webauthnRpId: 'localhost',
     });
   });
 
@@ -177,6 +184,7 @@ describe('loadConfig', () => {
       ...keyDefaults,
       keyFile: path.resolve('var/custos/root.key'),
       publicUrl: 'http://localhost:0',
+      webauthnRpId: 'localhost',
     });
   });
 
@@ -193,6 +201,31 @@ describe('loadConfig', () => {
     });
     expect(describeConfig(config).smtpUrl).toBe('[redacted]');
     expect(loadConfig({ CUSTOS_PORT: '9000' }).publicUrl).toBe('http://localhost:9000');
+  });
+
+  it('takes the public URL as an origin and the WebAuthn RP id from its host by default', () => {
+    expect(loadConfig({ CUSTOS_PORT: '3000' })).toMatchObject({
+      publicUrl: 'http://localhost:3000',
+      webauthnRpId: 'localhost',
+    });
+    expect(loadConfig({ CUSTOS_PUBLIC_URL: 'https://CRM.Example.com/' })).toMatchObject({
+      publicUrl: 'https://crm.example.com',
+      webauthnRpId: 'crm.example.com',
+    });
+    const parent = loadConfig({
+      CUSTOS_PUBLIC_URL: 'https://crm.example.com:8443',
+      CUSTOS_WEBAUTHN_RP_ID: 'example.com',
+    });
+    expect(parent).toMatchObject({
+      publicUrl: 'https://crm.example.com:8443',
+      webauthnRpId: 'example.com',
+    });
+    // A suffix that is not a parent domain is refused.
+    const error = errorOf({
+      CUSTOS_PUBLIC_URL: 'https://crm.example.com',
+      CUSTOS_WEBAUTHN_RP_ID: 'ample.com',
+    });
+    expect(error.message).toContain('CUSTOS_WEBAUTHN_RP_ID');
   });
 
   it('accepts host names, IPv4 and IPv6 addresses to listen on', () => {

@@ -154,6 +154,17 @@ export const variables = {
       'Keep sign-in throttling counters in Redis, shared by every node (default: the database).',
     secret: true,
   },
+  CUSTOS_PUBLIC_URL: {
+    schema: Type.String({ pattern: '^https?://[^\\s/?#@]+/?$', maxLength: 2048 }),
+    expected: 'the http:// or https:// origin users reach Custos at, e.g. https://crm.example.com',
+    description:
+      'The origin users reach Custos at, used in links sent by mail and as the WebAuthn origin (default http://localhost:<CUSTOS_PORT>).',
+  },
+  CUSTOS_WEBAUTHN_RP_ID: {
+    schema: Type.String({ pattern: '^[a-z0-9]([a-z0-9.-]*[a-z0-9])?$', maxLength: 253 }),
+    expected: 'a lower-case domain name: the host of CUSTOS_PUBLIC_URL or a parent domain of it',
+    description: 'WebAuthn relying party id passkeys are bound to (default: the public URL host).',
+  },
   CUSTOS_AUDIT_CHECKPOINT_EVERY: {
     schema: Type.Integer({ minimum: 1, maximum: 1_000_000 }),
     expected: 'an integer from 1 to 1000000',
@@ -183,12 +194,6 @@ export const variables = {
     expected: 'a sender address such as "Custos <no-reply@crm.example.com>"',
     default: 'Custos <no-reply@localhost>',
     description: 'Sender (From) of the mail Custos sends.',
-  },
-  CUSTOS_PUBLIC_URL: {
-    schema: Type.String({ pattern: '^https?://[^\\s/?#@]+/?$' }),
-    expected: 'the http(s) origin users reach Custos at, e.g. https://crm.example.com',
-    description:
-      'The origin users reach Custos at, used in links sent by mail and as the WebAuthn origin (default http://localhost:<CUSTOS_PORT>).',
   },
 } satisfies Record<string, VariableSpec>;
 
@@ -226,8 +231,10 @@ export interface Config {
   /** Secret (may carry a password). Undefined: mail disabled. */
   smtpUrl: string | undefined;
   mailFrom: string;
-  /** Origin users reach Custos at, without a trailing slash. */
+  /** The origin users reach Custos at, without a trailing slash (`https://crm.example.com`). */
   publicUrl: string;
+  /** WebAuthn relying party id: the host of `publicUrl` or a registrable parent of it. */
+  webauthnRpId: string;
 }
 
 export class ConfigError extends Error {
@@ -270,12 +277,31 @@ export function loadConfig(env: Env = process.env): Readonly<Config> {
     auditCheckpointMs: (read(env, 'CUSTOS_AUDIT_CHECKPOINT_SECONDS') as number) * 1000,
     smtpUrl: read(env, 'CUSTOS_SMTP_URL') as string | undefined,
     mailFrom: read(env, 'CUSTOS_MAIL_FROM') as string,
-    publicUrl: (
-      (read(env, 'CUSTOS_PUBLIC_URL') as string | undefined) ??
-      `http://localhost:${read(env, 'CUSTOS_PORT') as number}`
-    ).replace(/\/+$/, ''),
+    ...readPublicUrl(env),
   };
   return Object.freeze(config);
+}
+
+function readPublicUrl(env: Env): Pick<Config, 'publicUrl' | 'webauthnRpId'> {
+  const given = read(env, 'CUSTOS_PUBLIC_URL') as string | undefined;
+  const raw = given ?? `http://localhost:${read(env, 'CUSTOS_PORT') as number}`;
+  let url: URL;
+  try {
+    url = new URL(raw);
+  } catch {
+    throw new ConfigError(`CUSTOS_PUBLIC_URL is ${JSON.stringify(raw)}; expected a valid URL.`);
+  }
+  const publicUrl = url.origin;
+  const host = url.hostname;
+  const rpId = (read(env, 'CUSTOS_WEBAUTHN_RP_ID') as string | undefined) ?? host;
+  // Browsers accept only the origin's host or a parent domain of it as the RP id.
+  if (rpId !== host && !host.endsWith(`.${rpId}`)) {
+    throw new ConfigError(
+      `CUSTOS_WEBAUTHN_RP_ID is ${JSON.stringify(rpId)}; expected ` +
+        `${variables.CUSTOS_WEBAUTHN_RP_ID.expected} (${JSON.stringify(host)}).`,
+    );
+  }
+  return { publicUrl, webauthnRpId: rpId };
 }
 
 /** The key-management settings (src/modules/keys reads them through this type). */

@@ -48,6 +48,9 @@ export type ErrorCode =
   | 'auth.email_token_used'
   | 'auth.email_token_expired'
   | 'auth.current_password_invalid'
+  | 'auth.passkey_invalid'
+  | 'auth.passkey_not_registered'
+  | 'auth.passkey_exists'
   // authorization
   | 'policy.forbidden'
   // records

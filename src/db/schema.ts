@@ -131,6 +131,50 @@ export interface UserDeviceTable {
   last_seen_at: Timestamp;
 }
 
+/** A WebAuthn credential of a user (see src/modules/passkeys). */
+export interface UserPasskeyTable {
+  id: string;
+  tenant_id: string;
+  user_id: string;
+  /** base64url credential id, unique across tenants. */
+  credential_id: string;
+  /** base64url WebAuthn user handle (random, one per user, no personal data). */
+  user_handle: string;
+  /** base64url COSE public key. */
+  public_key: string;
+  /** The last signature counter seen (unsigned 32-bit). */
+  counter: BigIntColumn;
+  /** JSON array of transport hints. */
+  transports: string;
+  name: string;
+  aaguid: string;
+  created_at: Timestamp;
+  last_used_at: Timestamp | null;
+  /** Set when the credential can no longer sign in (a cloned authenticator was detected). */
+  disabled_at: Timestamp | null;
+  disabled_reason: 'cloned' | null;
+}
+
+export type WebauthnChallengePurpose = 'register' | 'passwordless' | 'second_factor';
+
+/** A ceremony challenge: single use, short-lived, bound to what started it. */
+export interface WebauthnChallengeTable {
+  id: string;
+  /** Hex SHA-256 of the base64url challenge. */
+  challenge_hash: string;
+  purpose: WebauthnChallengePurpose;
+  tenant_id: string;
+  /** Registration and second factor: the user. */
+  user_id: string | null;
+  /** Registration: the session that asked. */
+  session_id: string | null;
+  /** Second factor: the `mfa_challenges` row of the password step. */
+  mfa_challenge_id: string | null;
+  created_at: Timestamp;
+  expires_at: Timestamp;
+  used_at: Timestamp | null;
+}
+
 /** Sign-in failure counters; `expires_at` null: kept until reset. */
 export interface AuthThrottleTable {
   scope: string;
@@ -268,6 +312,8 @@ export interface Database {
   mfa_challenges: MfaChallengeTable;
   auth_links: AuthLinkTable;
   user_devices: UserDeviceTable;
+  user_passkeys: UserPasskeyTable;
+  webauthn_challenges: WebauthnChallengeTable;
   companies: CompanyTable;
   contacts: ContactTable;
   deals: DealTable;

@@ -19,6 +19,7 @@ import { registerUserRoutes } from '../modules/users/routes.ts';
 import { registerSessionRoutes } from '../modules/auth/session-routes.ts';
 import { registerTenantSettingsRoutes } from '../modules/tenant-settings/routes.ts';
 import { registerMfaRoutes } from '../modules/mfa/routes.ts';
+import { registerPasskeyRoutes } from '../modules/passkeys/routes.ts';
 import { registerApiKeyRoutes } from '../modules/api-keys/routes.ts';
 import { registerAuditRoutes } from '../modules/audit/routes.ts';
 import { registerReportRoutes } from '../modules/reports/routes.ts';
@@ -158,6 +159,11 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   registerAuthRoutes(app, services.auth);
   registerAccountRoutes(app, services.account);
   registerMfaRoutes(app, services.mfa, services.clock);
+  registerPasskeyRoutes(app, {
+    passkeys: services.passkeys,
+    signIn: services.passkeySignIn,
+    auth: services.auth,
+  });
   registerUserRoutes(app, services.users);
   registerSessionRoutes(app, services.sessions);
   registerTenantSettingsRoutes(app, services.tenantSettings);

@@ -18,7 +18,14 @@ function map(event: IdentityEvent): Mapped {
       return {
         actor: { kind: 'user', id: event.userId },
         target: { type: 'session', id: event.sessionId },
-        reason: event.mfa === true ? 'mfa' : null,
+        reason:
+          event.passkey === 'passwordless'
+            ? 'passkey'
+            : event.passkey === 'second_factor'
+              ? 'mfa.passkey'
+              : event.mfa === true
+                ? 'mfa'
+                : null,
       };
     case 'auth.login.failed':
       return {
@@ -103,14 +110,44 @@ function map(event: IdentityEvent): Mapped {
       return {
         actor: { kind: 'user', id: event.userId },
         target: { type: 'user', id: event.userId },
-        fields: ['totpSecret'],
+        reason: event.method === 'passkey' ? 'passkey' : null,
+        fields: [event.method === 'passkey' ? 'passkeys' : 'totpSecret'],
       };
     case 'auth.mfa.removed':
       return {
         actor: actorOf(event.by),
         target: { type: 'user', id: event.userId },
         reason: event.proof,
-        fields: ['totpSecret'],
+        fields: [event.method === 'passkey' ? 'passkeys' : 'totpSecret'],
+      };
+    case 'auth.passkey.renamed':
+      return {
+        actor: { kind: 'user', id: event.userId },
+        target: { type: 'passkey', id: event.passkeyId },
+        fields: ['name'],
+      };
+    case 'auth.passkey.failed':
+      return {
+        actor:
+          event.stage === 'register' && event.userId !== null
+            ? { kind: 'user', id: event.userId }
+            : { kind: 'anonymous', id: null },
+        target:
+          event.passkeyId !== null
+            ? { type: 'passkey', id: event.passkeyId }
+            : event.userId === null
+              ? null
+              : { type: 'user', id: event.userId },
+        outcome: 'failure',
+        reason: `${event.stage}.${event.reason}`,
+      };
+    case 'auth.passkey.clone_detected':
+      return {
+        actor: { kind: 'system', id: 'passkey-counter' },
+        target: { type: 'passkey', id: event.passkeyId },
+        outcome: 'failure',
+        reason: 'cloned',
+        fields: ['disabledAt'],
       };
     case 'auth.mfa.failed':
       return {

@@ -13,6 +13,8 @@ export type MfaFailureReason =
   | 'bad_code'
   | 'replayed'
   | 'bad_recovery_code'
+  /** The passkey assertion was refused (`auth.passkey.failed` tells why). */
+  | 'bad_passkey'
   | 'bad_password'
   | 'locked'
   | 'address_blocked'
@@ -21,6 +23,25 @@ export type MfaFailureReason =
 /** Why a step-up was refused; the client sees `auth.step_up_failed` for all of them. */
 export type StepUpFailureReason =
   'bad_password' | 'bad_code' | 'replayed' | 'locked' | 'address_blocked';
+
+/**
+ * Why a passkey ceremony was refused. Clients see one answer for all of them
+ * (`auth.passkey_invalid`); the audit log tells them apart.
+ */
+export type PasskeyFailureReason =
+  /** The challenge is unknown, expired, spent or was issued for something else. */
+  | 'challenge_invalid'
+  /** No credential with this id in the tenant (or it belongs to another user). */
+  | 'unknown_credential'
+  /** The credential was disabled (a clone was detected earlier). */
+  | 'credential_disabled'
+  /** Signature, origin, RP id, flags or encoding wrong. */
+  | 'bad_response'
+  /** The signature counter did not increase: a cloned authenticator. */
+  | 'cloned'
+  | 'locked'
+  | 'address_blocked'
+  | 'disabled';
 
 export type SessionRevokedReason =
   | 'idle_timeout'
@@ -53,6 +74,8 @@ export type IdentityEvent =
       sessionId: string;
       /** True when a second factor completed the sign-in. */
       mfa?: boolean;
+      /** A passkey signed in alone (`passwordless`) or as the second factor. */
+      passkey?: 'passwordless' | 'second_factor';
     })
   | (Base & {
       type: 'auth.login.failed';
@@ -120,15 +143,43 @@ export type IdentityEvent =
     })
   | (Base & { type: 'auth.email.changed'; tenantId: string; userId: string; by: string })
   | (Base & { type: 'auth.password.rehashed'; tenantId: string; userId: string })
-  | (Base & { type: 'auth.mfa.enrolled'; tenantId: string; userId: string; method: 'totp' })
+  | (Base & {
+      type: 'auth.mfa.enrolled';
+      tenantId: string;
+      userId: string;
+      method: 'totp' | 'passkey';
+      /** The passkey's id (method `passkey`). */
+      passkeyId?: string;
+    })
   | (Base & {
       type: 'auth.mfa.removed';
       tenantId: string;
       userId: string;
-      method: 'totp';
+      method: 'totp' | 'passkey';
+      passkeyId?: string;
       by: string;
-      /** What the user proved to remove it. */
-      proof: 'code' | 'password';
+      /** What the user proved to remove it (a passkey: a fresh sign-in or step-up). */
+      proof: 'code' | 'password' | 'step_up';
+    })
+  | (Base & { type: 'auth.passkey.renamed'; tenantId: string; userId: string; passkeyId: string })
+  | (Base & {
+      type: 'auth.passkey.failed';
+      /** Null when the tenant is unknown. */
+      tenantId: string | null;
+      /** Null when no user could be told (unknown credential). */
+      userId: string | null;
+      passkeyId: string | null;
+      stage: 'register' | 'passwordless' | 'second_factor';
+      reason: PasskeyFailureReason;
+    })
+  | (Base & {
+      type: 'auth.passkey.clone_detected';
+      tenantId: string;
+      userId: string;
+      passkeyId: string;
+      /** The counter stored from the last accepted use, and the one presented now. */
+      storedCounter: number;
+      presentedCounter: number;
     })
   | (Base & {
       type: 'auth.mfa.failed';

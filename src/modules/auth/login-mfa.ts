@@ -1,3 +1,4 @@
+import type { AuthenticationResponseJSON } from '@simplewebauthn/server';
 import type { Kysely } from 'kysely';
 import type { Clock } from '../../clock.ts';
 import type { RequestMeta } from '../../core/policy/index.ts';
@@ -5,6 +6,8 @@ import type { Database } from '../../db/schema.ts';
 import { AppError } from '../../errors.ts';
 import { hashToken } from '../identity/tokens.ts';
 import { invalidCode, type MfaService, type SecondFactor } from '../mfa/service.ts';
+import { passkeyInvalid } from '../passkeys/errors.ts';
+import type { PasskeySignIn } from '../passkeys/sign-in.ts';
 import type { AuditSink, MfaFailureReason } from './events.ts';
 import { startSession, type LoginResult } from './start-session.ts';
 import { lockoutEvent, type LoginThrottle } from './throttle.ts';
@@ -16,45 +19,55 @@ export interface LoginMfaDeps {
   throttle: LoginThrottle;
   audit: AuditSink;
   mfa: Pick<MfaService, 'verifySecondFactor' | 'recordFailure'>;
+  passkeys: Pick<PasskeySignIn, 'verifySecondFactor'>;
 }
+
+/** A TOTP code, a recovery code, or a passkey assertion (see src/modules/passkeys). */
+export type LoginSecondFactor = SecondFactor | { passkey: AuthenticationResponseJSON };
 
 const challengeInvalid = () =>
   new AppError('unauthenticated', 'auth.mfa_challenge_invalid', 'unknown or spent mfa token', {
     detail: 'The sign-in has expired or was already completed. Sign in again.',
   });
 
+/** The sign-in an `mfaToken` is pending for, with its user; unknown, spent or expired throw. */
+export async function pendingMfaChallenge(db: Kysely<Database>, clock: Clock, mfaToken: string) {
+  const row = await db
+    .selectFrom('mfa_challenges')
+    .innerJoin('users', 'users.id', 'mfa_challenges.user_id')
+    .select([
+      'mfa_challenges.id as challenge_id',
+      'mfa_challenges.expires_at',
+      'mfa_challenges.used_at',
+      'users.id',
+      'users.tenant_id',
+      'users.email',
+      'users.name',
+      'users.role',
+      'users.status',
+    ])
+    .where('mfa_challenges.token_hash', '=', hashToken(mfaToken))
+    .executeTakeFirst();
+  if (!row || row.used_at !== null || clock.now().getTime() >= Date.parse(row.expires_at)) {
+    throw challengeInvalid();
+  }
+  return row;
+}
+
 /**
- * The second step of a sign-in with TOTP: the `mfaToken` from the password step and a code (or
- * a recovery code). A wrong code counts as a failed sign-in in the account's throttle, so codes
- * cannot be guessed faster than passwords; the token stays usable until it expires or succeeds.
+ * The second step of a sign-in with TOTP or a passkey: the `mfaToken` from the password step and
+ * a code, a recovery code or a passkey assertion. A wrong one counts as a failed sign-in in the
+ * account's throttle, so codes cannot be guessed faster than passwords; the token stays usable
+ * until it expires or succeeds.
  */
 export function createLoginMfa(deps: LoginMfaDeps) {
   const { db, clock, throttle, audit } = deps;
 
   return async function completeLogin(
-    input: { mfaToken: string } & SecondFactor,
+    input: { mfaToken: string } & LoginSecondFactor,
     meta: RequestMeta,
   ): Promise<LoginResult> {
-    const now = clock.now();
-    const row = await db
-      .selectFrom('mfa_challenges')
-      .innerJoin('users', 'users.id', 'mfa_challenges.user_id')
-      .select([
-        'mfa_challenges.id as challenge_id',
-        'mfa_challenges.expires_at',
-        'mfa_challenges.used_at',
-        'users.id',
-        'users.tenant_id',
-        'users.email',
-        'users.name',
-        'users.role',
-        'users.status',
-      ])
-      .where('mfa_challenges.token_hash', '=', hashToken(input.mfaToken))
-      .executeTakeFirst();
-    if (!row || row.used_at !== null || now.getTime() >= Date.parse(row.expires_at)) {
-      throw challengeInvalid();
-    }
+    const row = await pendingMfaChallenge(db, clock, input.mfaToken);
     const who = { tenantId: row.tenant_id, userId: row.id };
     // Counted as a failure before the code is checked, as passwords are (see throttle.ts).
     const claimed = await throttle.claim(meta.ip, row.id);
@@ -62,14 +75,20 @@ export function createLoginMfa(deps: LoginMfaDeps) {
       await deps.mfa.recordFailure(who, meta, 'login', reason);
       const locked = lockoutEvent(claimed, who, meta, clock.now().toISOString());
       if (locked) await audit.record(locked);
-      return invalidCode('unauthenticated');
+      return 'passkey' in input
+        ? passkeyInvalid('unauthenticated')
+        : invalidCode('unauthenticated');
     };
     if (claimed.addressBlocked) throw await fail('address_blocked');
     if (claimed.account?.admitted === false) throw await fail('locked');
     if (row.status !== 'active') throw await fail('disabled');
-    const factor: SecondFactor =
-      'recoveryCode' in input ? { recoveryCode: input.recoveryCode } : { code: input.code };
-    const outcome = await deps.mfa.verifySecondFactor(who, factor);
+    const outcome =
+      'passkey' in input
+        ? await verifyPasskey(input.passkey)
+        : await deps.mfa.verifySecondFactor(
+            who,
+            'recoveryCode' in input ? { recoveryCode: input.recoveryCode } : { code: input.code },
+          );
     if (!outcome.ok) throw await fail(outcome.reason);
 
     // Single use: of two requests racing with one token, only the first gets a session.
@@ -93,6 +112,15 @@ export function createLoginMfa(deps: LoginMfaDeps) {
         remaining: outcome.remaining,
       });
     }
-    return startSession(deps, row, meta, { mfa: true });
+    const passkey = outcome.method === 'passkey' ? 'second_factor' : undefined;
+    return startSession(deps, row, meta, { mfa: true, ...(passkey ? { passkey } : {}) });
+
+    async function verifyPasskey(response: AuthenticationResponseJSON) {
+      const challenge = { id: row.challenge_id, tenantId: row.tenant_id, userId: row.id };
+      const checked = await deps.passkeys.verifySecondFactor(challenge, response, meta);
+      return checked.ok
+        ? ({ ok: true, method: 'passkey' } as const)
+        : ({ ok: false, reason: 'bad_passkey' } as const);
+    }
   };
 }

@@ -12,6 +12,7 @@ import {
 } from '../identity/passwords.ts';
 import { normalizeEmail } from '../identity/normalize.ts';
 import { hashToken, newToken } from '../identity/tokens.ts';
+import { userHasPasskey } from '../passkeys/repository.ts';
 import type { AuditSink, LoginFailureReason } from './events.ts';
 import { startSession, type LoginResult } from './start-session.ts';
 import { lockoutEvent, type LoginThrottle } from './throttle.ts';
@@ -24,7 +25,10 @@ export interface LoginDeps {
   audit: AuditSink;
 }
 
-/** A session, or (TOTP enabled) a challenge to complete with `POST /auth/login/mfa`. */
+/**
+ * A session, or (TOTP or a passkey) a challenge to complete with `POST /auth/login/mfa` or
+ * `POST /auth/passkeys/login/mfa`.
+ */
 export type LoginOutcome =
   | ({ mfaRequired: false } & LoginResult)
   | { mfaRequired: true; mfaToken: string; expiresAt: string };
@@ -131,7 +135,8 @@ export function createLogin(deps: LoginDeps) {
       });
     }
 
-    if (user.totp_user_id != null) {
+    // The lead replaces this with `hasSecondFactor` (src/modules/mfa/factors.ts) when merging.
+    if (user.totp_user_id != null || (await userHasPasskey(db, user.tenant_id, user.id))) {
       // The password was right but the second factor is still owed: no session yet, and the
       // account's failure count stands until the code is right too (else each right password
       // would hand a code guesser a fresh allowance).

@@ -15,7 +15,7 @@ const LoginBody = Type.Object(
   { additionalProperties: false },
 );
 
-const SessionInfo = Type.Object({
+export const SessionInfo = Type.Object({
   user: Type.Object({
     id: Type.String(),
     email: Type.String(),
@@ -78,7 +78,8 @@ const Me = Type.Object({
   via: Type.Union([Type.Literal('user'), Type.Literal('api_key'), Type.Literal('system')]),
 });
 
-function sessionStarted(reply: FastifyReply, result: LoginResult) {
+/** Sets the session cookie of a new sign-in and answers with `SessionInfo`. */
+export function sessionStarted(reply: FastifyReply, result: LoginResult) {
   void reply.setCookie(SESSION_COOKIE, result.token, {
     path: '/',
     httpOnly: true,

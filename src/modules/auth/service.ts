@@ -12,6 +12,7 @@ import { createLogin } from './login.ts';
 import { createLoginMfa } from './login-mfa.ts';
 import { createStepUp } from './step-up.ts';
 import type { MfaService } from '../mfa/service.ts';
+import type { PasskeySignIn } from '../passkeys/sign-in.ts';
 import type { LoginThrottle } from './throttle.ts';
 import type { SessionCache } from './session-cache.ts';
 
@@ -30,6 +31,7 @@ export interface AuthDeps {
   mfa: Pick<MfaService, 'verifySecondFactor' | 'recordFailure'>;
   /** SQLite only: session rows kept between requests (see session-cache.ts). */
   sessionCache?: SessionCache<SessionRow> | undefined;
+  passkeys: Pick<PasskeySignIn, 'verifySecondFactor'>;
 }
 
 /** Sessions touch `last_seen_at` at most this often: the idle timeout needs no finer grain. */

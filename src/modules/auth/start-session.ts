@@ -18,7 +18,7 @@ export async function startSession(
   deps: { db: Kysely<Database>; clock: Clock; audit: AuditSink; sessionAbsoluteMs: number },
   user: LoginResult['user'],
   meta: RequestMeta,
-  options: { mfa: boolean },
+  options: { mfa: boolean; passkey?: 'passwordless' | 'second_factor' },
 ): Promise<LoginResult> {
   const now = deps.clock.now();
   const token = newToken();
@@ -58,6 +58,7 @@ export async function startSession(
     userId: user.id,
     sessionId,
     ...(options.mfa ? { mfa: true } : {}),
+    ...(options.passkey ? { passkey: options.passkey } : {}),
   });
   return {
     token,
