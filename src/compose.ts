@@ -99,6 +99,7 @@ export function createServices(deps: {
     tenantSettings: createTenantSettingsService({
       db,
       clock,
+      audit: auditLog,
       sessionIdleMs: deps.config.sessionIdleMs,
       sessionAbsoluteMs: deps.config.sessionAbsoluteMs,
     }),

@@ -39,6 +39,7 @@ export type ErrorCode =
   | 'auth.step_up_required'
   | 'auth.step_up_failed'
   | 'auth.step_up_code_required'
+  | 'auth.mfa_enrolment_required'
   // authorization
   | 'policy.forbidden'
   // records

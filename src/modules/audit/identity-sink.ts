@@ -101,6 +101,13 @@ function map(event: IdentityEvent): Mapped {
         target: { type: 'user', id: event.userId },
         fields: ['recoveryCodes'],
       };
+    case 'auth.mfa.recovery_codes_regenerated':
+      return {
+        actor: { kind: 'user', id: event.userId },
+        target: { type: 'user', id: event.userId },
+        reason: 'regenerated',
+        fields: ['recoveryCodes'],
+      };
   }
 }
 
