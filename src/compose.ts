@@ -8,6 +8,7 @@ import { createAuditService } from './modules/audit/service.ts';
 import type { AuditSink } from './modules/auth/events.ts';
 import { createAuthService } from './modules/auth/service.ts';
 import { createSessionService } from './modules/auth/sessions.ts';
+import { createAuthPurge } from './modules/auth/purge.ts';
 import { createTenantSettingsService } from './modules/tenant-settings/service.ts';
 import { createLoginThrottle } from './modules/auth/throttle.ts';
 import { createRedisThrottleStore } from './modules/auth/throttle-redis-store.ts';
@@ -87,6 +88,8 @@ export function createServices(deps: {
       audit: auditSink,
       mfa,
     }),
+    /** Deletes expired challenges, sessions and counters; server.ts runs it periodically. */
+    authPurge: createAuthPurge({ db, clock }),
     /** Close at shutdown (a Redis connection when configured). */
     throttleStore,
     users: createUserService({ db, clock, throttle, audit: auditSink }),
