@@ -1,6 +1,7 @@
 import type { Kysely } from 'kysely';
 import type { Clock } from '../../clock.ts';
 import type { Database } from '../../db/schema.ts';
+import { DECOY_PREFIX } from './throttle.ts';
 
 /**
  * How long an ended session row is kept: for a day its cookie still earns the precise answer
@@ -20,8 +21,9 @@ export interface PurgeResult {
 /**
  * Deletes authentication rows nobody can use any more: sign-in challenges past their five
  * minutes (used or not), sessions ended (revoked, or past their absolute end) more than a day
- * ago, and per-address throttle counters past their expiry. Account counters stay: they carry
- * the consecutive failures that lengthen lockouts until a success or an administrator resets them.
+ * ago, per-address throttle counters past their expiry and decoy account counters (unknown users,
+ * see throttle.ts) untouched for two days. Real account counters stay: they carry the consecutive
+ * failures that lengthen lockouts until a success or an administrator resets them.
  */
 export function createAuthPurge(deps: { db: Kysely<Database>; clock: Clock }) {
   return async function purgeExpiredAuthRows(): Promise<PurgeResult> {
@@ -36,10 +38,19 @@ export function createAuthPurge(deps: { db: Kysely<Database>; clock: Clock }) {
       .deleteFrom('sessions')
       .where((eb) => eb.or([eb('expires_at', '<=', ended), eb('revoked_at', '<=', ended)]))
       .executeTakeFirst();
+    const stale = new Date(now.getTime() - 2 * 24 * 3_600_000).toISOString();
     const counters = await deps.db
       .deleteFrom('auth_throttle')
-      .where('scope', '=', 'address')
-      .where('expires_at', '<=', at)
+      .where((eb) =>
+        eb.or([
+          eb.and([eb('scope', '=', 'address'), eb('expires_at', '<=', at)]),
+          eb.and([
+            eb('scope', '=', 'account'),
+            eb('key', 'like', `${DECOY_PREFIX}%`),
+            eb('last_at', '<=', stale),
+          ]),
+        ]),
+      )
       .executeTakeFirst();
     return {
       mfaChallenges: Number(challenges.numDeletedRows),
