@@ -13,6 +13,7 @@
  * (default 32), BENCH_SAMPLES (timing samples per kind, default 150), BENCH_USERS (default 4000).
  */
 import { spawn, type ChildProcess } from 'node:child_process';
+import os from 'node:os';
 import path from 'node:path';
 import readline from 'node:readline';
 import { fileURLToPath } from 'node:url';
@@ -171,6 +172,10 @@ try {
     `  sign-ins/s (200)     ${f(result['2xx'] / DURATION_S, 1)}`,
     `  latency p50 / p99    ${f(result.latency.p50, 0)} ms ${f(result.latency.p99, 0)} ms`,
     `  errors / timeouts    ${f(result.errors, 0)} ${f(result.timeouts, 0)}`,
+    `  machine              ${os.availableParallelism()} CPUs, load average ${os
+      .loadavg()
+      .map((l) => l.toFixed(1))
+      .join(' / ')} (1/5/15 min; numbers above ~CPUs mean other work shares the cores)`,
     `  event loop delay     max ${loop.maxMs.toFixed(2)} ms, p99 ${loop.p99Ms.toFixed(2)} ms, mean ${loop.meanMs.toFixed(2)} ms (goal: max < 20 ms) ${loop.maxMs < 20 ? 'OK' : 'OVER'}`,
   ];
   const samples = await timing(server);

@@ -1,10 +1,6 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type {} from '@fastify/cookie';
-import {
-  requireSecondFactorEnrolled,
-  type Actor,
-  type RequestMeta,
-} from '../core/policy/index.ts';
+import { requireSecondFactorEnrolled, type Actor, type RequestMeta } from '../core/policy/index.ts';
 import { AppError } from '../errors.ts';
 import type { AuthService } from '../modules/auth/service.ts';
 import { csrfTokenFor, safeEqual } from '../modules/identity/tokens.ts';

@@ -87,7 +87,11 @@ describe('purge of expired authentication rows', () => {
     expect(await count('sessions', gone.userId)).toBe(0);
     // Never revoked (nobody came back after the idle timeout): kept a day past its absolute end.
     expect(await count('sessions', idle.userId)).toBe(1);
-    const me = await ctx.app.inject({ method: 'GET', url: '/api/v1/auth/me', headers: live.headers });
+    const me = await ctx.app.inject({
+      method: 'GET',
+      url: '/api/v1/auth/me',
+      headers: live.headers,
+    });
     expect(me.statusCode).toBe(200);
     ctx.clock.advance(12 * HOUR);
     await ctx.services.authPurge();
@@ -105,8 +109,7 @@ describe('purge of expired authentication rows', () => {
       payload: { tenant: owner.tenant, email: owner.email, password: 'not the password at all' },
     });
     expect(wrong.statusCode).toBe(401);
-    const rows = () =>
-      db().selectFrom('auth_throttle').select(['scope', 'key']).execute();
+    const rows = () => db().selectFrom('auth_throttle').select(['scope', 'key']).execute();
     expect((await rows()).some((r) => r.scope === 'address')).toBe(true);
     ctx.clock.advance(49 * HOUR);
     const result = await ctx.services.authPurge();

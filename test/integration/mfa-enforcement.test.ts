@@ -2,7 +2,12 @@ import { Secret, TOTP } from 'otpauth';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { FRESH_AUTH_MS } from '../../src/core/policy/index.ts';
 import { hasSecondFactor } from '../../src/modules/mfa/factors.ts';
-import { createTestContext, sessionCookie, type Session, type TestContext } from '../helpers/context.ts';
+import {
+  createTestContext,
+  sessionCookie,
+  type Session,
+  type TestContext,
+} from '../helpers/context.ts';
 
 let ctx: TestContext;
 const STEP = 30_000;
@@ -83,7 +88,11 @@ describe('second-factor requirement', () => {
     const again = await ctx.app.inject({
       method: 'POST',
       url: '/api/v1/auth/login',
-      payload: { tenant: member.tenant, email: member.email, password: 'correct horse battery staple' },
+      payload: {
+        tenant: member.tenant,
+        email: member.email,
+        password: 'correct horse battery staple',
+      },
     });
     expect(again.json()).toMatchObject({ mfaEnrolmentRequired: true });
 

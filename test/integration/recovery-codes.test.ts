@@ -99,11 +99,7 @@ describe('recovery codes', () => {
         count: 10,
       }),
     ]);
-    expectCode(
-      await signInWithRecoveryCode(user, old[0] ?? ''),
-      401,
-      'auth.mfa_invalid_code',
-    );
+    expectCode(await signInWithRecoveryCode(user, old[0] ?? ''), 401, 'auth.mfa_invalid_code');
     expect((await signInWithRecoveryCode(user, fresh[0] ?? '')).statusCode).toBe(200);
     const rows = await ctx.database.handle.db
       .selectFrom('user_recovery_codes')

@@ -16,7 +16,10 @@ async function closedPort(): Promise<number> {
 
 async function redisAnswers(port: number): Promise<boolean> {
   try {
-    return execFileSync('redis-cli', ['-p', String(port), 'ping'], { encoding: 'utf8' }).trim() === 'PONG';
+    return (
+      execFileSync('redis-cli', ['-p', String(port), 'ping'], { encoding: 'utf8' }).trim() ===
+      'PONG'
+    );
   } catch {
     return false;
   }
@@ -54,7 +57,10 @@ async function contextWithRedis(url: string) {
   return { ctx, signIn };
 }
 
-function expectUnavailable(ctx: TestContext, res: Awaited<ReturnType<TestContext['app']['inject']>>) {
+function expectUnavailable(
+  ctx: TestContext,
+  res: Awaited<ReturnType<TestContext['app']['inject']>>,
+) {
   expect(res.statusCode).toBe(503);
   expect(res.headers['content-type']).toContain('application/problem+json');
   const body = res.json<{ code: string; instance: string; detail: string }>();

@@ -3,9 +3,7 @@ import { isRole, type Actor, type Role } from './actor.ts';
 
 /** A tenant's rule for second factors: nobody, everyone, or the roles listed. */
 export type MfaRequirement =
-  | { mode: 'off' }
-  | { mode: 'all' }
-  | { mode: 'roles'; roles: readonly Role[] };
+  { mode: 'off' } | { mode: 'all' } | { mode: 'roles'; roles: readonly Role[] };
 
 /**
  * The requirement as stored (`tenant_settings.mfa_required`, `mfa_required_roles`); a missing

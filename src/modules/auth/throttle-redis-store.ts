@@ -66,7 +66,8 @@ export function createRedisThrottleStore(url: string, prefix = 'custos:throttle:
       { detail: 'Sign-in is unavailable for a moment. Try again shortly.', cause: error },
     );
   };
-  const guarded = <A extends unknown[], R>(fn: (...args: A) => Promise<R>) =>
+  const guarded =
+    <A extends unknown[], R>(fn: (...args: A) => Promise<R>) =>
     async (...args: A): Promise<R> => {
       try {
         return await fn(...args);
@@ -115,10 +116,10 @@ export function createRedisThrottleStore(url: string, prefix = 'custos:throttle:
     },
   };
   return {
-    claimAccount: guarded(store.claimAccount),
-    resetAccount: guarded(store.resetAccount),
-    claimAddress: guarded(store.claimAddress),
-    releaseAddress: guarded(store.releaseAddress),
-    close: store.close,
+    claimAccount: guarded((key, now, rule) => store.claimAccount(key, now, rule)),
+    resetAccount: guarded((key) => store.resetAccount(key)),
+    claimAddress: guarded((key, now, limit, ttlMs) => store.claimAddress(key, now, limit, ttlMs)),
+    releaseAddress: guarded((key) => store.releaseAddress(key)),
+    close: () => store.close(),
   };
 }

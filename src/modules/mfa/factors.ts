@@ -11,7 +11,9 @@ import type { Database } from '../../db/schema.ts';
  * (`hasSecondFactor`, the session lookup, API keys, sign-in) follows.
  */
 export function secondFactorExists(userId: RawBuilder<unknown>): RawBuilder<boolean | number> {
-  return sql<boolean | number>`exists (select 1 from user_totp where user_totp.user_id = ${userId} and user_totp.status = 'active')`;
+  return sql<
+    boolean | number
+  >`exists (select 1 from user_totp where user_totp.user_id = ${userId} and user_totp.status = 'active')`;
 }
 
 /** `secondFactorExists` over a column, e.g. `secondFactorColumn('sessions.user_id')`. */

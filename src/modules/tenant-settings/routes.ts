@@ -7,14 +7,11 @@ import type { TenantSettingsPatch, TenantSettingsService } from './service.ts';
 const IdleMinutes = Type.Integer({ minimum: 5, maximum: 1440 });
 const AbsoluteHours = Type.Integer({ minimum: 1, maximum: 168 });
 
-const MfaRequired = Type.Union(
-  [Type.Literal('off'), Type.Literal('all'), Type.Literal('roles')],
-  {
-    description:
-      'Who must have a second factor: nobody, everyone, or the roles in mfaRequiredRoles. ' +
-      'Users it covers who have none are held to enrolment at their next request.',
-  },
-);
+const MfaRequired = Type.Union([Type.Literal('off'), Type.Literal('all'), Type.Literal('roles')], {
+  description:
+    'Who must have a second factor: nobody, everyone, or the roles in mfaRequiredRoles. ' +
+    'Users it covers who have none are held to enrolment at their next request.',
+});
 const MfaRoles = Type.Array(RoleSchema, { maxItems: 4, uniqueItems: true });
 
 const Settings = Type.Object({
