@@ -9,6 +9,7 @@ import type { AuditSink } from './modules/auth/events.ts';
 import { createAuthService } from './modules/auth/service.ts';
 import { createSessionService } from './modules/auth/sessions.ts';
 import { affectsSessions, createSessionCache } from './modules/auth/session-cache.ts';
+import { createAuthPurge } from './modules/auth/purge.ts';
 import { createTenantSettingsService } from './modules/tenant-settings/service.ts';
 import { createLoginThrottle } from './modules/auth/throttle.ts';
 import { createRedisThrottleStore } from './modules/auth/throttle-redis-store.ts';
@@ -142,6 +143,8 @@ export function createServices(deps: {
     }),
     passkeys: createPasskeyService({ db, clock, audit: auditSink, rp }),
     passkeySignIn,
+    /** Deletes expired challenges, sessions and counters; server.ts runs it periodically. */
+    authPurge: createAuthPurge({ db, clock }),
     /** Close at shutdown (a Redis connection when configured). */
     throttleStore,
     /** Close at shutdown (after `settled()` to let queued mail leave). */
@@ -165,6 +168,7 @@ export function createServices(deps: {
     tenantSettings: createTenantSettingsService({
       db,
       clock,
+      audit: auditLog,
       sessionIdleMs: deps.config.sessionIdleMs,
       sessionAbsoluteMs: deps.config.sessionAbsoluteMs,
     }),

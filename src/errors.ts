@@ -51,6 +51,7 @@ export type ErrorCode =
   | 'auth.passkey_invalid'
   | 'auth.passkey_not_registered'
   | 'auth.passkey_exists'
+  | 'auth.mfa_enrolment_required'
   // authorization
   | 'policy.forbidden'
   // records

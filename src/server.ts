@@ -6,6 +6,7 @@ import { buildApp } from './http/app.ts';
 import { countTenants } from './modules/tenants/service.ts';
 import { AppError } from './errors.ts';
 import { assertKeysUsable, openKeys } from './modules/keys/open.ts';
+import { startAuthPurge } from './modules/auth/purge.ts';
 
 /** config -> dependencies -> app.listen() */
 async function main() {
@@ -37,8 +38,10 @@ async function main() {
         'CUSTOS_SETUP_PASSWORD=... npx custos setup --tenant <slug> --name "<organisation>" --email <owner e-mail>',
     );
   }
+  const stopPurge = startAuthPurge(services.authPurge, { log: app.log });
   const stop = async (signal: string) => {
     app.log.info({ signal }, 'shutting down');
+    await stopPurge();
     await app.close();
     await services.throttleStore.close();
     await services.mailer.settled();

@@ -55,8 +55,14 @@ export interface TenantSettingsTable {
   session_idle_minutes: number | null;
   /** 1..168 */
   session_absolute_hours: number | null;
+  /** Who must have a second factor (migration 0010). */
+  mfa_required: ColumnType<MfaRequiredMode, MfaRequiredMode | undefined, MfaRequiredMode>;
+  /** With `roles`: the roles, comma-separated. */
+  mfa_required_roles: ColumnType<string, string | undefined, string>;
   updated_at: Timestamp;
 }
+
+export type MfaRequiredMode = 'off' | 'all' | 'roles';
 
 export interface ApiKeyTable {
   id: string;

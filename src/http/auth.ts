@@ -1,6 +1,6 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type {} from '@fastify/cookie';
-import type { Actor, RequestMeta } from '../core/policy/index.ts';
+import { requireSecondFactorEnrolled, type Actor, type RequestMeta } from '../core/policy/index.ts';
 import { AppError } from '../errors.ts';
 import type { AuthService } from '../modules/auth/service.ts';
 import { csrfTokenFor, safeEqual } from '../modules/identity/tokens.ts';
@@ -15,6 +15,11 @@ declare module 'fastify' {
   interface FastifyContextConfig {
     /** Reachable without a session or API key. */
     public?: boolean;
+    /**
+     * Reachable by a session that must still enrol a second factor (the tenant requires one):
+     * enrolment itself, step-up, the user's own session information and sign-out.
+     */
+    mfaEnrolment?: boolean;
   }
 }
 
@@ -89,6 +94,7 @@ export function registerAuthentication(app: FastifyInstance, auth: AuthService) 
         );
       }
       request.actor = await auth.actorFromApiKey(match[1], meta);
+      requireSecondFactorEnrolled(request.actor, false);
       return;
     }
     const token = request.cookies[SESSION_COOKIE];
@@ -99,5 +105,6 @@ export function registerAuthentication(app: FastifyInstance, auth: AuthService) 
     }
     request.actor = await auth.actorFromSession(token, meta);
     checkCsrf(request, token);
+    requireSecondFactorEnrolled(request.actor, request.routeOptions.config.mfaEnrolment === true);
   });
 }

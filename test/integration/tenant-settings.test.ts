@@ -38,6 +38,8 @@ describe('tenant settings', () => {
     expect(res.json()).toEqual({
       sessionIdleMinutes: null,
       sessionAbsoluteHours: null,
+      mfaRequired: 'off',
+      mfaRequiredRoles: [],
       defaults: { sessionIdleMinutes: 30, sessionAbsoluteHours: 12 },
     });
   });

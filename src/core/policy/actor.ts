@@ -16,6 +16,11 @@ export type Actor =
       sessionId: string;
       /** When the session last proved its user (sign-in or step-up); null for older sessions. */
       authenticatedAt: string | null;
+      /**
+       * The tenant requires a second factor of this user, who has none: only enrolment is
+       * open (see `requireSecondFactorEnrolled`). Absent means false.
+       */
+      mfaEnrolmentRequired?: boolean;
       request: RequestMeta;
     }
   | {
@@ -25,6 +30,8 @@ export type Actor =
       userId: string;
       role: Role;
       apiKeyId: string;
+      /** The key's creator must enrol a second factor and has none: the key is refused. */
+      mfaEnrolmentRequired?: boolean;
       request: RequestMeta;
     }
   | {

@@ -7,6 +7,7 @@ import * as m0005 from './0005-tenant-settings.ts';
 import * as m0006 from './0006-session-authenticated-at.ts';
 import * as m0009 from './0009-password-reset.ts';
 import * as m0008 from './0008-passkeys.ts';
+import * as m0010 from './0010-mfa-enforcement.ts';
 
 /** Every migration, in order. Names are permanent once released: add, never rename. */
 export const migrations: Record<string, Migration> = {
@@ -18,4 +19,5 @@ export const migrations: Record<string, Migration> = {
   '0006-session-authenticated-at': m0006,
   '0009-password-reset': m0009,
   '0008-passkeys': m0008,
+  '0010-mfa-enforcement': m0010,
 };

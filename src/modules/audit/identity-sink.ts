@@ -178,13 +178,27 @@ function map(event: IdentityEvent): Mapped {
         target: { type: 'user', id: event.userId },
         fields: ['recoveryCodes'],
       };
+    case 'auth.mfa.recovery_codes_regenerated':
+      return {
+        actor: { kind: 'user', id: event.userId },
+        target: { type: 'user', id: event.userId },
+        reason: 'regenerated',
+        fields: ['recoveryCodes'],
+      };
   }
 }
+
+/** The tenant id of the decoy append below: a UUID no tenant can have (all-zero v7). */
+export const DECOY_TENANT_ID = '00000000-0000-7000-8000-000000000000';
+
+class RollBackDecoy extends Error {}
 
 /**
  * The persistent `AuditSink` of the identity module: each identity event becomes a leaf of its
  * tenant's log, in a transaction of its own (the sink is called after the change). Attempts
- * against an unknown tenant have no tenant log and are dropped here.
+ * against an unknown tenant have no tenant log: they do a real append's work anyway, under a
+ * decoy tenant id in a transaction that is rolled back, so that an unknown tenant answers no
+ * faster than a wrong password (nothing of it persists).
  */
 export function createIdentityAuditSink(deps: {
   db: Kysely<Database>;
@@ -192,9 +206,30 @@ export function createIdentityAuditSink(deps: {
 }): AuditSink {
   return {
     async record(event) {
-      if (event.tenantId === null) return;
-      const tenantId = event.tenantId;
       const mapped = map(event);
+      if (event.tenantId === null) {
+        await deps.db
+          .transaction()
+          .execute(async (trx) => {
+            // The log's rows reference their tenant: a decoy one, gone with the rollback.
+            await trx
+              .insertInto('tenants')
+              .values({ id: DECOY_TENANT_ID, slug: '-decoy-', name: '-', created_at: event.at })
+              .execute();
+            await deps.log.append(trx, {
+              ...mapped,
+              tenantId: DECOY_TENANT_ID,
+              type: event.type,
+              request: { ip: event.ip ?? null, requestId: event.requestId ?? null },
+            });
+            throw new RollBackDecoy('decoy append rolled back');
+          })
+          .catch((error: unknown) => {
+            if (!(error instanceof RollBackDecoy)) throw error;
+          });
+        return;
+      }
+      const tenantId = event.tenantId;
       await deps.db.transaction().execute((trx) =>
         deps.log.append(trx, {
           ...mapped,

@@ -22,7 +22,7 @@ export type MfaFailureReason =
 
 /** Why a step-up was refused; the client sees `auth.step_up_failed` for all of them. */
 export type StepUpFailureReason =
-  'bad_password' | 'bad_code' | 'replayed' | 'locked' | 'address_blocked';
+  'bad_password' | 'bad_code' | 'bad_recovery_code' | 'replayed' | 'locked' | 'address_blocked';
 
 /**
  * Why a passkey ceremony was refused. Clients see one answer for all of them
@@ -193,7 +193,7 @@ export type IdentityEvent =
       tenantId: string;
       userId: string;
       sessionId: string;
-      method: 'password' | 'totp';
+      method: 'password' | 'totp' | 'recovery_code';
     })
   | (Base & {
       type: 'auth.step_up.failed';
@@ -208,6 +208,14 @@ export type IdentityEvent =
       userId: string;
       /** Unused codes left. */
       remaining: number;
+    })
+  | (Base & {
+      type: 'auth.mfa.recovery_codes_regenerated';
+      tenantId: string;
+      userId: string;
+      sessionId: string;
+      /** How many new codes; every earlier one stopped working. */
+      count: number;
     });
 
 export type IdentityEventType = IdentityEvent['type'];

@@ -24,6 +24,13 @@ export const SessionInfo = Type.Object({
   }),
   csrfToken: Type.String({ description: 'Send as X-CSRF-Token on cookie-authenticated writes' }),
   expiresAt: Type.String({ format: 'date-time' }),
+  mfaEnrolmentRequired: Type.Optional(
+    Type.Literal(true, {
+      description:
+        'The tenant requires a second factor and you have none: enrol first ' +
+        '(POST /api/v1/auth/mfa/totp); everything else answers 403 auth.mfa_enrolment_required',
+    }),
+  ),
 });
 
 const MfaRequired = Type.Object({
@@ -58,6 +65,17 @@ const StepUpBody = Type.Union([
     { code: Type.String({ pattern: '^[0-9 ]{6,8}$', description: 'Required when TOTP is on' }) },
     { additionalProperties: false },
   ),
+  Type.Object(
+    {
+      recoveryCode: Type.String({
+        minLength: 1,
+        maxLength: 64,
+        pattern: '^[A-Za-z0-9 -]+$',
+        description: 'With TOTP on, instead of a code: an unused recovery code, spent here',
+      }),
+    },
+    { additionalProperties: false },
+  ),
 ]);
 
 const StepUpResult = Type.Object({
@@ -78,19 +96,28 @@ const Me = Type.Object({
   via: Type.Union([Type.Literal('user'), Type.Literal('api_key'), Type.Literal('system')]),
 });
 
-/** Sets the session cookie of a new sign-in and answers with `SessionInfo`. */
-export function sessionStarted(reply: FastifyReply, result: LoginResult) {
-  void reply.setCookie(SESSION_COOKIE, result.token, {
+/** Sets the session cookie; returns the CSRF token that goes with it. */
+export function setSessionCookie(
+  reply: FastifyReply,
+  session: { token: string; expiresAt: string },
+): string {
+  void reply.setCookie(SESSION_COOKIE, session.token, {
     path: '/',
     httpOnly: true,
     secure: true,
     sameSite: 'lax',
-    expires: new Date(result.expiresAt),
+    expires: new Date(session.expiresAt),
   });
+  return csrfTokenFor(session.token);
+}
+
+/** Sets the session cookie of a new sign-in and answers with `SessionInfo`. */
+export function sessionStarted(reply: FastifyReply, result: LoginResult) {
   return {
     user: result.user,
-    csrfToken: csrfTokenFor(result.token),
+    csrfToken: setSessionCookie(reply, result),
     expiresAt: result.expiresAt,
+    ...(result.mfaEnrolmentRequired ? { mfaEnrolmentRequired: true as const } : {}),
   };
 }
 
@@ -137,10 +164,11 @@ export function registerAuthRoutes(app: FastifyInstance, auth: AuthService) {
   app.post(
     '/api/v1/auth/step-up',
     {
+      config: { mfaEnrolment: true },
       schema: {
         tags: ['Auth'],
         summary:
-          'Re-authenticate the current session (password, or TOTP code when on) for sensitive actions',
+          'Re-authenticate the current session (password; with TOTP on, a code or a recovery code) for sensitive actions',
         body: StepUpBody,
         response: { 200: StepUpResult, ...problemResponses },
       },
@@ -151,6 +179,7 @@ export function registerAuthRoutes(app: FastifyInstance, auth: AuthService) {
   app.post(
     '/api/v1/auth/logout',
     {
+      config: { mfaEnrolment: true },
       schema: {
         tags: ['Auth'],
         summary: 'End the current session',
@@ -172,7 +201,10 @@ export function registerAuthRoutes(app: FastifyInstance, auth: AuthService) {
 
   app.get(
     '/api/v1/auth/me',
-    { schema: { tags: ['Auth'], summary: 'Who am I', response: { 200: Me, ...problemResponses } } },
+    {
+      config: { mfaEnrolment: true },
+      schema: { tags: ['Auth'], summary: 'Who am I', response: { 200: Me, ...problemResponses } },
+    },
     async (request) => auth.me(actorOf(request)),
   );
 }

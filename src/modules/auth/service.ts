@@ -4,7 +4,15 @@ import type { Database } from '../../db/schema.ts';
 import { AppError } from '../../errors.ts';
 import { prepared } from '../../db/prepared.ts';
 import type { SyncReader } from '../../db/database.ts';
-import { weakerRole, type Actor, type RequestMeta } from '../../core/policy/index.ts';
+import {
+  mfaRequirementOf,
+  mustHaveSecondFactor,
+  weakerRole,
+  type Actor,
+  type RequestMeta,
+  type Role,
+} from '../../core/policy/index.ts';
+import { asFlag, secondFactorColumn } from '../mfa/factors.ts';
 import { hashToken, safeEqual } from '../identity/tokens.ts';
 import { API_KEY_PATTERN } from '../api-keys/format.ts';
 import type { AuditSink } from './events.ts';
@@ -57,6 +65,11 @@ const sessionByTokenHash = prepared((db: Kysely<Database>, p: (n: 'tokenHash') =
       'users.status',
       'tenant_settings.session_idle_minutes',
       'tenant_settings.session_absolute_hours',
+      // The MFA requirement too, and whether the user meets it: computed here, on every request,
+      // so a changed policy, role or factor counts at once without a query of its own.
+      'tenant_settings.mfa_required',
+      'tenant_settings.mfa_required_roles',
+      secondFactorColumn('sessions.user_id').as('has_second_factor'),
     ])
     .where('sessions.token_hash', '=', p('tokenHash')),
 );
@@ -67,6 +80,7 @@ const apiKeyByPrefix = prepared((db: Kysely<Database>, p: (n: 'prefix') => strin
   db
     .selectFrom('api_keys')
     .innerJoin('users', 'users.id', 'api_keys.user_id')
+    .leftJoin('tenant_settings', 'tenant_settings.tenant_id', 'api_keys.tenant_id')
     .select([
       'api_keys.id',
       'api_keys.tenant_id',
@@ -78,9 +92,23 @@ const apiKeyByPrefix = prepared((db: Kysely<Database>, p: (n: 'prefix') => strin
       'api_keys.last_used_at',
       'users.role as user_role',
       'users.status as user_status',
+      'tenant_settings.mfa_required',
+      'tenant_settings.mfa_required_roles',
+      secondFactorColumn('api_keys.user_id').as('has_second_factor'),
     ])
     .where('api_keys.prefix', '=', p('prefix')),
 );
+
+/** The tenant requires a second factor of this user (by their own role) and they have none. */
+function enrolmentPending(row: {
+  mfa_required: string | null;
+  mfa_required_roles: string | null;
+  has_second_factor: boolean | number | string | null;
+  role: Role;
+}): boolean {
+  const requirement = mfaRequirementOf(row.mfa_required, row.mfa_required_roles);
+  return mustHaveSecondFactor(requirement, row.role) && !asFlag(row.has_second_factor);
+}
 
 export function createAuthService(deps: AuthDeps) {
   const { db, clock } = deps;
@@ -156,6 +184,7 @@ export function createAuthService(deps: AuthDeps) {
       role: row.role,
       sessionId: row.id,
       authenticatedAt: row.authenticated_at,
+      ...(enrolmentPending(row) ? { mfaEnrolmentRequired: true } : {}),
       request: meta,
     };
   }
@@ -196,6 +225,8 @@ export function createAuthService(deps: AuthDeps) {
       userId: row.user_id,
       role: weakerRole(row.role, row.user_role),
       apiKeyId: row.id,
+      // A key is bounded by its creator now: if they must enrol and have not, it is refused.
+      ...(enrolmentPending({ ...row, role: row.user_role }) ? { mfaEnrolmentRequired: true } : {}),
       request: meta,
     };
   }

@@ -22,6 +22,7 @@ export function registerSessionRoutes(app: FastifyInstance, sessions: SessionSer
   app.get(
     '/api/v1/auth/sessions',
     {
+      config: { mfaEnrolment: true },
       schema: {
         tags: ['Auth'],
         summary: "The caller's own active sessions",

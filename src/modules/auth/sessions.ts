@@ -3,6 +3,7 @@ import type { Clock } from '../../clock.ts';
 import type { Database } from '../../db/schema.ts';
 import { authorize, mayGrantRole, requireFreshAuth, type Actor } from '../../core/policy/index.ts';
 import { AppError, notFound } from '../../errors.ts';
+import { hashToken, newToken } from '../identity/tokens.ts';
 import type { AuditSink, SessionRevokedReason } from './events.ts';
 
 /** What a user sees of a session: never the token hash. */
@@ -37,6 +38,30 @@ export async function revokeSessions(
   if (target.except !== undefined) query = query.where('id', '!=', target.except);
   const rows = await query.returning('id').execute();
   return rows.map((r) => r.id);
+}
+
+/**
+ * Gives an open session a new token (the old one stops working at once) after a privilege change,
+ * such as completing a required second-factor enrolment. Returns the token and the session end.
+ */
+export async function rotateSessionToken(
+  conn: Kysely<Database>,
+  sessionId: string,
+): Promise<{ token: string; expiresAt: string }> {
+  const token = newToken();
+  const row = await conn
+    .updateTable('sessions')
+    .set({ token_hash: hashToken(token) })
+    .where('id', '=', sessionId)
+    .where('revoked_at', 'is', null)
+    .returning('expires_at')
+    .executeTakeFirst();
+  if (!row) {
+    throw new AppError('unauthenticated', 'auth.unauthenticated', 'session gone', {
+      detail: 'Sign in to continue.',
+    });
+  }
+  return { token, expiresAt: row.expires_at };
 }
 
 /** One `auth.session.revoked` event per session; call once the revocation is committed. */

@@ -2,7 +2,13 @@ import type { Kysely } from 'kysely';
 import type { Clock } from '../../clock.ts';
 import type { Database, UserRow } from '../../db/schema.ts';
 import { newId } from '../../ids.ts';
-import type { RequestMeta } from '../../core/policy/index.ts';
+import {
+  mfaRequirementOf,
+  mustHaveSecondFactor,
+  type RequestMeta,
+} from '../../core/policy/index.ts';
+import { asFlag, secondFactorExists } from '../mfa/factors.ts';
+import { sql } from 'kysely';
 import { hashToken, newToken } from '../identity/tokens.ts';
 import type { AuditSink } from './events.ts';
 
@@ -11,6 +17,8 @@ export interface LoginResult {
   sessionId: string;
   expiresAt: string;
   user: Pick<UserRow, 'id' | 'tenant_id' | 'email' | 'name' | 'role'>;
+  /** The tenant requires a second factor of this user, who has none: enrol before anything else. */
+  mfaEnrolmentRequired: boolean;
 }
 
 /** A new session (fresh token, stored hashed) and its `auth.login.succeeded` event. */
@@ -25,9 +33,20 @@ export async function startSession(
   const sessionId = newId();
   const settings = await deps.db
     .selectFrom('tenant_settings')
-    .select(['session_absolute_hours'])
+    .select([
+      'session_absolute_hours',
+      'mfa_required',
+      'mfa_required_roles',
+      secondFactorExists(sql.val(user.id)).as('has_second_factor'),
+    ])
     .where('tenant_id', '=', user.tenant_id)
     .executeTakeFirst();
+  const requirement = mfaRequirementOf(
+    settings?.mfa_required ?? null,
+    settings?.mfa_required_roles ?? null,
+  );
+  const mfaEnrolmentRequired =
+    mustHaveSecondFactor(requirement, user.role) && !asFlag(settings?.has_second_factor);
   const absoluteMs =
     settings?.session_absolute_hours == null
       ? deps.sessionAbsoluteMs
@@ -71,5 +90,6 @@ export async function startSession(
       name: user.name,
       role: user.role,
     },
+    mfaEnrolmentRequired,
   };
 }

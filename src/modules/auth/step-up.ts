@@ -16,7 +16,7 @@ export interface StepUpDeps {
   mfa: Pick<MfaService, 'verifySecondFactor'>;
 }
 
-export type StepUpProof = { password: string } | { code: string };
+export type StepUpProof = { password: string } | { code: string } | { recoveryCode: string };
 
 const failed = () =>
   new AppError('invalid', 'auth.step_up_failed', 'step-up refused', {
@@ -25,8 +25,9 @@ const failed = () =>
 
 /**
  * `POST /api/v1/auth/step-up`: the signed-in user proves themselves again, and the current
- * session counts as freshly authenticated for five minutes. With TOTP on, only a current code
- * will do (a stolen password alone must not unlock sensitive actions). Every attempt counts in
+ * session counts as freshly authenticated for five minutes. With TOTP on, only a current code or
+ * an unused recovery code (spent here) will do (a stolen password alone must not unlock
+ * sensitive actions). Every attempt counts in
  * the account's sign-in throttle first, so a stolen session cannot guess the password here.
  */
 export function createStepUp(deps: StepUpDeps) {
@@ -53,7 +54,7 @@ export function createStepUp(deps: StepUpDeps) {
       .where('users.tenant_id', '=', actor.tenantId)
       .executeTakeFirstOrThrow();
     const totp = user.totp_user_id != null;
-    if (totp && !('code' in proof)) {
+    if (totp && 'password' in proof) {
       throw new AppError('invalid', 'auth.step_up_code_required', 'totp on: code required', {
         detail: 'Two-factor authentication is on: confirm with the current code, not a password.',
       });
@@ -80,6 +81,22 @@ export function createStepUp(deps: StepUpDeps) {
         ? await deps.mfa.verifySecondFactor(actor, { code: proof.code })
         : ({ ok: false, reason: 'bad_code' } as const);
       if (!outcome.ok) throw await fail(outcome.reason === 'replayed' ? 'replayed' : 'bad_code');
+    } else if ('recoveryCode' in proof) {
+      const outcome = totp
+        ? await deps.mfa.verifySecondFactor(actor, { recoveryCode: proof.recoveryCode })
+        : ({ ok: false } as const);
+      if (!outcome.ok) throw await fail('bad_recovery_code');
+      if (outcome.method === 'recovery_code') {
+        await audit.record({
+          type: 'auth.mfa.recovery_code_used',
+          at: clock.now().toISOString(),
+          requestId: meta.requestId,
+          ip: meta.ip,
+          tenantId: actor.tenantId,
+          userId: actor.userId,
+          remaining: outcome.remaining,
+        });
+      }
     } else {
       const ok =
         user.password_hash !== null && (await verifyPassword(user.password_hash, proof.password));
@@ -102,7 +119,7 @@ export function createStepUp(deps: StepUpDeps) {
       type: 'auth.step_up.succeeded',
       at: now.toISOString(),
       ...base,
-      method: 'code' in proof ? 'totp' : 'password',
+      method: 'code' in proof ? 'totp' : 'recoveryCode' in proof ? 'recovery_code' : 'password',
     });
     return {
       authenticatedAt: now.toISOString(),

@@ -1,4 +1,5 @@
 import { Redis } from 'ioredis';
+import { AppError } from '../../errors.ts';
 import { FOREVER, type ThrottleStore } from './throttle-store.ts';
 
 const FOREVER_MS = Date.parse(FOREVER);
@@ -35,12 +36,46 @@ if tonumber(redis.call('HGET', KEYS[1], 'count') or '0') > 0 then
 end
 return 0`;
 
-/** Counters in Redis (`CUSTOS_REDIS_URL`), shared by every node; Redis expires them. */
+/**
+ * Counters in Redis (`CUSTOS_REDIS_URL`), shared by every node; Redis expires them. When Redis
+ * cannot be reached, every call fails fast with `server.unavailable` (503): sign-in is refused
+ * rather than let through unthrottled, and the log says why (never the URL, which may hold a
+ * password).
+ */
 export function createRedisThrottleStore(url: string, prefix = 'custos:throttle:'): ThrottleStore {
-  // Lazy: a CLI command that signs nobody in never connects.
-  const redis = new Redis(url, { lazyConnect: true, maxRetriesPerRequest: 2 });
+  // Lazy: a CLI command that signs nobody in never connects. One reconnection attempt per
+  // command, so a request waits a fraction of a second for a Redis that is down, not seconds.
+  const redis = new Redis(url, {
+    lazyConnect: true,
+    maxRetriesPerRequest: 1,
+    connectTimeout: 2_000,
+    retryStrategy: (times) => Math.min(times * 100, 1_000),
+  });
+  let lastError = 'no connection';
+  // ioredis reports connection failures as events too; without a listener it prints them.
+  redis.on('error', (error: Error) => {
+    lastError = error.message;
+  });
   const keyOf = (scope: string, key: string) => `${prefix}${scope}:${key}`;
-  return {
+  const unavailable = (error: unknown) => {
+    const reason = error instanceof Error ? error.message : String(error);
+    return new AppError(
+      'unavailable',
+      'server.unavailable',
+      `redis (sign-in throttle) unreachable: ${reason}; last connection error: ${lastError}`,
+      { detail: 'Sign-in is unavailable for a moment. Try again shortly.', cause: error },
+    );
+  };
+  const guarded =
+    <A extends unknown[], R>(fn: (...args: A) => Promise<R>) =>
+    async (...args: A): Promise<R> => {
+      try {
+        return await fn(...args);
+      } catch (error) {
+        throw unavailable(error);
+      }
+    };
+  const store: ThrottleStore = {
     async claimAccount(key, now, rule) {
       const [admitted, count, ends] = (await redis.eval(
         CLAIM_ACCOUNT,
@@ -79,5 +114,12 @@ export function createRedisThrottleStore(url: string, prefix = 'custos:throttle:
       if (redis.status === 'wait') redis.disconnect();
       else await redis.quit().catch(() => redis.disconnect());
     },
+  };
+  return {
+    claimAccount: guarded((key, now, rule) => store.claimAccount(key, now, rule)),
+    resetAccount: guarded((key) => store.resetAccount(key)),
+    claimAddress: guarded((key, now, limit, ttlMs) => store.claimAddress(key, now, limit, ttlMs)),
+    releaseAddress: guarded((key) => store.releaseAddress(key)),
+    close: () => store.close(),
   };
 }

@@ -22,6 +22,9 @@ export interface ThrottleOptions extends Partial<LockRule> {
 
 const DAY_MS = 86_400_000;
 
+/** Account counters under this prefix are decoys (see `claim`); the purge job deletes old ones. */
+export const DECOY_PREFIX = 'decoy:';
+
 export interface AttemptClaim {
   /** Opaque; hand back to `succeeded`. */
   addressKey: string;
@@ -84,7 +87,11 @@ export function createLoginThrottle(deps: {
     const [address, account] = await Promise.all([
       // Kept two days, so a counter of the current UTC day always outlives the day.
       store.claimAddress(key, now, options.failuresPerAddressPerDay, 2 * DAY_MS),
-      userId === undefined ? undefined : store.claimAccount(userId, now, rule),
+      userId === undefined
+        ? // An unknown user (or tenant) costs the same round trip as a known one: a decoy
+          // counter of the address (already a hash), whose outcome is ignored.
+          store.claimAccount(`${DECOY_PREFIX}${key}`, now, rule).then(() => undefined)
+        : store.claimAccount(userId, now, rule),
     ]);
     const claimed: AttemptClaim = { addressKey: key, addressBlocked: !address.admitted };
     if (!account) return claimed;

@@ -4,6 +4,7 @@ import type { Clock } from '../../clock.ts';
 import { requireFreshAuth, type Actor } from '../../core/policy/index.ts';
 import { actorOf } from '../../http/auth.ts';
 import { problemResponses } from '../../http/schemas.ts';
+import { setSessionCookie } from '../auth/routes.ts';
 import type { MfaService } from './service.ts';
 
 const Code = Type.String({ pattern: '^[0-9 ]{6,8}$', description: 'The current 6-digit code' });
@@ -18,6 +19,17 @@ const RecoveryCodes = Type.Object({
   recoveryCodes: Type.Array(Type.String(), {
     description: 'Single-use codes for when the device is lost; shown only now',
   }),
+});
+
+const Confirmed = Type.Object({
+  recoveryCodes: RecoveryCodes.properties.recoveryCodes,
+  csrfToken: Type.Optional(
+    Type.String({
+      description:
+        'Present when the session was held to enrolment: it now has full access under a new ' +
+        'session cookie, with this new CSRF token',
+    }),
+  ),
 });
 
 const RemoveBody = Type.Union([
@@ -41,6 +53,7 @@ export function registerMfaRoutes(app: FastifyInstance, mfa: MfaService, clock: 
   app.post(
     '/api/v1/auth/mfa/totp',
     {
+      config: { mfaEnrolment: true },
       schema: {
         tags: ['Auth'],
         summary: 'Start TOTP enrolment (restarts a pending one)',
@@ -53,17 +66,35 @@ export function registerMfaRoutes(app: FastifyInstance, mfa: MfaService, clock: 
   app.post(
     '/api/v1/auth/mfa/totp/confirm',
     {
+      config: { mfaEnrolment: true },
       schema: {
         tags: ['Auth'],
         summary: 'Turn TOTP on with a first code; returns the recovery codes once',
         body: Type.Object({ code: Code }, { additionalProperties: false }),
+        response: { 200: Confirmed, ...problemResponses },
+      },
+    },
+    async (request, reply) => {
+      const body = request.body as { code: string };
+      const result = await mfa.confirmTotp(fresh(actorOf(request)), body.code);
+      if (!result.session) return { recoveryCodes: result.recoveryCodes };
+      return {
+        recoveryCodes: result.recoveryCodes,
+        csrfToken: setSessionCookie(reply, result.session),
+      };
+    },
+  );
+
+  app.post(
+    '/api/v1/auth/mfa/recovery-codes',
+    {
+      schema: {
+        tags: ['Auth'],
+        summary: 'Replace all recovery codes with new ones (shown once); needs a fresh sign-in',
         response: { 200: RecoveryCodes, ...problemResponses },
       },
     },
-    async (request) => {
-      const body = request.body as { code: string };
-      return mfa.confirmTotp(fresh(actorOf(request)), body.code);
-    },
+    async (request) => mfa.regenerateRecoveryCodes(actorOf(request)),
   );
 
   app.delete(

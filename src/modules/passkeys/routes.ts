@@ -32,6 +32,8 @@ export function registerPasskeyRoutes(
   app.post(
     `${base}/registration/options`,
     {
+      // Reachable while a tenant's MFA rule holds the session until a second factor is enrolled.
+      config: { mfaEnrolment: true },
       schema: {
         tags,
         summary: 'Start registering a passkey (needs a fresh sign-in or step-up)',
@@ -44,6 +46,8 @@ export function registerPasskeyRoutes(
   app.post(
     `${base}/registration`,
     {
+      // Reachable while a tenant's MFA rule holds the session until a second factor is enrolled.
+      config: { mfaEnrolment: true },
       schema: {
         tags,
         summary: 'Finish registering a passkey with the authenticator’s response',
@@ -64,6 +68,8 @@ export function registerPasskeyRoutes(
   app.get(
     base,
     {
+      // Reachable while a tenant's MFA rule holds the session until a second factor is enrolled.
+      config: { mfaEnrolment: true },
       schema: {
         tags,
         summary: "The caller's own passkeys",

@@ -1,11 +1,18 @@
 import { Type } from '@sinclair/typebox';
 import type { FastifyInstance } from 'fastify';
 import { actorOf } from '../../http/auth.ts';
-import { problemResponses } from '../../http/schemas.ts';
+import { problemResponses, RoleSchema } from '../../http/schemas.ts';
 import type { TenantSettingsPatch, TenantSettingsService } from './service.ts';
 
 const IdleMinutes = Type.Integer({ minimum: 5, maximum: 1440 });
 const AbsoluteHours = Type.Integer({ minimum: 1, maximum: 168 });
+
+const MfaRequired = Type.Union([Type.Literal('off'), Type.Literal('all'), Type.Literal('roles')], {
+  description:
+    'Who must have a second factor: nobody, everyone, or the roles in mfaRequiredRoles. ' +
+    'Users it covers who have none are held to enrolment at their next request.',
+});
+const MfaRoles = Type.Array(RoleSchema, { maxItems: 4, uniqueItems: true });
 
 const Settings = Type.Object({
   sessionIdleMinutes: Type.Union([IdleMinutes, Type.Null()], {
@@ -14,6 +21,8 @@ const Settings = Type.Object({
   sessionAbsoluteHours: Type.Union([AbsoluteHours, Type.Null()], {
     description: 'Hours after sign-in at which a session ends; null: server default',
   }),
+  mfaRequired: MfaRequired,
+  mfaRequiredRoles: Type.Array(RoleSchema, { description: 'With mfaRequired "roles"' }),
   defaults: Type.Object({
     sessionIdleMinutes: Type.Integer(),
     sessionAbsoluteHours: Type.Integer(),
@@ -42,11 +51,13 @@ export function registerTenantSettingsRoutes(
       schema: {
         tags,
         summary:
-          "Change the tenant's session timeouts (owners and admins); null restores the default",
+          "Change the tenant's session timeouts and second-factor requirement (owners and admins, fresh sign-in); null restores a default",
         body: Type.Object(
           {
             sessionIdleMinutes: Type.Optional(Type.Union([IdleMinutes, Type.Null()])),
             sessionAbsoluteHours: Type.Optional(Type.Union([AbsoluteHours, Type.Null()])),
+            mfaRequired: Type.Optional(MfaRequired),
+            mfaRequiredRoles: Type.Optional(MfaRoles),
           },
           { additionalProperties: false, minProperties: 1 },
         ),
