@@ -9,11 +9,7 @@ import { loadConfig } from '../config.ts';
 import { createServices } from '../compose.ts';
 import type { Actor } from '../core/policy/index.ts';
 import type { DatabaseHandle } from '../db/database.ts';
-import type {
-  ExportFormat,
-  ImportOptions,
-  ImportReport,
-} from '../modules/contacts/transfer.ts';
+import type { ExportFormat, ImportOptions, ImportReport } from '../modules/contacts/transfer.ts';
 import { CliExit } from './main.ts';
 
 interface CliDeps {

@@ -50,8 +50,10 @@ export interface ExportDeps {
 
 type ExportRow = Record<(typeof EXPORT_HEADER)[number], string | null>;
 
-const text = (value: unknown): string | null =>
-  value === null || value === undefined ? null : String(value);
+const text = (value: unknown): string | null => {
+  if (value === null || value === undefined) return null;
+  return typeof value === 'string' ? value : JSON.stringify(value);
+};
 
 /** Company names of one page, by id, in one query scoped to the tenant. */
 async function companyNames(db: Kysely<Database>, tenantId: string, items: ApiRecord[]) {

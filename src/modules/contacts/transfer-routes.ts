@@ -270,7 +270,9 @@ export async function registerContactTransferRoutes(
         if ((body.recipientKey === undefined) === (body.recipientJwk === undefined)) {
           throw new AppError('invalid', 'request.invalid', 'one recipient key expected', {
             detail: 'Give exactly one of recipientKey (PEM) or recipientJwk.',
-            errors: [{ field: 'body/recipientKey', reason: 'exactly one of recipientKey or recipientJwk' }],
+            errors: [
+              { field: 'body/recipientKey', reason: 'exactly one of recipientKey or recipientJwk' },
+            ],
           });
         }
         const recipient = body.recipientKey ?? (body.recipientJwk as JsonWebKey);

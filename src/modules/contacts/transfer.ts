@@ -11,12 +11,7 @@ import { AppError } from '../../errors.ts';
 import { auditActor } from '../audit/event.ts';
 import type { AuditRecorder } from '../audit/service.ts';
 import type { RecordService } from '../records/service.ts';
-import {
-  EXPORT_HEADER,
-  EXPORT_MEDIA_TYPES,
-  exportContacts,
-  type ExportFormat,
-} from './export.ts';
+import { EXPORT_HEADER, EXPORT_MEDIA_TYPES, exportContacts, type ExportFormat } from './export.ts';
 import { importContacts, type ImportOptions, type ImportReport } from './import.ts';
 
 export type { ImportOptions, ImportReport } from './import.ts';
