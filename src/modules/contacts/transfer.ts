@@ -5,8 +5,12 @@ import type { Kysely } from 'kysely';
 import type { Clock } from '../../clock.ts';
 import type { Database } from '../../db/schema.ts';
 import { authorize, requireFreshAuth, type Actor } from '../../core/policy/index.ts';
-import { encryptExport, importRsaPublicKey, isCryptoError } from '../../core/crypto/index.ts';
-import { recipientThumbprint } from '../../core/crypto/index.ts';
+import {
+  encryptExport,
+  importRsaPublicKey,
+  isCryptoError,
+  recipientThumbprint,
+} from '../../core/crypto/index.ts';
 import { AppError } from '../../errors.ts';
 import { auditActor } from '../audit/event.ts';
 import type { AuditRecorder } from '../audit/service.ts';
