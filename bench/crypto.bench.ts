@@ -58,6 +58,8 @@ export interface Rate {
   /** Slowest and fastest round, units per second. */
   low: number;
   high: number;
+  /** Every round's rate, in round order (round k of each variant ran back to back). */
+  rounds: number[];
 }
 
 /** Units per second of one round of about `ROUND_MS`, in batches sized from a first probe. */
@@ -106,6 +108,7 @@ export async function compare(variants: Variant[]): Promise<Rate[]> {
     perSecond: median(rates[i]!),
     low: Math.min(...rates[i]!),
     high: Math.max(...rates[i]!),
+    rounds: rates[i]!,
   }));
 }
 
@@ -134,6 +137,12 @@ function printSection(title: string, rates: Rate[], notes: string[]) {
 }
 
 const ratio = (a: Rate, b: Rate) => a.perSecond / b.perSecond;
+
+/**
+ * Median of the per-round ratios a/b. Round k of both ran back to back, so a burst of load on
+ * the machine hits both sides of each ratio; steadier than the ratio of two medians.
+ */
+const pairedRatio = (a: Rate, b: Rate) => median(a.rounds.map((x, k) => x / (b.rounds[k] ?? NaN)));
 const byName = (rates: Rate[], name: string) => {
   const r = rates.find((x) => x.name === name);
   if (!r) throw new Error(`no variant ${name}`);
@@ -454,7 +463,7 @@ async function rowSection(): Promise<{ rates: Rate[]; notes: string[] }> {
   const cn = byName(rates, 'Custos encrypt + blind index, normalising (E.164 etc.)');
   const m = byName(rates, 'ciphersweet-js ModernCrypto, fast hash');
   const best = rates.slice(2).reduce((a, b) => (b.perSecond > a.perSecond ? b : a));
-  const goal = ratio(c, best) >= 2 ? 'met' : 'NOT met';
+  const goal = Math.min(ratio(c, best), pairedRatio(c, best)) >= 2 ? 'met' : 'NOT met';
   return {
     rates,
     notes: [
@@ -464,7 +473,8 @@ async function rowSection(): Promise<{ rates: Rate[]; notes: string[] }> {
       `ciphersweet-js ${csVersion}: EncryptedRow, every field with the row id as AAD, BlindIndex(fastHash);` +
         ` libsodium via sodium-plus ${await sodiumBackend()}.`,
       `Custos / ciphersweet-js ModernCrypto: x${ratio(c, m).toFixed(2)} ` +
-        `(normalising: x${ratio(cn, m).toFixed(2)}); ` +
+        `(median of per-round ratios x${pairedRatio(c, m).toFixed(2)}; ` +
+        `normalising: x${ratio(cn, m).toFixed(2)}, per-round x${pairedRatio(cn, m).toFixed(2)}); ` +
         `vs the fastest backend (${best.name.replace('ciphersweet-js ', '').replace(', fast hash', '')}): ` +
         `x${ratio(c, best).toFixed(2)}. Goal >= 2x: ${goal}.`,
     ],
