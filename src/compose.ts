@@ -8,6 +8,7 @@ import { createAuditService } from './modules/audit/service.ts';
 import type { AuditSink } from './modules/auth/events.ts';
 import { createAuthService } from './modules/auth/service.ts';
 import { createSessionService } from './modules/auth/sessions.ts';
+import { affectsSessions, createSessionCache } from './modules/auth/session-cache.ts';
 import { createTenantSettingsService } from './modules/tenant-settings/service.ts';
 import { createLoginThrottle } from './modules/auth/throttle.ts';
 import { createRedisThrottleStore } from './modules/auth/throttle-redis-store.ts';
@@ -21,8 +22,12 @@ import { createLazyKeyService } from './modules/keys/open.ts';
 import type { KeysConfig } from './modules/keys/open.ts';
 import type { KeyService } from './modules/keys/service.ts';
 import { createRecordService } from './modules/records/service.ts';
+import { createReportService } from './modules/reports/service.ts';
 import { createUserService } from './modules/users/service.ts';
 import { createMfaService } from './modules/mfa/service.ts';
+
+/** How long a cached session is trusted when only another process could have changed it. */
+const SESSION_CACHE_TTL_MS = 1_000;
 
 /** The composition root: every service built once from its dependencies. */
 export function createServices(deps: {
@@ -77,6 +82,7 @@ export function createServices(deps: {
     mfa,
     auditLog,
     auditQueries: createAuditQueries({ db }),
+    reports: createReportService({ db, clock }),
     auth: createAuthService({
       db,
       reader,
@@ -86,6 +92,15 @@ export function createServices(deps: {
       throttle,
       audit: auditSink,
       mfa,
+      // SQLite: this process makes every write, so its own writes keep the cache exact.
+      sessionCache: deps.database.watchWrites
+        ? createSessionCache({
+            watch: deps.database.watchWrites(affectsSessions),
+            clock,
+            ttlMs: SESSION_CACHE_TTL_MS,
+            maxEntries: 10_000,
+          })
+        : undefined,
     }),
     /** Close at shutdown (a Redis connection when configured). */
     throttleStore,

@@ -75,6 +75,8 @@ export type ErrorCode =
   | 'audit.signing_key_insecure'
   | 'audit.signing_key_invalid'
   | 'audit.tree_range_invalid'
+  // reports
+  | 'report.invalid_range'
   // server
   | 'server.unavailable'
   | 'server.internal';

@@ -6,6 +6,7 @@ import { AppError } from '../errors.ts';
 import { setupTenant } from '../modules/tenants/service.ts';
 import { registerTransferCommands } from './import-export.ts';
 import { registerAuditCommands } from './audit.ts';
+import { registerReportCommands } from './report.ts';
 import { registerKeyCommands } from './keys.ts';
 import { promptSecret } from './prompt.ts';
 
@@ -92,6 +93,7 @@ export function buildCli(
   registerTransferCommands(program, { out, withDatabase });
   registerKeyCommands(program, { out, withDatabase });
   registerAuditCommands(program, { out, withDatabase });
+  registerReportCommands(program, { out, withDatabase });
   return program;
 }
 

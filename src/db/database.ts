@@ -10,9 +10,11 @@ import {
   SqliteDialect,
   type MigrationResult,
   type SqliteDatabase,
+  type SqliteStatement,
 } from 'kysely';
 import type { Database } from './schema.ts';
 import { migrations } from './migrations/index.ts';
+import { createWriteWatches, type WriteWatch } from './write-watch.ts';
 
 export type Dialect = 'sqlite' | 'postgres';
 
@@ -34,6 +36,11 @@ export interface DatabaseHandle {
    * committed write (WAL) and never another request's open transaction.
    */
   reader?: SyncReader;
+  /**
+   * SQLite only: a watch over this process's writes (see write-watch.ts), for in-memory caches
+   * of what every request reads. Absent on PostgreSQL, where other nodes write too.
+   */
+  watchWrites?: (affects: (sql: string) => boolean) => WriteWatch;
   /** A trivial query: is the database reachable? */
   ping(): Promise<void>;
   close(): Promise<void>;
@@ -65,8 +72,9 @@ export function openDatabase(options: DatabaseOptions): DatabaseHandle {
   sqlite.pragma('foreign_keys = ON');
   sqlite.pragma('busy_timeout = 5000');
   fs.chmodSync(file, 0o600);
+  const watches = createWriteWatches();
   const db = new Kysely<Database>({
-    dialect: new SqliteDialect({ database: withStatementCache(sqlite) }),
+    dialect: new SqliteDialect({ database: withStatementCache(sqlite, watches.wrap) }),
   });
   let readConnection: SQLite.Database | undefined;
   let readStatements: SqliteDatabase | undefined;
@@ -85,6 +93,7 @@ export function openDatabase(options: DatabaseOptions): DatabaseHandle {
     dialect: 'sqlite',
     file,
     reader,
+    watchWrites: watches.watch,
     ping: () => ping(db),
     close: async () => {
       readConnection?.close();
@@ -125,7 +134,10 @@ const STATEMENT_CACHE_SIZE = 500;
  * prepared statements are kept by text (bounded, least recently used out first). Safe because
  * Kysely runs one statement at a time on the single SQLite connection.
  */
-function withStatementCache(sqlite: SQLite.Database): SqliteDatabase {
+function withStatementCache(
+  sqlite: SQLite.Database,
+  wrap: (text: string, statement: SqliteStatement) => SqliteStatement = (_, s) => s,
+): SqliteDatabase {
   const cache = new Map<string, SQLite.Statement>();
   return {
     close: () => sqlite.close(),
@@ -141,7 +153,7 @@ function withStatementCache(sqlite: SQLite.Database): SqliteDatabase {
         }
       }
       cache.set(text, statement);
-      return statement;
+      return wrap(text, statement);
     },
   };
 }

@@ -13,6 +13,7 @@ import { createLoginMfa } from './login-mfa.ts';
 import { createStepUp } from './step-up.ts';
 import type { MfaService } from '../mfa/service.ts';
 import type { LoginThrottle } from './throttle.ts';
+import type { SessionCache } from './session-cache.ts';
 
 export type { LoginOutcome } from './login.ts';
 export type { LoginResult } from './start-session.ts';
@@ -27,6 +28,8 @@ export interface AuthDeps {
   throttle: LoginThrottle;
   audit: AuditSink;
   mfa: Pick<MfaService, 'verifySecondFactor' | 'recordFailure'>;
+  /** SQLite only: session rows kept between requests (see session-cache.ts). */
+  sessionCache?: SessionCache<SessionRow> | undefined;
 }
 
 /** Sessions touch `last_seen_at` at most this often: the idle timeout needs no finer grain. */
@@ -56,6 +59,8 @@ const sessionByTokenHash = prepared((db: Kysely<Database>, p: (n: 'tokenHash') =
     .where('sessions.token_hash', '=', p('tokenHash')),
 );
 
+type SessionRow = Awaited<ReturnType<typeof sessionByTokenHash.run>>[number];
+
 const apiKeyByPrefix = prepared((db: Kysely<Database>, p: (n: 'prefix') => string) =>
   db
     .selectFrom('api_keys')
@@ -84,7 +89,13 @@ export function createAuthService(deps: AuthDeps) {
 
   /** Turns a session cookie into an actor, or throws `unauthenticated`. */
   async function actorFromSession(token: string, meta: RequestMeta): Promise<Actor> {
-    const [row] = await sessionByTokenHash.run(db, { tokenHash: hashToken(token) }, deps.reader);
+    const tokenHash = hashToken(token);
+    const cache = deps.sessionCache;
+    let row = cache?.get(tokenHash);
+    if (!row) {
+      [row] = await sessionByTokenHash.run(db, { tokenHash }, deps.reader);
+      if (row) cache?.set(tokenHash, row);
+    }
     if (!row || row.revoked_at !== null || row.status !== 'active') {
       throw new AppError('unauthenticated', 'auth.unauthenticated', 'unknown or revoked session', {
         detail: 'Sign in to continue.',
@@ -128,11 +139,13 @@ export function createAuthService(deps: AuthDeps) {
       });
     }
     if (now.getTime() - Date.parse(row.last_seen_at) >= TOUCH_INTERVAL_MS) {
+      // Exactly SESSION_TOUCH_SQL: the one write that leaves the session cache valid.
       await db
         .updateTable('sessions')
         .set({ last_seen_at: now.toISOString() })
         .where('id', '=', row.id)
         .execute();
+      cache?.replace(tokenHash, { ...row, last_seen_at: now.toISOString() });
     }
     return {
       kind: 'user',

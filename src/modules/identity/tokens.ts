@@ -1,4 +1,4 @@
-import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
+import { hash, randomBytes, timingSafeEqual } from 'node:crypto';
 
 /** 256-bit opaque token, base64url. */
 export function newToken(): string {
@@ -7,13 +7,14 @@ export function newToken(): string {
 
 /** Tokens are high-entropy, so a plain SHA-256 is the right storage hash (no need for argon2). */
 export function hashToken(token: string): string {
-  return createHash('sha256').update(token, 'utf8').digest('hex');
+  // The one-shot hash: a third of createHash's cost, paid on every authenticated request.
+  return hash('sha256', token, 'hex');
 }
 
 /** Constant-time comparison of two strings of any length. */
 export function safeEqual(a: string, b: string): boolean {
-  const ha = createHash('sha256').update(a, 'utf8').digest();
-  const hb = createHash('sha256').update(b, 'utf8').digest();
+  const ha = hash('sha256', a, 'buffer');
+  const hb = hash('sha256', b, 'buffer');
   return timingSafeEqual(ha, hb);
 }
 
@@ -22,5 +23,5 @@ export function safeEqual(a: string, b: string): boolean {
  * read the cookie nor compute this, and nothing extra is stored.
  */
 export function csrfTokenFor(sessionToken: string): string {
-  return createHash('sha256').update('custos-csrf\u0000').update(sessionToken).digest('base64url');
+  return hash('sha256', `custos-csrf\u0000${sessionToken}`, 'base64url');
 }
