@@ -304,6 +304,16 @@ describe('encrypted contact export (POST /api/v1/contacts/export)', () => {
     // The events are leaves of the tenant's verifiable log.
     const listed = await ctx.app.inject({ url: '/api/v1/audit/events', headers: s.headers });
     expect(JSON.stringify(listed.json())).toContain('contacts.exported');
+    // ...and the security report counts them as the user's exports.
+    const report = await ctx.app.inject({
+      url: '/api/v1/reports/security?format=json',
+      headers: s.headers,
+    });
+    expect(report.statusCode).toBe(200);
+    const byUser = report
+      .json<{ sensitiveByUser: { userId: string; exports: number }[] }>()
+      .sensitiveByUser.find((u) => u.userId === s.userId);
+    expect(byUser?.exports).toBe(3);
   });
 
   it('documents the route in OpenAPI with application/jose', async () => {
