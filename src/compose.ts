@@ -174,7 +174,7 @@ export function createServices(deps: {
     }),
     apiKeys: createApiKeyService({ db, clock }),
     contacts,
-    contactTransfer: createContactTransfer({ db, clock, contacts }),
+    contactTransfer: createContactTransfer({ db, clock, contacts, audit: auditLog }),
     companies: createRecordService(companySpec, records),
     deals: createRecordService(dealSpec, records),
     activities: createRecordService(activitySpec, records),

@@ -72,6 +72,8 @@ export type ErrorCode =
   | 'import.rejected'
   | 'import.invalid_mapping'
   | 'import.unsupported_encoding'
+  | 'export.recipient_key_invalid'
+  | 'export.recipient_key_too_weak'
   // field-encryption keys (see src/modules/keys)
   | 'keys.not_found'
   | 'keys.key_destroyed'

@@ -1,5 +1,6 @@
 import fs from 'node:fs';
-import { randomUUID } from 'node:crypto';
+import { randomUUID, type JsonWebKey } from 'node:crypto';
+import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { SingleBar, Presets } from 'cli-progress';
 import type { Command } from 'commander';
@@ -8,7 +9,7 @@ import { loadConfig } from '../config.ts';
 import { createServices } from '../compose.ts';
 import type { Actor } from '../core/policy/index.ts';
 import type { DatabaseHandle } from '../db/database.ts';
-import type { ImportOptions, ImportReport } from '../modules/contacts/transfer.ts';
+import type { ExportFormat, ImportOptions, ImportReport } from '../modules/contacts/transfer.ts';
 import { CliExit } from './main.ts';
 
 interface CliDeps {
@@ -125,19 +126,58 @@ export function registerTransferCommands(program: Command, deps: CliDeps) {
     .command('export')
     .description('export records to a file')
     .command('contacts')
-    .description('export contacts as CSV (formula cells neutralised)')
+    .description(
+      'export contacts as CSV (formula cells neutralised) or JSON, optionally encrypted to an RSA public key (JWE)',
+    )
     .requiredOption('--tenant <slug>', 'tenant to export')
+    .option('--format <format>', 'csv | json', 'csv')
+    .option(
+      '--recipient <key.pem>',
+      'RSA public key (PEM, or a JWK in a .json file), at least 2048 bits: write a compact JWE (RSA-OAEP-256 + A256GCM) that only its private key opens',
+    )
     .option('--out <file>', 'write here (created with mode 0600) instead of standard output')
-    .action(async (opts: { tenant: string; out?: string }) => {
+    .action(async (opts: { tenant: string; format: string; recipient?: string; out?: string }) => {
+      if (opts.format !== 'csv' && opts.format !== 'json')
+        throw new CliExit('--format must be one of csv, json', 2);
+      const format: ExportFormat = opts.format;
+      const recipient = opts.recipient === undefined ? undefined : readRecipient(opts.recipient);
+      let kid: string | undefined;
       await withDatabase(async (database) => {
         const actor = await systemActor(database, opts.tenant);
-        const stream = services(database).contactTransfer.export(actor);
-        // The file holds personal data: readable by its owner only.
+        const result = await services(database).contactTransfer.export(actor, {
+          format,
+          recipient,
+        });
+        // The file holds personal data (or a package for one recipient): owner-only.
         const target = opts.out
           ? fs.createWriteStream(opts.out, { mode: 0o600, flags: 'w' })
           : process.stdout;
-        await pipeline(stream, target, { end: opts.out !== undefined });
+        if (result.encrypted) {
+          kid = result.recipientKid;
+          // No newline in the file: it is exactly the compact serialisation.
+          const chunks = opts.out ? [result.body] : [result.body, '\n'];
+          await pipeline(Readable.from(chunks), target, { end: opts.out !== undefined });
+        } else {
+          await pipeline(result.body, target, { end: opts.out !== undefined });
+        }
       });
-      if (opts.out) out(`Exported contacts to ${opts.out}`);
+      const sealed = kid === undefined ? '' : ` encrypted to key ${kid} (JWE)`;
+      if (opts.out) out(`Exported contacts to ${opts.out}${sealed}`);
     });
+}
+
+/** A recipient key file: PEM as is, or a JWK (a JSON object). */
+function readRecipient(file: string): string | JsonWebKey {
+  let content: string;
+  try {
+    content = fs.readFileSync(file, 'utf8');
+  } catch {
+    throw new CliExit(`cannot read ${file}`, 1);
+  }
+  if (!content.trimStart().startsWith('{')) return content;
+  try {
+    return JSON.parse(content) as JsonWebKey;
+  } catch {
+    throw new CliExit(`${file} is neither a PEM key nor a JSON Web Key`, 2);
+  }
 }

@@ -1,9 +1,9 @@
-import { generateKeyPairSync } from 'node:crypto';
-import { compactDecrypt, decodeProtectedHeader } from 'jose';
+import { createPrivateKey, createPublicKey, generateKeyPairSync } from 'node:crypto';
+import { calculateJwkThumbprint, compactDecrypt, decodeProtectedHeader } from 'jose';
 import { describe, expect, it } from 'vitest';
 import { CryptoError } from './errors.ts';
 import type { CryptoErrorCode } from './errors.ts';
-import { decryptExport, encryptExport } from './export-jwe.ts';
+import { decryptExport, encryptExport, recipientThumbprint } from './export-jwe.ts';
 
 function rsaPair(bits: number): { publicPem: string; privatePem: string } {
   const { publicKey, privateKey } = generateKeyPairSync('rsa', { modulusLength: bits });
@@ -66,6 +66,40 @@ describe('encryptExport', () => {
     expect(await codeOf(encryptExport(ec, 'x'))).toBe('KEY_INVALID');
     expect(await codeOf(encryptExport('not a pem', 'x'))).toBe('KEY_INVALID');
     expect(await codeOf(encryptExport(recipient.privatePem, 'x'))).toBe('KEY_INVALID');
+  });
+});
+
+describe('JWK recipients and thumbprints', () => {
+  const recipient = rsaPair(2048);
+
+  it('accepts a public RSA JWK and names it by its RFC 7638 thumbprint, as for its PEM', async () => {
+    const jwk = createPublicKey(recipient.publicPem).export({ format: 'jwk' });
+    const jwe = await encryptExport({ ...jwk, kid: 'ignored', use: 'enc' }, 'via jwk');
+    const { payload } = await decryptExport(recipient.privatePem, jwe);
+    expect(new TextDecoder().decode(payload)).toBe('via jwk');
+    const thumbprint = await recipientThumbprint(jwk);
+    expect(thumbprint).toBe(await recipientThumbprint(recipient.publicPem));
+    expect(thumbprint).toBe(
+      await calculateJwkThumbprint({ kty: 'RSA', e: jwk.e!, n: jwk.n! }, 'sha256'),
+    );
+    expect(thumbprint).not.toBe(await recipientThumbprint(rsaPair(2048).publicPem));
+  });
+
+  it('refuses private, non-RSA, malformed and weak JWKs', async () => {
+    const privateJwk = createPrivateKey(recipient.privatePem).export({ format: 'jwk' });
+    expect(await codeOf(encryptExport(privateJwk, 'x'))).toBe('KEY_INVALID');
+    const onlyD = { kty: 'RSA', n: privateJwk.n, e: privateJwk.e, d: privateJwk.d };
+    expect(await codeOf(encryptExport(onlyD, 'x'))).toBe('KEY_INVALID');
+    const ec = generateKeyPairSync('ec', { namedCurve: 'P-256' }).publicKey.export({
+      format: 'jwk',
+    });
+    expect(await codeOf(encryptExport(ec, 'x'))).toBe('KEY_INVALID');
+    expect(await codeOf(encryptExport({ kty: 'RSA', e: 'AQAB' }, 'x'))).toBe('KEY_INVALID');
+    const weak = generateKeyPairSync('rsa', { modulusLength: 1024 }).publicKey.export({
+      format: 'jwk',
+    });
+    expect(await codeOf(encryptExport(weak, 'x'))).toBe('KEY_TOO_WEAK');
+    expect(await codeOf(recipientThumbprint(weak))).toBe('KEY_TOO_WEAK');
   });
 });
 

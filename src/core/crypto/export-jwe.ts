@@ -1,5 +1,5 @@
-import type { KeyObject } from 'node:crypto';
-import { CompactEncrypt, compactDecrypt, errors } from 'jose';
+import type { JsonWebKey, KeyObject } from 'node:crypto';
+import { CompactEncrypt, calculateJwkThumbprint, compactDecrypt, errors, exportJWK } from 'jose';
 import type { CompactJWEHeaderParameters } from 'jose';
 import { toBytes } from './encoding.ts';
 import { CryptoError } from './errors.ts';
@@ -25,7 +25,7 @@ export const EXPORT_ENC = 'A256GCM';
  * ```
  */
 export async function encryptExport(
-  recipientPublicKey: string | KeyObject,
+  recipientPublicKey: string | JsonWebKey | KeyObject,
   payload: Uint8Array | string,
   options: { kid?: string; contentType?: string; minBits?: number } = {},
 ): Promise<string> {
@@ -34,6 +34,25 @@ export async function encryptExport(
   if (options.kid !== undefined) header.kid = options.kid;
   if (options.contentType !== undefined) header.cty = options.contentType;
   return new CompactEncrypt(toBytes(payload, 'payload')).setProtectedHeader(header).encrypt(key);
+}
+
+/**
+ * The RFC 7638 JWK SHA-256 thumbprint (base64url) of a recipient's RSA public key: a stable
+ * name for the key whatever its encoding (PEM or JWK), used as the JWE `kid` and in the audit
+ * log so that an export can be traced to the key it was sealed for. Validates like
+ * `encryptExport` (`KEY_INVALID`, `KEY_TOO_WEAK`).
+ *
+ * @example
+ * ```ts
+ * const kid = await recipientThumbprint(recipientPem); // e.g. "NzbLsXh8uDCcd-6MNwXF4W_7noWXFZAfHkxZsRGC9Xs"
+ * ```
+ */
+export async function recipientThumbprint(
+  recipientPublicKey: string | JsonWebKey | KeyObject,
+  options: { minBits?: number } = {},
+): Promise<string> {
+  const key = importRsaPublicKey(recipientPublicKey, Math.max(MIN_RSA_BITS, options.minBits ?? 0));
+  return calculateJwkThumbprint(await exportJWK(key), 'sha256');
 }
 
 /**

@@ -57,4 +57,10 @@ export {
   rsaOaepSha256Encrypt,
 } from './rsa-oaep.ts';
 
-export { EXPORT_ALG, EXPORT_ENC, decryptExport, encryptExport } from './export-jwe.ts';
+export {
+  EXPORT_ALG,
+  EXPORT_ENC,
+  decryptExport,
+  encryptExport,
+  recipientThumbprint,
+} from './export-jwe.ts';

@@ -5,7 +5,7 @@ import {
   privateDecrypt,
   publicEncrypt,
 } from 'node:crypto';
-import { KeyObject } from 'node:crypto';
+import { KeyObject, type JsonWebKey } from 'node:crypto';
 import { toBytes } from './encoding.ts';
 import { CryptoError } from './errors.ts';
 
@@ -19,24 +19,46 @@ function rsaBits(key: KeyObject): number {
   return key.asymmetricKeyDetails?.modulusLength ?? 0;
 }
 
+/** Members of a JWK that only a private key has (RFC 7518 section 6.3.2). */
+const PRIVATE_JWK_MEMBERS = ['d', 'p', 'q', 'dp', 'dq', 'qi', 'oth'] as const;
+
+function publicKeyFromJwk(jwk: JsonWebKey): KeyObject {
+  if (jwk.kty !== 'RSA') throw new CryptoError('KEY_INVALID', 'expected a JWK with kty "RSA"');
+  // As with PEM: a private JWK in a recipient field is a leak to report, not to derive from.
+  if (PRIVATE_JWK_MEMBERS.some((m) => m in jwk)) {
+    throw new CryptoError('KEY_INVALID', 'expected a public JWK, got private members');
+  }
+  try {
+    return createPublicKey({ key: { kty: 'RSA', n: jwk.n, e: jwk.e }, format: 'jwk' });
+  } catch (cause) {
+    throw new CryptoError('KEY_INVALID', 'not an RSA public JWK', { cause });
+  }
+}
+
 /**
- * Parses a recipient's RSA public key (PEM SPKI, or PKCS#1 `RSA PUBLIC KEY`) and refuses
- * moduli below `minBits` with `KEY_TOO_WEAK`; anything that is not an RSA public key
- * (including a private key PEM) is `KEY_INVALID`.
+ * Parses a recipient's RSA public key (PEM SPKI, PKCS#1 `RSA PUBLIC KEY`, or a public RSA JWK
+ * object, RFC 7517) and refuses moduli below `minBits` with `KEY_TOO_WEAK`; anything that is
+ * not an RSA public key (including a private key PEM or JWK) is `KEY_INVALID`.
  *
  * @example
  * ```ts
  * const recipient = importRsaPublicKey(pemFromUser);
+ * const fromJwk = importRsaPublicKey({ kty: 'RSA', n: '...', e: 'AQAB' });
  * ```
  */
-export function importRsaPublicKey(key: string | KeyObject, minBits = MIN_RSA_BITS): KeyObject {
+export function importRsaPublicKey(
+  key: string | JsonWebKey | KeyObject,
+  minBits = MIN_RSA_BITS,
+): KeyObject {
   let parsed: KeyObject;
   if (key instanceof KeyObject) {
     parsed = key;
+  } else if (typeof key !== 'string') {
+    parsed = publicKeyFromJwk(key);
   } else {
     // createPublicKey would quietly derive a public key from a private one; a private key in
     // a recipient field is a mistake (and a leak) to surface, not to paper over.
-    if (typeof key === 'string' && /-----BEGIN [A-Z ]*PRIVATE KEY-----/.test(key)) {
+    if (/-----BEGIN [A-Z ]*PRIVATE KEY-----/.test(key)) {
       throw new CryptoError('KEY_INVALID', 'expected a public key, got a private key');
     }
     try {

@@ -1,12 +1,13 @@
 import { Readable, Transform, type TransformCallback } from 'node:stream';
-import { Type } from '@sinclair/typebox';
-import type { FastifyInstance, FastifyRequest } from 'fastify';
+import type { JsonWebKey } from 'node:crypto';
+import { Type, type Static } from '@sinclair/typebox';
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { actorOf } from '../../http/auth.ts';
 import { Nullable, problemResponses } from '../../http/schemas.ts';
 import { AppError } from '../../errors.ts';
 import { IMPORT_TARGETS } from './csv-mapping.ts';
 import type { ImportOptions, ImportReport } from './import.ts';
-import type { ContactTransfer } from './transfer.ts';
+import { JOSE_MEDIA_TYPE, type ContactTransfer, type ExportResult } from './transfer.ts';
 
 const ImportQuery = Type.Object(
   {
@@ -59,6 +60,52 @@ export const ImportReportSchema = Type.Object(
   },
   { $id: 'ContactImportReport', title: 'ContactImportReport' },
 );
+
+const ExportFormatSchema = Type.Union([Type.Literal('csv'), Type.Literal('json')], {
+  description: 'csv (default) or json',
+});
+
+const ExportQuery = Type.Object(
+  { format: Type.Optional(ExportFormatSchema) },
+  { additionalProperties: false },
+);
+
+const ExportBody = Type.Object(
+  {
+    format: Type.Optional(ExportFormatSchema),
+    recipientKey: Type.Optional(
+      Type.String({
+        maxLength: 16384,
+        description:
+          'RSA public key, PEM (-----BEGIN PUBLIC KEY----- or -----BEGIN RSA PUBLIC KEY-----), at least 2048 bits',
+      }),
+    ),
+    recipientJwk: Type.Optional(
+      Type.Object(
+        {
+          kty: Type.String({ maxLength: 16 }),
+          n: Type.Optional(Type.String({ maxLength: 4096 })),
+          e: Type.Optional(Type.String({ maxLength: 64 })),
+        },
+        {
+          // Other members (kid, use, alg...) are allowed; private ones are refused by the export.
+          additionalProperties: true,
+          maxProperties: 32,
+          description: 'RSA public key as a JWK (RFC 7517): kty "RSA", n, e',
+        },
+      ),
+    ),
+  },
+  { additionalProperties: false },
+);
+
+function sendExport(reply: FastifyReply, result: ExportResult) {
+  return reply
+    .type(result.mediaType)
+    .header('content-disposition', `attachment; filename="${result.filename}"`)
+    .header('cache-control', 'no-store')
+    .send(result.body);
+}
 
 /** Counts bytes as they pass and fails the stream past `limit` (413). */
 function byteLimit(limit: number): Transform {
@@ -177,22 +224,62 @@ export async function registerContactTransferRoutes(
       {
         schema: {
           tags: ['Contact'],
-          summary: 'Export contacts as CSV (formula cells neutralised)',
+          summary: 'Export contacts as CSV (formula cells neutralised) or JSON',
+          description:
+            'Needs a sign-in or step-up less than 5 minutes old (auth.step_up_required) and the export permission; audited as contacts.exported. To receive the export encrypted to an RSA key, use POST.',
+          querystring: ExportQuery,
           response: {
             200: {
-              description: 'UTF-8 CSV with BOM, CRLF line ends; header row of field names',
-              content: { 'text/csv': { schema: { type: 'string' } } },
+              description:
+                'csv: UTF-8 CSV with BOM, CRLF line ends, header row of field names. json: an array of objects with the same keys.',
+              content: {
+                'text/csv': { schema: { type: 'string' } },
+                'application/json': { schema: { type: 'array' } },
+              },
             },
             ...problemResponses,
           },
         },
       },
       async (request, reply) => {
-        const stream = o.transfer.export(actorOf(request));
-        return reply
-          .type('text/csv; charset=utf-8')
-          .header('content-disposition', 'attachment; filename="contacts.csv"')
-          .send(stream);
+        const { format } = request.query as Static<typeof ExportQuery>;
+        return sendExport(reply, await o.transfer.export(actorOf(request), { format }));
+      },
+    );
+
+    scope.post(
+      '/api/v1/contacts/export',
+      {
+        schema: {
+          tags: ['Contact'],
+          summary: 'Export contacts encrypted to a recipient RSA key (JWE, application/jose)',
+          description:
+            'The CSV or JSON export sealed as a JWE in compact serialisation (RFC 7516): key management RSA-OAEP-256, content encryption A256GCM, protected header {alg, enc, kid, cty} where kid is the RFC 7638 SHA-256 thumbprint of the recipient key and cty the media type of the plaintext. Any JOSE implementation opens it with the private key. Give exactly one of recipientKey (PEM) or recipientJwk. Same step-up, permission and audit as GET.',
+          body: ExportBody,
+          response: {
+            200: {
+              description: 'Compact JWE: five base64url parts joined by dots',
+              content: { [JOSE_MEDIA_TYPE]: { schema: { type: 'string' } } },
+            },
+            ...problemResponses,
+          },
+        },
+      },
+      async (request, reply) => {
+        const body = request.body as Static<typeof ExportBody>;
+        if ((body.recipientKey === undefined) === (body.recipientJwk === undefined)) {
+          throw new AppError('invalid', 'request.invalid', 'one recipient key expected', {
+            detail: 'Give exactly one of recipientKey (PEM) or recipientJwk.',
+            errors: [
+              { field: 'body/recipientKey', reason: 'exactly one of recipientKey or recipientJwk' },
+            ],
+          });
+        }
+        const recipient = body.recipientKey ?? (body.recipientJwk as JsonWebKey);
+        return sendExport(
+          reply,
+          await o.transfer.export(actorOf(request), { format: body.format, recipient }),
+        );
       },
     );
   });
