@@ -56,7 +56,8 @@ export function createServices(deps: {
     checkpointEvery: deps.config.auditCheckpointEvery,
     checkpointIntervalMs: deps.config.auditCheckpointMs,
   });
-  const records = { db, clock, reader, audit: auditLog };
+  const keys = deps.keys ?? createLazyKeyService(deps.config, { clock });
+  const records = { db, clock, reader, audit: auditLog, keys };
   const contacts = createRecordService(contactSpec, records);
   const auditSink = deps.audit ?? createIdentityAuditSink({ db, log: auditLog });
   // Counters shared by every node: Redis when configured, else the database.
@@ -68,7 +69,6 @@ export function createServices(deps: {
     clock,
     options: { failuresPerAddressPerDay: deps.config.loginFailuresPerAddressPerDay },
   });
-  const keys = deps.keys ?? createLazyKeyService(deps.config, { clock });
   const mfa = createMfaService({ db, clock, keys, audit: auditSink, throttle });
   return {
     database: deps.database,
@@ -104,7 +104,7 @@ export function createServices(deps: {
     }),
     apiKeys: createApiKeyService({ db, clock }),
     contacts,
-    contactTransfer: createContactTransfer({ db, clock, contacts }),
+    contactTransfer: createContactTransfer({ db, clock, contacts, keys }),
     companies: createRecordService(companySpec, records),
     deals: createRecordService(dealSpec, records),
     activities: createRecordService(activitySpec, records),

@@ -4,6 +4,7 @@ import { stringify } from 'csv-stringify/sync';
 import type { Database } from '../../db/schema.ts';
 import { authorize, type Actor } from '../../core/policy/index.ts';
 import { neutralizeCell } from './csv-escape.ts';
+import type { FieldCrypto } from '../records/field-crypto.ts';
 
 /**
  * Export columns. Field names are the API's, which the importer recognises, so an export reads
@@ -31,6 +32,8 @@ export const EXPORT_PAGE = 1000;
 
 export interface ExportDeps {
   db: Kysely<Database>;
+  /** The contacts' field crypto: rows are opened page by page. */
+  crypto: FieldCrypto;
 }
 
 async function page(db: Kysely<Database>, tenantId: string, after?: { at: string; id: string }) {
@@ -73,12 +76,12 @@ const line = (cells: readonly (string | null)[]) =>
     record_delimiter: 'windows',
   });
 
-async function* csvChunks(db: Kysely<Database>, tenantId: string): AsyncGenerator<string> {
+async function* csvChunks(deps: ExportDeps, tenantId: string): AsyncGenerator<string> {
   // A BOM so that Excel opens the file as UTF-8 (the importer strips it).
   yield `\uFEFF${line(EXPORT_HEADER)}`;
   let after: { at: string; id: string } | undefined;
   for (;;) {
-    const rows = await page(db, tenantId, after);
+    const rows = await deps.crypto.open(tenantId, await page(deps.db, tenantId, after));
     if (rows.length === 0) return;
     yield rows
       .map((r) =>
@@ -113,5 +116,5 @@ async function* csvChunks(db: Kysely<Database>, tenantId: string): AsyncGenerato
  */
 export function exportContacts(deps: ExportDeps, actor: Actor): Readable {
   authorize(actor, 'export', 'contact');
-  return Readable.from(csvChunks(deps.db, actor.tenantId), { objectMode: false });
+  return Readable.from(csvChunks(deps, actor.tenantId), { objectMode: false });
 }

@@ -4,6 +4,7 @@ import type { Clock } from '../../clock.ts';
 import type { Database } from '../../db/schema.ts';
 import { requireFreshAuth, type Actor } from '../../core/policy/index.ts';
 import type { RecordService } from '../records/service.ts';
+import type { KeyService } from '../keys/service.ts';
 import { exportContacts } from './export.ts';
 import { importContacts, type ImportOptions, type ImportReport } from './import.ts';
 
@@ -17,18 +18,20 @@ export function createContactTransfer(deps: {
   db: Kysely<Database>;
   clock: Clock;
   contacts: RecordService;
+  keys: KeyService;
 }) {
-  const { db, clock } = deps;
+  const { db, clock, keys } = deps;
+  const crypto = deps.contacts.crypto;
   return {
     /** See `importContacts`: streamed, validated, de-duplicated by e-mail. */
     import(actor: Actor, input: Readable, options?: ImportOptions): Promise<ImportReport> {
-      return importContacts({ db, clock }, actor, input, options);
+      return importContacts({ db, clock, keys, crypto }, actor, input, options);
     },
     /** See `exportContacts`: CSV stream with formula cells neutralised. */
     export(actor: Actor): Readable {
       // The whole contact base in one file: a session must have proven its user recently.
       requireFreshAuth(actor, clock);
-      return exportContacts({ db }, actor);
+      return exportContacts({ db, crypto }, actor);
     },
   };
 }
