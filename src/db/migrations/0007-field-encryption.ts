@@ -80,7 +80,11 @@ export async function up(db: Kysely<unknown>): Promise<void> {
       ['contacts_tenant_created', ['tenant_id', 'created_at', 'id']],
       ['contacts_tenant_owner', ['tenant_id', 'owner_id']],
     ] as const) {
-      await db.schema.createIndex(name).on('contacts').columns([...columns]).execute();
+      await db.schema
+        .createIndex(name)
+        .on('contacts')
+        .columns([...columns])
+        .execute();
     }
   } else {
     await db.schema.dropIndex('contacts_tenant_phone').execute();

@@ -318,7 +318,9 @@ class ImportRun {
       const { values, company } = p.mapped;
       const fields: Record<string, unknown> = { ...values };
       const key =
-        typeof values.email === 'string' ? (normalizeEmail(values.email) ?? values.email) : undefined;
+        typeof values.email === 'string'
+          ? (normalizeEmail(values.email) ?? values.email)
+          : undefined;
       const hash = indexOf.get(p)?.email_eq;
       if (company !== null) {
         const companyId = companyIds.get(company);

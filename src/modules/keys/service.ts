@@ -49,7 +49,10 @@ export interface KeyService {
    * Keys for many subjects at once, created where missing in one key-store transaction (a CSV
    * import's batch). Throws `keys.key_destroyed` if one of them was erased.
    */
-  createSubjectKeys(tenantId: string, subjectIds: readonly string[]): Promise<Map<string, FieldKey>>;
+  createSubjectKeys(
+    tenantId: string,
+    subjectIds: readonly string[],
+  ): Promise<Map<string, FieldKey>>;
   /**
    * Several subjects' keys with one query: live keys, `'destroyed'` for shredded subjects,
    * nothing for subjects without a key. For list pages and exports.

@@ -134,7 +134,12 @@ export async function createSubjectKeyRows(
     const rows = ids.map((subjectId) => {
       const bytes = generateDataKey(deps.random);
       try {
-        const wrapped = wrapKey(tenantKey, wrappingId, bytes, wrapAd.subjectKey(tenantId, subjectId));
+        const wrapped = wrapKey(
+          tenantKey,
+          wrappingId,
+          bytes,
+          wrapAd.subjectKey(tenantId, subjectId),
+        );
         fresh.set(subjectId, createSecretKey(bytes));
         return {
           tenant_id: tenantId,

@@ -57,7 +57,8 @@ export function createFieldCrypto(spec: RecordSpec, deps: FieldCryptoDeps) {
   const columns = fields.map((f) => [f, spec.fields[f] as string] as const);
   const indexes = Object.entries(spec.blindIndexes ?? {});
   for (const [field] of indexes) {
-    if (!protectedSet.has(field)) throw new TypeError(`${object}.${field} is indexed, not protected`);
+    if (!protectedSet.has(field))
+      throw new TypeError(`${object}.${field} is indexed, not protected`);
   }
   const derived = new Map<string, Promise<Map<string, IndexKeys>>>();
 
@@ -165,7 +166,10 @@ export function createFieldCrypto(spec: RecordSpec, deps: FieldCryptoDeps) {
         'internal',
         'resource.value_malformed',
         `${where}: stored value is not a readable envelope (${err.message})`,
-        { detail: 'A stored value is damaged (truncated or not encrypted) and was not returned.', cause: err },
+        {
+          detail: 'A stored value is damaged (truncated or not encrypted) and was not returned.',
+          cause: err,
+        },
       );
     }
     if (err instanceof AppError && err.code === 'keys.not_found') {
@@ -173,7 +177,10 @@ export function createFieldCrypto(spec: RecordSpec, deps: FieldCryptoDeps) {
         'internal',
         'resource.key_unknown',
         `${where}: the key named by the stored value does not exist in the key store`,
-        { detail: 'A stored value names a key that does not exist and was not returned.', cause: err },
+        {
+          detail: 'A stored value names a key that does not exist and was not returned.',
+          cause: err,
+        },
       );
     }
     return err;
@@ -229,7 +236,11 @@ export function createFieldCrypto(spec: RecordSpec, deps: FieldCryptoDeps) {
         const stored = row[column];
         if (stored === undefined || stored === null) continue;
         if (typeof stored !== 'string') {
-          throw new AppError('internal', 'resource.value_malformed', `${object}.${field} is not text`);
+          throw new AppError(
+            'internal',
+            'resource.value_malformed',
+            `${object}.${field} is not text`,
+          );
         }
         let ref: FieldKeyRef;
         try {
