@@ -421,7 +421,7 @@ describe('crypto-shredding', () => {
         .where('email_bidx', '=', bidx)
         .execute();
       expect(left.map((r) => r.id)).not.toContain(contact.id);
-      // A fresh key service (a new node, empty cache) cannot read the backup either.
+      // The live key store no longer opens the backup's values.
       for (const read of [backup.read, backup.readActivity]) {
         const error = await read().then(
           () => undefined,

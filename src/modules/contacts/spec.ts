@@ -38,7 +38,7 @@ export const contactSpec: RecordSpec = {
     nationalId: { column: 'national_id_bidx', normalize: normalizeNationalId },
   },
   // Every contact is a data subject with its own key; deleting the contact shreds it.
-  subjectOf: (id) => id,
+  isSubject: true,
   shredOnDelete: true,
   uniqueConflict: {
     code: 'contact.email_taken',

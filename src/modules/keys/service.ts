@@ -52,6 +52,7 @@ export interface KeyService {
   createSubjectKeys(
     tenantId: string,
     subjectIds: readonly string[],
+    options?: { cache?: boolean },
   ): Promise<Map<string, FieldKey>>;
   /**
    * Several subjects' keys with one query: live keys, `'destroyed'` for shredded subjects,
@@ -164,8 +165,8 @@ export function createKeyService(deps: KeyServiceDeps): KeyService {
       const key = await loadSubjectKey(inner, tenantId, subjectId, options.create);
       return { key, keyId: subjectKeyId(subjectId), keyVersion: SUBJECT_KEY_VERSION };
     },
-    async createSubjectKeys(tenantId, subjectIds) {
-      const created = await createSubjectKeyRows(inner, tenantId, subjectIds);
+    async createSubjectKeys(tenantId, subjectIds, options) {
+      const created = await createSubjectKeyRows(inner, tenantId, subjectIds, options);
       const out = new Map<string, FieldKey>();
       for (const [id, key] of created) {
         out.set(id, { key, keyId: subjectKeyId(id), keyVersion: SUBJECT_KEY_VERSION });

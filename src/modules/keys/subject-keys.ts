@@ -114,13 +114,14 @@ async function createRow(
 /**
  * New keys for many subjects at once (a CSV import): wrapped under the active tenant version and
  * inserted in ONE key-store transaction, instead of one transaction per subject. Subjects that
- * already have a key (or a tombstone) keep it: theirs is loaded as usual. The new keys are not
- * put into the LRU cache (an import of 100k contacts would only churn it).
+ * already have a key (or a tombstone) keep it: theirs is loaded as usual. The new keys go into the
+ * LRU cache only with `cache` (an import of 100k contacts would only churn it).
  */
 export async function createSubjectKeyRows(
   deps: TenantKeyDeps,
   tenantId: string,
   subjectIds: readonly string[],
+  options: { cache?: boolean } = {},
 ): Promise<Map<string, KeyObject>> {
   const ids = [...new Set(subjectIds)];
   const out = new Map<string, KeyObject>();
@@ -177,7 +178,11 @@ export async function createSubjectKeyRows(
       return existing;
     });
     if (inserted === undefined) continue;
-    for (const [id, key] of fresh) if (!inserted.has(id)) out.set(id, key);
+    for (const [id, key] of fresh) {
+      if (inserted.has(id)) continue;
+      out.set(id, key);
+      if (options.cache === true) deps.cache.set(subjectCacheId(tenantId, id), key);
+    }
     for (const id of inserted) out.set(id, await loadSubjectKey(deps, tenantId, id, false));
     return out;
   }

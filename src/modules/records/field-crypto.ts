@@ -15,7 +15,8 @@ import type { FieldKey, FieldKeyRef } from '../../core/crypto/index.ts';
 import { isProtected } from '../../core/privacy/index.ts';
 import { AppError } from '../../errors.ts';
 import type { KeyService } from '../keys/service.ts';
-import { keyDestroyed } from '../keys/subject-keys.ts';
+import { SUBJECT_KEY_VERSION, keyDestroyed, subjectKeyId } from '../keys/subject-keys.ts';
+import { newId } from '../../ids.ts';
 import { keyNotFound } from '../keys/tenant-keys.ts';
 import type { BlindIndexSpec, RecordSpec } from './spec.ts';
 
@@ -45,6 +46,12 @@ interface IndexKeys {
 
 /** At most this many tenants' derived index keys are kept (then the map starts afresh). */
 const MAX_TENANTS = 1000;
+/**
+ * New data subjects' keys are created this many at a time, one key-store transaction each: the
+ * key store commits durably (an fsync, ~8 ms here), which one per contact would cost every
+ * create. Reserved ids whose keys were never used are harmless (a key protecting nothing).
+ */
+const SUBJECT_POOL = 64;
 
 export type FieldCrypto = ReturnType<typeof createFieldCrypto>;
 
@@ -83,9 +90,23 @@ export function createFieldCrypto(spec: RecordSpec, deps: FieldCryptoDeps) {
     return found;
   }
 
+  /** The data subject whose key seals a record, or null for the tenant key. */
+  function subjectFor(id: string, record: Row): string | null {
+    if (spec.isSubject === true) return id;
+    return spec.subjectOf?.(id, record) ?? null;
+  }
+
+  /** A stored row's clear (unprotected) columns under their API names, for `subjectOf`. */
+  function apiView(row: Row): Row {
+    if (spec.subjectOf === undefined) return row;
+    const out: Row = {};
+    for (const [field, column] of Object.entries(spec.fields)) out[field] = row[column];
+    return out;
+  }
+
   /** The key new values of this record are sealed with. */
   function writeKey(tenantId: string, id: string, record: Row): Promise<FieldKey> {
-    const subject = spec.subjectOf?.(id, record) ?? null;
+    const subject = subjectFor(id, record);
     return subject === null
       ? keys.tenantDataKey(tenantId)
       : keys.subjectKey(tenantId, subject, { create: true });
@@ -133,9 +154,10 @@ export function createFieldCrypto(spec: RecordSpec, deps: FieldCryptoDeps) {
     id: string,
     values: Row,
     record: Row = values,
+    key?: FieldKey,
   ): Promise<{ values: Row; indexColumns: Row }> {
     const sealed = hasProtected(values)
-      ? sealWith(await writeKey(tenantId, id, record), tenantId, id, values)
+      ? sealWith(key ?? (await writeKey(tenantId, id, record)), tenantId, id, values)
       : values;
     const indexed = indexes.length > 0 && indexes.some(([f]) => f in values);
     const indexColumns = indexed ? indexColumnsWith(await indexKeys(tenantId), values) : {};
@@ -145,7 +167,7 @@ export function createFieldCrypto(spec: RecordSpec, deps: FieldCryptoDeps) {
   /** Does a change of `before` into `after` move the record to another key (re-seal all)? */
   function keyChanges(id: string, before: Row, after: Row): boolean {
     if (spec.subjectOf === undefined || fields.length === 0) return false;
-    return spec.subjectOf(id, before) !== spec.subjectOf(id, after);
+    return subjectFor(id, before) !== subjectFor(id, after);
   }
 
   function failure(err: unknown, field: string, recordId: string): unknown {
@@ -229,9 +251,24 @@ export function createFieldCrypto(spec: RecordSpec, deps: FieldCryptoDeps) {
    */
   async function open<R extends Row>(tenantId: string, rows: readonly R[]): Promise<R[]> {
     if (columns.length === 0 || rows.length === 0) return [...rows];
-    const refs = new Map<string, FieldKeyRef>();
-    const refOf = new Map<string, string>();
+    // The key a row is expected under (its subject's) is loaded up front, for many rows with one
+    // query; a value under another key (the tenant's, an older version) is looked up on a miss.
+    const expected = new Map<string, FieldKeyRef>();
     for (const row of rows) {
+      const subject = subjectFor(String(row.id), apiView(row));
+      if (subject === null) continue;
+      const ref = { keyId: subjectKeyId(subject), keyVersion: SUBJECT_KEY_VERSION };
+      expected.set(keyRefId(ref), ref);
+    }
+    const loaded = await loadKeys(tenantId, expected);
+    const resolver = (ref: FieldKeyRef) => {
+      const key = loaded.get(keyRefId(ref));
+      return key instanceof Error ? undefined : key;
+    };
+    const out: R[] = [];
+    for (const row of rows) {
+      const copy: Row = { ...row };
+      const recordId = String(row.id);
       for (const [field, column] of columns) {
         const stored = row[column];
         if (stored === undefined || stored === null) continue;
@@ -242,38 +279,31 @@ export function createFieldCrypto(spec: RecordSpec, deps: FieldCryptoDeps) {
             `${object}.${field} is not text`,
           );
         }
-        let ref: FieldKeyRef;
+        const ad = { tenantId, object, field, recordId };
         try {
-          ref = parseEnvelope(stored);
+          copy[column] = decryptFieldText(resolver, ad, stored);
+          continue;
         } catch (err) {
-          throw failure(err, field, String(row.id));
+          if (!isCryptoError(err, 'KEY_NOT_FOUND')) throw failure(err, field, recordId);
         }
+        // Not under an expected key: load the one the value names (a known failure is kept).
+        const ref = parseEnvelope(stored);
         const id = keyRefId(ref);
-        refOf.set(stored, id);
-        if (!refs.has(id)) refs.set(id, { keyId: ref.keyId, keyVersion: ref.keyVersion });
-      }
-    }
-    const loaded = await loadKeys(tenantId, refs);
-    const resolver = (ref: FieldKeyRef) => {
-      const key = loaded.get(keyRefId(ref));
-      return key instanceof Error ? undefined : key;
-    };
-    return rows.map((row) => {
-      const out: Row = { ...row };
-      for (const [field, column] of columns) {
-        const stored = row[column];
-        if (typeof stored !== 'string') continue;
-        const recordId = String(row.id);
-        const key = loaded.get(refOf.get(stored) as string);
+        if (!loaded.has(id)) {
+          const more = await loadKeys(tenantId, new Map([[id, ref]]));
+          loaded.set(id, more.get(id) as KeyObject | Error);
+        }
+        const key = loaded.get(id);
         if (key instanceof Error) throw failure(key, field, recordId);
         try {
-          out[column] = decryptFieldText(resolver, { tenantId, object, field, recordId }, stored);
+          copy[column] = decryptFieldText(resolver, ad, stored);
         } catch (err) {
           throw failure(err, field, recordId);
         }
       }
-      return out as R;
-    });
+      out.push(copy as R);
+    }
+    return out;
   }
 
   /**
@@ -311,6 +341,42 @@ export function createFieldCrypto(spec: RecordSpec, deps: FieldCryptoDeps) {
     return equalityHash(k, normal);
   }
 
+  const pools = new Map<
+    string,
+    { ready: { id: string; key: FieldKey }[]; refill?: Promise<void> }
+  >();
+
+  /**
+   * A fresh record id with its subject's key already in the key store (for `spec.isSubject`
+   * objects): taken from a per-tenant pool refilled in batches.
+   */
+  async function newSubject(tenantId: string): Promise<{ id: string; key: FieldKey }> {
+    let pool = pools.get(tenantId);
+    if (pool === undefined) {
+      if (pools.size >= MAX_TENANTS) pools.clear();
+      pool = { ready: [] };
+      pools.set(tenantId, pool);
+    }
+    for (;;) {
+      const next = pool.ready.shift();
+      if (next !== undefined) return next;
+      const p = pool;
+      p.refill ??= (async () => {
+        try {
+          const ids = Array.from({ length: SUBJECT_POOL }, () => newId());
+          const made = await keys.createSubjectKeys(tenantId, ids, { cache: true });
+          for (const id of ids) {
+            const key = made.get(id);
+            if (key !== undefined) p.ready.push({ id, key });
+          }
+        } finally {
+          p.refill = undefined;
+        }
+      })();
+      await p.refill;
+    }
+  }
+
   return {
     /** API names of the protected fields. */
     fields,
@@ -323,5 +389,6 @@ export function createFieldCrypto(spec: RecordSpec, deps: FieldCryptoDeps) {
     indexFilter,
     uniqueHash,
     writeKey,
+    newSubject,
   };
 }

@@ -276,8 +276,10 @@ export function createRecordService(spec: RecordSpec, deps: RecordDeps) {
     const now = clock.now().toISOString();
     const ownerId = input.ownerId ?? (actor.kind === 'system' ? null : actor.userId);
     const values = normalizeInput({ ...spec.defaults, ...input, ownerId }, {});
-    const id = newId();
-    const sealed = await crypto.seal(actor.tenantId, id, values);
+    // A data subject's id comes with its key (created in batches); other records' ids are new.
+    const subject = spec.isSubject ? await crypto.newSubject(actor.tenantId) : undefined;
+    const id = subject?.id ?? newId();
+    const sealed = await crypto.seal(actor.tenantId, id, values, values, subject?.key);
     const row = {
       ...toColumns(sealed.values, values),
       ...sealed.indexColumns,

@@ -67,6 +67,8 @@ export interface RecordSpec {
    * the person shreds them), or null for the tenant data key. Without it: the tenant key.
    */
   subjectOf?: (id: string, record: Record<string, unknown>) => string | null;
+  /** Each record is a data subject itself (a contact): its own key, named by its id. */
+  isSubject?: boolean;
   /** Deleting a record erases its data subject: the subject key is destroyed (shredding). */
   shredOnDelete?: boolean;
   /** Columns computed from the API values (normalised clear lookup columns). */
