@@ -354,9 +354,9 @@ describe('crypto-shredding', () => {
     const actor = systemActor(owner.tenantId);
     // The backup: a copy of the data database (SQLite file), or of the rows (PostgreSQL).
     let backup: {
-      read(): Promise<unknown>;
-      readActivity(): Promise<unknown>;
-      close(): Promise<void>;
+      read: () => Promise<unknown>;
+      readActivity: () => Promise<unknown>;
+      close: () => Promise<void>;
     };
     if (!testDatabaseUrl) {
       const dir = fs.mkdtempSync(path.join(ctx.database.dataDir, 'backup-'));
