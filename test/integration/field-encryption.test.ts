@@ -14,6 +14,7 @@ import { contactSpec } from '../../src/modules/contacts/spec.ts';
 import { activitySpec } from '../../src/modules/activities/spec.ts';
 import { createRecordService } from '../../src/modules/records/service.ts';
 import { AppError } from '../../src/errors.ts';
+import { createProtectedValueCounter } from '../../src/modules/records/protected-values.ts';
 
 let ctx: TestContext;
 let owner: Session;
@@ -478,5 +479,27 @@ describe('CSV import', () => {
     expect(after.json().items).toMatchObject([{ notes: `${m} merged`, firstName: `${m}7` }]);
     const { text } = await rawStorage();
     expect(text.includes(m)).toBe(false);
+  });
+});
+
+describe('tenant key rotation', () => {
+  it('counts the values a tenant key version still seals, so it is not retired under them', async () => {
+    const t = await ctx.tenant();
+    const company = await post(t, '/api/v1/companies', { name: 'Rotating' });
+    await post(t, '/api/v1/activities', {
+      type: 'note',
+      subject: 's',
+      body: 'b',
+      companyId: company.id,
+    });
+    const count = createProtectedValueCounter(db(), [contactSpec, activitySpec]);
+    // Subject and body under the tenant key v1; the contact's values under its own key.
+    await post(t, '/api/v1/contacts', { email: 'rot@example.com' });
+    expect(await count(t.tenantId, 1)).toBe(2);
+    await ctx.services.keys.rotateTenantKey(t.tenantId);
+    ctx.clock.advance(60_000);
+    await post(t, '/api/v1/activities', { type: 'note', subject: 'new', companyId: company.id });
+    expect(await count(t.tenantId, 1)).toBe(2);
+    expect(await count(t.tenantId, 2)).toBe(1);
   });
 });

@@ -276,6 +276,9 @@ export function createRecordService(spec: RecordSpec, deps: RecordDeps) {
     const now = clock.now().toISOString();
     const ownerId = input.ownerId ?? (actor.kind === 'system' ? null : actor.userId);
     const values = normalizeInput({ ...spec.defaults, ...input, ownerId }, {});
+    // A record keyed by another record's subject: refuse a dangling link before touching keys
+    // (checked again in the transaction, against a deletion meanwhile).
+    if (spec.subjectOf) await checkReferences(db, actor.tenantId, values);
     // A data subject's id comes with its key (created in batches); other records' ids are new.
     const subject = spec.isSubject ? await crypto.newSubject(actor.tenantId) : undefined;
     const id = subject?.id ?? newId();
