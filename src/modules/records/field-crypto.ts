@@ -52,6 +52,7 @@ const MAX_TENANTS = 1000;
  * create. Reserved ids whose keys were never used are harmless (a key protecting nothing).
  */
 const SUBJECT_POOL = 64;
+const LONE_SURROGATE = /\p{Surrogate}/u;
 
 export type FieldCrypto = ReturnType<typeof createFieldCrypto>;
 
@@ -317,6 +318,9 @@ export function createFieldCrypto(spec: RecordSpec, deps: FieldCryptoDeps) {
   ): Promise<{ column: string; value: string; confirm: (row: Row) => boolean } | null> {
     const ix = spec.blindIndexes?.[field];
     if (ix === undefined) throw new TypeError(`${object}.${field} has no blind index`);
+    // Stored values are well-formed text (the schemas refuse lone surrogates): such a query
+    // value can never match, and the HMAC would refuse to encode it.
+    if (LONE_SURROGATE.test(raw)) return null;
     const normal = ix.normalize(raw);
     if (normal === null) return null;
     const k = (await indexKeys(tenantId)).get(field) as IndexKeys;
