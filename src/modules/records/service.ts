@@ -234,6 +234,7 @@ export function createRecordService(spec: RecordSpec, deps: RecordDeps) {
     // A blind index returns candidates (it collides by design): keep those whose decrypted value
     // matches, and read on past the dropped ones until the page is full or the rows run out.
     for (;;) {
+      const wanted = params.limit + 1 - rows.length;
       const batch = await listRows(db, spec.table, {
         tenantId: actor.tenantId,
         columns,
@@ -242,14 +243,12 @@ export function createRecordService(spec: RecordSpec, deps: RecordDeps) {
         sort,
         direction,
         after,
-        limit: params.limit + 1 - rows.length,
+        limit: wanted,
       });
       const opened = await crypto.open(actor.tenantId, batch);
       rows.push(...opened.filter((row) => confirms.every((confirm) => confirm(row))));
       const last = batch.at(-1);
-      if (rows.length > params.limit || batch.length < params.limit + 1 - rows.length || !last) {
-        break;
-      }
+      if (rows.length > params.limit || batch.length < wanted || !last) break;
       after = { value: sortValue(last, sort), id: last.id as string };
     }
     const more = rows.length > params.limit;
