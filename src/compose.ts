@@ -78,7 +78,8 @@ export function createServices(deps: {
     checkpointEvery: deps.config.auditCheckpointEvery,
     checkpointIntervalMs: deps.config.auditCheckpointMs,
   });
-  const records = { db, clock, reader, audit: auditLog };
+  const keys = deps.keys ?? createLazyKeyService(deps.config, { clock });
+  const records = { db, clock, reader, audit: auditLog, keys };
   const contacts = createRecordService(contactSpec, records);
   const log = deps.log ?? pino(loggerOptions(deps.config.logLevel));
   const mailer =
@@ -101,7 +102,6 @@ export function createServices(deps: {
     clock,
     options: { failuresPerAddressPerDay: deps.config.loginFailuresPerAddressPerDay },
   });
-  const keys = deps.keys ?? createLazyKeyService(deps.config, { clock });
   const mfa = createMfaService({ db, clock, keys, audit: auditSink, throttle });
   // Passkeys are bound to this RP id and accepted only from this origin.
   const rp = { name: 'Custos', id: deps.config.webauthnRpId, origin: deps.config.publicUrl };
@@ -174,7 +174,7 @@ export function createServices(deps: {
     }),
     apiKeys: createApiKeyService({ db, clock }),
     contacts,
-    contactTransfer: createContactTransfer({ db, clock, contacts, audit: auditLog }),
+    contactTransfer: createContactTransfer({ db, clock, contacts, audit: auditLog, keys }),
     companies: createRecordService(companySpec, records),
     deals: createRecordService(dealSpec, records),
     activities: createRecordService(activitySpec, records),

@@ -60,6 +60,10 @@ export type ErrorCode =
   | 'resource.if_match_required'
   | 'resource.conflict'
   | 'resource.invalid_reference'
+  // encrypted fields (see src/modules/records/field-crypto.ts)
+  | 'resource.integrity_failed'
+  | 'resource.value_malformed'
+  | 'resource.key_unknown'
   // users, tenants and keys
   | 'user.email_taken'
   | 'user.role_not_allowed'

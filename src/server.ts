@@ -7,6 +7,9 @@ import { countTenants } from './modules/tenants/service.ts';
 import { AppError } from './errors.ts';
 import { assertKeysUsable, openKeys } from './modules/keys/open.ts';
 import { startAuthPurge } from './modules/auth/purge.ts';
+import { createProtectedValueCounter } from './modules/records/protected-values.ts';
+import { activitySpec } from './modules/activities/spec.ts';
+import { contactSpec } from './modules/contacts/spec.ts';
 
 /** config -> dependencies -> app.listen() */
 async function main() {
@@ -28,7 +31,10 @@ async function main() {
   await migrateToLatest(database.db);
   // Keys before serving: a missing, exposed or wrong root key stops the start here, with a
   // message saying which, instead of failing on the first encrypted read.
-  const keys = await openKeys(config, { clock: systemClock });
+  const keys = await openKeys(config, {
+    clock: systemClock,
+    protectedValues: createProtectedValueCounter(database.db, [contactSpec, activitySpec]),
+  });
   await assertKeysUsable(keys);
   const services = createServices({ config, database, clock: systemClock, keys: keys.service });
   const app = await buildApp({ config, services });

@@ -4,6 +4,9 @@ import { systemClock } from '../clock.ts';
 import { loadConfig } from '../config.ts';
 import type { DatabaseHandle } from '../db/database.ts';
 import { assertKeysUsable, openKeys } from '../modules/keys/open.ts';
+import { createProtectedValueCounter } from '../modules/records/protected-values.ts';
+import { activitySpec } from '../modules/activities/spec.ts';
+import { contactSpec } from '../modules/contacts/spec.ts';
 import type { OpenedKeys } from '../modules/keys/open.ts';
 import { initHsmRootKey } from '../modules/keys/providers.ts';
 import type { TenantKeyStatus } from '../modules/keys/status.ts';
@@ -47,7 +50,11 @@ function withKeys<T>(
 ): Promise<T> {
   return deps.withDatabase(async (database) => {
     const tenants = await tenantsOf(database);
-    const keys = await openKeys(loadConfig(), { clock: systemClock });
+    const keys = await openKeys(loadConfig(), {
+      clock: systemClock,
+      // `keys retire` refuses a version that still seals stored values.
+      protectedValues: createProtectedValueCounter(database.db, [contactSpec, activitySpec]),
+    });
     try {
       await assertKeysUsable(keys);
       return await fn(keys, tenants);

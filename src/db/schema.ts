@@ -213,16 +213,21 @@ export interface CompanyTable extends RecordColumns {
 export interface ContactTable extends RecordColumns {
   first_name: string | null;
   last_name: string | null;
+  /** Protected fields (data map `personal`/`sensitive`) hold `cv1.` envelopes, never clear text. */
   email: string | null;
-  email_normalized: string | null;
   phone: string | null;
-  phone_normalized: string | null;
   title: string | null;
   company_id: string | null;
   date_of_birth: string | null;
   national_id: string | null;
   address: string | null;
   notes: string | null;
+  /** Truncated blind indexes (exact filters; candidates confirmed after decryption). */
+  email_bidx: string | null;
+  phone_bidx: string | null;
+  national_id_bidx: string | null;
+  /** Untruncated keyed hash of the e-mail: unique per tenant. */
+  email_eq: string | null;
 }
 
 export interface DealTable extends RecordColumns {

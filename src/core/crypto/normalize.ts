@@ -27,8 +27,8 @@ export function normalizeEmail(input: string): string | null {
 
 /**
  * Phone number to E.164 (`+14155552671`) with libphonenumber-js; national formats are read in
- * `defaultRegion`. Returns `null` for numbers that do not parse or are not valid for their
- * region. An extension is dropped (E.164 has none): two extensions of one line index equal,
+ * `defaultRegion` (without one, only international `+...` numbers parse). Returns `null` for
+ * numbers that do not parse or are not valid for their region. An extension is dropped (E.164 has none): two extensions of one line index equal,
  * and the candidate is confirmed after decryption anyway.
  *
  * @example
@@ -36,8 +36,8 @@ export function normalizeEmail(input: string): string | null {
  * normalizePhone('415-555-2671', 'US') // '+14155552671'
  * ```
  */
-export function normalizePhone(input: string, defaultRegion: CountryCode): string | null {
-  const phone = parsePhoneNumberFromString(input, { defaultCountry: defaultRegion });
+export function normalizePhone(input: string, defaultRegion?: CountryCode): string | null {
+  const phone = parsePhoneNumberFromString(input.trim(), { defaultCountry: defaultRegion });
   if (phone === undefined || !phone.isValid()) return null;
   return phone.number;
 }

@@ -4,7 +4,7 @@ import { requireFreshAuth, type Actor, type RequestMeta } from '../../core/polic
 import type { Database } from '../../db/schema.ts';
 import { AppError } from '../../errors.ts';
 import type { AuditSink } from '../auth/events.ts';
-import { normalizeEmail } from '../identity/normalize.ts';
+import { emailKeyOf } from '../tenants/service.ts';
 import type { Mailer } from '../mail/mailer.ts';
 import { emailChangeNotice, emailConfirmationMail } from '../mail/templates.ts';
 import { isUniqueViolation } from '../records/repository.ts';
@@ -108,7 +108,7 @@ export function createEmailChange(deps: EmailChangeDeps) {
           .updateTable('users')
           .set((eb) => ({
             email: newEmail,
-            email_normalized: normalizeEmail(newEmail),
+            email_normalized: emailKeyOf(newEmail),
             updated_at: at,
             version: eb('version', '+', 1),
           }))

@@ -28,5 +28,7 @@ export const activitySpec: RecordSpec = {
   },
   references: { contactId: 'contacts', companyId: 'companies', dealId: 'deals' },
   requireOneOf: ['contactId', 'companyId', 'dealId'],
+  // Text about a person is erased with them: under the linked contact's key, else the tenant's.
+  subjectOf: (_id, v) => (typeof v.contactId === 'string' ? v.contactId : null),
   timestampFields: ['dueAt', 'doneAt'],
 };

@@ -10,7 +10,7 @@ import {
   needsRehash,
   verifyPassword,
 } from '../identity/passwords.ts';
-import { normalizeEmail } from '../identity/normalize.ts';
+import { normalizeEmail } from '../../core/crypto/normalize.ts';
 import { hashToken, newToken } from '../identity/tokens.ts';
 import { userHasPasskey } from '../passkeys/repository.ts';
 import type { AuditSink, LoginFailureReason } from './events.ts';
@@ -52,7 +52,7 @@ export function createLogin(deps: LoginDeps) {
       .leftJoin('users', (join) =>
         join
           .onRef('users.tenant_id', '=', 'tenants.id')
-          .on('users.email_normalized', '=', normalizeEmail(input.email)),
+          .on('users.email_normalized', '=', normalizeEmail(input.email) ?? ''),
       )
       .leftJoin('user_totp', (join) =>
         join.onRef('user_totp.user_id', '=', 'users.id').on('user_totp.status', '=', 'active'),

@@ -83,7 +83,11 @@ export function validateRow(row: number, mapped: MappedRow): RowError[] {
   return errors;
 }
 
-/** API field values -> contact columns, with the derived lookup columns. */
+/**
+ * API field values (protected ones already sealed) -> contact columns. Index columns come from
+ * the field crypto, for the indexed fields present only: a merge that does not touch e-mail or
+ * phone leaves their indexes as they are.
+ */
 export function toContactColumns(values: Record<string, unknown>): Partial<NewContact> {
   const out: Record<string, unknown> = {};
   for (const [field, value] of Object.entries(values)) {
@@ -91,9 +95,5 @@ export function toContactColumns(values: Record<string, unknown>): Partial<NewCo
     if (column === undefined) throw new TypeError(`unknown contact field ${field}`);
     out[column] = value;
   }
-  const derived = contactSpec.derive?.(values) ?? {};
-  // A merge that does not touch e-mail or phone must not clear their lookup columns.
-  if (values.email === undefined) delete derived.email_normalized;
-  if (values.phone === undefined) delete derived.phone_normalized;
-  return { ...out, ...derived };
+  return out;
 }

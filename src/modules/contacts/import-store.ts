@@ -10,26 +10,28 @@ import { newId } from '../../ids.ts';
 export type Db = Kysely<Database> | Transaction<Database>;
 export type NewContact = Insertable<ContactTable>;
 
-/** Rows per INSERT: 500 x 18 columns stays under both databases' bound-parameter limits. */
+/** Rows per INSERT: 500 x 20 columns stays under both databases' bound-parameter limits. */
 export const BATCH_SIZE = 500;
 
-/** Existing contacts of the tenant with these normalised e-mails: email -> id and version. */
-export async function findContactsByEmail(
+/**
+ * Existing contacts of the tenant by the untruncated keyed hash of their e-mail (`email_eq`,
+ * exact: no candidates to confirm): hash -> id and version.
+ */
+export async function findContactsByEmailHash(
   db: Db,
   tenantId: string,
-  emails: readonly string[],
+  hashes: readonly string[],
 ): Promise<Map<string, { id: string; version: number }>> {
   const found = new Map<string, { id: string; version: number }>();
-  for (let i = 0; i < emails.length; i += BATCH_SIZE) {
+  for (let i = 0; i < hashes.length; i += BATCH_SIZE) {
     const rows = await db
       .selectFrom('contacts')
-      .select(['id', 'version', 'email_normalized'])
+      .select(['id', 'version', 'email_eq'])
       .where('tenant_id', '=', tenantId)
-      .where('email_normalized', 'in', emails.slice(i, i + BATCH_SIZE))
+      .where('email_eq', 'in', hashes.slice(i, i + BATCH_SIZE))
       .execute();
     for (const r of rows) {
-      if (r.email_normalized)
-        found.set(r.email_normalized, { id: r.id, version: Number(r.version) });
+      if (r.email_eq) found.set(r.email_eq, { id: r.id, version: Number(r.version) });
     }
   }
   return found;

@@ -10,7 +10,7 @@ import { readCsv, type CsvFault, type CsvRecord } from './csv-read.ts';
 import { mapRow, resolveMapping, type ColumnMapping, type MappedRow } from './csv-mapping.ts';
 import {
   BATCH_SIZE,
-  findContactsByEmail,
+  findContactsByEmailHash,
   insertContacts,
   mergeContact,
   resolveCompanies,
@@ -18,7 +18,9 @@ import {
   type NewContact,
 } from './import-store.ts';
 import { toContactColumns, validateRow, type RowError } from './import-row.ts';
-import { normalizeEmail, normalizePhone } from './normalize.ts';
+import { normalizeEmail } from '../../core/crypto/normalize.ts';
+import type { FieldCrypto } from '../records/field-crypto.ts';
+import type { KeyService } from '../keys/service.ts';
 
 export type ImportMode = 'all-or-nothing' | 'best-effort';
 export type OnDuplicate = 'skip' | 'merge';
@@ -66,6 +68,10 @@ class Rollback extends Error {}
 export interface ImportDeps {
   db: Kysely<Database>;
   clock: Clock;
+  /** Subject keys, created one key-store transaction per batch. */
+  keys: KeyService;
+  /** The contacts' field crypto (the record service's, so the same index settings). */
+  crypto: FieldCrypto;
 }
 
 /**
@@ -206,7 +212,8 @@ class ImportRun {
       this.batch.push(p);
       return;
     }
-    const key = normalizeEmail(email);
+    // Validated as an e-mail address, so it normalises; the raw text is a safe fallback key.
+    const key = normalizeEmail(email) ?? email;
     const earlier = this.seen.get(key);
     if (earlier === undefined) {
       this.seen.set(key, p);
@@ -238,14 +245,17 @@ class ImportRun {
     }
   }
 
-  /** A fixed-shape row (the hot path of a large import: no spreads, e-mail normalised once). */
+  /**
+   * A fixed-shape row (the hot path of a large import: no spreads). `v` holds the sealed
+   * values, `ix` the index columns computed from the clear ones.
+   */
   private newRow(
     id: string,
-    v: Record<string, string | null>,
+    v: Record<string, unknown>,
     companyId: string | undefined,
-    emailKey: string | undefined,
+    ix: Record<string, unknown>,
   ): NewContact {
-    const phone = v.phone ?? null;
+    const text = (x: unknown) => (typeof x === 'string' ? x : null);
     return {
       id,
       tenant_id: this.actor.tenantId,
@@ -253,18 +263,20 @@ class ImportRun {
       created_at: this.now,
       updated_at: this.now,
       version: 1,
-      first_name: v.firstName ?? null,
-      last_name: v.lastName ?? null,
-      email: v.email ?? null,
-      email_normalized: emailKey ?? null,
-      phone,
-      phone_normalized: phone === null ? null : normalizePhone(phone),
-      title: v.title ?? null,
+      first_name: text(v.firstName),
+      last_name: text(v.lastName),
+      email: text(v.email),
+      email_bidx: text(ix.email_bidx),
+      email_eq: text(ix.email_eq),
+      phone: text(v.phone),
+      phone_bidx: text(ix.phone_bidx),
+      title: text(v.title),
       company_id: companyId ?? null,
-      date_of_birth: v.dateOfBirth ?? null,
-      national_id: v.nationalId ?? null,
-      address: v.address ?? null,
-      notes: v.notes ?? null,
+      date_of_birth: text(v.dateOfBirth),
+      national_id: text(v.nationalId),
+      national_id_bidx: text(ix.national_id_bidx),
+      address: text(v.address),
+      notes: text(v.notes),
     };
   }
 
@@ -291,15 +303,25 @@ class ImportRun {
       for (const [name, id] of created) companyIds.set(name, id);
       r.companiesCreated += unknown.length;
     }
-    const emails = batch
-      .filter((p) => p.existingId === undefined && typeof p.mapped.values.email === 'string')
-      .map((p) => normalizeEmail(p.mapped.values.email as string));
-    const existing = await findContactsByEmail(trx, tenantId, emails);
-    const inserts: NewContact[] = [];
+    const { crypto } = this.deps;
+    const ixKeys = await crypto.indexKeys(tenantId);
+    // Index columns of every row, from its clear values; e-mail duplicates by the exact hash.
+    const indexOf = new Map<Pending, Record<string, unknown>>();
+    for (const p of batch) indexOf.set(p, crypto.indexColumnsWith(ixKeys, p.mapped.values));
+    const hashes = batch
+      .filter((p) => p.existingId === undefined)
+      .map((p) => indexOf.get(p)?.email_eq)
+      .filter((h): h is string => typeof h === 'string');
+    const existing = await findContactsByEmailHash(trx, tenantId, hashes);
+    const fresh: { id: string; p: Pending; companyId: string | undefined }[] = [];
     for (const p of batch) {
       const { values, company } = p.mapped;
       const fields: Record<string, unknown> = { ...values };
-      const key = typeof values.email === 'string' ? normalizeEmail(values.email) : undefined;
+      const key =
+        typeof values.email === 'string'
+          ? (normalizeEmail(values.email) ?? values.email)
+          : undefined;
+      const hash = indexOf.get(p)?.email_eq;
       if (company !== null) {
         const companyId = companyIds.get(company);
         if (companyId === undefined) {
@@ -315,21 +337,36 @@ class ImportRun {
         }
         fields.companyId = companyId;
       }
-      const existingId = p.existingId ?? (key ? existing.get(key)?.id : undefined);
+      const existingId =
+        p.existingId ?? (typeof hash === 'string' ? existing.get(hash)?.id : undefined);
       if (existingId !== undefined) {
         if (key) this.seen.set(key, { id: existingId });
         if (this.onDuplicate === 'skip') {
           r.skipped++;
           continue;
         }
-        await mergeContact(trx, tenantId, existingId, toContactColumns(fields), this.now);
+        // Sealed under the existing contact's own key.
+        const sealed = await crypto.seal(tenantId, existingId, fields);
+        const columns = { ...toContactColumns(sealed.values), ...sealed.indexColumns };
+        await mergeContact(trx, tenantId, existingId, columns, this.now);
         r.updated++;
         continue;
       }
       const id = newId();
-      inserts.push(this.newRow(id, values, fields.companyId as string | undefined, key));
+      fresh.push({ id, p, companyId: fields.companyId as string | undefined });
       if (key) this.seen.set(key, { id });
     }
+    // One key-store transaction for the batch's new data subjects.
+    const subjectKeys = await this.deps.keys.createSubjectKeys(
+      tenantId,
+      fresh.map((f) => f.id),
+    );
+    const inserts: NewContact[] = fresh.map(({ id, p, companyId }) => {
+      const key = subjectKeys.get(id);
+      if (key === undefined) throw new TypeError('no subject key for a new contact');
+      const sealed = crypto.sealWith(key, tenantId, id, p.mapped.values);
+      return this.newRow(id, sealed, companyId, indexOf.get(p) ?? {});
+    });
     await insertContacts(trx, inserts);
     r.created += inserts.length;
   }

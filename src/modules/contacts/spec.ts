@@ -1,5 +1,9 @@
 import { COMMON_SORTS, type RecordSpec } from '../records/spec.ts';
-import { normalizeEmail, normalizePhone } from './normalize.ts';
+import {
+  normalizeEmail,
+  normalizeNationalId,
+  normalizePhone,
+} from '../../core/crypto/normalize.ts';
 
 export const contactSpec: RecordSpec = {
   object: 'contact',
@@ -20,16 +24,22 @@ export const contactSpec: RecordSpec = {
   },
   sorts: COMMON_SORTS,
   filters: {
-    email: { column: 'email_normalized', normalize: normalizeEmail },
-    phone: { column: 'phone_normalized', normalize: normalizePhone },
+    email: { blindIndex: 'email' },
+    phone: { blindIndex: 'phone' },
     companyId: { column: 'company_id' },
     ownerId: { column: 'owner_id' },
   },
   references: { companyId: 'companies' },
-  derive: (v) => ({
-    email_normalized: typeof v.email === 'string' ? normalizeEmail(v.email) : null,
-    phone_normalized: typeof v.phone === 'string' ? normalizePhone(v.phone) : null,
-  }),
+  blindIndexes: {
+    // Uniqueness per tenant through the untruncated keyed hash, see BlindIndexSpec.
+    email: { column: 'email_bidx', uniqueColumn: 'email_eq', normalize: normalizeEmail },
+    // International numbers only (no default region): E.164 needs the country.
+    phone: { column: 'phone_bidx', normalize: (v) => normalizePhone(v) },
+    nationalId: { column: 'national_id_bidx', normalize: normalizeNationalId },
+  },
+  // Every contact is a data subject with its own key; deleting the contact shreds it.
+  isSubject: true,
+  shredOnDelete: true,
   uniqueConflict: {
     code: 'contact.email_taken',
     detail: 'Another contact in this tenant has the same e-mail address.',

@@ -16,6 +16,7 @@ import { auditActor } from '../audit/event.ts';
 import type { AuditRecorder } from '../audit/service.ts';
 import type { RecordService } from '../records/service.ts';
 import { EXPORT_HEADER, EXPORT_MEDIA_TYPES, exportContacts, type ExportFormat } from './export.ts';
+import type { KeyService } from '../keys/service.ts';
 import { importContacts, type ImportOptions, type ImportReport } from './import.ts';
 
 export type { ImportOptions, ImportReport } from './import.ts';
@@ -77,12 +78,14 @@ export function createContactTransfer(deps: {
   contacts: RecordService;
   /** Records `contacts.exported` before the first byte leaves. */
   audit?: AuditRecorder | undefined;
+  keys: KeyService;
 }) {
-  const { db, clock, contacts } = deps;
+  const { db, clock, contacts, keys } = deps;
+  const fieldCrypto = contacts.crypto;
   return {
     /** See `importContacts`: streamed, validated, de-duplicated by e-mail. */
     import(actor: Actor, input: Readable, options?: ImportOptions): Promise<ImportReport> {
-      return importContacts({ db, clock }, actor, input, options);
+      return importContacts({ db, clock, keys, crypto: fieldCrypto }, actor, input, options);
     },
     /**
      * The tenant's contacts as CSV or JSON (see `exportContacts`), plain and streamed, or sealed

@@ -140,6 +140,7 @@ export function createLazyKeyService(
     tenantIndexKey: async (...a) => (await get()).tenantIndexKey(...a),
     subjectKey: async (...a) => (await get()).subjectKey(...a),
     subjectKeys: async (...a) => (await get()).subjectKeys(...a),
+    createSubjectKeys: async (...a) => (await get()).createSubjectKeys(...a),
     keyFor: async (...a) => (await get()).keyFor(...a),
     destroySubjectKey: async (...a) => (await get()).destroySubjectKey(...a),
     rotateTenantKey: async (...a) => (await get()).rotateTenantKey(...a),

@@ -13,6 +13,7 @@ import type { TenantKeyStatus } from './status.ts';
 import type { KeyStore } from './store.ts';
 import {
   SUBJECT_KEY_VERSION,
+  createSubjectKeyRows,
   destroySubjectKeyRow,
   loadSubjectKey,
   loadSubjectKeys,
@@ -44,6 +45,15 @@ export interface KeyService {
   tenantIndexKey(tenantId: string): Promise<KeyObject>;
   /** The subject's key; `keys.key_destroyed` once shredded, `keys.not_found` without `create`. */
   subjectKey(tenantId: string, subjectId: string, options: { create: boolean }): Promise<FieldKey>;
+  /**
+   * Keys for many subjects at once, created where missing in one key-store transaction (a CSV
+   * import's batch). Throws `keys.key_destroyed` if one of them was erased.
+   */
+  createSubjectKeys(
+    tenantId: string,
+    subjectIds: readonly string[],
+    options?: { cache?: boolean },
+  ): Promise<Map<string, FieldKey>>;
   /**
    * Several subjects' keys with one query: live keys, `'destroyed'` for shredded subjects,
    * nothing for subjects without a key. For list pages and exports.
@@ -154,6 +164,14 @@ export function createKeyService(deps: KeyServiceDeps): KeyService {
     async subjectKey(tenantId, subjectId, options) {
       const key = await loadSubjectKey(inner, tenantId, subjectId, options.create);
       return { key, keyId: subjectKeyId(subjectId), keyVersion: SUBJECT_KEY_VERSION };
+    },
+    async createSubjectKeys(tenantId, subjectIds, options) {
+      const created = await createSubjectKeyRows(inner, tenantId, subjectIds, options);
+      const out = new Map<string, FieldKey>();
+      for (const [id, key] of created) {
+        out.set(id, { key, keyId: subjectKeyId(id), keyVersion: SUBJECT_KEY_VERSION });
+      }
+      return out;
     },
     async subjectKeys(tenantId, subjectIds) {
       const loaded = await loadSubjectKeys(inner, tenantId, subjectIds);

@@ -112,6 +112,86 @@ async function createRow(
 }
 
 /**
+ * New keys for many subjects at once (a CSV import): wrapped under the active tenant version and
+ * inserted in ONE key-store transaction, instead of one transaction per subject. Subjects that
+ * already have a key (or a tombstone) keep it: theirs is loaded as usual. The new keys go into the
+ * LRU cache only with `cache` (an import of 100k contacts would only churn it).
+ */
+export async function createSubjectKeyRows(
+  deps: TenantKeyDeps,
+  tenantId: string,
+  subjectIds: readonly string[],
+  options: { cache?: boolean } = {},
+): Promise<Map<string, KeyObject>> {
+  const ids = [...new Set(subjectIds)];
+  const out = new Map<string, KeyObject>();
+  if (ids.length === 0) return out;
+  for (let attempt = 0; attempt < 3; attempt += 1) {
+    const version = await ensureActiveVersion(deps, tenantId, 'data');
+    const tenantKey = await loadTenantKey(deps, tenantId, 'data', version);
+    const wrappingId = tenantCacheId(tenantId, 'data', version);
+    const now = deps.clock.now().toISOString();
+    const fresh = new Map<string, KeyObject>();
+    const rows = ids.map((subjectId) => {
+      const bytes = generateDataKey(deps.random);
+      try {
+        const wrapped = wrapKey(
+          tenantKey,
+          wrappingId,
+          bytes,
+          wrapAd.subjectKey(tenantId, subjectId),
+        );
+        fresh.set(subjectId, createSecretKey(bytes));
+        return {
+          tenant_id: tenantId,
+          subject_id: subjectId,
+          tenant_key_version: version,
+          wrapped: wrapped.toString('base64'),
+          created_at: now,
+          destroyed_at: null,
+        };
+      } finally {
+        bytes.fill(0);
+      }
+    });
+    const inserted = await deps.store.db.transaction().execute(async (trx) => {
+      // As in createRow: never leave new keys under a version a rotation just deactivated.
+      if ((await activeVersion(trx, tenantId, 'data')) !== version) return undefined;
+      const existing = new Set<string>();
+      for (let i = 0; i < ids.length; i += 500) {
+        const chunk = ids.slice(i, i + 500);
+        const found = await trx
+          .selectFrom('subject_keys')
+          .select('subject_id')
+          .where('tenant_id', '=', tenantId)
+          .where('subject_id', 'in', chunk)
+          .execute();
+        for (const row of found) existing.add(row.subject_id);
+      }
+      const insert = rows.filter((r) => !existing.has(r.subject_id));
+      for (let i = 0; i < insert.length; i += 500) {
+        await trx
+          .insertInto('subject_keys')
+          .values(insert.slice(i, i + 500))
+          .execute();
+      }
+      return existing;
+    });
+    if (inserted === undefined) continue;
+    for (const [id, key] of fresh) {
+      if (inserted.has(id)) continue;
+      out.set(id, key);
+      if (options.cache === true) deps.cache.set(subjectCacheId(tenantId, id), key);
+    }
+    for (const id of inserted) out.set(id, await loadSubjectKey(deps, tenantId, id, false));
+    return out;
+  }
+  throw new AppError('conflict', 'keys.version_in_use', 'tenant key rotated during creation', {
+    detail: 'The tenant key was rotated while keys were being created; retry.',
+  });
+}
+
+/**
  * The subject's key: cached, else unwrapped, else (with `create`) generated. Throws
  * `keys.key_destroyed` after `destroySubjectKey`, `keys.not_found` when absent and not created.
  */

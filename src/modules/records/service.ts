@@ -19,6 +19,8 @@ import {
   type Db,
 } from './repository.ts';
 import type { RecordSpec } from './spec.ts';
+import { createFieldCrypto } from './field-crypto.ts';
+import type { KeyService } from '../keys/service.ts';
 import { auditActor } from '../audit/event.ts';
 import type { AuditRecorder } from '../audit/service.ts';
 
@@ -58,11 +60,16 @@ export interface RecordDeps {
   reader?: SyncReader | undefined;
   /** Records record.created/updated/deleted (field names only) in the change's transaction. */
   audit?: AuditRecorder | undefined;
+  /** Keys of the protected fields (the data map decides which fields; see field-crypto.ts). */
+  keys: KeyService;
+  /** Blind-index truncation in bits (default 32; tests force collisions with a tiny one). */
+  indexBits?: number | undefined;
 }
 
 /** CRUD for one CRM object, scoped to the actor's tenant, authorised, versioned. */
 export function createRecordService(spec: RecordSpec, deps: RecordDeps) {
   const { db, clock } = deps;
+  const crypto = createFieldCrypto(spec, { keys: deps.keys, indexBits: deps.indexBits });
 
   /** Appends the event in `trx`: if it fails, the change rolls back with it. */
   async function record(
@@ -191,6 +198,7 @@ export function createRecordService(spec: RecordSpec, deps: RecordDeps) {
       });
     }
     const equals: { column: string; value: string }[] = [];
+    const confirms: ((row: Record<string, unknown>) => boolean)[] = [];
     const ranges: { column: string; op: '>=' | '<'; value: string }[] = [];
     for (const [name, raw] of Object.entries(params.filters)) {
       if (raw === undefined) continue;
@@ -208,29 +216,47 @@ export function createRecordService(spec: RecordSpec, deps: RecordDeps) {
       }
       const filter = spec.filters[name];
       if (!filter) throw new TypeError(`filter ${name} has no spec`);
+      if ('blindIndex' in filter) {
+        const index = await crypto.indexFilter(actor.tenantId, filter.blindIndex, raw);
+        if (index === null) return { items: [], nextCursor: null };
+        equals.push({ column: index.column, value: index.value });
+        confirms.push(index.confirm);
+        continue;
+      }
       const value = filter.normalize ? filter.normalize(raw) : raw;
       if (value === null) return { items: [], nextCursor: null };
       equals.push({ column: filter.column, value });
     }
-    const after = params.cursor ? decodeCursor(params.cursor, sortName, direction) : undefined;
-    const rows = await listRows(db, spec.table, {
-      tenantId: actor.tenantId,
-      columns,
-      equals,
-      ranges,
-      sort,
-      direction,
-      after,
-      limit: params.limit + 1,
-    });
+    let after: { value: string | number; id: string } | undefined = params.cursor
+      ? decodeCursor(params.cursor, sortName, direction)
+      : undefined;
+    const rows: Record<string, unknown>[] = [];
+    // A blind index returns candidates (it collides by design): keep those whose decrypted value
+    // matches, and read on past the dropped ones until the page is full or the rows run out.
+    for (;;) {
+      const wanted = params.limit + 1 - rows.length;
+      const batch = await listRows(db, spec.table, {
+        tenantId: actor.tenantId,
+        columns,
+        equals,
+        ranges,
+        sort,
+        direction,
+        after,
+        limit: wanted,
+      });
+      const opened = await crypto.open(actor.tenantId, batch);
+      rows.push(...opened.filter((row) => confirms.every((confirm) => confirm(row))));
+      const last = batch.at(-1);
+      if (rows.length > params.limit || batch.length < wanted || !last) break;
+      after = { value: sortValue(last, sort), id: last.id as string };
+    }
     const more = rows.length > params.limit;
     const page = more ? rows.slice(0, params.limit) : rows;
     const last = page.at(-1);
     let nextCursor: string | null = null;
     if (more && last) {
-      // Sort columns are text or integers; a NULL sorts as its `nullsAs` stand-in.
-      const raw = (last[sort.column] ?? sort.nullsAs) as string | number;
-      const value = typeof raw === 'number' ? raw : String(raw);
+      const value = sortValue(last, sort);
       nextCursor = encodeCursor({ sort: sortName, direction, value, id: last.id as string });
     }
     return { items: page.map(toApi), nextCursor };
@@ -240,7 +266,8 @@ export function createRecordService(spec: RecordSpec, deps: RecordDeps) {
     authorize(actor, 'read', spec.resource);
     const row = await getRow(db, spec.table, actor.tenantId, id, columns, deps.reader);
     if (!row) throw notFound();
-    return toApi(row);
+    const [opened] = await crypto.open(actor.tenantId, [row]);
+    return toApi(opened ?? row);
   }
 
   async function create(actor: Actor, input: Record<string, unknown>): Promise<ApiRecord> {
@@ -248,9 +275,17 @@ export function createRecordService(spec: RecordSpec, deps: RecordDeps) {
     const now = clock.now().toISOString();
     const ownerId = input.ownerId ?? (actor.kind === 'system' ? null : actor.userId);
     const values = normalizeInput({ ...spec.defaults, ...input, ownerId }, {});
+    // A record keyed by another record's subject: refuse a dangling link before touching keys
+    // (checked again in the transaction, against a deletion meanwhile).
+    if (spec.subjectOf) await checkReferences(db, actor.tenantId, values);
+    // A data subject's id comes with its key (created in batches); other records' ids are new.
+    const subject = spec.isSubject ? await crypto.newSubject(actor.tenantId) : undefined;
+    const id = subject?.id ?? newId();
+    const sealed = await crypto.seal(actor.tenantId, id, values, values, subject?.key);
     const row = {
-      ...toColumns(values),
-      id: newId(),
+      ...toColumns(sealed.values, values),
+      ...sealed.indexColumns,
+      id,
       tenant_id: actor.tenantId,
       created_at: now,
       updated_at: now,
@@ -266,7 +301,7 @@ export function createRecordService(spec: RecordSpec, deps: RecordDeps) {
     } catch (error) {
       translateWriteError(error);
     }
-    return toApi(row);
+    return toApi({ ...row, ...toColumns(values) });
   }
 
   async function update(
@@ -278,18 +313,30 @@ export function createRecordService(spec: RecordSpec, deps: RecordDeps) {
     authorize(actor, 'update', spec.resource);
     try {
       return await db.transaction().execute(async (trx) => {
-        const current = await getRow(trx, spec.table, actor.tenantId, id, columns);
-        if (!current) throw notFound();
-        if (Number(current.version) !== version) throw versionMismatch(Number(current.version));
+        const stored = await getRow(trx, spec.table, actor.tenantId, id, columns);
+        if (!stored) throw notFound();
+        if (Number(stored.version) !== version) throw versionMismatch(Number(stored.version));
+        const [current = stored] = await crypto.open(actor.tenantId, [stored]);
         const changed = normalizeInput(patch, toApi(current));
         const merged = { ...toApi(current), ...changed };
         await checkReferences(trx, actor.tenantId, changed);
-        const changes = { ...toColumns(changed, merged), updated_at: clock.now().toISOString() };
+        // A record that moves to another key (an activity linked to another contact) is
+        // sealed again whole, so no value stays under the key it left.
+        const toSeal = crypto.keyChanges(id, toApi(current), merged)
+          ? { ...pick(merged, crypto.fields), ...changed }
+          : changed;
+        const sealed = await crypto.seal(actor.tenantId, id, toSeal, merged);
+        const changes = {
+          ...toColumns(sealed.values, merged),
+          ...sealed.indexColumns,
+          updated_at: clock.now().toISOString(),
+        };
         if (!(await updateRowAtVersion(trx, spec.table, actor.tenantId, id, version, changes))) {
           throw versionMismatch(undefined);
         }
-        const row = await getRow(trx, spec.table, actor.tenantId, id, columns);
-        if (!row) throw notFound();
+        const written = await getRow(trx, spec.table, actor.tenantId, id, columns);
+        if (!written) throw notFound();
+        const [row = written] = await crypto.open(actor.tenantId, [written]);
         const before = toApi(current);
         const after = toApi(row);
         const fields = Object.keys(changed).filter(
@@ -313,10 +360,25 @@ export function createRecordService(spec: RecordSpec, deps: RecordDeps) {
       }
       if (!(await deleteRow(trx, spec.table, actor.tenantId, id, version))) throw notFound();
       await record(trx, actor, 'record.deleted', id, []);
+      // Erasure by crypto-shredding: without the subject's key, no copy of the values (backups
+      // included) can be read. Inside the transaction: if destroying fails, nothing is deleted.
+      if (spec.shredOnDelete) await deps.keys.destroySubjectKey(actor.tenantId, id);
     });
   }
 
-  return { spec, list, get, create, update, remove, toApi };
+  return { spec, list, get, create, update, remove, toApi, crypto };
+}
+
+/** The keyset value of a row (sort columns are text or integers; NULL as its stand-in). */
+function sortValue(row: Record<string, unknown>, sort: RecordSpec['sorts'][string]) {
+  const raw = (row[sort.column] ?? sort.nullsAs) as string | number;
+  return typeof raw === 'number' ? raw : String(raw);
+}
+
+function pick(values: Record<string, unknown>, fields: readonly string[]) {
+  const out: Record<string, unknown> = {};
+  for (const f of fields) if (values[f] !== undefined) out[f] = values[f];
+  return out;
 }
 
 function versionMismatch(current: number | undefined) {

@@ -3,11 +3,33 @@ import type { RecordResource } from '../../core/policy/index.ts';
 import type { DataObject } from '../../core/privacy/index.ts';
 import type { ErrorCode } from '../../errors.ts';
 
-/** An exact-match filter on a column, with the normalisation applied to the query value. */
-export interface FilterSpec {
+/**
+ * An exact-match filter: on a clear column (with the normalisation applied to the query value),
+ * or on the blind index of a protected field (`blindIndex` names the API field; candidates are
+ * confirmed after decryption).
+ */
+export type FilterSpec =
+  | {
+      column: string;
+      /** Returns null when the value can never match (e.g. not a phone number). */
+      normalize?: (value: string) => string | null;
+    }
+  | { blindIndex: string };
+
+/**
+ * A keyed index over a protected field (which is stored encrypted): HMAC-SHA256 under a key
+ * derived per tenant and field, over the normalised value.
+ */
+export interface BlindIndexSpec {
+  /** Column of the truncated blind index: collides by design, backs exact filters. */
   column: string;
-  /** Returns null when the value can never match (e.g. not a phone number). */
-  normalize?: (value: string) => string | null;
+  /** The normal form that is indexed; null means "not indexable" (no index value stored). */
+  normalize: (value: string) => string | null;
+  /**
+   * Column of the untruncated keyed hash (another derived key) that carries a unique
+   * constraint. A truncated index cannot: two different values may share it.
+   */
+  uniqueColumn?: string;
 }
 
 export interface SortSpec {
@@ -35,7 +57,21 @@ export interface RecordSpec {
   filters: Record<string, FilterSpec>;
   /** API field -> table of the record it must point to, in the same tenant. */
   references?: Record<string, RecordTableName>;
-  /** Columns computed from the API values (normalised lookup columns). */
+  /**
+   * Protected fields (data map `personal`/`sensitive`) are always encrypted; these are the ones
+   * that can also be found by exact value: API field -> index.
+   */
+  blindIndexes?: Record<string, BlindIndexSpec>;
+  /**
+   * Whose subject key encrypts a record's protected fields: the data subject's (so that erasing
+   * the person shreds them), or null for the tenant data key. Without it: the tenant key.
+   */
+  subjectOf?: (id: string, record: Record<string, unknown>) => string | null;
+  /** Each record is a data subject itself (a contact): its own key, named by its id. */
+  isSubject?: boolean;
+  /** Deleting a record erases its data subject: the subject key is destroyed (shredding). */
+  shredOnDelete?: boolean;
+  /** Columns computed from the API values (normalised clear lookup columns). */
   derive?: (values: Record<string, unknown>) => Record<string, unknown>;
   /** Values a new record gets when the body leaves a field out. */
   defaults?: Record<string, unknown>;

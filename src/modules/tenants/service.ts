@@ -5,7 +5,7 @@ import { AppError } from '../../errors.ts';
 import { newId } from '../../ids.ts';
 import { hashPassword } from '../identity/passwords.ts';
 import { checkPassword } from '../identity/password-policy.ts';
-import { normalizeEmail } from '../identity/normalize.ts';
+import { normalizeEmail } from '../../core/crypto/normalize.ts';
 
 export interface SetupInput {
   slug: string;
@@ -72,7 +72,7 @@ export async function setupTenant(
         id: ownerId,
         tenant_id: tenant.id,
         email: input.ownerEmail.trim(),
-        email_normalized: normalizeEmail(input.ownerEmail),
+        email_normalized: emailKeyOf(input.ownerEmail),
         name: input.ownerName.trim() || input.ownerEmail.trim(),
         role: 'owner',
         status: 'active',
@@ -92,4 +92,11 @@ export async function countTenants(db: Kysely<Database>): Promise<number> {
     .select((eb) => eb.fn.countAll<number | string>().as('n'))
     .executeTakeFirstOrThrow();
   return Number(row.n);
+}
+
+/** The lookup form of an e-mail already validated as an address (so it has an `@`). */
+export function emailKeyOf(email: string): string {
+  const key = normalizeEmail(email);
+  if (key === null) throw new TypeError('a validated e-mail address has no @');
+  return key;
 }

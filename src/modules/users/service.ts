@@ -5,7 +5,7 @@ import { authorize, mayGrantRole, requireFreshAuth, type Actor } from '../../cor
 import { AppError } from '../../errors.ts';
 import { newId } from '../../ids.ts';
 import { hashPassword } from '../identity/passwords.ts';
-import { normalizeEmail } from '../identity/normalize.ts';
+import { emailKeyOf } from '../tenants/service.ts';
 import { isUniqueViolation } from '../records/repository.ts';
 import { assertPasswordAcceptable } from '../identity/password-policy.ts';
 import type { AuditSink } from '../auth/events.ts';
@@ -113,7 +113,7 @@ export function createUserService(deps: {
       id: newId(),
       tenant_id: actor.tenantId,
       email: input.email.trim(),
-      email_normalized: normalizeEmail(input.email),
+      email_normalized: emailKeyOf(input.email),
       name: input.name.trim(),
       role: input.role,
       status: 'active' as const,
