@@ -6,7 +6,7 @@ import { AppError } from '../../errors.ts';
 import type { AuditSink, LinkFailureReason, MfaFailureReason } from '../auth/events.ts';
 import { revokeSessions } from '../auth/sessions.ts';
 import { lockoutEvent, type LoginThrottle } from '../auth/throttle.ts';
-import { emailKeyOf } from '../tenants/service.ts';
+import { normalizeEmail } from '../../core/crypto/index.ts';
 import { assertPasswordAcceptable } from '../identity/password-policy.ts';
 import { hashPassword } from '../identity/passwords.ts';
 import type { Mailer } from '../mail/mailer.ts';
@@ -55,7 +55,12 @@ export function createPasswordReset(deps: PasswordResetDeps) {
       .leftJoin('users', (join) =>
         join
           .onRef('users.tenant_id', '=', 'tenants.id')
-          .on('users.email_normalized', '=', emailKeyOf(input.email))
+          .on(
+            'users.email_normalized',
+            '=',
+            // Not an address at all: matches nobody, and the answer stays the same.
+            normalizeEmail(input.email) ?? '',
+          )
           .on('users.status', '=', 'active'),
       )
       .select(['tenants.id as tenant_id', 'tenants.name as tenant_name', 'users.id', 'users.email'])
