@@ -1,5 +1,5 @@
 import type { Clock } from './clock.ts';
-import type { Config } from './config.ts';
+import type { Config, SiemConfig } from './config.ts';
 import type { DatabaseHandle } from './db/database.ts';
 import { createApiKeyService } from './modules/api-keys/service.ts';
 import { createIdentityAuditSink } from './modules/audit/identity-sink.ts';
@@ -23,6 +23,8 @@ import type { KeyService } from './modules/keys/service.ts';
 import { createRecordService } from './modules/records/service.ts';
 import { createUserService } from './modules/users/service.ts';
 import { createMfaService } from './modules/mfa/service.ts';
+import { siemDestinationsFromConfig } from './modules/siem/destinations.ts';
+import { createSiemWorker, type SiemDestination } from './modules/siem/worker.ts';
 
 /** The composition root: every service built once from its dependencies. */
 export function createServices(deps: {
@@ -35,6 +37,7 @@ export function createServices(deps: {
     | 'auditCheckpointEvery'
     | 'auditCheckpointMs'
   > &
+    SiemConfig &
     KeysConfig;
   database: DatabaseHandle;
   clock: Clock;
@@ -45,6 +48,10 @@ export function createServices(deps: {
   keys?: KeyService;
   /** Where identity events go (default: the tenant's audit log). */
   audit?: AuditSink;
+  /** Where the SIEM worker streams the audit log (default: from CUSTOS_SIEM_* configuration). */
+  siemDestinations?: readonly SiemDestination[];
+  /** Failures of the SIEM worker (server.ts passes its logger). */
+  onSiemError?: (destination: string, error: unknown, failures: number) => void;
 }) {
   const { db, reader } = deps.database;
   const clock = deps.clock;
@@ -70,6 +77,16 @@ export function createServices(deps: {
   });
   const keys = deps.keys ?? createLazyKeyService(deps.config, { clock });
   const mfa = createMfaService({ db, clock, keys, audit: auditSink, throttle });
+  // Started by server.ts only; tests call runOnce() or start() themselves.
+  const siem = createSiemWorker({
+    db,
+    clock,
+    destinations: deps.siemDestinations ?? siemDestinationsFromConfig(deps.config, clock),
+    batchSize: deps.config.siemBatchSize,
+    intervalMs: deps.config.siemIntervalMs,
+    retryMaxMs: deps.config.siemRetryMaxMs,
+    ...(deps.onSiemError ? { onError: deps.onSiemError } : {}),
+  });
   return {
     database: deps.database,
     clock,
@@ -77,6 +94,8 @@ export function createServices(deps: {
     mfa,
     auditLog,
     auditQueries: createAuditQueries({ db }),
+    /** Streams the audit log to the configured SIEM destinations (stop it at shutdown). */
+    siem,
     auth: createAuthService({
       db,
       reader,

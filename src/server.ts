@@ -29,8 +29,20 @@ async function main() {
   // message saying which, instead of failing on the first encrypted read.
   const keys = await openKeys(config, { clock: systemClock });
   await assertKeysUsable(keys);
-  const services = createServices({ config, database, clock: systemClock, keys: keys.service });
+  let log: { warn(obj: object, msg: string): void } | undefined;
+  const services = createServices({
+    config,
+    database,
+    clock: systemClock,
+    keys: keys.service,
+    onSiemError: (destination, error, failures) =>
+      log?.warn(
+        { destination, failures, err: error instanceof Error ? error.message : String(error) },
+        'SIEM delivery failed; the batch will be resent',
+      ),
+  });
   const app = await buildApp({ config, services });
+  log = app.log;
   if ((await countTenants(database.db)) === 0) {
     app.log.warn(
       'No tenant exists yet. Create the first one and its owner with: ' +
@@ -39,6 +51,7 @@ async function main() {
   }
   const stop = async (signal: string) => {
     app.log.info({ signal }, 'shutting down');
+    await services.siem.stop();
     await app.close();
     await services.throttleStore.close();
     await keys.service.close();
@@ -48,6 +61,7 @@ async function main() {
   process.once('SIGINT', (s) => void stop(s));
   process.once('SIGTERM', (s) => void stop(s));
   await app.listen({ host: config.host, port: config.port });
+  services.siem.start();
 }
 
 main().catch((error: unknown) => {
