@@ -52,6 +52,7 @@ export function sendSyslogBatch(
   return new Promise<void>((resolve, reject) => {
     let settled = false;
     let connected = false;
+    let finished = false;
     let peerEnded = false;
     const socket =
       target.transport === 'tls'
@@ -82,8 +83,12 @@ export function sendSyslogBatch(
     });
     // Receivers send nothing; read anyway so that a chatty one cannot stall the close.
     socket.on('data', () => undefined);
+    socket.once('finish', () => {
+      finished = true;
+    });
+    // Only a close that follows our own end of stream can mean "read to the end".
     socket.once('end', () => {
-      peerEnded = true;
+      peerEnded = finished;
     });
     socket.once('error', (error: NodeJS.ErrnoException) => {
       const code = connected ? 'reset' : 'connect';
