@@ -29,20 +29,29 @@ async function main() {
   // message saying which, instead of failing on the first encrypted read.
   const keys = await openKeys(config, { clock: systemClock });
   await assertKeysUsable(keys);
-  let log: { warn(obj: object, msg: string): void } | undefined;
+  // The worker is built before the app whose logger reports its failures.
+  const siemLog: { current?: { warn(obj: object, msg: string): void } } = {};
   const services = createServices({
     config,
     database,
     clock: systemClock,
     keys: keys.service,
     onSiemError: (destination, error, failures) =>
-      log?.warn(
-        { destination, failures, err: error instanceof Error ? error.message : String(error) },
+      siemLog.current?.warn(
+        {
+          destination,
+          failures,
+          error: error instanceof Error ? error.message : String(error),
+          cause:
+            error instanceof Error && error.cause instanceof Error
+              ? error.cause.message
+              : undefined,
+        },
         'SIEM delivery failed; the batch will be resent',
       ),
   });
   const app = await buildApp({ config, services });
-  log = app.log;
+  siemLog.current = app.log;
   if ((await countTenants(database.db)) === 0) {
     app.log.warn(
       'No tenant exists yet. Create the first one and its owner with: ' +
