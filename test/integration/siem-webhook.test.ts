@@ -119,6 +119,19 @@ describe('SIEM webhooks', () => {
     expect(receiver.requests).toBe(Math.ceil(ids.length / 4));
   });
 
+  it('batches events of many tenants together, each tenant in order', async () => {
+    for (let i = 0; i < 5; i++) await ctx.tenant();
+    const before = receiver.requests;
+    const seen = receiver.ids.size;
+    const result = await ctx.services.siem.runOnce();
+    const ids = await allEventIds(db());
+    expect(result).toEqual({ delivered: ids.length - seen, failed: [] });
+    // Five quiet tenants, one sign-in each: two requests of up to 4 events, not five.
+    expect(result.delivered).toBe(5);
+    expect(receiver.requests - before).toBe(2);
+    expect(receiver.ids).toEqual(new Set(ids));
+  });
+
   it('delivers every event produced while the receiver is down once it is back', async () => {
     const worker = ctx.services.siem;
     worker.start();

@@ -18,7 +18,7 @@ export interface SiemWorkerOptions {
   db: Kysely<Database>;
   clock: Clock;
   destinations: readonly SiemDestination[];
-  /** Events per batch (one connection or request each); default 100. */
+  /** Events per batch (one connection or request each, across tenants); default 100. */
   batchSize?: number;
   /** Pause between polls when caught up; default 1000 ms. */
   intervalMs?: number;
@@ -63,25 +63,35 @@ export function createSiemWorker(options: SiemWorkerOptions) {
   let timer: NodeJS.Timeout | undefined;
   let started = false;
 
-  /** Delivers everything pending to one destination; returns how many events it confirmed. */
+  /**
+   * Delivers everything pending to one destination; returns how many events it confirmed.
+   * A batch may span tenants (many quiet tenants cost one connection, not one each); every
+   * tenant's cursor in it moves once the whole batch is confirmed.
+   */
   async function drain(destination: SiemDestination): Promise<number> {
     let delivered = 0;
-    for (const tenant of await pendingTenants(db, destination.id)) {
-      let next = tenant.next;
-      while (next < tenant.treeSize) {
-        const batch = await eventsFrom(db, tenant.tenantId, next, batchSize);
-        if (batch.length === 0) {
-          // Pruned by retention before it could be sent: nothing left to deliver below the head.
-          next = tenant.treeSize;
-        } else {
-          await destination.deliver(batch);
-          delivered += batch.length;
-          next = batch[batch.length - 1]!.leafIndex + 1;
-        }
-        await advanceCursor(db, destination.id, tenant.tenantId, next, clock.now().toISOString());
+    const pending = await pendingTenants(db, destination.id);
+    for (;;) {
+      const batch: SiemEvent[] = [];
+      const advances: { tenant: (typeof pending)[number]; next: number }[] = [];
+      for (const tenant of pending) {
+        if (tenant.next >= tenant.treeSize) continue;
+        if (batch.length >= batchSize) break;
+        const rows = await eventsFrom(db, tenant.tenantId, tenant.next, batchSize - batch.length);
+        // None left below the head: pruned by retention before it could be sent.
+        const next = rows.length === 0 ? tenant.treeSize : rows[rows.length - 1]!.leafIndex + 1;
+        batch.push(...rows);
+        advances.push({ tenant, next });
+      }
+      if (advances.length === 0) return delivered;
+      if (batch.length > 0) await destination.deliver(batch);
+      delivered += batch.length;
+      const now = clock.now().toISOString();
+      for (const a of advances) {
+        await advanceCursor(db, destination.id, a.tenant.tenantId, a.next, now);
+        a.tenant.next = a.next;
       }
     }
-    return delivered;
   }
 
   async function run(force: boolean): Promise<SiemRunResult> {
