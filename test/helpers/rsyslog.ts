@@ -19,6 +19,52 @@ export interface TlsFiles {
   key: string;
 }
 
+/** A client certificate (P-256) issued by `ca`, for receivers that demand one. */
+export function clientCertificate(dir: string, ca: TlsFiles, name = 'client'): TlsFiles {
+  const cert = path.join(dir, `${name}.crt`);
+  const key = path.join(dir, `${name}.key`);
+  const csr = path.join(dir, `${name}.csr`);
+  execFileSync(
+    'openssl',
+    [
+      'req',
+      '-new',
+      '-newkey',
+      'ec',
+      '-pkeyopt',
+      'ec_paramgen_curve:prime256v1',
+      '-nodes',
+      '-keyout',
+      key,
+      '-out',
+      csr,
+      '-subj',
+      `/CN=${name}`,
+    ],
+    { stdio: 'ignore' },
+  );
+  execFileSync(
+    'openssl',
+    [
+      'x509',
+      '-req',
+      '-in',
+      csr,
+      '-CA',
+      ca.cert,
+      '-CAkey',
+      ca.key,
+      '-CAcreateserial',
+      '-out',
+      cert,
+      '-days',
+      '2',
+    ],
+    { stdio: 'ignore' },
+  );
+  return { cert, key };
+}
+
 /** A self-signed P-256 certificate for 127.0.0.1 and localhost, made by the openssl CLI. */
 export function selfSignedCertificate(dir: string, name = 'server'): TlsFiles {
   const cert = path.join(dir, `${name}.crt`);
@@ -66,6 +112,8 @@ export class Rsyslog {
   constructor(
     readonly port: number,
     readonly tls?: TlsFiles,
+    /** With `tls`: demand a client certificate issued by the same CA. */
+    readonly requireClientCert = false,
   ) {
     this.dir = fs.mkdtempSync(path.join(os.tmpdir(), 'custos-rsyslog-'));
     this.file = path.join(this.dir, 'received.log');
@@ -77,7 +125,8 @@ export class Rsyslog {
         `DefaultNetstreamDriverCertFile="${tls.cert}" DefaultNetstreamDriverKeyFile="${tls.key}")\n`
       : '';
     const module = tls
-      ? 'module(load="imtcp" StreamDriver.Name="gtls" StreamDriver.Mode="1" StreamDriver.AuthMode="anon")'
+      ? `module(load="imtcp" StreamDriver.Name="gtls" StreamDriver.Mode="1" ` +
+        `StreamDriver.AuthMode="${requireClientCert ? 'x509/certvalid' : 'anon'}")`
       : 'module(load="imtcp")';
     const input = tls
       ? `input(type="imtcp" address="127.0.0.1" port="${port}" ruleset="out" ` +

@@ -7,7 +7,13 @@ import { parseCefExtension } from '../../src/core/siem/index.ts';
 import { createSyslogDestination } from '../../src/modules/siem/destinations.ts';
 import { createSiemWorker } from '../../src/modules/siem/worker.ts';
 import { createTestContext, type Session, type TestContext } from '../helpers/context.ts';
-import { freePort, Rsyslog, selfSignedCertificate, type TlsFiles } from '../helpers/rsyslog.ts';
+import {
+  clientCertificate,
+  freePort,
+  Rsyslog,
+  selfSignedCertificate,
+  type TlsFiles,
+} from '../helpers/rsyslog.ts';
 import { allEventIds, cursorTotal, receivedIds } from '../helpers/siem.ts';
 
 let dir: string;
@@ -128,5 +134,42 @@ describe('SIEM streaming to rsyslog over TLS (gtls, self-signed CA)', () => {
       /self[- ]signed|unable to verify|certificate/i,
     );
     expect(await cursorTotal(db(), 'syslog')).toBe(cursor);
+  });
+
+  it('presents the configured client certificate to a receiver that demands one', async () => {
+    const mtlsPort = await freePort();
+    const strict = new Rsyslog(mtlsPort, certs, true);
+    await strict.start();
+    try {
+      const client = clientCertificate(dir, certs);
+      const destination = (withCert: boolean) =>
+        createSyslogDestination({
+          url: `tls://127.0.0.1:${mtlsPort}`,
+          format: 'json',
+          ca: fs.readFileSync(certs.cert, 'utf8'),
+          timeoutMs: 3000,
+          ...(withCert
+            ? {
+                cert: fs.readFileSync(client.cert, 'utf8'),
+                key: fs.readFileSync(client.key, 'utf8'),
+              }
+            : {}),
+        });
+      // Its own cursor namespace: a fresh destination id keeps the main stream's cursor apart.
+      const worker = (withCert: boolean) =>
+        createSiemWorker({
+          db: db(),
+          clock: ctx.clock,
+          destinations: [{ ...destination(withCert), id: 'syslog-mtls' }],
+        });
+      expect(await worker(false).runOnce()).toEqual({ delivered: 0, failed: ['syslog-mtls'] });
+      expect(await cursorTotal(db(), 'syslog-mtls')).toBe(0);
+      const ids = await allEventIds(db());
+      expect(await worker(true).runOnce()).toEqual({ delivered: ids.length, failed: [] });
+      const lines = await strict.waitFor((l) => receivedIds(l).size >= ids.length);
+      expect(receivedIds(lines)).toEqual(new Set(ids));
+    } finally {
+      await strict.dispose();
+    }
   });
 });
