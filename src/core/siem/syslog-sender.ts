@@ -39,6 +39,9 @@ export class SyslogDeliveryError extends Error {
  * to the end of the stream; a receiver that dies or resets first makes this reject, and the
  * caller resends the whole batch. What the receiver does after reading (its own queue) is
  * its business: configure a disk-assisted queue there for end-to-end durability.
+ * Limit: a receiver that closes cleanly without reading (rsyslog refusing a client certificate
+ * after a TLS 1.3 handshake) cannot be told apart here; only an application-level protocol
+ * (RELP) could.
  *
  * @example
  * await sendSyslogBatch({ transport: 'tcp', host: '127.0.0.1', port: 6514 },
