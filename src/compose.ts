@@ -1,5 +1,5 @@
 import type { Clock } from './clock.ts';
-import type { Config } from './config.ts';
+import type { Config, SiemConfig } from './config.ts';
 import type { DatabaseHandle } from './db/database.ts';
 import { createApiKeyService } from './modules/api-keys/service.ts';
 import { createIdentityAuditSink } from './modules/audit/identity-sink.ts';
@@ -36,6 +36,8 @@ import { loggerOptions } from './http/logging.ts';
 const SESSION_CACHE_TTL_MS = 1_000;
 import { createPasskeyService } from './modules/passkeys/service.ts';
 import { createPasskeySignIn } from './modules/passkeys/sign-in.ts';
+import { siemDestinationsFromConfig } from './modules/siem/destinations.ts';
+import { createSiemWorker, type SiemDestination } from './modules/siem/worker.ts';
 
 /** The composition root: every service built once from its dependencies. */
 export function createServices(deps: {
@@ -53,6 +55,7 @@ export function createServices(deps: {
     | 'logLevel'
     | 'webauthnRpId'
   > &
+    SiemConfig &
     KeysConfig;
   database: DatabaseHandle;
   clock: Clock;
@@ -67,6 +70,10 @@ export function createServices(deps: {
   log?: MailLog;
   /** Default: SMTP to `config.smtpUrl`, or a disabled mailer that logs what it did not send. */
   mailer?: Mailer;
+  /** Where the SIEM worker streams the audit log (default: from CUSTOS_SIEM_* configuration). */
+  siemDestinations?: readonly SiemDestination[];
+  /** Failures of the SIEM worker (server.ts passes its logger). */
+  onSiemError?: (destination: string, error: unknown, failures: number) => void;
 }) {
   const { db, reader } = deps.database;
   const clock = deps.clock;
@@ -113,6 +120,16 @@ export function createServices(deps: {
     rp,
     sessionAbsoluteMs: deps.config.sessionAbsoluteMs,
   });
+  // Started by server.ts only; tests call runOnce() or start() themselves.
+  const siem = createSiemWorker({
+    db,
+    clock,
+    destinations: deps.siemDestinations ?? siemDestinationsFromConfig(deps.config, clock),
+    batchSize: deps.config.siemBatchSize,
+    intervalMs: deps.config.siemIntervalMs,
+    retryMaxMs: deps.config.siemRetryMaxMs,
+    ...(deps.onSiemError ? { onError: deps.onSiemError } : {}),
+  });
   return {
     database: deps.database,
     clock,
@@ -121,6 +138,8 @@ export function createServices(deps: {
     auditLog,
     auditQueries: createAuditQueries({ db }),
     reports: createReportService({ db, clock }),
+    /** Streams the audit log to the configured SIEM destinations (stop it at shutdown). */
+    siem,
     auth: createAuthService({
       db,
       reader,

@@ -97,6 +97,22 @@ const wrongValues: Record<Name, { values: string[]; expected: RegExp }> = {
     values: ['Example.COM', 'https://localhost', 'local host', '.localhost', 'example.com'],
     expected: /parent domain/,
   },
+  CUSTOS_SIEM_SYSLOG_URL: {
+    values: ['udp://siem:514', 'siem:514', 'tcp://siem', 'tcp://si em:514', 'tls://siem:514/x'],
+    expected: /tcp:\/\/host:port/,
+  },
+  CUSTOS_SIEM_FORMAT: { values: ['leef', 'JSON', 'syslog'], expected: /json or cef/ },
+  CUSTOS_SIEM_CA_FILE: { values: [], expected: /PEM file/ },
+  CUSTOS_SIEM_CERT_FILE: { values: [], expected: /PEM file/ },
+  CUSTOS_SIEM_KEY_FILE: { values: [], expected: /PEM file/ },
+  CUSTOS_SIEM_WEBHOOK_URL: {
+    values: ['file:///etc/passwd', 'gopher://siem/x', 'ftp://siem/x', 'siem.example/hook'],
+    expected: /http:\/\/ or https:\/\//,
+  },
+  CUSTOS_SIEM_WEBHOOK_SECRET: { values: ['short'], expected: /32 to 512/ },
+  CUSTOS_SIEM_BATCH_SIZE: { values: ['0', '10001', 'all'], expected: /from 1 to 10000/ },
+  CUSTOS_SIEM_INTERVAL_MS: { values: ['9', '3600001', '1s'], expected: /from 10 to 3600000/ },
+  CUSTOS_SIEM_RETRY_MAX_SECONDS: { values: ['0', '86401'], expected: /from 1 to 86400/ },
 };
 
 const keyDefaults = {
@@ -115,6 +131,16 @@ const keyDefaults = {
   auditCheckpointMs: 60_000,
   smtpUrl: undefined,
   mailFrom: 'Custos <no-reply@localhost>',
+  siemSyslogUrl: undefined,
+  siemFormat: 'json',
+  siemCaFile: undefined,
+  siemCertFile: undefined,
+  siemKeyFile: undefined,
+  siemWebhookUrl: undefined,
+  siemWebhookSecret: undefined,
+  siemBatchSize: 100,
+  siemIntervalMs: 1000,
+  siemRetryMaxMs: 300_000,
 };
 
 describe('loadConfig', () => {
@@ -364,5 +390,55 @@ describe('setupPasswordFrom', () => {
     );
     expect(setupPasswordFrom({ CUSTOS_SETUP_PASSWORD: '' })).toBeUndefined();
     expect(setupPasswordFrom({})).toBeUndefined();
+  });
+});
+
+describe('loadConfig for SIEM streaming', () => {
+  const secret = 's'.repeat(32);
+
+  it('reads a TLS syslog destination with its CA and client certificate', () => {
+    expect(
+      loadConfig({
+        CUSTOS_SIEM_SYSLOG_URL: 'tls://siem.example:6514',
+        CUSTOS_SIEM_FORMAT: 'cef',
+        CUSTOS_SIEM_CA_FILE: 'ca.pem',
+        CUSTOS_SIEM_CERT_FILE: '/etc/custos/client.pem',
+        CUSTOS_SIEM_KEY_FILE: '/etc/custos/client.key',
+      }),
+    ).toMatchObject({
+      siemSyslogUrl: 'tls://siem.example:6514',
+      siemFormat: 'cef',
+      siemCaFile: path.resolve('ca.pem'),
+      siemCertFile: '/etc/custos/client.pem',
+      siemKeyFile: '/etc/custos/client.key',
+    });
+    expect(loadConfig({ CUSTOS_SIEM_SYSLOG_URL: 'tcp://[::1]:514' }).siemSyslogUrl).toBe(
+      'tcp://[::1]:514',
+    );
+  });
+
+  it('refuses TLS files without a tls:// URL, and half a client certificate', () => {
+    expect(
+      errorOf({ CUSTOS_SIEM_SYSLOG_URL: 'tcp://siem:514', CUSTOS_SIEM_CA_FILE: 'ca.pem' }).message,
+    ).toContain('need a tls://');
+    expect(
+      errorOf({ CUSTOS_SIEM_SYSLOG_URL: 'tls://siem:6514', CUSTOS_SIEM_CERT_FILE: 'c.pem' })
+        .message,
+    ).toContain('go together');
+    expect(errorOf({ CUSTOS_SIEM_SYSLOG_URL: 'tcp://siem:70000' }).message).toContain('65535');
+  });
+
+  it('needs the webhook URL and secret together, and never echoes either', () => {
+    expect(errorOf({ CUSTOS_SIEM_WEBHOOK_URL: 'https://siem.example/h' }).message).toContain(
+      'go together',
+    );
+    expect(errorOf({ CUSTOS_SIEM_WEBHOOK_SECRET: secret }).message).toContain('go together');
+    const bad = errorOf({ CUSTOS_SIEM_WEBHOOK_URL: 'gopher://token-abc@siem/x' }).message;
+    expect(bad).not.toContain('token-abc');
+    const config = loadConfig({
+      CUSTOS_SIEM_WEBHOOK_URL: 'https://siem.example/h?token=abc',
+      CUSTOS_SIEM_WEBHOOK_SECRET: secret,
+    });
+    expect(JSON.stringify(describeConfig(config))).not.toMatch(/token=abc|s{32}/);
   });
 });

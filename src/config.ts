@@ -195,6 +195,65 @@ export const variables = {
     default: 'Custos <no-reply@localhost>',
     description: 'Sender (From) of the mail Custos sends.',
   },
+  CUSTOS_SIEM_SYSLOG_URL: {
+    schema: Type.String({
+      pattern: '^(tcp|tls)://(\\[[0-9A-Fa-f:.]+\\]|[A-Za-z0-9.-]+):[0-9]{1,5}$',
+    }),
+    expected: 'tcp://host:port or tls://host:port',
+    description: 'Stream audit events to this syslog receiver (RFC 5424, octet counting).',
+  },
+  CUSTOS_SIEM_FORMAT: {
+    schema: Type.Union([Type.Literal('json'), Type.Literal('cef')]),
+    expected: 'json or cef',
+    default: 'json',
+    description: 'Syslog message body: OCSF JSON or ArcSight CEF.',
+  },
+  CUSTOS_SIEM_CA_FILE: {
+    schema: Type.String({ minLength: 1 }),
+    expected: 'a PEM file path',
+    description:
+      'CA certificate(s) trusted for the tls:// syslog receiver (default: system store).',
+  },
+  CUSTOS_SIEM_CERT_FILE: {
+    schema: Type.String({ minLength: 1 }),
+    expected: 'a PEM file path',
+    description: 'Client certificate for the tls:// syslog receiver (with CUSTOS_SIEM_KEY_FILE).',
+  },
+  CUSTOS_SIEM_KEY_FILE: {
+    schema: Type.String({ minLength: 1 }),
+    expected: 'a PEM file path',
+    description: 'Private key of CUSTOS_SIEM_CERT_FILE.',
+  },
+  CUSTOS_SIEM_WEBHOOK_URL: {
+    schema: Type.String({ pattern: '^https?://[^\\s]+$', maxLength: 2048 }),
+    expected: 'an http:// or https:// URL',
+    description: 'POST signed batches of audit events (OCSF JSON) to this URL. Never logged.',
+    secret: true,
+  },
+  CUSTOS_SIEM_WEBHOOK_SECRET: {
+    schema: Type.String({ minLength: 32, maxLength: 512 }),
+    expected: 'a secret of 32 to 512 characters',
+    description: 'HMAC-SHA256 key of the webhook signature. Never logged.',
+    secret: true,
+  },
+  CUSTOS_SIEM_BATCH_SIZE: {
+    schema: Type.Integer({ minimum: 1, maximum: 10_000 }),
+    expected: 'an integer from 1 to 10000',
+    default: '100',
+    description: 'Audit events per syslog connection or webhook request.',
+  },
+  CUSTOS_SIEM_INTERVAL_MS: {
+    schema: Type.Integer({ minimum: 10, maximum: 3_600_000 }),
+    expected: 'a number of milliseconds from 10 to 3600000',
+    default: '1000',
+    description: 'How often the SIEM worker looks for new audit events.',
+  },
+  CUSTOS_SIEM_RETRY_MAX_SECONDS: {
+    schema: Type.Integer({ minimum: 1, maximum: 86_400 }),
+    expected: 'an integer from 1 to 86400',
+    default: '300',
+    description: 'Longest wait between retries to an unreachable SIEM destination.',
+  },
 } satisfies Record<string, VariableSpec>;
 
 type Env = Record<string, string | undefined>;
@@ -235,6 +294,18 @@ export interface Config {
   publicUrl: string;
   /** WebAuthn relying party id: the host of `publicUrl` or a registrable parent of it. */
   webauthnRpId: string;
+  siemSyslogUrl: string | undefined;
+  siemFormat: 'json' | 'cef';
+  siemCaFile: string | undefined;
+  siemCertFile: string | undefined;
+  siemKeyFile: string | undefined;
+  /** Secret (may carry a token). */
+  siemWebhookUrl: string | undefined;
+  /** Secret. */
+  siemWebhookSecret: string | undefined;
+  siemBatchSize: number;
+  siemIntervalMs: number;
+  siemRetryMaxMs: number;
 }
 
 export class ConfigError extends Error {
@@ -278,6 +349,7 @@ export function loadConfig(env: Env = process.env): Readonly<Config> {
     smtpUrl: read(env, 'CUSTOS_SMTP_URL') as string | undefined,
     mailFrom: read(env, 'CUSTOS_MAIL_FROM') as string,
     ...readPublicUrl(env),
+    ...readSiemConfig(env),
   };
   return Object.freeze(config);
 }
@@ -346,6 +418,58 @@ function readKeyConfig(env: Env): KeyConfig {
   return keys;
 }
 
+export type SiemConfig = Pick<
+  Config,
+  | 'siemSyslogUrl'
+  | 'siemFormat'
+  | 'siemCaFile'
+  | 'siemCertFile'
+  | 'siemKeyFile'
+  | 'siemWebhookUrl'
+  | 'siemWebhookSecret'
+  | 'siemBatchSize'
+  | 'siemIntervalMs'
+  | 'siemRetryMaxMs'
+>;
+
+function readSiemConfig(env: Env): SiemConfig {
+  const file = (name: 'CUSTOS_SIEM_CA_FILE' | 'CUSTOS_SIEM_CERT_FILE' | 'CUSTOS_SIEM_KEY_FILE') => {
+    const value = read(env, name) as string | undefined;
+    return value === undefined ? undefined : path.resolve(value);
+  };
+  const siem: SiemConfig = {
+    siemSyslogUrl: read(env, 'CUSTOS_SIEM_SYSLOG_URL') as string | undefined,
+    siemFormat: read(env, 'CUSTOS_SIEM_FORMAT') as SiemConfig['siemFormat'],
+    siemCaFile: file('CUSTOS_SIEM_CA_FILE'),
+    siemCertFile: file('CUSTOS_SIEM_CERT_FILE'),
+    siemKeyFile: file('CUSTOS_SIEM_KEY_FILE'),
+    siemWebhookUrl: read(env, 'CUSTOS_SIEM_WEBHOOK_URL') as string | undefined,
+    siemWebhookSecret: read(env, 'CUSTOS_SIEM_WEBHOOK_SECRET') as string | undefined,
+    siemBatchSize: read(env, 'CUSTOS_SIEM_BATCH_SIZE') as number,
+    siemIntervalMs: read(env, 'CUSTOS_SIEM_INTERVAL_MS') as number,
+    siemRetryMaxMs: (read(env, 'CUSTOS_SIEM_RETRY_MAX_SECONDS') as number) * 1000,
+  };
+  if (
+    siem.siemSyslogUrl !== undefined &&
+    Number(/:([0-9]+)$/.exec(siem.siemSyslogUrl)?.[1]) > 65535
+  ) {
+    throw new ConfigError('CUSTOS_SIEM_SYSLOG_URL has a port above 65535.');
+  }
+  const tlsOnly = siem.siemCaFile ?? siem.siemCertFile ?? siem.siemKeyFile;
+  if (tlsOnly !== undefined && !siem.siemSyslogUrl?.startsWith('tls://')) {
+    throw new ConfigError(
+      'CUSTOS_SIEM_CA_FILE, CUSTOS_SIEM_CERT_FILE and CUSTOS_SIEM_KEY_FILE need a tls:// CUSTOS_SIEM_SYSLOG_URL.',
+    );
+  }
+  if ((siem.siemCertFile === undefined) !== (siem.siemKeyFile === undefined)) {
+    throw new ConfigError('CUSTOS_SIEM_CERT_FILE and CUSTOS_SIEM_KEY_FILE go together.');
+  }
+  if ((siem.siemWebhookUrl === undefined) !== (siem.siemWebhookSecret === undefined)) {
+    throw new ConfigError('CUSTOS_SIEM_WEBHOOK_URL and CUSTOS_SIEM_WEBHOOK_SECRET go together.');
+  }
+  return siem;
+}
+
 /** The first owner's password for `custos setup`, when given in the environment. */
 export function setupPasswordFrom(env: Env = process.env): string | undefined {
   const value = env.CUSTOS_SETUP_PASSWORD;
@@ -363,5 +487,7 @@ export function describeConfig(config: Readonly<Config>): Record<string, unknown
     keysDatabaseUrl: redact(config.keysDatabaseUrl),
     redisUrl: redact(config.redisUrl),
     smtpUrl: redact(config.smtpUrl),
+    siemWebhookUrl: redact(config.siemWebhookUrl),
+    siemWebhookSecret: redact(config.siemWebhookSecret),
   };
 }

@@ -36,8 +36,29 @@ async function main() {
     protectedValues: createProtectedValueCounter(database.db, [contactSpec, activitySpec]),
   });
   await assertKeysUsable(keys);
-  const services = createServices({ config, database, clock: systemClock, keys: keys.service });
+  // The worker is built before the app whose logger reports its failures.
+  const siemLog: { current?: { warn(obj: object, msg: string): void } } = {};
+  const services = createServices({
+    config,
+    database,
+    clock: systemClock,
+    keys: keys.service,
+    onSiemError: (destination, error, failures) =>
+      siemLog.current?.warn(
+        {
+          destination,
+          failures,
+          error: error instanceof Error ? error.message : String(error),
+          cause:
+            error instanceof Error && error.cause instanceof Error
+              ? error.cause.message
+              : undefined,
+        },
+        'SIEM delivery failed; the batch will be resent',
+      ),
+  });
   const app = await buildApp({ config, services });
+  siemLog.current = app.log;
   if ((await countTenants(database.db)) === 0) {
     app.log.warn(
       'No tenant exists yet. Create the first one and its owner with: ' +
@@ -48,6 +69,7 @@ async function main() {
   const stop = async (signal: string) => {
     app.log.info({ signal }, 'shutting down');
     await stopPurge();
+    await services.siem.stop();
     await app.close();
     await services.throttleStore.close();
     await services.mailer.settled();
@@ -59,6 +81,7 @@ async function main() {
   process.once('SIGINT', (s) => void stop(s));
   process.once('SIGTERM', (s) => void stop(s));
   await app.listen({ host: config.host, port: config.port });
+  services.siem.start();
 }
 
 main().catch((error: unknown) => {

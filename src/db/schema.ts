@@ -311,6 +311,14 @@ export interface AuditSigningKeyTable {
   created_at: Timestamp;
 }
 
+/** Per destination and tenant: the first audit leaf not yet confirmed delivered to the SIEM. */
+export interface SiemCursorTable {
+  destination: string;
+  tenant_id: string;
+  next_leaf_index: BigIntColumn;
+  updated_at: Timestamp;
+}
+
 export interface Database {
   tenants: TenantTable;
   users: UserTable;
@@ -334,6 +342,7 @@ export interface Database {
   audit_nodes: AuditNodeTable;
   audit_checkpoints: AuditCheckpointTable;
   audit_signing_keys: AuditSigningKeyTable;
+  siem_cursors: SiemCursorTable;
 }
 
 export type RecordTableName = 'companies' | 'contacts' | 'deals' | 'activities';

@@ -9,6 +9,7 @@ import * as m0009 from './0009-password-reset.ts';
 import * as m0008 from './0008-passkeys.ts';
 import * as m0010 from './0010-mfa-enforcement.ts';
 import * as m0007 from './0007-field-encryption.ts';
+import * as m0011 from './0011-audit-outbox.ts';
 
 /** Every migration, in order. Names are permanent once released: add, never rename. */
 export const migrations: Record<string, Migration> = {
@@ -22,4 +23,5 @@ export const migrations: Record<string, Migration> = {
   '0008-passkeys': m0008,
   '0010-mfa-enforcement': m0010,
   '0007-field-encryption': m0007,
+  '0011-audit-outbox': m0011,
 };
