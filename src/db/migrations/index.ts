@@ -5,10 +5,10 @@ import * as m0003 from './0003-auth-throttle.ts';
 import * as m0004 from './0004-mfa.ts';
 import * as m0005 from './0005-tenant-settings.ts';
 import * as m0006 from './0006-session-authenticated-at.ts';
-import * as m0009 from './0009-password-reset.ts';
-import * as m0008 from './0008-passkeys.ts';
-import * as m0010 from './0010-mfa-enforcement.ts';
 import * as m0007 from './0007-field-encryption.ts';
+import * as m0008 from './0008-passkeys.ts';
+import * as m0009 from './0009-password-reset.ts';
+import * as m0010 from './0010-mfa-enforcement.ts';
 import * as m0011 from './0011-audit-outbox.ts';
 
 /** Every migration, in order. Names are permanent once released: add, never rename. */
@@ -19,9 +19,9 @@ export const migrations: Record<string, Migration> = {
   '0004-mfa': m0004,
   '0005-tenant-settings': m0005,
   '0006-session-authenticated-at': m0006,
-  '0009-password-reset': m0009,
-  '0008-passkeys': m0008,
-  '0010-mfa-enforcement': m0010,
   '0007-field-encryption': m0007,
+  '0008-passkeys': m0008,
+  '0009-password-reset': m0009,
+  '0010-mfa-enforcement': m0010,
   '0011-audit-outbox': m0011,
 };
