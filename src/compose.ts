@@ -5,6 +5,7 @@ import { createApiKeyService } from './modules/api-keys/service.ts';
 import { createIdentityAuditSink } from './modules/audit/identity-sink.ts';
 import { createAuditQueries } from './modules/audit/queries.ts';
 import { createAuditService } from './modules/audit/service.ts';
+import { createFileWitness, type Witness } from './modules/audit/witness.ts';
 import type { AuditSink } from './modules/auth/events.ts';
 import { createAuthService } from './modules/auth/service.ts';
 import { createSessionService } from './modules/auth/sessions.ts';
@@ -34,6 +35,8 @@ export function createServices(deps: {
     | 'redisUrl'
     | 'auditCheckpointEvery'
     | 'auditCheckpointMs'
+    | 'auditWitnessFile'
+    | 'auditRetentionDays'
   > &
     KeysConfig;
   database: DatabaseHandle;
@@ -45,6 +48,11 @@ export function createServices(deps: {
   keys?: KeyService;
   /** Where identity events go (default: the tenant's audit log). */
   audit?: AuditSink;
+  /**
+   * Outside witness of signed tree heads (default: the file of CUSTOS_AUDIT_WITNESS_FILE, if
+   * set). A syslog witness is `createMessageWitness(send)` over the SIEM syslog sender.
+   */
+  witness?: Witness;
 }) {
   const { db, reader } = deps.database;
   const clock = deps.clock;
@@ -55,6 +63,11 @@ export function createServices(deps: {
     dataDir: deps.config.dataDir,
     checkpointEvery: deps.config.auditCheckpointEvery,
     checkpointIntervalMs: deps.config.auditCheckpointMs,
+    witness:
+      deps.witness ??
+      (deps.config.auditWitnessFile === undefined
+        ? undefined
+        : createFileWitness(deps.config.auditWitnessFile)),
   });
   const records = { db, clock, reader, audit: auditLog };
   const contacts = createRecordService(contactSpec, records);

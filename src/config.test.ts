@@ -74,6 +74,9 @@ const wrongValues: Record<Name, { values: string[]; expected: RegExp }> = {
     expected: /from 1 to/,
   },
   CUSTOS_AUDIT_CHECKPOINT_SECONDS: { values: ['0', '86401', '1.5'], expected: /from 1 to 86400/ },
+  CUSTOS_AUDIT_WITNESS_FILE: { values: [], expected: /file path/ },
+  CUSTOS_AUDIT_RETENTION_DAYS: { values: ['29', '36501', '6y'], expected: /from 30 to 36500/ },
+  CUSTOS_AUDIT_PRUNE_HOURS: { values: ['-1', '8761', 'daily'], expected: /from 0 to 8760/ },
 };
 
 const keyDefaults = {
@@ -90,6 +93,9 @@ const keyDefaults = {
   redisUrl: undefined,
   auditCheckpointEvery: 1000,
   auditCheckpointMs: 60_000,
+  auditWitnessFile: undefined,
+  auditRetentionDays: 2192,
+  auditPruneMs: 24 * 3_600_000,
 };
 
 describe('loadConfig', () => {

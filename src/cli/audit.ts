@@ -4,6 +4,12 @@ import { loadConfig } from '../config.ts';
 import { AuditIntegrityError, toHex } from '../core/audit/index.ts';
 import type { DatabaseHandle } from '../db/database.ts';
 import { createAuditService } from '../modules/audit/service.ts';
+import {
+  checkWitnessedHeads,
+  createFileWitness,
+  readWitnessFile,
+} from '../modules/audit/witness.ts';
+import type { SignedCheckpoint } from '../core/audit/index.ts';
 import { CliExit } from './main.ts';
 
 interface CliDeps {
@@ -21,7 +27,11 @@ export function registerAuditCommands(program: Command, deps: CliDeps): void {
       'recompute the audit log from the database and check every signed checkpoint; sign a checkpoint of what verified',
     )
     .option('--tenant <slug>', 'only this tenant')
-    .action(async (opts: { tenant?: string }) => {
+    .option(
+      '--witness <file>',
+      'also check every tree head in this witness file (CUSTOS_AUDIT_WITNESS_FILE) is a prefix of the log',
+    )
+    .action(async (opts: { tenant?: string; witness?: string }) => {
       const config = loadConfig();
       await deps.withDatabase(async (database) => {
         let query = database.db.selectFrom('tenants').select(['id', 'slug']).orderBy('slug');
@@ -33,13 +43,49 @@ export function registerAuditCommands(program: Command, deps: CliDeps): void {
           dialect: database.dialect,
           clock: systemClock,
           dataDir: config.dataDir,
+          ...(config.auditWitnessFile === undefined
+            ? {}
+            : { witness: createFileWitness(config.auditWitnessFile) }),
         });
+        let heads: SignedCheckpoint[] | undefined;
+        if (opts.witness !== undefined) {
+          try {
+            heads = readWitnessFile(opts.witness);
+          } catch (error) {
+            if (error instanceof AuditIntegrityError) throw new CliExit(error.message, 2);
+            throw new CliExit(`cannot read the witness file ${opts.witness}`, 1);
+          }
+        }
         const failed: string[] = [];
+        if (heads !== undefined && opts.tenant === undefined) {
+          // A tenant the witness knows but the database does not: removed with its whole log.
+          const known = new Set(tenants.map((t) => t.id));
+          for (const missing of new Set(
+            heads.map((h) => h.tenantId).filter((id) => !known.has(id)),
+          )) {
+            out(
+              `tenant ${missing}: FAILED: WITNESS_AHEAD (witnessed, but absent from the database)`,
+            );
+            failed.push(`${missing} (WITNESS_AHEAD)`);
+          }
+        }
         for (const tenant of tenants) {
           try {
-            const { summary } = await service.verify(tenant.id);
+            let witnessed = '';
+            const { summary } = await service.verify(tenant.id, {
+              beforeSign: async (s) => {
+                if (heads === undefined) return;
+                const w = await checkWitnessedHeads(
+                  database.db,
+                  { tenantId: tenant.id, treeSize: s.treeSize, root: s.root },
+                  heads,
+                  [service.signingKey().publicKey],
+                );
+                witnessed = `, ${w.headsChecked} witnessed heads consistent`;
+              },
+            });
             out(
-              `${tenant.slug}: ${summary.treeSize} events verified, root ${toHex(summary.root)}, ${summary.checkpointsVerified} checkpoints verified`,
+              `${tenant.slug}: ${summary.treeSize} events verified, root ${toHex(summary.root)}, ${summary.checkpointsVerified} checkpoints verified${witnessed}`,
             );
           } catch (error) {
             if (!(error instanceof AuditIntegrityError)) throw error;
