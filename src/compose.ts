@@ -6,6 +6,8 @@ import { createIdentityAuditSink } from './modules/audit/identity-sink.ts';
 import { createAuditQueries } from './modules/audit/queries.ts';
 import { createAuditService } from './modules/audit/service.ts';
 import { createFileWitness, type Witness } from './modules/audit/witness.ts';
+import { createAuditSettings } from './modules/audit/settings.ts';
+import { createAuditRetention } from './modules/audit/retention.ts';
 import type { AuditSink } from './modules/auth/events.ts';
 import { createAuthService } from './modules/auth/service.ts';
 import { createSessionService } from './modules/auth/sessions.ts';
@@ -69,7 +71,13 @@ export function createServices(deps: {
         ? undefined
         : createFileWitness(deps.config.auditWitnessFile)),
   });
-  const records = { db, clock, reader, audit: auditLog };
+  const auditSettings = createAuditSettings({
+    db,
+    clock,
+    audit: auditLog,
+    defaultRetentionDays: deps.config.auditRetentionDays,
+  });
+  const records = { db, clock, reader, audit: auditLog, auditPolicy: auditSettings };
   const contacts = createRecordService(contactSpec, records);
   const auditSink = deps.audit ?? createIdentityAuditSink({ db, log: auditLog });
   // Counters shared by every node: Redis when configured, else the database.
@@ -90,6 +98,14 @@ export function createServices(deps: {
     mfa,
     auditLog,
     auditQueries: createAuditQueries({ db }),
+    auditSettings,
+    auditRetention: createAuditRetention({
+      db,
+      dialect: deps.database.dialect,
+      clock,
+      log: auditLog,
+      settings: auditSettings,
+    }),
     auth: createAuthService({
       db,
       reader,

@@ -73,6 +73,9 @@ export type ErrorCode =
   | 'audit.signing_key_insecure'
   | 'audit.signing_key_invalid'
   | 'audit.tree_range_invalid'
+  | 'audit.legal_hold_active'
+  | 'audit.legal_hold_inactive'
+  | 'audit.prune_refused'
   // server
   | 'server.unavailable'
   | 'server.internal';

@@ -6,6 +6,7 @@ import { buildApp } from './http/app.ts';
 import { countTenants } from './modules/tenants/service.ts';
 import { AppError } from './errors.ts';
 import { assertKeysUsable, openKeys } from './modules/keys/open.ts';
+import { startAuditJobs } from './modules/audit/jobs.ts';
 
 /** config -> dependencies -> app.listen() */
 async function main() {
@@ -37,8 +38,15 @@ async function main() {
         'CUSTOS_SETUP_PASSWORD=... npx custos setup --tenant <slug> --name "<organisation>" --email <owner e-mail>',
     );
   }
+  const stopAuditJobs = startAuditJobs({
+    log: services.auditLog,
+    retention: services.auditRetention,
+    pruneMs: config.auditPruneMs,
+    logger: app.log,
+  });
   const stop = async (signal: string) => {
     app.log.info({ signal }, 'shutting down');
+    stopAuditJobs();
     await app.close();
     await services.throttleStore.close();
     await keys.service.close();

@@ -11,6 +11,9 @@ import {
 } from '../modules/audit/witness.ts';
 import type { SignedCheckpoint } from '../core/audit/index.ts';
 import { CliExit } from './main.ts';
+import { createServices } from '../compose.ts';
+import { systemActor } from './import-export.ts';
+import type { AuditSettingsView } from '../modules/audit/settings.ts';
 
 interface CliDeps {
   out: (line: string) => void;
@@ -99,4 +102,91 @@ export function registerAuditCommands(program: Command, deps: CliDeps): void {
         }
       });
     });
+
+  audit
+    .command('prune')
+    .description(
+      'remove audit events older than the retention (tenants on legal hold are skipped); leaf hashes stay so verification still works',
+    )
+    .option('--tenant <slug>', 'only this tenant')
+    .action(async (opts: { tenant?: string }) => {
+      await deps.withDatabase(async (database) => {
+        const services = createServices({ config: loadConfig(), database, clock: systemClock });
+        const slugs = new Map(
+          (await database.db.selectFrom('tenants').select(['id', 'slug']).execute()).map((t) => [
+            t.id,
+            t.slug,
+          ]),
+        );
+        const results =
+          opts.tenant === undefined
+            ? await services.auditRetention.pruneAll('cli')
+            : [
+                await services.auditRetention.pruneTenant(
+                  (await systemActor(database, opts.tenant)).tenantId,
+                  'cli',
+                ),
+              ];
+        const failed: string[] = [];
+        for (const r of results) {
+          const slug = slugs.get(r.tenantId) ?? r.tenantId;
+          if ('error' in r) {
+            const e = r.error as { code?: string; message?: string };
+            out(`${slug}: FAILED: ${e.code ?? ''} ${e.message ?? String(r.error)}`);
+            failed.push(slug);
+          } else if (r.outcome === 'held') {
+            out(`${slug}: on legal hold, nothing pruned`);
+          } else {
+            out(
+              `${slug}: ${r.removed} events pruned (older than ${r.cutoff}); events from leaf ${r.prunedSize} kept`,
+            );
+          }
+        }
+        if (failed.length > 0) throw new CliExit(`audit prune failed: ${failed.join(', ')}`, 2);
+      });
+    });
+
+  audit
+    .command('retention')
+    .description("show or change a tenant's audit retention and legal hold (audited)")
+    .requiredOption('--tenant <slug>', 'the tenant')
+    .option('--days <n>', 'keep events this many days (30..36500)')
+    .option('--default', 'use the server default (CUSTOS_AUDIT_RETENTION_DAYS)')
+    .option('--hold <reference>', 'place a legal hold, giving a case reference')
+    .option('--release <reference>', 'release the legal hold, giving a case reference')
+    .action(
+      async (opts: {
+        tenant: string;
+        days?: string;
+        default?: boolean;
+        hold?: string;
+        release?: string;
+      }) => {
+        if (opts.days !== undefined && !/^[0-9]{1,6}$/.test(opts.days)) {
+          throw new CliExit('--days must be a whole number of days', 1);
+        }
+        if (opts.days !== undefined && opts.default) {
+          throw new CliExit('give --days or --default, not both', 1);
+        }
+        if (opts.hold !== undefined && opts.release !== undefined) {
+          throw new CliExit('give --hold or --release, not both', 1);
+        }
+        await deps.withDatabase(async (database) => {
+          const services = createServices({ config: loadConfig(), database, clock: systemClock });
+          const actor = await systemActor(database, opts.tenant);
+          const settings = services.auditSettings;
+          let view: AuditSettingsView = await settings.get(actor);
+          if (opts.days !== undefined || opts.default) {
+            view = await settings.update(actor, {
+              retentionDays: opts.default ? null : Number(opts.days),
+            });
+          }
+          if (opts.hold !== undefined) view = await settings.placeHold(actor, opts.hold);
+          if (opts.release !== undefined) view = await settings.releaseHold(actor, opts.release);
+          out(
+            `${opts.tenant}: retention ${view.effectiveRetentionDays} days${view.retentionDays === null ? ' (server default)' : ''}; legal hold ${view.legalHold.enabled ? `ON since ${view.legalHold.since} (${view.legalHold.reason})` : 'off'}`,
+          );
+        });
+      },
+    );
 }

@@ -20,6 +20,8 @@ import { registerTenantSettingsRoutes } from '../modules/tenant-settings/routes.
 import { registerMfaRoutes } from '../modules/mfa/routes.ts';
 import { registerApiKeyRoutes } from '../modules/api-keys/routes.ts';
 import { registerAuditRoutes } from '../modules/audit/routes.ts';
+import { registerAuditSettingsRoutes } from '../modules/audit/settings-routes.ts';
+import { registerApiCallAudit } from '../modules/audit/api-call-hook.ts';
 import { registerRecordRoutes } from '../modules/records/routes.ts';
 import { registerContactTransferRoutes } from '../modules/contacts/transfer-routes.ts';
 import { ContactCreate, ContactFilters, ContactItem } from '../modules/contacts/schema.ts';
@@ -108,6 +110,11 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   });
 
   registerAuthentication(app, services.auth);
+  registerApiCallAudit(app, {
+    db: services.database.db,
+    log: services.auditLog,
+    policy: services.auditSettings,
+  });
 
   app.get('/api/v1/openapi.json', { config: { public: true }, schema: { hide: true } }, async () =>
     app.swagger(),
@@ -158,6 +165,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   registerTenantSettingsRoutes(app, services.tenantSettings);
   registerApiKeyRoutes(app, services.apiKeys);
   registerAuditRoutes(app, { service: services.auditLog, queries: services.auditQueries });
+  registerAuditSettingsRoutes(app, services.auditSettings);
   await registerContactTransferRoutes(app, {
     transfer: services.contactTransfer,
     importLimit: config.importLimit,

@@ -5,6 +5,7 @@ import * as m0003 from './0003-auth-throttle.ts';
 import * as m0004 from './0004-mfa.ts';
 import * as m0005 from './0005-tenant-settings.ts';
 import * as m0006 from './0006-session-authenticated-at.ts';
+import * as m0012 from './0012-audit-retention.ts';
 
 /** Every migration, in order. Names are permanent once released: add, never rename. */
 export const migrations: Record<string, Migration> = {
@@ -14,4 +15,5 @@ export const migrations: Record<string, Migration> = {
   '0004-mfa': m0004,
   '0005-tenant-settings': m0005,
   '0006-session-authenticated-at': m0006,
+  '0012-audit-retention': m0012,
 };

@@ -60,6 +60,16 @@ export async function lockTree(trx: Db, dialect: Dialect, tenantId: string): Pro
   };
 }
 
+/** Where the retained events start (0 unless retention pruned the oldest). */
+export async function prunedSize(db: Db, tenantId: string): Promise<number> {
+  const row = await db
+    .selectFrom('audit_tree')
+    .select('pruned_size')
+    .where('tenant_id', '=', tenantId)
+    .executeTakeFirst();
+  return row ? Number(row.pruned_size) : 0;
+}
+
 /** Reads the tree head without locking (for proofs and checkpoints of committed state). */
 export async function readTree(db: Db, tenantId: string): Promise<CompactTree> {
   const row = await db
@@ -120,6 +130,10 @@ export async function subtreeHashes(
       .where('leaf_index', 'in', leafIndexes)
       .execute();
     for (const r of rows) leaves.set(Number(r.leaf_index), r.leaf_hash);
+    // Leaves whose events retention pruned keep their hash in audit_nodes at level 0.
+    for (const index of leafIndexes) {
+      if (!leaves.has(index)) inner.push({ level: 0, index });
+    }
   }
   if (inner.length > 0) {
     // One primary-key lookup per node, in one statement (an OR of pairs scans the tenant).
@@ -137,7 +151,8 @@ export async function subtreeHashes(
     for (const r of rows) found.set(`${r.level}/${Number(r.idx)}`, r.hash);
   }
   return nodes.map((n) => {
-    const hex = n.level === 0 ? leaves.get(n.index) : found.get(`${n.level}/${n.index}`);
+    const hex =
+      (n.level === 0 ? leaves.get(n.index) : undefined) ?? found.get(`${n.level}/${n.index}`);
     return hex === undefined ? undefined : hashFromHex(hex);
   });
 }

@@ -242,6 +242,8 @@ export function createAuditService(deps: AuditDeps) {
     checkpoint,
     verify,
     publishToWitness,
+    /** Signs (or returns the stored checkpoint of) a head computed in `trx`. */
+    signHead: sign,
     /** The public half of the signing key (the trusted key when verifying). */
     signingKey: () => {
       const k = signingKey();

@@ -21,6 +21,8 @@ import {
 import type { RecordSpec } from './spec.ts';
 import { auditActor } from '../audit/event.ts';
 import type { AuditRecorder } from '../audit/service.ts';
+import type { OptionalCategories } from '../audit/settings.ts';
+import { fieldsClassified, type DataObject } from '../../core/privacy/index.ts';
 
 export interface RecordBase {
   id: string;
@@ -58,6 +60,8 @@ export interface RecordDeps {
   reader?: SyncReader | undefined;
   /** Records record.created/updated/deleted (field names only) in the change's transaction. */
   audit?: AuditRecorder | undefined;
+  /** The tenant's optional audit categories (cached): `recordReads` records `record.read`. */
+  auditPolicy?: { categories(tenantId: string): Promise<OptionalCategories> } | undefined;
 }
 
 /** CRUD for one CRM object, scoped to the actor's tenant, authorised, versioned. */
@@ -78,6 +82,36 @@ export function createRecordService(spec: RecordSpec, deps: RecordDeps) {
       ...auditActor(actor),
       target: { type: spec.resource, id },
       fields,
+    });
+  }
+  const personalFields: readonly string[] = fieldsClassified(spec.resource as DataObject, [
+    'personal',
+    'sensitive',
+  ]);
+
+  /**
+   * `record.read` for each record holding personal data that `actor` just read, naming the
+   * personal fields it carried (never values), when the tenant turned `recordReads` on. Off, it
+   * costs one cached lookup. Fails closed: if the event cannot be written, the read fails.
+   */
+  async function recordReads(actor: Actor, items: readonly ApiRecord[]) {
+    if (!deps.audit || personalFields.length === 0 || items.length === 0) return;
+    if (!deps.auditPolicy || !(await deps.auditPolicy.categories(actor.tenantId)).recordReads) {
+      return;
+    }
+    const audit = deps.audit;
+    await db.transaction().execute(async (trx) => {
+      for (const item of items) {
+        const fields = personalFields.filter((f) => item[f] != null);
+        if (fields.length === 0) continue;
+        await audit.append(trx, {
+          tenantId: actor.tenantId,
+          type: 'record.read',
+          ...auditActor(actor),
+          target: { type: spec.resource, id: item.id },
+          fields,
+        });
+      }
     });
   }
   const columns = [...COMMON_COLUMNS, ...Object.values(spec.fields)];
@@ -233,14 +267,18 @@ export function createRecordService(spec: RecordSpec, deps: RecordDeps) {
       const value = typeof raw === 'number' ? raw : String(raw);
       nextCursor = encodeCursor({ sort: sortName, direction, value, id: last.id as string });
     }
-    return { items: page.map(toApi), nextCursor };
+    const items = page.map(toApi);
+    await recordReads(actor, items);
+    return { items, nextCursor };
   }
 
   async function get(actor: Actor, id: string): Promise<ApiRecord> {
     authorize(actor, 'read', spec.resource);
     const row = await getRow(db, spec.table, actor.tenantId, id, columns, deps.reader);
     if (!row) throw notFound();
-    return toApi(row);
+    const item = toApi(row);
+    await recordReads(actor, [item]);
+    return item;
   }
 
   async function create(actor: Actor, input: Record<string, unknown>): Promise<ApiRecord> {

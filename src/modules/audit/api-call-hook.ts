@@ -1,0 +1,43 @@
+import type { FastifyInstance } from 'fastify';
+import type { Kysely } from 'kysely';
+import type { Database } from '../../db/schema.ts';
+import { auditActor } from './event.ts';
+import type { AuditRecorder } from './service.ts';
+import type { OptionalCategories } from './settings.ts';
+
+/**
+ * The optional `apiCalls` audit category: one `api.call` event per authenticated API request
+ * (method and route pattern as the target, never the URL with its ids or query; the status as
+ * the reason). Written after the response, in its own transaction: the call's own change was
+ * already recorded fail-closed by its service, so a failure here is logged, not returned.
+ * With the category off it costs one cached lookup per request and no database work.
+ */
+export function registerApiCallAudit(
+  app: FastifyInstance,
+  deps: {
+    db: Kysely<Database>;
+    log: AuditRecorder;
+    policy: { categories(tenantId: string): Promise<OptionalCategories> };
+  },
+) {
+  app.addHook('onResponse', async (request, reply) => {
+    const actor = request.actor;
+    const pattern = request.routeOptions.url;
+    if (!actor || pattern === undefined || !pattern.startsWith('/api/')) return;
+    if (!(await deps.policy.categories(actor.tenantId)).apiCalls) return;
+    try {
+      await deps.db.transaction().execute((trx) =>
+        deps.log.append(trx, {
+          tenantId: actor.tenantId,
+          type: 'api.call',
+          ...auditActor(actor),
+          target: { type: 'route', id: `${request.method} ${pattern}` },
+          outcome: reply.statusCode < 400 ? 'success' : 'failure',
+          reason: String(reply.statusCode),
+        }),
+      );
+    } catch (error) {
+      request.log.error({ err: error }, 'api.call audit event not recorded');
+    }
+  });
+}
