@@ -4,7 +4,7 @@ import type { Dialect } from '../../db/database.ts';
 import type { Database } from '../../db/schema.ts';
 import { CompactTree, rangeNodes, toHex } from '../../core/audit/index.ts';
 import { AppError } from '../../errors.ts';
-import { lockTree, prunedSize, subtreeHashes } from './repository.ts';
+import { lockTree, prunedSize, readTree, subtreeHashes } from './repository.ts';
 import type { AuditService } from './service.ts';
 import type { AuditSettingsService } from './settings.ts';
 import { verifyTenantLog } from './verify.ts';
@@ -68,16 +68,14 @@ export function createAuditRetention(deps: {
       .orderBy('leaf_index')
       .limit(1)
       .executeTakeFirst();
-    const summary = await verifyTenantLog(db, tenantId, [log.signingKey().publicKey]).catch(
-      (error: unknown) => {
-        throw new AppError('conflict', 'audit.prune_refused', 'audit log fails verification', {
-          detail: 'The audit log does not verify; nothing is pruned. Run `custos audit verify`.',
-          cause: error,
-        });
-      },
-    );
-    const target = firstKept ? Number(firstKept.leaf_index) : summary.treeSize;
+    const target = firstKept ? Number(firstKept.leaf_index) : (await readTree(db, tenantId)).size;
     if (target <= already) return result('nothing_due', already);
+    await verifyTenantLog(db, tenantId, [log.signingKey().publicKey]).catch((error: unknown) => {
+      throw new AppError('conflict', 'audit.prune_refused', 'audit log fails verification', {
+        detail: 'The audit log does not verify; nothing is pruned. Run `custos audit verify`.',
+        cause: error,
+      });
+    });
 
     // 1. Anchor the prune point: a signed checkpoint at `target`, an event naming it.
     await db.transaction().execute(async (trx) => {
