@@ -118,7 +118,7 @@ export function createServices(deps: {
     }),
     /** Close at shutdown (a Redis connection when configured). */
     throttleStore,
-    users: createUserService({ db, clock, throttle, audit: auditSink }),
+    users: createUserService({ db, clock, throttle, audit: auditSink, log: auditLog }),
     sessions: createSessionService({
       db,
       clock,
@@ -130,8 +130,9 @@ export function createServices(deps: {
       clock,
       sessionIdleMs: deps.config.sessionIdleMs,
       sessionAbsoluteMs: deps.config.sessionAbsoluteMs,
+      audit: auditLog,
     }),
-    apiKeys: createApiKeyService({ db, clock }),
+    apiKeys: createApiKeyService({ db, clock, audit: auditLog }),
     contacts,
     contactTransfer: createContactTransfer({ db, clock, contacts }),
     companies: createRecordService(companySpec, records),

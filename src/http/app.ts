@@ -21,7 +21,7 @@ import { registerMfaRoutes } from '../modules/mfa/routes.ts';
 import { registerApiKeyRoutes } from '../modules/api-keys/routes.ts';
 import { registerAuditRoutes } from '../modules/audit/routes.ts';
 import { registerAuditSettingsRoutes } from '../modules/audit/settings-routes.ts';
-import { registerApiCallAudit } from '../modules/audit/api-call-hook.ts';
+import { registerHttpAudit } from '../modules/audit/api-call-hook.ts';
 import { registerRecordRoutes } from '../modules/records/routes.ts';
 import { registerContactTransferRoutes } from '../modules/contacts/transfer-routes.ts';
 import { ContactCreate, ContactFilters, ContactItem } from '../modules/contacts/schema.ts';
@@ -110,7 +110,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   });
 
   registerAuthentication(app, services.auth);
-  registerApiCallAudit(app, {
+  registerHttpAudit(app, {
     db: services.database.db,
     log: services.auditLog,
     policy: services.auditSettings,

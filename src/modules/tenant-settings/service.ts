@@ -1,3 +1,5 @@
+import { auditActor } from '../audit/event.ts';
+import type { AuditRecorder } from '../audit/service.ts';
 import type { Kysely } from 'kysely';
 import type { Clock } from '../../clock.ts';
 import { toNumber, type Database } from '../../db/schema.ts';
@@ -20,6 +22,8 @@ export function createTenantSettingsService(deps: {
   clock: Clock;
   sessionIdleMs: number;
   sessionAbsoluteMs: number;
+  /** Records settings.tenant_changed (names of the changed settings) in the transaction. */
+  audit?: AuditRecorder;
 }) {
   const { db, clock } = deps;
   const defaults = {
@@ -68,6 +72,15 @@ export function createTenantSettingsService(deps: {
         })
         .onConflict((oc) => oc.column('tenant_id').doUpdateSet(changes))
         .execute();
+      await deps.audit?.append(trx, {
+        tenantId: actor.tenantId,
+        type: 'settings.tenant_changed',
+        ...auditActor(actor),
+        target: { type: 'tenant', id: actor.tenantId },
+        fields: Object.keys(patch).filter(
+          (k) => patch[k as keyof TenantSettingsPatch] !== undefined,
+        ),
+      });
       return read(trx, actor.tenantId);
     });
   }
