@@ -1,6 +1,7 @@
 import type { Kysely, Transaction } from 'kysely';
 import type { Database } from '../../db/schema.ts';
 import type { Dialect } from '../../db/database.ts';
+import { prepared } from '../../db/prepared.ts';
 import {
   CompactTree,
   hashFromHex,
@@ -24,14 +25,43 @@ const EMPTY_FRONTIER = JSON.stringify(new CompactTree().toState());
  * the tree head. PostgreSQL: `SELECT ... FOR UPDATE`, so appends of one tenant are serialised
  * across processes; SQLite serialises every write transaction by itself.
  */
+// Compiled once: appends run these on every audited change (Kysely's build and compile per call
+// was a large share of an append).
+const selectTree = prepared<
+  Database,
+  {
+    tree_size: number | string;
+    frontier: string;
+    checkpoint_size: number | string;
+    checkpoint_at: string | null;
+  },
+  'tenantId'
+>((db, p) =>
+  db
+    .selectFrom('audit_tree')
+    .select(['tree_size', 'frontier', 'checkpoint_size', 'checkpoint_at'])
+    .where('tenant_id', '=', p('tenantId')),
+);
+const selectTreeForUpdate = prepared<
+  Database,
+  {
+    tree_size: number | string;
+    frontier: string;
+    checkpoint_size: number | string;
+    checkpoint_at: string | null;
+  },
+  'tenantId'
+>((db, p) =>
+  db
+    .selectFrom('audit_tree')
+    .select(['tree_size', 'frontier', 'checkpoint_size', 'checkpoint_at'])
+    .where('tenant_id', '=', p('tenantId'))
+    .forUpdate(),
+);
+
 export async function lockTree(trx: Db, dialect: Dialect, tenantId: string): Promise<TreeHead> {
-  const select = () => {
-    const query = trx
-      .selectFrom('audit_tree')
-      .select(['tree_size', 'frontier', 'checkpoint_size', 'checkpoint_at'])
-      .where('tenant_id', '=', tenantId);
-    return (dialect === 'postgres' ? query.forUpdate() : query).executeTakeFirst();
-  };
+  const select = async () =>
+    (await (dialect === 'postgres' ? selectTreeForUpdate : selectTree).run(trx, { tenantId }))[0];
   let row = await select();
   if (row === undefined) {
     // First event of the tenant: two writers may race here; the loser waits, then locks.
@@ -80,22 +110,44 @@ export async function readTree(db: Db, tenantId: string): Promise<CompactTree> {
   return row ? CompactTree.fromState(JSON.parse(row.frontier) as FrontierState) : new CompactTree();
 }
 
+const updateTree = prepared<Database, never, 'tenantId' | 'size' | 'frontier'>((db, p) =>
+  db
+    .updateTable('audit_tree')
+    .set({ tree_size: p('size') as unknown as number, frontier: p('frontier') })
+    .where('tenant_id', '=', p('tenantId')),
+);
+
 export async function saveTree(
   trx: Db,
   tenantId: string,
   tree: CompactTree,
   checkpoint?: { size: number; at: string },
 ): Promise<void> {
+  const frontier = JSON.stringify(tree.toState());
+  if (checkpoint === undefined) {
+    await updateTree.run(trx, { tenantId, size: tree.size, frontier });
+    return;
+  }
   await trx
     .updateTable('audit_tree')
     .set({
       tree_size: tree.size,
-      frontier: JSON.stringify(tree.toState()),
-      ...(checkpoint ? { checkpoint_size: checkpoint.size, checkpoint_at: checkpoint.at } : {}),
+      frontier,
+      checkpoint_size: checkpoint.size,
+      checkpoint_at: checkpoint.at,
     })
     .where('tenant_id', '=', tenantId)
     .execute();
 }
+
+const insertNode = prepared<Database, never, 'tenantId' | 'level' | 'idx' | 'hash'>((db, p) =>
+  db.insertInto('audit_nodes').values({
+    tenant_id: p('tenantId'),
+    level: p('level') as unknown as number,
+    idx: p('idx') as unknown as number,
+    hash: p('hash'),
+  }),
+);
 
 export async function insertNodes(
   trx: Db,
@@ -103,6 +155,11 @@ export async function insertNodes(
   nodes: readonly { level: number; index: number; hash: string }[],
 ): Promise<void> {
   if (nodes.length === 0) return;
+  if (nodes.length === 1) {
+    const [n] = nodes as [(typeof nodes)[0]];
+    await insertNode.run(trx, { tenantId, level: n.level, idx: n.index, hash: n.hash });
+    return;
+  }
   await trx
     .insertInto('audit_nodes')
     .values(nodes.map((n) => ({ tenant_id: tenantId, level: n.level, idx: n.index, hash: n.hash })))

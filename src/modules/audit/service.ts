@@ -1,5 +1,5 @@
 import { Buffer } from 'node:buffer';
-import type { Kysely, Transaction } from 'kysely';
+import type { Insertable, Kysely, Transaction } from 'kysely';
 import type { Clock } from '../../clock.ts';
 import type { Dialect } from '../../db/database.ts';
 import type { Database } from '../../db/schema.ts';
@@ -13,7 +13,8 @@ import {
   type SignedCheckpoint,
 } from '../../core/audit/index.ts';
 import { newId } from '../../ids.ts';
-import { eventBody, type AuditEventInput } from './event.ts';
+import { EVENT_COLUMNS, eventBody, type AuditEventInput } from './event.ts';
+import { prepared } from '../../db/prepared.ts';
 import {
   insertCheckpoint,
   insertNodes,
@@ -26,6 +27,19 @@ import {
 import { verifyTenantLog } from './verify.ts';
 import { loadOrCreateSigningKey, type SigningKey } from './signing-key.ts';
 import type { Witness } from './witness.ts';
+
+type EventColumn = (typeof EVENT_COLUMNS)[number];
+
+/** The event insert, compiled once (it runs on every audited change). */
+const insertEvent = prepared<Database, never, EventColumn>((db, p) =>
+  db
+    .insertInto('audit_events')
+    .values(
+      Object.fromEntries(EVENT_COLUMNS.map((c) => [c, p(c)])) as unknown as Insertable<
+        Database['audit_events']
+      >,
+    ),
+);
 
 export interface AuditDeps {
   db: Kysely<Database>;
@@ -112,28 +126,25 @@ export function createAuditService(deps: AuditDeps) {
       nodes.push({ level, index, hash: toHex(hash) });
     }
 
-    await trx
-      .insertInto('audit_events')
-      .values({
-        tenant_id: body.tenantId,
-        leaf_index: leafIndex,
-        id,
-        type: body.type,
-        occurred_at: body.occurredAt,
-        actor_kind: body.actor.kind,
-        actor_id: body.actor.id,
-        ip: body.ip,
-        user_agent: body.userAgent,
-        request_id: body.requestId,
-        target_type: body.target?.type ?? null,
-        target_id: body.target?.id ?? null,
-        outcome: body.outcome,
-        reason: body.reason,
-        fields: JSON.stringify(body.fields),
-        canonical: Buffer.from(bytes).toString('utf8'),
-        leaf_hash: leafHex,
-      })
-      .execute();
+    await insertEvent.run(trx, {
+      tenant_id: body.tenantId,
+      leaf_index: leafIndex,
+      id,
+      type: body.type,
+      occurred_at: body.occurredAt,
+      actor_kind: body.actor.kind,
+      actor_id: body.actor.id,
+      ip: body.ip,
+      user_agent: body.userAgent,
+      request_id: body.requestId,
+      target_type: body.target?.type ?? null,
+      target_id: body.target?.id ?? null,
+      outcome: body.outcome,
+      reason: body.reason,
+      fields: JSON.stringify(body.fields),
+      canonical: Buffer.from(bytes).toString('utf8'),
+      leaf_hash: leafHex,
+    });
     await insertNodes(trx, input.tenantId, nodes);
     tree.append(leaf);
 
