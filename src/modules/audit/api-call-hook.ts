@@ -51,8 +51,8 @@ export function registerHttpAudit(
     const actor = request.actor;
     const pattern = request.routeOptions.url;
     if (!actor || pattern === undefined || !pattern.startsWith('/api/')) return;
-    if (!(await deps.policy.categories(actor.tenantId)).apiCalls) return;
     try {
+      if (!(await deps.policy.categories(actor.tenantId)).apiCalls) return;
       await deps.db.transaction().execute((trx) =>
         deps.log.append(trx, {
           tenantId: actor.tenantId,
@@ -64,7 +64,8 @@ export function registerHttpAudit(
         }),
       );
     } catch (error) {
-      request.log.error({ err: error }, 'api.call audit event not recorded');
+      // Warn, not error: the request's own failure (e.g. the database gone) is already logged.
+      request.log.warn({ err: error }, 'api.call audit event not recorded');
     }
   });
 }

@@ -20,6 +20,8 @@ export function startAuditJobs(deps: {
 }): () => void {
   const timers: NodeJS.Timeout[] = [];
   const every = (ms: number, run: () => Promise<void>) => {
+    // setInterval takes at most 2^31-1 ms (about 24.8 days); longer would fire at once.
+    ms = Math.min(ms, 2 ** 31 - 1);
     let busy = false;
     const timer = setInterval(() => {
       if (busy) return;
