@@ -5,6 +5,9 @@ import { createApiKeyService } from './modules/api-keys/service.ts';
 import { createIdentityAuditSink } from './modules/audit/identity-sink.ts';
 import { createAuditQueries } from './modules/audit/queries.ts';
 import { createAuditService } from './modules/audit/service.ts';
+import { createFileWitness, type Witness } from './modules/audit/witness.ts';
+import { createAuditSettings } from './modules/audit/settings.ts';
+import { createAuditRetention } from './modules/audit/retention.ts';
 import type { AuditSink } from './modules/auth/events.ts';
 import { createAuthService } from './modules/auth/service.ts';
 import { createSessionService } from './modules/auth/sessions.ts';
@@ -54,6 +57,8 @@ export function createServices(deps: {
     | 'publicUrl'
     | 'logLevel'
     | 'webauthnRpId'
+    | 'auditWitnessFile'
+    | 'auditRetentionDays'
   > &
     SiemConfig &
     KeysConfig;
@@ -74,6 +79,11 @@ export function createServices(deps: {
   siemDestinations?: readonly SiemDestination[];
   /** Failures of the SIEM worker (server.ts passes its logger). */
   onSiemError?: (destination: string, error: unknown, failures: number) => void;
+  /**
+   * Outside witness of signed tree heads (default: the file of CUSTOS_AUDIT_WITNESS_FILE, if
+   * set). A syslog witness is `createMessageWitness(send)` over the SIEM syslog sender.
+   */
+  witness?: Witness;
 }) {
   const { db, reader } = deps.database;
   const clock = deps.clock;
@@ -84,9 +94,20 @@ export function createServices(deps: {
     dataDir: deps.config.dataDir,
     checkpointEvery: deps.config.auditCheckpointEvery,
     checkpointIntervalMs: deps.config.auditCheckpointMs,
+    witness:
+      deps.witness ??
+      (deps.config.auditWitnessFile === undefined
+        ? undefined
+        : createFileWitness(deps.config.auditWitnessFile)),
   });
   const keys = deps.keys ?? createLazyKeyService(deps.config, { clock });
-  const records = { db, clock, reader, audit: auditLog, keys };
+  const auditSettings = createAuditSettings({
+    db,
+    clock,
+    audit: auditLog,
+    defaultRetentionDays: deps.config.auditRetentionDays,
+  });
+  const records = { db, clock, reader, audit: auditLog, keys, auditPolicy: auditSettings };
   const contacts = createRecordService(contactSpec, records);
   const log = deps.log ?? pino(loggerOptions(deps.config.logLevel));
   const mailer =
@@ -140,6 +161,14 @@ export function createServices(deps: {
     reports: createReportService({ db, clock }),
     /** Streams the audit log to the configured SIEM destinations (stop it at shutdown). */
     siem,
+    auditSettings,
+    auditRetention: createAuditRetention({
+      db,
+      dialect: deps.database.dialect,
+      clock,
+      log: auditLog,
+      settings: auditSettings,
+    }),
     auth: createAuthService({
       db,
       reader,
@@ -177,7 +206,7 @@ export function createServices(deps: {
       mailer,
       publicUrl: deps.config.publicUrl,
     }),
-    users: createUserService({ db, clock, throttle, audit: auditSink }),
+    users: createUserService({ db, clock, throttle, audit: auditSink, log: auditLog }),
     sessions: createSessionService({
       db,
       clock,
@@ -191,7 +220,7 @@ export function createServices(deps: {
       sessionIdleMs: deps.config.sessionIdleMs,
       sessionAbsoluteMs: deps.config.sessionAbsoluteMs,
     }),
-    apiKeys: createApiKeyService({ db, clock }),
+    apiKeys: createApiKeyService({ db, clock, audit: auditLog }),
     contacts,
     contactTransfer: createContactTransfer({ db, clock, contacts, audit: auditLog, keys }),
     companies: createRecordService(companySpec, records),

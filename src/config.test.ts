@@ -113,6 +113,9 @@ const wrongValues: Record<Name, { values: string[]; expected: RegExp }> = {
   CUSTOS_SIEM_BATCH_SIZE: { values: ['0', '10001', 'all'], expected: /from 1 to 10000/ },
   CUSTOS_SIEM_INTERVAL_MS: { values: ['9', '3600001', '1s'], expected: /from 10 to 3600000/ },
   CUSTOS_SIEM_RETRY_MAX_SECONDS: { values: ['0', '86401'], expected: /from 1 to 86400/ },
+  CUSTOS_AUDIT_WITNESS_FILE: { values: [], expected: /file path/ },
+  CUSTOS_AUDIT_RETENTION_DAYS: { values: ['29', '36501', '6y'], expected: /from 30 to 36500/ },
+  CUSTOS_AUDIT_PRUNE_HOURS: { values: ['-1', '8761', 'daily'], expected: /from 0 to 8760/ },
 };
 
 const keyDefaults = {
@@ -141,6 +144,9 @@ const keyDefaults = {
   siemBatchSize: 100,
   siemIntervalMs: 1000,
   siemRetryMaxMs: 300_000,
+  auditWitnessFile: undefined,
+  auditRetentionDays: 2192,
+  auditPruneMs: 24 * 3_600_000,
 };
 
 describe('loadConfig', () => {

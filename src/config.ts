@@ -254,6 +254,25 @@ export const variables = {
     default: '300',
     description: 'Longest wait between retries to an unreachable SIEM destination.',
   },
+  CUSTOS_AUDIT_WITNESS_FILE: {
+    schema: Type.String({ minLength: 1 }),
+    expected: 'a file path',
+    description:
+      'Append every signed audit tree head to this JSON lines file (an outside witness; keep it off the database host).',
+  },
+  CUSTOS_AUDIT_RETENTION_DAYS: {
+    schema: Type.Integer({ minimum: 30, maximum: 36_500 }),
+    expected: 'a number of days from 30 to 36500',
+    default: '2192',
+    description:
+      'Keep audit events this long by default (6 years, HIPAA); tenants may set their own.',
+  },
+  CUSTOS_AUDIT_PRUNE_HOURS: {
+    schema: Type.Integer({ minimum: 0, maximum: 24 * 365 }),
+    expected: 'a number of hours from 0 to 8760',
+    default: '24',
+    description: 'How often the server prunes audit events past retention (0: never; use the CLI).',
+  },
 } satisfies Record<string, VariableSpec>;
 
 type Env = Record<string, string | undefined>;
@@ -306,6 +325,11 @@ export interface Config {
   siemBatchSize: number;
   siemIntervalMs: number;
   siemRetryMaxMs: number;
+  auditWitnessFile: string | undefined;
+  /** Default audit retention (days); tenants may override. */
+  auditRetentionDays: number;
+  /** Interval of the server's audit prune job; 0 turns it off. */
+  auditPruneMs: number;
 }
 
 export class ConfigError extends Error {
@@ -350,6 +374,9 @@ export function loadConfig(env: Env = process.env): Readonly<Config> {
     mailFrom: read(env, 'CUSTOS_MAIL_FROM') as string,
     ...readPublicUrl(env),
     ...readSiemConfig(env),
+    auditWitnessFile: resolveOptional(read(env, 'CUSTOS_AUDIT_WITNESS_FILE') as string | undefined),
+    auditRetentionDays: read(env, 'CUSTOS_AUDIT_RETENTION_DAYS') as number,
+    auditPruneMs: (read(env, 'CUSTOS_AUDIT_PRUNE_HOURS') as number) * 3_600_000,
   };
   return Object.freeze(config);
 }
@@ -374,6 +401,10 @@ function readPublicUrl(env: Env): Pick<Config, 'publicUrl' | 'webauthnRpId'> {
     );
   }
   return { publicUrl, webauthnRpId: rpId };
+}
+
+function resolveOptional(file: string | undefined): string | undefined {
+  return file === undefined ? undefined : path.resolve(file);
 }
 
 /** The key-management settings (src/modules/keys reads them through this type). */

@@ -94,6 +94,9 @@ export type ErrorCode =
   | 'audit.tree_range_invalid'
   // reports
   | 'report.invalid_range'
+  | 'audit.legal_hold_active'
+  | 'audit.legal_hold_inactive'
+  | 'audit.prune_refused'
   // server
   | 'server.unavailable'
   | 'server.internal';

@@ -10,6 +10,7 @@ import { startAuthPurge } from './modules/auth/purge.ts';
 import { createProtectedValueCounter } from './modules/records/protected-values.ts';
 import { activitySpec } from './modules/activities/spec.ts';
 import { contactSpec } from './modules/contacts/spec.ts';
+import { startAuditJobs } from './modules/audit/jobs.ts';
 
 /** config -> dependencies -> app.listen() */
 async function main() {
@@ -66,8 +67,15 @@ async function main() {
     );
   }
   const stopPurge = startAuthPurge(services.authPurge, { log: app.log });
+  const stopAuditJobs = startAuditJobs({
+    log: services.auditLog,
+    retention: services.auditRetention,
+    pruneMs: config.auditPruneMs,
+    logger: app.log,
+  });
   const stop = async (signal: string) => {
     app.log.info({ signal }, 'shutting down');
+    stopAuditJobs();
     await stopPurge();
     await services.siem.stop();
     await app.close();

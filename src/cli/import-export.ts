@@ -18,7 +18,10 @@ interface CliDeps {
 }
 
 /** The tenant named by --tenant, or the only tenant when there is just one. */
-async function systemActor(database: DatabaseHandle, slug: string | undefined): Promise<Actor> {
+export async function systemActor(
+  database: DatabaseHandle,
+  slug: string | undefined,
+): Promise<Actor> {
   let query = database.db.selectFrom('tenants').select(['id', 'slug']);
   if (slug !== undefined) query = query.where('slug', '=', slug);
   const tenants = await query.limit(2).execute();

@@ -285,9 +285,26 @@ export interface AuditTreeTable {
   frontier: string;
   checkpoint_size: BigIntColumn;
   checkpoint_at: Timestamp | null;
+  /** Leaves below this had their events pruned by retention (their hashes stay in audit_nodes). */
+  pruned_size: ColumnType<number | string, number | undefined, number>;
 }
 
-/** Hash of every completed perfect subtree above the leaves (level >= 1). */
+/** Per-tenant audit settings; flags are 0/1. Null retention: the server default. */
+export interface AuditSettingsTable {
+  tenant_id: string;
+  retention_days: number | null;
+  legal_hold: ColumnType<number, number | undefined, number>;
+  legal_hold_reason: string | null;
+  legal_hold_since: Timestamp | null;
+  record_reads: ColumnType<number, number | undefined, number>;
+  api_calls: ColumnType<number, number | undefined, number>;
+  updated_at: Timestamp;
+}
+
+/**
+ * Hash of every completed perfect subtree above the leaves (level >= 1), and the leaf hashes
+ * (level 0) of events pruned by retention.
+ */
 export interface AuditNodeTable {
   tenant_id: string;
   level: number;
@@ -343,6 +360,7 @@ export interface Database {
   audit_checkpoints: AuditCheckpointTable;
   audit_signing_keys: AuditSigningKeyTable;
   siem_cursors: SiemCursorTable;
+  audit_settings: AuditSettingsTable;
 }
 
 export type RecordTableName = 'companies' | 'contacts' | 'deals' | 'activities';

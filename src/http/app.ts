@@ -23,6 +23,8 @@ import { registerPasskeyRoutes } from '../modules/passkeys/routes.ts';
 import { registerApiKeyRoutes } from '../modules/api-keys/routes.ts';
 import { registerAuditRoutes } from '../modules/audit/routes.ts';
 import { registerReportRoutes } from '../modules/reports/routes.ts';
+import { registerAuditSettingsRoutes } from '../modules/audit/settings-routes.ts';
+import { registerHttpAudit } from '../modules/audit/api-call-hook.ts';
 import { registerRecordRoutes } from '../modules/records/routes.ts';
 import { registerContactTransferRoutes } from '../modules/contacts/transfer-routes.ts';
 import { ContactCreate, ContactFilters, ContactItem } from '../modules/contacts/schema.ts';
@@ -113,6 +115,11 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   });
 
   registerAuthentication(app, services.auth);
+  registerHttpAudit(app, {
+    db: services.database.db,
+    log: services.auditLog,
+    policy: services.auditSettings,
+  });
 
   app.get('/api/v1/openapi.json', { config: { public: true }, schema: { hide: true } }, async () =>
     app.swagger(),
@@ -170,6 +177,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   registerApiKeyRoutes(app, services.apiKeys);
   registerAuditRoutes(app, { service: services.auditLog, queries: services.auditQueries });
   registerReportRoutes(app, services.reports);
+  registerAuditSettingsRoutes(app, services.auditSettings);
   await registerContactTransferRoutes(app, {
     transfer: services.contactTransfer,
     importLimit: config.importLimit,

@@ -18,6 +18,12 @@
  * - `LEAF_INDEX_ORDER`: leaf indexes out of order or repeated (reordered, duplicated or inserted).
  * - `ROOT_MISMATCH`: a recomputed root differs from a signed checkpoint or trusted frontier.
  * - `LOG_TRUNCATED`: the log ends before a checkpoint or the expected size (events removed at the end).
+ * - `WITNESS_AHEAD`: an outside witness saw a longer log than the one stored (events removed or
+ *   the database rolled back).
+ * - `WITNESS_MISMATCH`: a witnessed tree head is not a prefix of the stored log (rewritten).
+ * - `WITNESS_MALFORMED`: a witness record cannot be read.
+ * - `PRUNE_UNANCHORED`: the log claims to be pruned where no signed checkpoint and no recorded
+ *   prune event say so (events removed under the cover of retention).
  */
 export type AuditIntegrityErrorCode =
   | 'CANONICAL_UNREPRESENTABLE'
@@ -35,7 +41,11 @@ export type AuditIntegrityErrorCode =
   | 'LEAF_INDEX_GAP'
   | 'LEAF_INDEX_ORDER'
   | 'ROOT_MISMATCH'
-  | 'LOG_TRUNCATED';
+  | 'LOG_TRUNCATED'
+  | 'WITNESS_AHEAD'
+  | 'WITNESS_MISMATCH'
+  | 'WITNESS_MALFORMED'
+  | 'PRUNE_UNANCHORED';
 
 /** Where in a log a verification failure was found (only set by log verification). */
 export interface AuditIntegrityErrorOptions {

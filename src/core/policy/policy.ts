@@ -12,7 +12,7 @@ import { roleRank, type Actor, type Role } from './actor.ts';
  * ```
  */
 export type RecordResource = 'contact' | 'company' | 'deal' | 'activity';
-export type AdminResource = 'user' | 'api_key' | 'tenant_settings';
+export type AdminResource = 'user' | 'api_key' | 'tenant_settings' | 'audit_settings';
 export type Resource = RecordResource | AdminResource;
 export type Action = 'read' | 'create' | 'update' | 'delete' | 'import' | 'export' | 'manage';
 
@@ -34,7 +34,10 @@ const minimumRole: Record<Action, Role> = {
 
 export function decide(actor: Actor, action: Action, resource: Resource): Decision {
   const isAdminResource =
-    resource === 'user' || resource === 'api_key' || resource === 'tenant_settings';
+    resource === 'user' ||
+    resource === 'api_key' ||
+    resource === 'tenant_settings' ||
+    resource === 'audit_settings';
   if (isAdminResource) {
     // Managing users, keys and tenant settings needs an administrator; everyone may read their
     // own account through the dedicated `me` routes, not through these.

@@ -10,6 +10,7 @@ import * as m0008 from './0008-passkeys.ts';
 import * as m0009 from './0009-password-reset.ts';
 import * as m0010 from './0010-mfa-enforcement.ts';
 import * as m0011 from './0011-audit-outbox.ts';
+import * as m0012 from './0012-audit-retention.ts';
 
 /** Every migration, in order. Names are permanent once released: add, never rename. */
 export const migrations: Record<string, Migration> = {
@@ -24,4 +25,5 @@ export const migrations: Record<string, Migration> = {
   '0009-password-reset': m0009,
   '0010-mfa-enforcement': m0010,
   '0011-audit-outbox': m0011,
+  '0012-audit-retention': m0012,
 };

@@ -1,3 +1,5 @@
+import { auditActor } from '../audit/event.ts';
+import type { AuditRecorder } from '../audit/service.ts';
 import type { Kysely } from 'kysely';
 import type { Clock } from '../../clock.ts';
 import type { ApiKeyRow, Database, Role } from '../../db/schema.ts';
@@ -45,7 +47,12 @@ function toView(row: Pick<ApiKeyRow, (typeof COLUMNS)[number]>): ApiKeyView {
   };
 }
 
-export function createApiKeyService(deps: { db: Kysely<Database>; clock: Clock }) {
+export function createApiKeyService(deps: {
+  db: Kysely<Database>;
+  clock: Clock;
+  /** Records api_key.created / api_key.revoked in the change's transaction. */
+  audit?: AuditRecorder;
+}) {
   const { db, clock } = deps;
 
   /** Creates a key; the secret is in the answer once and never stored. */
@@ -83,7 +90,16 @@ export function createApiKeyService(deps: { db: Kysely<Database>; clock: Clock }
       last_used_at: null,
       revoked_at: null,
     };
-    await db.insertInto('api_keys').values(row).execute();
+    await db.transaction().execute(async (trx) => {
+      await trx.insertInto('api_keys').values(row).execute();
+      await deps.audit?.append(trx, {
+        tenantId: actor.tenantId,
+        type: 'api_key.created',
+        ...auditActor(actor),
+        target: { type: 'api_key', id: row.id },
+        reason: `role_${role}`,
+      });
+    });
     return { ...toView(row), key };
   }
 
@@ -101,13 +117,24 @@ export function createApiKeyService(deps: { db: Kysely<Database>; clock: Clock }
 
   async function revoke(actor: Actor, id: string): Promise<void> {
     authorize(actor, 'manage', 'api_key');
-    const result = await db
-      .updateTable('api_keys')
-      .set({ revoked_at: clock.now().toISOString() })
-      .where('tenant_id', '=', actor.tenantId)
-      .where('id', '=', id)
-      .where('revoked_at', 'is', null)
-      .executeTakeFirst();
+    const result = await db.transaction().execute(async (trx) => {
+      const updated = await trx
+        .updateTable('api_keys')
+        .set({ revoked_at: clock.now().toISOString() })
+        .where('tenant_id', '=', actor.tenantId)
+        .where('id', '=', id)
+        .where('revoked_at', 'is', null)
+        .executeTakeFirst();
+      if (Number(updated.numUpdatedRows) > 0) {
+        await deps.audit?.append(trx, {
+          tenantId: actor.tenantId,
+          type: 'api_key.revoked',
+          ...auditActor(actor),
+          target: { type: 'api_key', id },
+        });
+      }
+      return updated;
+    });
     if (Number(result.numUpdatedRows) === 0) {
       const exists = await db
         .selectFrom('api_keys')

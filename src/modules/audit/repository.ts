@@ -1,6 +1,7 @@
 import type { Kysely, Transaction } from 'kysely';
 import type { Database } from '../../db/schema.ts';
 import type { Dialect } from '../../db/database.ts';
+import { prepared } from '../../db/prepared.ts';
 import {
   CompactTree,
   hashFromHex,
@@ -24,14 +25,43 @@ const EMPTY_FRONTIER = JSON.stringify(new CompactTree().toState());
  * the tree head. PostgreSQL: `SELECT ... FOR UPDATE`, so appends of one tenant are serialised
  * across processes; SQLite serialises every write transaction by itself.
  */
+// Compiled once: appends run these on every audited change (Kysely's build and compile per call
+// was a large share of an append).
+const selectTree = prepared<
+  Database,
+  {
+    tree_size: number | string;
+    frontier: string;
+    checkpoint_size: number | string;
+    checkpoint_at: string | null;
+  },
+  'tenantId'
+>((db, p) =>
+  db
+    .selectFrom('audit_tree')
+    .select(['tree_size', 'frontier', 'checkpoint_size', 'checkpoint_at'])
+    .where('tenant_id', '=', p('tenantId')),
+);
+const selectTreeForUpdate = prepared<
+  Database,
+  {
+    tree_size: number | string;
+    frontier: string;
+    checkpoint_size: number | string;
+    checkpoint_at: string | null;
+  },
+  'tenantId'
+>((db, p) =>
+  db
+    .selectFrom('audit_tree')
+    .select(['tree_size', 'frontier', 'checkpoint_size', 'checkpoint_at'])
+    .where('tenant_id', '=', p('tenantId'))
+    .forUpdate(),
+);
+
 export async function lockTree(trx: Db, dialect: Dialect, tenantId: string): Promise<TreeHead> {
-  const select = () => {
-    const query = trx
-      .selectFrom('audit_tree')
-      .select(['tree_size', 'frontier', 'checkpoint_size', 'checkpoint_at'])
-      .where('tenant_id', '=', tenantId);
-    return (dialect === 'postgres' ? query.forUpdate() : query).executeTakeFirst();
-  };
+  const select = async () =>
+    (await (dialect === 'postgres' ? selectTreeForUpdate : selectTree).run(trx, { tenantId }))[0];
   let row = await select();
   if (row === undefined) {
     // First event of the tenant: two writers may race here; the loser waits, then locks.
@@ -60,6 +90,16 @@ export async function lockTree(trx: Db, dialect: Dialect, tenantId: string): Pro
   };
 }
 
+/** Where the retained events start (0 unless retention pruned the oldest). */
+export async function prunedSize(db: Db, tenantId: string): Promise<number> {
+  const row = await db
+    .selectFrom('audit_tree')
+    .select('pruned_size')
+    .where('tenant_id', '=', tenantId)
+    .executeTakeFirst();
+  return row ? Number(row.pruned_size) : 0;
+}
+
 /** Reads the tree head without locking (for proofs and checkpoints of committed state). */
 export async function readTree(db: Db, tenantId: string): Promise<CompactTree> {
   const row = await db
@@ -70,22 +110,44 @@ export async function readTree(db: Db, tenantId: string): Promise<CompactTree> {
   return row ? CompactTree.fromState(JSON.parse(row.frontier) as FrontierState) : new CompactTree();
 }
 
+const updateTree = prepared<Database, never, 'tenantId' | 'size' | 'frontier'>((db, p) =>
+  db
+    .updateTable('audit_tree')
+    .set({ tree_size: p('size') as unknown as number, frontier: p('frontier') })
+    .where('tenant_id', '=', p('tenantId')),
+);
+
 export async function saveTree(
   trx: Db,
   tenantId: string,
   tree: CompactTree,
   checkpoint?: { size: number; at: string },
 ): Promise<void> {
+  const frontier = JSON.stringify(tree.toState());
+  if (checkpoint === undefined) {
+    await updateTree.run(trx, { tenantId, size: tree.size, frontier });
+    return;
+  }
   await trx
     .updateTable('audit_tree')
     .set({
       tree_size: tree.size,
-      frontier: JSON.stringify(tree.toState()),
-      ...(checkpoint ? { checkpoint_size: checkpoint.size, checkpoint_at: checkpoint.at } : {}),
+      frontier,
+      checkpoint_size: checkpoint.size,
+      checkpoint_at: checkpoint.at,
     })
     .where('tenant_id', '=', tenantId)
     .execute();
 }
+
+const insertNode = prepared<Database, never, 'tenantId' | 'level' | 'idx' | 'hash'>((db, p) =>
+  db.insertInto('audit_nodes').values({
+    tenant_id: p('tenantId'),
+    level: p('level') as unknown as number,
+    idx: p('idx') as unknown as number,
+    hash: p('hash'),
+  }),
+);
 
 export async function insertNodes(
   trx: Db,
@@ -93,6 +155,11 @@ export async function insertNodes(
   nodes: readonly { level: number; index: number; hash: string }[],
 ): Promise<void> {
   if (nodes.length === 0) return;
+  if (nodes.length === 1) {
+    const [n] = nodes as [(typeof nodes)[0]];
+    await insertNode.run(trx, { tenantId, level: n.level, idx: n.index, hash: n.hash });
+    return;
+  }
   await trx
     .insertInto('audit_nodes')
     .values(nodes.map((n) => ({ tenant_id: tenantId, level: n.level, idx: n.index, hash: n.hash })))
@@ -120,6 +187,10 @@ export async function subtreeHashes(
       .where('leaf_index', 'in', leafIndexes)
       .execute();
     for (const r of rows) leaves.set(Number(r.leaf_index), r.leaf_hash);
+    // Leaves whose events retention pruned keep their hash in audit_nodes at level 0.
+    for (const index of leafIndexes) {
+      if (!leaves.has(index)) inner.push({ level: 0, index });
+    }
   }
   if (inner.length > 0) {
     // One primary-key lookup per node, in one statement (an OR of pairs scans the tenant).
@@ -137,7 +208,8 @@ export async function subtreeHashes(
     for (const r of rows) found.set(`${r.level}/${Number(r.idx)}`, r.hash);
   }
   return nodes.map((n) => {
-    const hex = n.level === 0 ? leaves.get(n.index) : found.get(`${n.level}/${n.index}`);
+    const hex =
+      (n.level === 0 ? leaves.get(n.index) : undefined) ?? found.get(`${n.level}/${n.index}`);
     return hex === undefined ? undefined : hashFromHex(hex);
   });
 }

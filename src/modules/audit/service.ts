@@ -1,5 +1,5 @@
 import { Buffer } from 'node:buffer';
-import type { Kysely, Transaction } from 'kysely';
+import type { Insertable, Kysely, Transaction } from 'kysely';
 import type { Clock } from '../../clock.ts';
 import type { Dialect } from '../../db/database.ts';
 import type { Database } from '../../db/schema.ts';
@@ -9,10 +9,12 @@ import {
   nodeHash,
   signCheckpoint,
   toHex,
+  type LogVerificationSummary,
   type SignedCheckpoint,
 } from '../../core/audit/index.ts';
 import { newId } from '../../ids.ts';
-import { eventBody, type AuditEventInput } from './event.ts';
+import { EVENT_COLUMNS, eventBody, type AuditEventInput } from './event.ts';
+import { prepared } from '../../db/prepared.ts';
 import {
   insertCheckpoint,
   insertNodes,
@@ -24,6 +26,20 @@ import {
 } from './repository.ts';
 import { verifyTenantLog } from './verify.ts';
 import { loadOrCreateSigningKey, type SigningKey } from './signing-key.ts';
+import type { Witness } from './witness.ts';
+
+type EventColumn = (typeof EVENT_COLUMNS)[number];
+
+/** The event insert, compiled once (it runs on every audited change). */
+const insertEvent = prepared<Database, never, EventColumn>((db, p) =>
+  db
+    .insertInto('audit_events')
+    .values(
+      Object.fromEntries(EVENT_COLUMNS.map((c) => [c, p(c)])) as unknown as Insertable<
+        Database['audit_events']
+      >,
+    ),
+);
 
 export interface AuditDeps {
   db: Kysely<Database>;
@@ -35,6 +51,8 @@ export interface AuditDeps {
   checkpointEvery?: number;
   /** ... or when this long has passed since the last one and events arrived (default 60 s). */
   checkpointIntervalMs?: number;
+  /** Outside witness given every committed checkpoint (`publishToWitness`). */
+  witness?: Witness;
 }
 
 export interface AppendedEvent {
@@ -108,28 +126,25 @@ export function createAuditService(deps: AuditDeps) {
       nodes.push({ level, index, hash: toHex(hash) });
     }
 
-    await trx
-      .insertInto('audit_events')
-      .values({
-        tenant_id: body.tenantId,
-        leaf_index: leafIndex,
-        id,
-        type: body.type,
-        occurred_at: body.occurredAt,
-        actor_kind: body.actor.kind,
-        actor_id: body.actor.id,
-        ip: body.ip,
-        user_agent: body.userAgent,
-        request_id: body.requestId,
-        target_type: body.target?.type ?? null,
-        target_id: body.target?.id ?? null,
-        outcome: body.outcome,
-        reason: body.reason,
-        fields: JSON.stringify(body.fields),
-        canonical: Buffer.from(bytes).toString('utf8'),
-        leaf_hash: leafHex,
-      })
-      .execute();
+    await insertEvent.run(trx, {
+      tenant_id: body.tenantId,
+      leaf_index: leafIndex,
+      id,
+      type: body.type,
+      occurred_at: body.occurredAt,
+      actor_kind: body.actor.kind,
+      actor_id: body.actor.id,
+      ip: body.ip,
+      user_agent: body.userAgent,
+      request_id: body.requestId,
+      target_type: body.target?.type ?? null,
+      target_id: body.target?.id ?? null,
+      outcome: body.outcome,
+      reason: body.reason,
+      fields: JSON.stringify(body.fields),
+      canonical: Buffer.from(bytes).toString('utf8'),
+      leaf_hash: leafHex,
+    });
     await insertNodes(trx, input.tenantId, nodes);
     tree.append(leaf);
 
@@ -148,23 +163,88 @@ export function createAuditService(deps: AuditDeps) {
 
   /** A checkpoint of the tenant's current tree: the stored one, else signed now. */
   async function checkpoint(tenantId: string): Promise<SignedCheckpoint> {
-    return db.transaction().execute(async (trx) => {
+    const cp = await db.transaction().execute(async (trx) => {
       const head = await lockTree(trx, dialect, tenantId);
       const cp = await sign(trx, tenantId, { treeSize: head.tree.size, root: head.tree.root() });
       await saveTree(trx, tenantId, head.tree, { size: head.tree.size, at: cp.timestamp });
       return cp;
     });
+    await publishToWitness([tenantId]);
+    return cp;
+  }
+
+  // Largest size handed to the witness per tenant; loaded from the witness once.
+  let witnessed: Map<string, number> | undefined;
+  let publishing: Promise<number> = Promise.resolve(0);
+
+  /**
+   * Gives the witness every committed checkpoint of this key it has not seen yet (of `tenantIds`,
+   * or of every tenant), in tree-size order; returns how many. Reads committed rows only, so a
+   * checkpoint signed in a transaction that later rolls back is never witnessed. Calls are
+   * serialised; the server calls it periodically, `checkpoint` and `verify` after they commit.
+   */
+  function publishToWitness(tenantIds?: readonly string[]): Promise<number> {
+    const witness = deps.witness;
+    if (witness === undefined) return Promise.resolve(0);
+    const run = async () => {
+      witnessed ??= new Map(await witness.witnessedSizes?.());
+      const seen = witnessed;
+      const keyId = signingKey().keyId;
+      let tenants = tenantIds;
+      if (tenants === undefined) {
+        // Only tenants whose last checkpoint the witness has not seen.
+        const heads = await db
+          .selectFrom('audit_tree')
+          .select(['tenant_id', 'checkpoint_size'])
+          .execute();
+        tenants = heads
+          .filter((h) => Number(h.checkpoint_size) > (seen.get(h.tenant_id) ?? -1))
+          .map((h) => h.tenant_id);
+      }
+      const fresh: SignedCheckpoint[] = [];
+      for (const tenantId of tenants) {
+        const rows = await db
+          .selectFrom('audit_checkpoints')
+          .select(['tenant_id', 'tree_size', 'root_hash', 'signed_at', 'key_id', 'signature'])
+          .where('tenant_id', '=', tenantId)
+          .where('key_id', '=', keyId)
+          .where('tree_size', '>', seen.get(tenantId) ?? -1)
+          .orderBy('tree_size')
+          .execute();
+        for (const r of rows) {
+          fresh.push({
+            tenantId: r.tenant_id,
+            treeSize: Number(r.tree_size),
+            rootHash: r.root_hash,
+            timestamp: r.signed_at,
+            keyId: r.key_id,
+            signature: r.signature,
+          });
+        }
+      }
+      await witness.write(fresh);
+      for (const cp of fresh) seen.set(cp.tenantId, cp.treeSize);
+      return fresh.length;
+    };
+    publishing = publishing.then(run, run);
+    return publishing;
   }
 
   /**
    * Verifies the tenant's whole log, then signs exactly what was verified (its size and root),
    * never events appended meanwhile.
    */
-  async function verify(tenantId: string) {
+  async function verify(
+    tenantId: string,
+    options: { beforeSign?: (summary: LogVerificationSummary) => Promise<unknown> } = {},
+  ) {
     const summary = await verifyTenantLog(db, tenantId, [signingKey().publicKey]);
+    // e.g. the witness check: nothing is signed for a log that fails it.
+    await options.beforeSign?.(summary);
     const head = await db
       .transaction()
       .execute((trx) => sign(trx, tenantId, { treeSize: summary.treeSize, root: summary.root }));
+    await publishToWitness([tenantId]);
     return { summary, checkpoint: head };
   }
 
@@ -172,6 +252,9 @@ export function createAuditService(deps: AuditDeps) {
     append,
     checkpoint,
     verify,
+    publishToWitness,
+    /** Signs (or returns the stored checkpoint of) a head computed in `trx`. */
+    signHead: sign,
     /** The public half of the signing key (the trusted key when verifying). */
     signingKey: () => {
       const k = signingKey();

@@ -3,6 +3,7 @@ import type { Kysely } from 'kysely';
 import type { Database } from '../../db/schema.ts';
 import {
   AuditIntegrityError,
+  CompactTree,
   hashFromHex,
   verifyLog,
   type LogVerificationSummary,
@@ -10,7 +11,7 @@ import {
 } from '../../core/audit/index.ts';
 import { bodyFromRow, EVENT_COLUMNS } from './event.ts';
 import { createNodeChecker } from './node-check.ts';
-import { allCheckpoints, readTree } from './repository.ts';
+import { allCheckpoints, prunedSize, readTree } from './repository.ts';
 
 const PAGE = 1000;
 
@@ -26,6 +27,12 @@ const PAGE = 1000;
  *
  * Checkpoint keys come from the caller, never from the database: whoever can write the database
  * could otherwise register a key of their own and sign a rewritten log.
+ *
+ * A log pruned by retention resumes at `audit_tree.pruned_size`: the pruned leaves' hashes (kept
+ * in `audit_nodes` at level 0) rebuild the start frontier and are checked against the stored
+ * subtree hashes; the checkpoint signed at the prune point then anchors them, and an
+ * `audit.pruned` event naming that size or more must be among the retained events
+ * (`PRUNE_UNANCHORED` otherwise: events removed without a recorded prune).
  */
 export async function verifyTenantLog(
   db: Kysely<Database>,
@@ -36,9 +43,12 @@ export async function verifyTenantLog(
   const stored = await readTree(db, tenantId);
   const misplaced = new Set<number>();
   const nodes = createNodeChecker(db, tenantId);
+  const pruned = await prunedSize(db, tenantId);
+  const start = await prunedFrontier(db, tenantId, pruned, nodes);
+  let pruneRecorded = false;
 
   async function* leaves(): AsyncGenerator<StoredAuditLeaf[]> {
-    let after = -1;
+    let after = pruned - 1;
     for (;;) {
       const rows = await db
         .selectFrom('audit_events')
@@ -58,6 +68,14 @@ export async function verifyTenantLog(
           claimed = undefined;
         }
         if (claimed !== leafIndex) misplaced.add(leafIndex);
+        if (
+          row.type === 'audit.pruned' &&
+          row.target_type === 'audit_log' &&
+          Number(row.target_id) >= pruned
+        ) {
+          // Pruning announces its end point first, then removes leaves up to it in chunks.
+          pruneRecorded = true;
+        }
         let storedLeafHash: Uint8Array;
         try {
           storedLeafHash = hashFromHex(row.leaf_hash);
@@ -85,6 +103,7 @@ export async function verifyTenantLog(
       checkpoints,
       publicKeys: trustedKeys,
       expectedTreeSize: stored.size,
+      start,
     });
   } catch (error) {
     if (
@@ -107,6 +126,14 @@ export async function verifyTenantLog(
       leafIndex: summary.anchoredTreeSize,
     });
   }
+  if (pruned > 0 && !pruneRecorded) {
+    // Checked after verifyLog: the event's columns matched its signed bytes.
+    throw new AuditIntegrityError(
+      'PRUNE_UNANCHORED',
+      `events below leaf ${pruned} are gone but no audit.pruned event records it`,
+      { leafIndex: 0 },
+    );
+  }
   const bad = nodes.firstBad();
   if (bad !== undefined) {
     // The events are intact; the subtree hashes proofs are served from are not.
@@ -117,4 +144,51 @@ export async function verifyTenantLog(
     );
   }
   return summary;
+}
+
+/**
+ * The tree of the first `pruned` leaves, rebuilt from the leaf hashes retention kept; each page
+ * also goes through the node checker, so the stored subtree hashes above them are checked too.
+ */
+async function prunedFrontier(
+  db: Kysely<Database>,
+  tenantId: string,
+  pruned: number,
+  nodes: ReturnType<typeof createNodeChecker>,
+): Promise<CompactTree> {
+  const tree = new CompactTree();
+  while (tree.size < pruned) {
+    const rows = await db
+      .selectFrom('audit_nodes')
+      .select(['idx', 'hash'])
+      .where('tenant_id', '=', tenantId)
+      .where('level', '=', 0)
+      .where('idx', '>=', tree.size)
+      .where('idx', '<', pruned)
+      .orderBy('idx')
+      .limit(PAGE * 10)
+      .execute();
+    const page: { leafIndex: number; hash: Uint8Array }[] = [];
+    for (const row of rows) {
+      const leafIndex = Number(row.idx);
+      let hash: Uint8Array | undefined;
+      try {
+        hash = hashFromHex(row.hash);
+      } catch {
+        hash = undefined;
+      }
+      if (leafIndex !== tree.size || hash === undefined) break;
+      tree.append(hash);
+      page.push({ leafIndex, hash });
+    }
+    if (page.length === 0) {
+      throw new AuditIntegrityError(
+        'NODE_UNAVAILABLE',
+        `the kept hash of pruned leaf ${tree.size} is missing or malformed`,
+        { leafIndex: tree.size },
+      );
+    }
+    await nodes.page(page);
+  }
+  return tree;
 }

@@ -23,6 +23,8 @@ import { createFieldCrypto } from './field-crypto.ts';
 import type { KeyService } from '../keys/service.ts';
 import { auditActor } from '../audit/event.ts';
 import type { AuditRecorder } from '../audit/service.ts';
+import type { OptionalCategories } from '../audit/settings.ts';
+import { fieldsClassified, type DataObject } from '../../core/privacy/index.ts';
 
 export interface RecordBase {
   id: string;
@@ -64,6 +66,8 @@ export interface RecordDeps {
   keys: KeyService;
   /** Blind-index truncation in bits (default 32; tests force collisions with a tiny one). */
   indexBits?: number | undefined;
+  /** The tenant's optional audit categories (cached): `recordReads` records `record.read`. */
+  auditPolicy?: { categories(tenantId: string): Promise<OptionalCategories> } | undefined;
 }
 
 /** CRUD for one CRM object, scoped to the actor's tenant, authorised, versioned. */
@@ -85,6 +89,36 @@ export function createRecordService(spec: RecordSpec, deps: RecordDeps) {
       ...auditActor(actor),
       target: { type: spec.resource, id },
       fields,
+    });
+  }
+  const personalFields: readonly string[] = fieldsClassified(spec.resource as DataObject, [
+    'personal',
+    'sensitive',
+  ]);
+
+  /**
+   * `record.read` for each record holding personal data that `actor` just read, naming the
+   * personal fields it carried (never values), when the tenant turned `recordReads` on. Off, it
+   * costs one cached lookup. Fails closed: if the event cannot be written, the read fails.
+   */
+  async function recordReads(actor: Actor, items: readonly ApiRecord[]) {
+    if (!deps.audit || personalFields.length === 0 || items.length === 0) return;
+    if (!deps.auditPolicy || !(await deps.auditPolicy.categories(actor.tenantId)).recordReads) {
+      return;
+    }
+    const audit = deps.audit;
+    await db.transaction().execute(async (trx) => {
+      for (const item of items) {
+        const fields = personalFields.filter((f) => item[f] != null);
+        if (fields.length === 0) continue;
+        await audit.append(trx, {
+          tenantId: actor.tenantId,
+          type: 'record.read',
+          ...auditActor(actor),
+          target: { type: spec.resource, id: item.id },
+          fields,
+        });
+      }
     });
   }
   const columns = [...COMMON_COLUMNS, ...Object.values(spec.fields)];
@@ -259,7 +293,9 @@ export function createRecordService(spec: RecordSpec, deps: RecordDeps) {
       const value = sortValue(last, sort);
       nextCursor = encodeCursor({ sort: sortName, direction, value, id: last.id as string });
     }
-    return { items: page.map(toApi), nextCursor };
+    const items = page.map(toApi);
+    await recordReads(actor, items);
+    return { items, nextCursor };
   }
 
   async function get(actor: Actor, id: string): Promise<ApiRecord> {
@@ -267,7 +303,9 @@ export function createRecordService(spec: RecordSpec, deps: RecordDeps) {
     const row = await getRow(db, spec.table, actor.tenantId, id, columns, deps.reader);
     if (!row) throw notFound();
     const [opened] = await crypto.open(actor.tenantId, [row]);
-    return toApi(opened ?? row);
+    const item = toApi(opened ?? row);
+    await recordReads(actor, [item]);
+    return item;
   }
 
   async function create(actor: Actor, input: Record<string, unknown>): Promise<ApiRecord> {

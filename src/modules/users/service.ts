@@ -1,3 +1,5 @@
+import { auditActor } from '../audit/event.ts';
+import type { AuditRecorder } from '../audit/service.ts';
 import type { Kysely } from 'kysely';
 import type { Clock } from '../../clock.ts';
 import type { Database, Role, UserRow, UserStatus } from '../../db/schema.ts';
@@ -56,6 +58,8 @@ export function createUserService(deps: {
   clock: Clock;
   throttle: LoginThrottle;
   audit: AuditSink;
+  /** Records user.created / user.updated in the change's transaction. */
+  log?: AuditRecorder;
 }) {
   const { db, clock } = deps;
 
@@ -123,7 +127,16 @@ export function createUserService(deps: {
       version: 1,
     };
     try {
-      await db.insertInto('users').values(row).execute();
+      await db.transaction().execute(async (trx) => {
+        await trx.insertInto('users').values(row).execute();
+        await deps.log?.append(trx, {
+          tenantId: actor.tenantId,
+          type: 'user.created',
+          ...auditActor(actor),
+          target: { type: 'user', id: row.id },
+          reason: `role_${row.role}`,
+        });
+      });
     } catch (error) {
       if (isUniqueViolation(error)) {
         throw new AppError('conflict', 'user.email_taken', 'email taken', {
@@ -173,6 +186,15 @@ export function createUserService(deps: {
         .where('tenant_id', '=', actor.tenantId)
         .where('id', '=', id)
         .execute();
+      // A role change says which role it grants: privilege changes are what investigators seek.
+      await deps.log?.append(trx, {
+        tenantId: actor.tenantId,
+        type: 'user.updated',
+        ...auditActor(actor),
+        target: { type: 'user', id },
+        fields: Object.keys(patch).filter((k) => patch[k as keyof typeof patch] !== undefined),
+        reason: patch.role === undefined ? null : `role_${patch.role}`,
+      });
       if (patch.status === 'disabled') {
         // Disabling is final for credentials: keys stay revoked if the account is enabled again.
         await trx

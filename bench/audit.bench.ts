@@ -1,0 +1,292 @@
+/**
+ * `npm run bench:audit` (`npx tsx bench/audit.bench.ts`): the audit log's costs, each against a
+ * baseline measured in the same run (alternating rounds, so machine noise hits both), on SQLite:
+ *
+ * 1. events appended/s with the Merkle tree maintained (one transaction per event, as a change
+ *    does) vs plain inserts of the same rows into a plain table with the same columns and key;
+ *    goal ratio >= 0.5;
+ * 2. events verified/s: `verifyTenantLog` over the appended log (database reads included) and
+ *    core `verifyLog` over in-memory pages (the verification code alone, one core); goal
+ *    >= 100,000/s;
+ * 3. inclusion and consistency proofs served from the database at 1,000,000 leaves (the tree is
+ *    built directly as kept leaf hashes and subtree hashes, as after pruning); goal < 5 ms;
+ * 4. the added cost of auditing a contact update: PATCH through the record service with the
+ *    audit append vs the same service without it.
+ *
+ * BENCH_AUDIT_EVENTS (default 2000 per round), BENCH_ROUNDS (default 3) tune it.
+ */
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import SQLite from 'better-sqlite3';
+import { sql } from 'kysely';
+import { systemClock } from '../src/clock.ts';
+import {
+  CompactTree,
+  hashFromHex,
+  leafHash,
+  nodeHash,
+  toHex,
+  verifyConsistency,
+  verifyInclusion,
+  verifyLog,
+  type StoredAuditLeaf,
+} from '../src/core/audit/index.ts';
+import type { Actor } from '../src/core/policy/index.ts';
+import { migrateToLatest, openDatabase } from '../src/db/database.ts';
+import { newId } from '../src/ids.ts';
+import { EVENT_COLUMNS } from '../src/modules/audit/event.ts';
+import { createAuditQueries } from '../src/modules/audit/queries.ts';
+import { createAuditService } from '../src/modules/audit/service.ts';
+import { verifyTenantLog } from '../src/modules/audit/verify.ts';
+import { contactSpec } from '../src/modules/contacts/spec.ts';
+import { createRecordService } from '../src/modules/records/service.ts';
+import { openKeys } from '../src/modules/keys/open.ts';
+import { loadConfig } from '../src/config.ts';
+
+const EVENTS = Number(process.env.BENCH_AUDIT_EVENTS ?? 2000);
+const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
+const LEAVES = 1_000_000;
+const PROOFS = 1000;
+
+const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'custos-audit-bench-'));
+const database = openDatabase({ dataDir: dir });
+const { db } = database;
+await migrateToLatest(db);
+const now = () => new Date().toISOString();
+const tenants = ['a', 'b', 'proofs'].map((slug) => ({ id: newId(), slug }));
+for (const t of tenants) {
+  await db
+    .insertInto('tenants')
+    .values({ ...t, name: t.slug, created_at: now() })
+    .execute();
+}
+const [tenantA, tenantC, tenantP] = tenants as [
+  (typeof tenants)[0],
+  (typeof tenants)[0],
+  (typeof tenants)[0],
+];
+const audit = createAuditService({ db, dialect: 'sqlite', clock: systemClock, dataDir: dir });
+const rate = (n: number, ms: number) => (n / ms) * 1000;
+const fmt = (n: number) => Math.round(n).toLocaleString('en');
+const out = (line: string) => process.stdout.write(`${line}\n`);
+
+// A plain table: the same columns and primary key, no tree, no lock, no hashing.
+await sql`create table bench_plain_events as select * from audit_events where 0`.execute(db);
+await sql`create unique index bench_plain_pk on bench_plain_events (tenant_id, leaf_index)`.execute(
+  db,
+);
+
+const event = (i: number) => ({
+  tenantId: tenantA.id,
+  type: 'record.updated',
+  actor: { kind: 'user' as const, id: '0190a1b2-c3d4-7e5f-8a9b-000000000001' },
+  request: { ip: '203.0.113.7', userAgent: 'bench', requestId: newId() },
+  target: { type: 'contact', id: `rec-${i}` },
+  fields: ['email', 'phone'],
+});
+
+// 1. Append vs plain insert, alternating rounds.
+let appendMs = 0;
+let plainMs = 0;
+for (let round = 0; round < ROUNDS; round++) {
+  const first = round * EVENTS;
+  let t0 = performance.now();
+  for (let i = first; i < first + EVENTS; i++) {
+    await db.transaction().execute((trx) => audit.append(trx, event(i)));
+  }
+  appendMs += performance.now() - t0;
+  const rows = await db
+    .selectFrom('audit_events')
+    .select(EVENT_COLUMNS)
+    .where('tenant_id', '=', tenantA.id)
+    .where('leaf_index', '>=', first)
+    .orderBy('leaf_index')
+    .execute();
+  t0 = performance.now();
+  for (const row of rows) {
+    await db
+      .transaction()
+      .execute((trx) =>
+        sql`insert into bench_plain_events (${sql.join(EVENT_COLUMNS.map((c) => sql.ref(c)))}) values (${sql.join(EVENT_COLUMNS.map((c) => row[c]))})`.execute(
+          trx,
+        ),
+      );
+  }
+  plainMs += performance.now() - t0;
+}
+const appended = ROUNDS * EVENTS;
+const appendRate = rate(appended, appendMs);
+const plainRate = rate(appended, plainMs);
+out(
+  `append with Merkle tree: ${fmt(appendRate)} events/s; plain insert of the same rows: ${fmt(plainRate)} events/s; ratio ${(appendRate / plainRate).toFixed(2)} (goal >= 0.5)`,
+);
+
+// 2. Verification.
+let t0 = performance.now();
+const summary = await verifyTenantLog(db, tenantA.id, [audit.signingKey().publicKey]);
+const dbVerifyRate = rate(summary.leavesVerified, performance.now() - t0);
+const stored = await db
+  .selectFrom('audit_events')
+  .select(['leaf_index', 'canonical', 'leaf_hash'])
+  .where('tenant_id', '=', tenantA.id)
+  .orderBy('leaf_index')
+  .execute();
+const leaves: StoredAuditLeaf[] = stored.map((r) => ({
+  leafIndex: Number(r.leaf_index),
+  canonicalBytes: new TextEncoder().encode(r.canonical),
+  storedLeafHash: hashFromHex(r.leaf_hash),
+}));
+const checkpoints = await db
+  .selectFrom('audit_checkpoints')
+  .select(['tenant_id', 'tree_size', 'root_hash', 'signed_at', 'key_id', 'signature'])
+  .where('tenant_id', '=', tenantA.id)
+  .execute();
+const pages = Array.from({ length: Math.ceil(leaves.length / 1000) }, (_, p) =>
+  leaves.slice(p * 1000, p * 1000 + 1000),
+);
+// The verification code alone: repeat the log until ~200,000 leaves have been checked.
+const repeats = Math.max(1, Math.ceil(200_000 / leaves.length));
+t0 = performance.now();
+for (let k = 0; k < repeats; k++) {
+  await verifyLog({
+    tenantId: tenantA.id,
+    leaves: pages,
+    checkpoints: checkpoints.map((c) => ({
+      tenantId: c.tenant_id,
+      treeSize: Number(c.tree_size),
+      rootHash: c.root_hash,
+      timestamp: c.signed_at,
+      keyId: c.key_id,
+      signature: c.signature,
+    })),
+    publicKeys: [audit.signingKey().publicKey],
+  });
+}
+const coreVerifyRate = rate(leaves.length * repeats, performance.now() - t0);
+out(
+  `verify: ${fmt(coreVerifyRate)} events/s by the verification code (verifyLog, stored bytes, one core; goal >= 100,000); ${fmt(dbVerifyRate)} events/s by audit verify including database reads (${summary.leavesVerified} events)`,
+);
+
+// 3. Proofs at 1,000,000 leaves, served from the database like the API does.
+t0 = performance.now();
+const raw = new SQLite(database.file);
+raw.pragma('synchronous = OFF');
+const insertNode = raw.prepare(
+  'insert into audit_nodes (tenant_id, level, idx, hash) values (?, ?, ?, ?)',
+);
+const tree = new CompactTree();
+const stack: Uint8Array[] = [];
+const seed = new Uint8Array(8);
+const view = new DataView(seed.buffer);
+raw.transaction(() => {
+  for (let i = 0; i < LEAVES; i++) {
+    view.setUint32(0, i);
+    const leaf = leafHash(seed);
+    insertNode.run(tenantP.id, 0, i, toHex(leaf));
+    let hash = leaf;
+    let index = i;
+    let level = 0;
+    while (index % 2 === 1) {
+      hash = nodeHash(stack.pop()!, hash);
+      index = (index - 1) / 2;
+      level++;
+      insertNode.run(tenantP.id, level, index, toHex(hash));
+    }
+    stack.push(hash);
+    tree.append(leaf);
+  }
+  raw
+    .prepare(
+      'insert into audit_tree (tenant_id, tree_size, frontier, checkpoint_size, checkpoint_at, pruned_size) values (?, ?, ?, 0, null, ?)',
+    )
+    .run(tenantP.id, LEAVES, JSON.stringify(tree.toState()), LEAVES);
+})();
+raw.close();
+out(`built a ${fmt(LEAVES)}-leaf tree in the database in ${fmt(performance.now() - t0)} ms`);
+const queries = createAuditQueries({ db });
+const system: Actor = {
+  kind: 'system',
+  tenantId: tenantP.id,
+  job: 'bench',
+  role: 'owner',
+  request: { requestId: 'bench', ip: null, userAgent: null },
+};
+const root = tree.root();
+const pick = (k: number) => (k * 7_919 + 13) % LEAVES;
+t0 = performance.now();
+for (let k = 0; k < PROOFS; k++) {
+  const p = await queries.inclusion(system, pick(k), LEAVES);
+  if (
+    k % 100 === 0 &&
+    !verifyInclusion(pick(k), LEAVES, hashFromHex(p.leafHash), p.proof.map(hashFromHex), root)
+  ) {
+    throw new Error('inclusion proof does not verify');
+  }
+}
+const inclusionMs = (performance.now() - t0) / PROOFS;
+t0 = performance.now();
+for (let k = 0; k < PROOFS; k++) await queries.consistency(system, 1 + pick(k), LEAVES);
+const consistencyMs = (performance.now() - t0) / PROOFS;
+// One consistency proof checked end to end against the root of its old size.
+{
+  const m = 1 + pick(7);
+  const old = new CompactTree();
+  for (let i = 0; i < m; i++) {
+    view.setUint32(0, i);
+    old.append(leafHash(seed));
+  }
+  const p = await queries.consistency(system, m, LEAVES);
+  if (!verifyConsistency(m, LEAVES, old.root(), root, p.proof.map(hashFromHex))) {
+    throw new Error('consistency proof does not verify');
+  }
+}
+out(
+  `at ${fmt(LEAVES)} leaves: inclusion proof ${inclusionMs.toFixed(3)} ms, consistency proof ${consistencyMs.toFixed(3)} ms (mean of ${PROOFS}, from the database; goal < 5 ms)`,
+);
+
+// 4. A contact update with and without its audit append, alternating rounds.
+const actor: Actor = {
+  kind: 'system',
+  tenantId: tenantC.id,
+  job: 'bench',
+  role: 'owner',
+  request: { requestId: 'bench', ip: '203.0.113.7', userAgent: 'bench' },
+};
+// Contacts are encrypted (field encryption): both services share one key store.
+const keys = await openKeys(loadConfig({ CUSTOS_DATA_DIR: dir }), { clock: systemClock });
+const audited = createRecordService(contactSpec, {
+  db,
+  clock: systemClock,
+  audit,
+  keys: keys.service,
+});
+const bare = createRecordService(contactSpec, { db, clock: systemClock, keys: keys.service });
+const withAudit = await audited.create(actor, { firstName: 'Ada', lastName: 'Audited' });
+const withoutAudit = await bare.create(actor, { firstName: 'Ada', lastName: 'Bare' });
+let auditedMs = 0;
+let bareMs = 0;
+let vA = withAudit.version;
+let vB = withoutAudit.version;
+for (let round = 0; round < ROUNDS; round++) {
+  t0 = performance.now();
+  for (let i = 0; i < EVENTS / 2; i++) {
+    vA = (await audited.update(actor, withAudit.id, vA, { title: `t${round}-${i}` })).version;
+  }
+  auditedMs += performance.now() - t0;
+  t0 = performance.now();
+  for (let i = 0; i < EVENTS / 2; i++) {
+    vB = (await bare.update(actor, withoutAudit.id, vB, { title: `t${round}-${i}` })).version;
+  }
+  bareMs += performance.now() - t0;
+}
+const updates = ROUNDS * (EVENTS / 2);
+const auditedUs = (auditedMs / updates) * 1000;
+const bareUs = (bareMs / updates) * 1000;
+out(
+  `contact update: ${fmt(bareUs)} us without audit, ${fmt(auditedUs)} us with the audit append: +${fmt(auditedUs - bareUs)} us (x${(auditedUs / bareUs).toFixed(2)})`,
+);
+
+await database.close();
+await keys.service.close();
+fs.rmSync(dir, { recursive: true, force: true });

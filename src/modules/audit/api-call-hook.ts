@@ -1,0 +1,71 @@
+import type { FastifyInstance } from 'fastify';
+import type { Kysely } from 'kysely';
+import type { Database } from '../../db/schema.ts';
+import { AppError } from '../../errors.ts';
+import { auditActor } from './event.ts';
+import type { AuditRecorder } from './service.ts';
+import type { OptionalCategories } from './settings.ts';
+
+/**
+ * Audit events seen at the HTTP layer: refused authorizations (mandatory), and the optional
+ * `apiCalls` category: one `api.call` event per authenticated API request
+ * (method and route pattern as the target, never the URL with its ids or query; the status as
+ * the reason). Written after the response, in its own transaction: the call's own change was
+ * already recorded fail-closed by its service, so a failure here is logged, not returned.
+ * With the category off it costs one cached lookup per request and no database work.
+ */
+export function registerHttpAudit(
+  app: FastifyInstance,
+  deps: {
+    db: Kysely<Database>;
+    log: AuditRecorder;
+    policy: { categories(tenantId: string): Promise<OptionalCategories> };
+  },
+) {
+  /**
+   * Mandatory: every authorization refusal of a signed-in caller (`forbidden`: policy.forbidden,
+   * user.role_not_allowed, auth.csrf_failed...) as `authz.denied`, the route as target and the
+   * refusal code as reason. Nothing changed, so there is no transaction to join; written before
+   * the 403 is sent, and a failure to write it is logged.
+   */
+  app.addHook('onError', async (request, _reply, error) => {
+    const actor = request.actor;
+    if (!actor || !(error instanceof AppError) || error.kind !== 'forbidden') return;
+    try {
+      await deps.db.transaction().execute((trx) =>
+        deps.log.append(trx, {
+          tenantId: actor.tenantId,
+          type: 'authz.denied',
+          ...auditActor(actor),
+          target: { type: 'route', id: `${request.method} ${request.routeOptions.url ?? '?'}` },
+          outcome: 'failure',
+          reason: error.code,
+        }),
+      );
+    } catch (failure) {
+      request.log.error({ err: failure }, 'authz.denied audit event not recorded');
+    }
+  });
+
+  app.addHook('onResponse', async (request, reply) => {
+    const actor = request.actor;
+    const pattern = request.routeOptions.url;
+    if (!actor || pattern === undefined || !pattern.startsWith('/api/')) return;
+    try {
+      if (!(await deps.policy.categories(actor.tenantId)).apiCalls) return;
+      await deps.db.transaction().execute((trx) =>
+        deps.log.append(trx, {
+          tenantId: actor.tenantId,
+          type: 'api.call',
+          ...auditActor(actor),
+          target: { type: 'route', id: `${request.method} ${pattern}` },
+          outcome: reply.statusCode < 400 ? 'success' : 'failure',
+          reason: String(reply.statusCode),
+        }),
+      );
+    } catch (error) {
+      // Warn, not error: the request's own failure (e.g. the database gone) is already logged.
+      request.log.warn({ err: error }, 'api.call audit event not recorded');
+    }
+  });
+}
