@@ -25,6 +25,11 @@ import { createRecordService } from './modules/records/service.ts';
 import { createReportService } from './modules/reports/service.ts';
 import { createUserService } from './modules/users/service.ts';
 import { createMfaService } from './modules/mfa/service.ts';
+import type { AlertNotifier } from './modules/detection/notifier.ts';
+import { noopAlertNotifier } from './modules/detection/notifier.ts';
+import { createAlertService } from './modules/detection/service.ts';
+import { createDetectionSettingsService } from './modules/detection/settings.ts';
+import { createDetectionWorker } from './modules/detection/worker.ts';
 
 /** How long a cached session is trusted when only another process could have changed it. */
 const SESSION_CACHE_TTL_MS = 1_000;
@@ -50,6 +55,10 @@ export function createServices(deps: {
   keys?: KeyService;
   /** Where identity events go (default: the tenant's audit log). */
   audit?: AuditSink;
+  /** Who hears of new security alerts (default: nobody; the lead wires the mailer here). */
+  alertNotifier?: AlertNotifier;
+  /** Failures of background work (the detection worker); default: ignored. */
+  onBackgroundError?: (error: unknown) => void;
 }) {
   const { db, reader } = deps.database;
   const clock = deps.clock;
@@ -75,6 +84,14 @@ export function createServices(deps: {
   });
   const keys = deps.keys ?? createLazyKeyService(deps.config, { clock });
   const mfa = createMfaService({ db, clock, keys, audit: auditSink, throttle });
+  const alertNotifier = deps.alertNotifier ?? noopAlertNotifier;
+  const alerts = createAlertService({
+    db,
+    clock,
+    audit: auditLog,
+    notifier: alertNotifier,
+    onError: deps.onBackgroundError,
+  });
   return {
     database: deps.database,
     clock,
@@ -119,7 +136,24 @@ export function createServices(deps: {
     }),
     apiKeys: createApiKeyService({ db, clock }),
     contacts,
-    contactTransfer: createContactTransfer({ db, clock, contacts }),
+    contactTransfer: createContactTransfer({
+      db,
+      clock,
+      contacts,
+      exportGuard: alerts.assertExportAllowed,
+    }),
+    alerts,
+    detectionSettings: createDetectionSettingsService({ db, clock, audit: auditLog }),
+    /** Started by server.ts (`start`), by tests through `runOnce`. */
+    detectionWorker: createDetectionWorker({
+      db,
+      dialect: deps.database.dialect,
+      clock,
+      audit: auditLog,
+      throttle,
+      notifier: alertNotifier,
+      onError: deps.onBackgroundError,
+    }),
     companies: createRecordService(companySpec, records),
     deals: createRecordService(dealSpec, records),
     activities: createRecordService(activitySpec, records),

@@ -74,6 +74,10 @@ const wrongValues: Record<Name, { values: string[]; expected: RegExp }> = {
     expected: /from 1 to/,
   },
   CUSTOS_AUDIT_CHECKPOINT_SECONDS: { values: ['0', '86401', '1.5'], expected: /from 1 to 86400/ },
+  CUSTOS_DETECTION_INTERVAL_MS: {
+    values: ['-1', '3600001', '1.5', 'soon'],
+    expected: /from 0 to 3600000/,
+  },
 };
 
 const keyDefaults = {
@@ -90,6 +94,7 @@ const keyDefaults = {
   redisUrl: undefined,
   auditCheckpointEvery: 1000,
   auditCheckpointMs: 60_000,
+  detectionIntervalMs: 1000,
 };
 
 describe('loadConfig', () => {

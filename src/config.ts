@@ -167,6 +167,13 @@ export const variables = {
     description:
       'Sign an audit checkpoint when an event arrives this long after the last checkpoint.',
   },
+  CUSTOS_DETECTION_INTERVAL_MS: {
+    schema: Type.Integer({ minimum: 0, maximum: 3_600_000 }),
+    expected: 'an integer from 0 to 3600000',
+    default: '1000',
+    description:
+      'How often the detection worker reads new audit events (milliseconds); 0: not on this node.',
+  },
 } satisfies Record<string, VariableSpec>;
 
 type Env = Record<string, string | undefined>;
@@ -200,6 +207,8 @@ export interface Config {
   redisUrl: string | undefined;
   auditCheckpointEvery: number;
   auditCheckpointMs: number;
+  /** 0: this node runs no detection worker. */
+  detectionIntervalMs: number;
 }
 
 export class ConfigError extends Error {
@@ -240,6 +249,7 @@ export function loadConfig(env: Env = process.env): Readonly<Config> {
     redisUrl: read(env, 'CUSTOS_REDIS_URL') as string | undefined,
     auditCheckpointEvery: read(env, 'CUSTOS_AUDIT_CHECKPOINT_EVERY') as number,
     auditCheckpointMs: (read(env, 'CUSTOS_AUDIT_CHECKPOINT_SECONDS') as number) * 1000,
+    detectionIntervalMs: read(env, 'CUSTOS_DETECTION_INTERVAL_MS') as number,
   };
   return Object.freeze(config);
 }

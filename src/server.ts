@@ -29,8 +29,18 @@ async function main() {
   // message saying which, instead of failing on the first encrypted read.
   const keys = await openKeys(config, { clock: systemClock });
   await assertKeysUsable(keys);
-  const services = createServices({ config, database, clock: systemClock, keys: keys.service });
+  let onBackgroundError = (_error: unknown): void => undefined;
+  const services = createServices({
+    config,
+    database,
+    clock: systemClock,
+    keys: keys.service,
+    onBackgroundError: (error) => onBackgroundError(error),
+  });
   const app = await buildApp({ config, services });
+  onBackgroundError = (error) => app.log.error({ err: error }, 'detection worker failed');
+  // Detection rules over every tenant's audit log; several nodes may run it (the cursor is locked).
+  if (config.detectionIntervalMs > 0) services.detectionWorker.start(config.detectionIntervalMs);
   if ((await countTenants(database.db)) === 0) {
     app.log.warn(
       'No tenant exists yet. Create the first one and its owner with: ' +
@@ -39,6 +49,7 @@ async function main() {
   }
   const stop = async (signal: string) => {
     app.log.info({ signal }, 'shutting down');
+    await services.detectionWorker.stop();
     await app.close();
     await services.throttleStore.close();
     await keys.service.close();

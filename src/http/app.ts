@@ -21,6 +21,7 @@ import { registerMfaRoutes } from '../modules/mfa/routes.ts';
 import { registerApiKeyRoutes } from '../modules/api-keys/routes.ts';
 import { registerAuditRoutes } from '../modules/audit/routes.ts';
 import { registerReportRoutes } from '../modules/reports/routes.ts';
+import { registerDetectionRoutes } from '../modules/detection/routes.ts';
 import { registerRecordRoutes } from '../modules/records/routes.ts';
 import { registerContactTransferRoutes } from '../modules/contacts/transfer-routes.ts';
 import { ContactCreate, ContactFilters, ContactItem } from '../modules/contacts/schema.ts';
@@ -162,6 +163,10 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   registerApiKeyRoutes(app, services.apiKeys);
   registerAuditRoutes(app, { service: services.auditLog, queries: services.auditQueries });
   registerReportRoutes(app, services.reports);
+  registerDetectionRoutes(app, {
+    alerts: services.alerts,
+    settings: services.detectionSettings,
+  });
   await registerContactTransferRoutes(app, {
     transfer: services.contactTransfer,
     importLimit: config.importLimit,

@@ -5,6 +5,7 @@ import * as m0003 from './0003-auth-throttle.ts';
 import * as m0004 from './0004-mfa.ts';
 import * as m0005 from './0005-tenant-settings.ts';
 import * as m0006 from './0006-session-authenticated-at.ts';
+import * as m0013 from './0013-alerts.ts';
 
 /** Every migration, in order. Names are permanent once released: add, never rename. */
 export const migrations: Record<string, Migration> = {
@@ -14,4 +15,5 @@ export const migrations: Record<string, Migration> = {
   '0004-mfa': m0004,
   '0005-tenant-settings': m0005,
   '0006-session-authenticated-at': m0006,
+  '0013-alerts': m0013,
 };

@@ -62,6 +62,9 @@ export function createRedisThrottleStore(url: string, prefix = 'custos:throttle:
     async resetAccount(key) {
       await redis.del(keyOf('account', key));
     },
+    async lockAccount(key, until) {
+      await redis.hset(keyOf('account', key), 'until', Date.parse(until));
+    },
     async claimAddress(key, _now, limit, ttlMs) {
       const [admitted, count] = (await redis.eval(
         CLAIM_ADDRESS,

@@ -188,7 +188,9 @@ export async function registerContactTransferRoutes(
         },
       },
       async (request, reply) => {
-        const stream = o.transfer.export(actorOf(request));
+        const actor = actorOf(request);
+        await o.transfer.assertExportAllowed(actor);
+        const stream = o.transfer.export(actor);
         return reply
           .type('text/csv; charset=utf-8')
           .header('content-disposition', 'attachment; filename="contacts.csv"')

@@ -17,12 +17,18 @@ export function createContactTransfer(deps: {
   db: Kysely<Database>;
   clock: Clock;
   contacts: RecordService;
+  /** Refuses an export a detection response blocked (src/modules/detection). */
+  exportGuard?: (actor: Actor) => Promise<void>;
 }) {
   const { db, clock } = deps;
   return {
     /** See `importContacts`: streamed, validated, de-duplicated by e-mail. */
     import(actor: Actor, input: Readable, options?: ImportOptions): Promise<ImportReport> {
       return importContacts({ db, clock }, actor, input, options);
+    },
+    /** Throws while a detection response blocks the actor's exports; call before `export`. */
+    async assertExportAllowed(actor: Actor): Promise<void> {
+      await deps.exportGuard?.(actor);
     },
     /** See `exportContacts`: CSV stream with formula cells neutralised. */
     export(actor: Actor): Readable {
