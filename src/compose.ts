@@ -121,7 +121,7 @@ export function createServices(deps: {
     }),
     /** Close at shutdown (a Redis connection when configured). */
     throttleStore,
-    users: createUserService({ db, clock, throttle, audit: auditSink }),
+    users: createUserService({ db, clock, throttle, audit: auditSink, log: auditLog }),
     sessions: createSessionService({
       db,
       clock,
@@ -134,7 +134,7 @@ export function createServices(deps: {
       sessionIdleMs: deps.config.sessionIdleMs,
       sessionAbsoluteMs: deps.config.sessionAbsoluteMs,
     }),
-    apiKeys: createApiKeyService({ db, clock }),
+    apiKeys: createApiKeyService({ db, clock, log: auditLog }),
     contacts,
     contactTransfer: createContactTransfer({
       db,

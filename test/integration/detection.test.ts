@@ -285,48 +285,67 @@ describe('sign-in from a new device or address', () => {
 });
 
 describe('privilege escalation and break-glass', () => {
-  it('raises when a role or an API key is raised to admin, and can revoke the keys', async () => {
+  it('raises when a user or an API key is given admin, and can revoke the keys', async () => {
     const owner = await ctx.tenant();
     const admin = await ctx.user(owner, 'admin');
     const member = await ctx.user(owner, 'member');
+    await run();
+    // Creating an administrator is a grant of admin.
+    expect(await alerts(owner, '?rule=privilege_escalation')).toEqual([
+      expect.objectContaining({ subjectUserId: admin.userId, details: expect.objectContaining({ eventType: 'user.created', role: 'admin' }) }),
+    ]);
     await configure(owner, { rules: { privilege_escalation: { actions: ['revoke_api_keys'] } } });
-    const created = await ctx.app.inject({
-      method: 'POST',
-      url: '/api/v1/api-keys',
-      headers: admin.headers,
-      payload: { name: 'automation', role: 'admin' },
-    });
-    expect(created.statusCode).toBe(201);
-    const { id: keyId, key } = created.json<{ id: string; key: string }>();
-    const bearer = { authorization: `Bearer ${key}` };
+    const key = async (role: string) => {
+      const res = await ctx.app.inject({
+        method: 'POST',
+        url: '/api/v1/api-keys',
+        headers: admin.headers,
+        payload: { name: `k-${role}`, role },
+      });
+      expect(res.statusCode, res.body).toBe(201);
+      return res.json<{ id: string; key: string }>();
+    };
+    const setRole = async (userId: string, role: string) => {
+      const res = await ctx.app.inject({
+        method: 'PATCH',
+        url: `/api/v1/users/${userId}`,
+        headers: owner.headers,
+        payload: { role },
+      });
+      expect(res.statusCode, res.body).toBe(200);
+    };
+    // Below admin: nothing.
+    await setRole(member.userId, 'viewer');
+    const memberKey = await key('member');
+    const bearer = { authorization: `Bearer ${memberKey.key}` };
     expect((await ctx.app.inject({ url: '/api/v1/contacts', headers: bearer })).statusCode).toBe(200);
-
-    const by = { kind: 'user' as const, id: owner.userId };
-    await append({
-      tenantId: owner.tenantId,
-      type: 'user.role_changed',
-      actor: by,
-      target: { type: 'user', id: member.userId },
-      reason: 'viewer',
-      fields: ['role'],
-    });
     await run();
-    expect(await alerts(owner, '?rule=privilege_escalation')).toHaveLength(0);
+    expect(await alerts(owner, '?rule=privilege_escalation')).toHaveLength(1);
 
-    await append({
-      tenantId: owner.tenantId,
-      type: 'api_key.created',
-      actor: { kind: 'user', id: admin.userId },
-      target: { type: 'api_key', id: keyId },
-      reason: 'role:admin',
-    });
+    // An admin key: alert, and every key of its owner revoked.
+    const adminKey = await key('admin');
     await run();
-    const found = await alerts(owner, '?rule=privilege_escalation');
-    expect(found).toHaveLength(1);
-    expect(found[0]).toMatchObject({ subjectUserId: admin.userId, details: { apiKeyId: keyId } });
+    const byKey = (await alerts(owner, '?rule=privilege_escalation')).filter(
+      (a) => a.details.apiKeyId === adminKey.id,
+    );
+    expect(byKey).toEqual([
+      expect.objectContaining({
+        subjectUserId: admin.userId,
+        details: expect.objectContaining({ actions: ['revoke_api_keys'] }),
+      }),
+    ]);
     const refused = await ctx.app.inject({ url: '/api/v1/contacts', headers: bearer });
     expect(refused.statusCode).toBe(401);
     expect(refused.json()).toMatchObject({ code: 'auth.api_key_invalid' });
+
+    // A role raised to admin.
+    await setRole(member.userId, 'admin');
+    await run();
+    expect(
+      (await alerts(owner, '?rule=privilege_escalation')).filter(
+        (a) => a.subjectUserId === member.userId,
+      ),
+    ).toEqual([expect.objectContaining({ details: expect.objectContaining({ eventType: 'user.role_changed' }) })]);
   });
 
   it('raises a critical alert on break-glass use (matched by event name)', async () => {

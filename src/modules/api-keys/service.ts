@@ -6,6 +6,8 @@ import { AppError } from '../../errors.ts';
 import { newId } from '../../ids.ts';
 import { hashToken } from '../identity/tokens.ts';
 import { newApiKey } from './format.ts';
+import { auditActor } from '../audit/event.ts';
+import type { AuditRecorder } from '../audit/service.ts';
 
 export interface ApiKeyView {
   id: string;
@@ -45,7 +47,12 @@ function toView(row: Pick<ApiKeyRow, (typeof COLUMNS)[number]>): ApiKeyView {
   };
 }
 
-export function createApiKeyService(deps: { db: Kysely<Database>; clock: Clock }) {
+export function createApiKeyService(deps: {
+  db: Kysely<Database>;
+  clock: Clock;
+  /** Records `api_key.created` (reason: the key's role) in the insert's transaction. */
+  log?: AuditRecorder;
+}) {
   const { db, clock } = deps;
 
   /** Creates a key; the secret is in the answer once and never stored. */
@@ -83,7 +90,16 @@ export function createApiKeyService(deps: { db: Kysely<Database>; clock: Clock }
       last_used_at: null,
       revoked_at: null,
     };
-    await db.insertInto('api_keys').values(row).execute();
+    await db.transaction().execute(async (trx) => {
+      await trx.insertInto('api_keys').values(row).execute();
+      await deps.log?.append(trx, {
+        tenantId: actor.tenantId,
+        type: 'api_key.created',
+        ...auditActor(actor),
+        target: { type: 'api_key', id: row.id },
+        reason: role,
+      });
+    });
     return { ...toView(row), key };
   }
 

@@ -10,6 +10,8 @@ import { isUniqueViolation } from '../records/repository.ts';
 import { assertPasswordAcceptable } from '../identity/password-policy.ts';
 import type { AuditSink } from '../auth/events.ts';
 import type { LoginThrottle } from '../auth/throttle.ts';
+import { auditActor } from '../audit/event.ts';
+import type { AuditRecorder } from '../audit/service.ts';
 
 export interface UserView {
   id: string;
@@ -56,6 +58,11 @@ export function createUserService(deps: {
   clock: Clock;
   throttle: LoginThrottle;
   audit: AuditSink;
+  /**
+   * Records `user.created` and `user.role_changed` (reason: the new role) in the change's
+   * transaction; the privilege-escalation rule of src/modules/detection reads them.
+   */
+  log?: AuditRecorder;
 }) {
   const { db, clock } = deps;
 
@@ -123,7 +130,17 @@ export function createUserService(deps: {
       version: 1,
     };
     try {
-      await db.insertInto('users').values(row).execute();
+      await db.transaction().execute(async (trx) => {
+        await trx.insertInto('users').values(row).execute();
+        await deps.log?.append(trx, {
+          tenantId: actor.tenantId,
+          type: 'user.created',
+          ...auditActor(actor),
+          target: { type: 'user', id: row.id },
+          reason: row.role,
+          fields: ['email', 'name', 'role', 'password'],
+        });
+      });
     } catch (error) {
       if (isUniqueViolation(error)) {
         throw new AppError('conflict', 'user.email_taken', 'email taken', {
@@ -173,6 +190,16 @@ export function createUserService(deps: {
         .where('tenant_id', '=', actor.tenantId)
         .where('id', '=', id)
         .execute();
+      if (patch.role !== undefined && patch.role !== current.role) {
+        await deps.log?.append(trx, {
+          tenantId: actor.tenantId,
+          type: 'user.role_changed',
+          ...auditActor(actor),
+          target: { type: 'user', id },
+          reason: patch.role,
+          fields: ['role'],
+        });
+      }
       if (patch.status === 'disabled') {
         // Disabling is final for credentials: keys stay revoked if the account is enabled again.
         await trx
