@@ -4,6 +4,8 @@ import { loadConfig } from '../config.ts';
 import { AuditIntegrityError, toHex } from '../core/audit/index.ts';
 import type { DatabaseHandle } from '../db/database.ts';
 import { createAuditService } from '../modules/audit/service.ts';
+import { noopAlertNotifier } from '../modules/detection/notifier.ts';
+import { createAlertService } from '../modules/detection/service.ts';
 import { CliExit } from './main.ts';
 
 interface CliDeps {
@@ -34,6 +36,14 @@ export function registerAuditCommands(program: Command, deps: CliDeps): void {
           clock: systemClock,
           dataDir: config.dataDir,
         });
+        // A failed verification is also a security alert of the tenant (rule
+        // audit_verification_failed), once per failure point however often verify runs.
+        const alerts = createAlertService({
+          db: database.db,
+          clock: systemClock,
+          audit: service,
+          notifier: noopAlertNotifier,
+        });
         const failed: string[] = [];
         for (const tenant of tenants) {
           try {
@@ -46,6 +56,18 @@ export function registerAuditCommands(program: Command, deps: CliDeps): void {
             const at = error.leafIndex === undefined ? '' : ` at leaf ${error.leafIndex}`;
             out(`${tenant.slug}: FAILED${at}: ${error.code} (${error.message})`);
             failed.push(`${tenant.slug}${at} (${error.code})`);
+            await alerts
+              .raise({
+                tenantId: tenant.id,
+                rule: 'audit_verification_failed',
+                dedupKey: `${error.code}:${error.leafIndex ?? 'head'}`,
+                details: { code: error.code, leafIndex: error.leafIndex ?? null },
+              })
+              .catch((raiseError: unknown) => {
+                // A log broken past appending cannot take the alert's event: say so, go on.
+                const why = raiseError instanceof Error ? raiseError.message : String(raiseError);
+                out(`${tenant.slug}: alert not recorded: ${why}`);
+              });
           }
         }
         if (failed.length > 0) {
