@@ -67,7 +67,11 @@ async function auditEvents(s: Session, type: string) {
   });
   expect(res.statusCode).toBe(200);
   return res.json<{
-    items: { target: { type: string; id: string } | null; reason: string | null; fields: string[] }[];
+    items: {
+      target: { type: string; id: string } | null;
+      reason: string | null;
+      fields: string[];
+    }[];
   }>().items;
 }
 
@@ -77,18 +81,26 @@ describe('brute force on an account', () => {
     const member = await ctx.user(owner, 'member');
     await configure(owner, {
       rules: {
-        brute_force: { failures: 3, windowMinutes: 10, actions: ['lock_account', 'revoke_sessions'] },
+        brute_force: {
+          failures: 3,
+          windowMinutes: 10,
+          actions: ['lock_account', 'revoke_sessions'],
+        },
         new_device: { enabled: false },
       },
     });
     for (let i = 0; i < 2; i++) {
-      expect((await login(member, member.email, 'wrong password', '192.0.2.10')).statusCode).toBe(401);
+      expect((await login(member, member.email, 'wrong password', '192.0.2.10')).statusCode).toBe(
+        401,
+      );
     }
     await run();
     expect(await alerts(owner, '?rule=brute_force')).toHaveLength(0);
     expect((await me(member)).statusCode).toBe(200);
 
-    expect((await login(member, member.email, 'wrong password', '192.0.2.10')).statusCode).toBe(401);
+    expect((await login(member, member.email, 'wrong password', '192.0.2.10')).statusCode).toBe(
+      401,
+    );
     await run();
     const [alert, ...more] = await alerts(owner, '?rule=brute_force');
     expect(more).toHaveLength(0);
@@ -204,7 +216,10 @@ describe('bulk reads and exports of personal records', () => {
     expect(
       (await alerts(owner, '?rule=bulk_read')).filter((a) => a.subjectUserId === member.userId),
     ).toHaveLength(0);
-    const exported = await ctx.app.inject({ url: '/api/v1/contacts/export', headers: member.headers });
+    const exported = await ctx.app.inject({
+      url: '/api/v1/contacts/export',
+      headers: member.headers,
+    });
     expect(exported.statusCode).toBe(200);
 
     await read(member);
@@ -213,9 +228,16 @@ describe('bulk reads and exports of personal records', () => {
       (a) => a.subjectUserId === member.userId,
     );
     expect(mine).toHaveLength(1);
-    expect(mine[0]!.details).toMatchObject({ records: 5, threshold: 5, actions: ['block_exports'] });
+    expect(mine[0]!.details).toMatchObject({
+      records: 5,
+      threshold: 5,
+      actions: ['block_exports'],
+    });
 
-    const blocked = await ctx.app.inject({ url: '/api/v1/contacts/export', headers: member.headers });
+    const blocked = await ctx.app.inject({
+      url: '/api/v1/contacts/export',
+      headers: member.headers,
+    });
     expect(blocked.statusCode).toBe(403);
     expect(blocked.json()).toMatchObject({ code: 'export.blocked' });
     expect(blocked.headers['content-type']).toContain('application/problem+json');
@@ -230,7 +252,12 @@ describe('access outside business hours', () => {
     const owner = await ctx.tenant();
     await configure(owner, {
       rules: { off_hours: { enabled: true }, new_device: { enabled: false } },
-      businessHours: { timeZone: 'Europe/Berlin', start: '08:00', end: '18:00', days: [1, 2, 3, 4, 5] },
+      businessHours: {
+        timeZone: 'Europe/Berlin',
+        start: '08:00',
+        end: '18:00',
+        days: [1, 2, 3, 4, 5],
+      },
     });
     // Wednesday 2026-01-14, 10:00 in Berlin (UTC+1).
     ctx.clock.set(new Date('2026-01-14T09:00:00Z'));
@@ -292,7 +319,10 @@ describe('privilege escalation and break-glass', () => {
     await run();
     // Creating an administrator is a grant of admin.
     expect(await alerts(owner, '?rule=privilege_escalation')).toEqual([
-      expect.objectContaining({ subjectUserId: admin.userId, details: expect.objectContaining({ eventType: 'user.created', role: 'admin' }) }),
+      expect.objectContaining({
+        subjectUserId: admin.userId,
+        details: expect.objectContaining({ eventType: 'user.created', role: 'admin' }),
+      }),
     ]);
     await configure(owner, { rules: { privilege_escalation: { actions: ['revoke_api_keys'] } } });
     const key = async (role: string) => {
@@ -318,7 +348,9 @@ describe('privilege escalation and break-glass', () => {
     await setRole(member.userId, 'viewer');
     const memberKey = await key('member');
     const bearer = { authorization: `Bearer ${memberKey.key}` };
-    expect((await ctx.app.inject({ url: '/api/v1/contacts', headers: bearer })).statusCode).toBe(200);
+    expect((await ctx.app.inject({ url: '/api/v1/contacts', headers: bearer })).statusCode).toBe(
+      200,
+    );
     await run();
     expect(await alerts(owner, '?rule=privilege_escalation')).toHaveLength(1);
 
@@ -345,7 +377,11 @@ describe('privilege escalation and break-glass', () => {
       (await alerts(owner, '?rule=privilege_escalation')).filter(
         (a) => a.subjectUserId === member.userId,
       ),
-    ).toEqual([expect.objectContaining({ details: expect.objectContaining({ eventType: 'user.role_changed' }) })]);
+    ).toEqual([
+      expect.objectContaining({
+        details: expect.objectContaining({ eventType: 'user.role_changed' }),
+      }),
+    ]);
   });
 
   it('raises a critical alert on break-glass use (matched by event name)', async () => {
@@ -538,7 +574,9 @@ describe('detection settings', () => {
       businessHours: null,
     });
     const changed = await settings(owner, { rules: { brute_force: { failures: 4 } } });
-    expect(changed.json()).toMatchObject({ rules: { brute_force: { failures: 4, windowMinutes: 15 } } });
+    expect(changed.json()).toMatchObject({
+      rules: { brute_force: { failures: 4, windowMinutes: 15 } },
+    });
     expect(await auditEvents(owner, 'detection.settings.changed')).toEqual([
       expect.objectContaining({ fields: ['rules.brute_force.failures'] }),
     ]);
@@ -560,7 +598,14 @@ describe('detection settings', () => {
       { rules: { brute_force: { enabled: true, extra: 1 } } },
       { rules: { audit_verification_failed: { actions: ['lock_account'] } } },
       { businessHours: { timeZone: 'Mars/Olympus_Mons', start: '08:00', end: '18:00', days: [1] } },
-      { businessHours: { timeZone: "'; DROP TABLE users; --", start: '08:00', end: '18:00', days: [1] } },
+      {
+        businessHours: {
+          timeZone: "'; DROP TABLE users; --",
+          start: '08:00',
+          end: '18:00',
+          days: [1],
+        },
+      },
       { businessHours: { timeZone: 'UTC', start: '25:00', end: '18:00', days: [1] } },
       { businessHours: { timeZone: 'UTC', start: '08:00', end: '08:00', days: [1] } },
       { businessHours: { timeZone: 'UTC', start: '08:00', end: '18:00', days: [0, 8] } },
@@ -589,7 +634,10 @@ describe('detection settings', () => {
       });
       expect(res.statusCode, raw).toBe(400);
     }
-    const after = await ctx.app.inject({ url: '/api/v1/detection/settings', headers: owner.headers });
+    const after = await ctx.app.inject({
+      url: '/api/v1/detection/settings',
+      headers: owner.headers,
+    });
     expect(after.json()).toMatchObject({ rules: { brute_force: { failures: 10, actions: [] } } });
     expect(await auditEvents(owner, 'detection.settings.changed')).toHaveLength(0);
   });

@@ -33,14 +33,8 @@ export async function up(db: Kysely<unknown>): Promise<void> {
     .addColumn('acknowledged_by', 'text')
     .addColumn('resolved_at', 'text')
     .addColumn('resolved_by', 'text')
-    .addCheckConstraint(
-      'alerts_status',
-      sql`status in ('open', 'acknowledged', 'resolved')`,
-    )
-    .addCheckConstraint(
-      'alerts_severity',
-      sql`severity in ('low', 'medium', 'high', 'critical')`,
-    )
+    .addCheckConstraint('alerts_status', sql`status in ('open', 'acknowledged', 'resolved')`)
+    .addCheckConstraint('alerts_severity', sql`severity in ('low', 'medium', 'high', 'critical')`)
     .addUniqueConstraint('alerts_dedup', ['tenant_id', 'dedup_key'])
     .execute();
   await db.schema

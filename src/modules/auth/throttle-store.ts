@@ -136,7 +136,14 @@ export function createDatabaseThrottleStore(db: Kysely<Database>): ThrottleStore
       const at = now.toISOString();
       await db
         .insertInto('auth_throttle')
-        .values({ scope: 'account', key, count: 0, last_at: at, expires_at: null, locked_until: until })
+        .values({
+          scope: 'account',
+          key,
+          count: 0,
+          last_at: at,
+          expires_at: null,
+          locked_until: until,
+        })
         .onConflict((oc) => oc.columns(['scope', 'key']).doUpdateSet({ locked_until: until }))
         .execute();
     },

@@ -128,7 +128,6 @@ export function registerDetectionRoutes(
         response: { 200: SettingsSchema, ...problemResponses },
       },
     },
-    async (request) =>
-      settings.update(actorOf(request), request.body as DetectionSettingsPatch),
+    async (request) => settings.update(actorOf(request), request.body as DetectionSettingsPatch),
   );
 }

@@ -1,13 +1,24 @@
 import { describe, expect, it } from 'vitest';
 import { localTime, withinBusinessHours } from './rules.ts';
 
-const office = { timeZone: 'America/New_York', start: '09:00', end: '17:30', days: [1, 2, 3, 4, 5] };
+const office = {
+  timeZone: 'America/New_York',
+  start: '09:00',
+  end: '17:30',
+  days: [1, 2, 3, 4, 5],
+};
 
 describe('business hours', () => {
   it('reads the local weekday and time, daylight saving included', () => {
     // 2026-07-01 is a Wednesday; New York is UTC-4 in summer, UTC-5 in winter.
-    expect(localTime(new Date('2026-07-01T13:00:00Z'), office.timeZone)).toEqual({ day: 3, minute: 540 });
-    expect(localTime(new Date('2026-01-07T14:00:00Z'), office.timeZone)).toEqual({ day: 3, minute: 540 });
+    expect(localTime(new Date('2026-07-01T13:00:00Z'), office.timeZone)).toEqual({
+      day: 3,
+      minute: 540,
+    });
+    expect(localTime(new Date('2026-01-07T14:00:00Z'), office.timeZone)).toEqual({
+      day: 3,
+      minute: 540,
+    });
   });
 
   it('includes the start minute and excludes the end minute', () => {

@@ -272,7 +272,11 @@ async function newDevice(
     severity: SEVERITY.new_device,
     subjectUserId: e.actorId,
     subjectIp: e.ip,
-    details: { newAddress: !knownAddress, newUserAgent: Boolean(knownAddress), lookbackDays: s.lookbackDays },
+    details: {
+      newAddress: !knownAddress,
+      newUserAgent: Boolean(knownAddress),
+      lookbackDays: s.lookbackDays,
+    },
     mergeMs: 0,
     actions: s.actions,
   };
@@ -340,9 +344,7 @@ export async function evaluate(
   const r = settings.rules;
   const found = [
     r.brute_force.enabled ? await bruteForce(db, tenantId, r.brute_force, e) : undefined,
-    r.password_spraying.enabled
-      ? await spraying(db, tenantId, r.password_spraying, e)
-      : undefined,
+    r.password_spraying.enabled ? await spraying(db, tenantId, r.password_spraying, e) : undefined,
     r.bulk_read.enabled ? await bulkRead(db, tenantId, r.bulk_read, e) : undefined,
     r.off_hours.enabled ? offHours(settings, e) : undefined,
     r.new_device.enabled ? await newDevice(db, tenantId, r.new_device, e) : undefined,

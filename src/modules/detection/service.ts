@@ -50,7 +50,10 @@ export function createAlertService(deps: {
       const c = decodeCursor(f.cursor, 'createdAt', 'desc');
       const at = String(c.value);
       query = query.where((eb) =>
-        eb.or([eb('created_at', '<', at), eb.and([eb('created_at', '=', at), eb('id', '<', c.id)])]),
+        eb.or([
+          eb('created_at', '<', at),
+          eb.and([eb('created_at', '=', at), eb('id', '<', c.id)]),
+        ]),
       );
     }
     const rows = await query
@@ -64,7 +67,12 @@ export function createAlertService(deps: {
       items: page.map(toAlertView),
       nextCursor:
         rows.length > f.limit && last
-          ? encodeCursor({ sort: 'createdAt', direction: 'desc', value: last.created_at, id: last.id })
+          ? encodeCursor({
+              sort: 'createdAt',
+              direction: 'desc',
+              value: last.created_at,
+              id: last.id,
+            })
           : null,
     };
   }
@@ -157,7 +165,13 @@ export function createAlertService(deps: {
     }
   }
 
-  return { list, acknowledge: (a: Actor, id: string) => transition(a, id, 'acknowledged'), resolve: (a: Actor, id: string) => transition(a, id, 'resolved'), raise, assertExportAllowed };
+  return {
+    list,
+    acknowledge: (a: Actor, id: string) => transition(a, id, 'acknowledged'),
+    resolve: (a: Actor, id: string) => transition(a, id, 'resolved'),
+    raise,
+    assertExportAllowed,
+  };
 }
 
 export type AlertService = ReturnType<typeof createAlertService>;

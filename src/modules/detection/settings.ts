@@ -244,10 +244,12 @@ export function createDetectionSettingsService(deps: {
       };
       for (const id of RULE_IDS) {
         const change = patch.rules?.[id];
-        if (change) (next.rules as Record<string, object>)[id] = { ...stored.rules?.[id], ...change };
+        if (change)
+          (next.rules as Record<string, object>)[id] = { ...stored.rules?.[id], ...change };
       }
       if (patch.businessHours !== undefined) next.businessHours = patch.businessHours;
-      if (patch.exportBlockMinutes !== undefined) next.exportBlockMinutes = patch.exportBlockMinutes;
+      if (patch.exportBlockMinutes !== undefined)
+        next.exportBlockMinutes = patch.exportBlockMinutes;
       const after = merge(next);
       assertCoherent(after);
       const fields = changedFields(before, after);

@@ -48,9 +48,7 @@ export function createDetectionWorker(deps: DetectionWorkerDeps) {
       .selectFrom('audit_tree')
       .leftJoin('detection_cursors', 'detection_cursors.tenant_id', 'audit_tree.tenant_id')
       .select(['audit_tree.tenant_id'])
-      .where(
-        sql<boolean>`audit_tree.tree_size - 1 > coalesce(detection_cursors.leaf_index, -1)`,
-      )
+      .where(sql<boolean>`audit_tree.tree_size - 1 > coalesce(detection_cursors.leaf_index, -1)`)
       .orderBy('audit_tree.tenant_id')
       .execute();
     return rows.map((r) => r.tenant_id);
@@ -66,7 +64,9 @@ export function createDetectionWorker(deps: DetectionWorkerDeps) {
       .selectFrom('detection_cursors')
       .select(['leaf_index'])
       .where('tenant_id', '=', tenantId);
-    const row = await (dialect === 'postgres' ? query.forUpdate() : query).executeTakeFirstOrThrow();
+    const row = await (
+      dialect === 'postgres' ? query.forUpdate() : query
+    ).executeTakeFirstOrThrow();
     return Number(row.leaf_index);
   }
 
