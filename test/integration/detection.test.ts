@@ -456,6 +456,39 @@ describe('the worker', () => {
     expect(await alerts(owner, '?rule=break_glass')).toHaveLength(3);
   });
 
+  it('keeps evaluating other tenants when one tenant fails, and catches up once fixed', async () => {
+    await run();
+    const broken = await ctx.tenant();
+    const healthy = await ctx.tenant();
+    const db = ctx.database.handle.db;
+    await db
+      .insertInto('detection_settings')
+      .values({
+        tenant_id: broken.tenantId,
+        settings: '{not json',
+        updated_at: '2026-01-01T00:00:00.000Z',
+      })
+      .execute();
+    for (const t of [broken, healthy]) {
+      await append({
+        tenantId: t.tenantId,
+        type: 'auth.break_glass.opened',
+        actor: { kind: 'user', id: t.userId },
+      });
+    }
+    await expect(run()).rejects.toThrow();
+    expect(await alerts(healthy, '?rule=break_glass')).toHaveLength(1);
+    expect(await alerts(broken, '?rule=break_glass')).toHaveLength(0);
+    await db
+      .updateTable('detection_settings')
+      .set({ settings: '{}' })
+      .where('tenant_id', '=', broken.tenantId)
+      .execute();
+    await run();
+    expect(await alerts(broken, '?rule=break_glass')).toHaveLength(1);
+    expect(await alerts(healthy, '?rule=break_glass')).toHaveLength(1);
+  });
+
   it('calls the notifier with the tenant’s owners and admins', async () => {
     const owner = await ctx.tenant();
     const admin = await ctx.user(owner, 'admin');

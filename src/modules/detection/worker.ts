@@ -174,15 +174,22 @@ export function createDetectionWorker(deps: DetectionWorkerDeps) {
   async function runOnce(): Promise<{ events: number; alerts: number }> {
     let events = 0;
     let alerts = 0;
+    let failure: Error | undefined;
     for (const tenantId of await pendingTenants()) {
-      for (;;) {
-        const done = await batch(tenantId);
-        events += done.events;
-        alerts += done.after.alerts.length;
-        await afterCommit(tenantId, done.after);
-        if (done.events < batchSize) break;
+      try {
+        for (;;) {
+          const done = await batch(tenantId);
+          events += done.events;
+          alerts += done.after.alerts.length;
+          await afterCommit(tenantId, done.after);
+          if (done.events < batchSize) break;
+        }
+      } catch (error) {
+        // One tenant's failure (its batch rolled back, its cursor unmoved) never holds up others.
+        failure ??= error instanceof Error ? error : new Error(String(error));
       }
     }
+    if (failure !== undefined) throw failure;
     return { events, alerts };
   }
 
