@@ -311,6 +311,33 @@ describe('sign-in from a new device or address', () => {
   });
 });
 
+describe('sign-in from a new user agent', () => {
+  it('raises for a known address with a browser the user never signed in with', async () => {
+    const owner = await ctx.tenant();
+    const member = await ctx.user(owner, 'member');
+    const signIn = (ua: string) =>
+      ctx.app.inject({
+        method: 'POST',
+        url: '/api/v1/auth/login',
+        payload: { tenant: owner.tenant, email: member.email, password: PASSWORD },
+        headers: { 'user-agent': ua },
+        remoteAddress: '198.51.100.40',
+      });
+    expect((await signIn('Firefox/140')).statusCode).toBe(200);
+    expect((await signIn('Firefox/140')).statusCode).toBe(200);
+    await run();
+    const before = (await alerts(owner, '?rule=new_device')).length;
+    expect((await signIn('curl/8.5')).statusCode).toBe(200);
+    await run();
+    const found = await alerts(owner, '?rule=new_device');
+    expect(found).toHaveLength(before + 1);
+    expect(found[0]).toMatchObject({
+      subjectUserId: member.userId,
+      details: { newAddress: false, newUserAgent: true },
+    });
+  });
+});
+
 describe('privilege escalation and break-glass', () => {
   it('raises when a user or an API key is given admin, and can revoke the keys', async () => {
     const owner = await ctx.tenant();
