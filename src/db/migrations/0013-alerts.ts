@@ -67,6 +67,11 @@ export async function up(db: Kysely<unknown>): Promise<void> {
     .columns(['tenant_id', 'type', 'occurred_at'])
     .execute();
   await db.schema
+    .createIndex('audit_events_ip_time')
+    .on('audit_events')
+    .columns(['tenant_id', 'ip', 'occurred_at'])
+    .execute();
+  await db.schema
     .createIndex('audit_events_actor_time')
     .on('audit_events')
     .columns(['tenant_id', 'actor_id', 'occurred_at'])
@@ -75,6 +80,7 @@ export async function up(db: Kysely<unknown>): Promise<void> {
 
 export async function down(db: Kysely<unknown>): Promise<void> {
   await db.schema.dropIndex('audit_events_actor_time').execute();
+  await db.schema.dropIndex('audit_events_ip_time').execute();
   await db.schema.dropIndex('audit_events_type_time').execute();
   await db.schema.dropTable('user_restrictions').execute();
   await db.schema.dropTable('detection_settings').execute();
