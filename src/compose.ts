@@ -34,6 +34,11 @@ import { createMailer, type Mailer, type MailLog } from './modules/mail/mailer.t
 import { createNoticeSink } from './modules/mail/notice-sink.ts';
 import { pino } from 'pino';
 import { loggerOptions } from './http/logging.ts';
+import type { AlertNotifier } from './modules/detection/notifier.ts';
+import { noopAlertNotifier } from './modules/detection/notifier.ts';
+import { createAlertService } from './modules/detection/service.ts';
+import { createDetectionSettingsService } from './modules/detection/settings.ts';
+import { createDetectionWorker } from './modules/detection/worker.ts';
 
 /** How long a cached session is trusted when only another process could have changed it. */
 const SESSION_CACHE_TTL_MS = 1_000;
@@ -84,6 +89,10 @@ export function createServices(deps: {
    * set). A syslog witness is `createMessageWitness(send)` over the SIEM syslog sender.
    */
   witness?: Witness;
+  /** Who hears of new security alerts (default: nobody; the lead wires the mailer here). */
+  alertNotifier?: AlertNotifier;
+  /** Failures of background work (the detection worker); default: ignored. */
+  onBackgroundError?: (error: unknown) => void;
 }) {
   const { db, reader } = deps.database;
   const clock = deps.clock;
@@ -150,6 +159,14 @@ export function createServices(deps: {
     intervalMs: deps.config.siemIntervalMs,
     retryMaxMs: deps.config.siemRetryMaxMs,
     ...(deps.onSiemError ? { onError: deps.onSiemError } : {}),
+  });
+  const alertNotifier = deps.alertNotifier ?? noopAlertNotifier;
+  const alerts = createAlertService({
+    db,
+    clock,
+    audit: auditLog,
+    notifier: alertNotifier,
+    onError: deps.onBackgroundError,
   });
   return {
     database: deps.database,
@@ -222,7 +239,26 @@ export function createServices(deps: {
     }),
     apiKeys: createApiKeyService({ db, clock, audit: auditLog }),
     contacts,
-    contactTransfer: createContactTransfer({ db, clock, contacts, audit: auditLog, keys }),
+    contactTransfer: createContactTransfer({
+      db,
+      clock,
+      contacts,
+      audit: auditLog,
+      keys,
+      exportGuard: alerts.assertExportAllowed,
+    }),
+    alerts,
+    detectionSettings: createDetectionSettingsService({ db, clock, audit: auditLog }),
+    /** Started by server.ts (`start`), by tests through `runOnce`. */
+    detectionWorker: createDetectionWorker({
+      db,
+      dialect: deps.database.dialect,
+      clock,
+      audit: auditLog,
+      throttle,
+      notifier: alertNotifier,
+      onError: deps.onBackgroundError,
+    }),
     companies: createRecordService(companySpec, records),
     deals: createRecordService(dealSpec, records),
     activities: createRecordService(activitySpec, records),

@@ -116,6 +116,10 @@ const wrongValues: Record<Name, { values: string[]; expected: RegExp }> = {
   CUSTOS_AUDIT_WITNESS_FILE: { values: [], expected: /file path/ },
   CUSTOS_AUDIT_RETENTION_DAYS: { values: ['29', '36501', '6y'], expected: /from 30 to 36500/ },
   CUSTOS_AUDIT_PRUNE_HOURS: { values: ['-1', '8761', 'daily'], expected: /from 0 to 8760/ },
+  CUSTOS_DETECTION_INTERVAL_MS: {
+    values: ['-1', '3600001', '1.5', 'soon'],
+    expected: /from 0 to 3600000/,
+  },
 };
 
 const keyDefaults = {
@@ -147,6 +151,7 @@ const keyDefaults = {
   auditWitnessFile: undefined,
   auditRetentionDays: 2192,
   auditPruneMs: 24 * 3_600_000,
+  detectionIntervalMs: 1000,
 };
 
 describe('loadConfig', () => {

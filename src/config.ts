@@ -273,6 +273,13 @@ export const variables = {
     default: '24',
     description: 'How often the server prunes audit events past retention (0: never; use the CLI).',
   },
+  CUSTOS_DETECTION_INTERVAL_MS: {
+    schema: Type.Integer({ minimum: 0, maximum: 3_600_000 }),
+    expected: 'an integer from 0 to 3600000',
+    default: '1000',
+    description:
+      'How often the detection worker reads new audit events (milliseconds); 0: not on this node.',
+  },
 } satisfies Record<string, VariableSpec>;
 
 type Env = Record<string, string | undefined>;
@@ -330,6 +337,8 @@ export interface Config {
   auditRetentionDays: number;
   /** Interval of the server's audit prune job; 0 turns it off. */
   auditPruneMs: number;
+  /** 0: this node runs no detection worker. */
+  detectionIntervalMs: number;
 }
 
 export class ConfigError extends Error {
@@ -377,6 +386,7 @@ export function loadConfig(env: Env = process.env): Readonly<Config> {
     auditWitnessFile: resolveOptional(read(env, 'CUSTOS_AUDIT_WITNESS_FILE') as string | undefined),
     auditRetentionDays: read(env, 'CUSTOS_AUDIT_RETENTION_DAYS') as number,
     auditPruneMs: (read(env, 'CUSTOS_AUDIT_PRUNE_HOURS') as number) * 3_600_000,
+    detectionIntervalMs: read(env, 'CUSTOS_DETECTION_INTERVAL_MS') as number,
   };
   return Object.freeze(config);
 }

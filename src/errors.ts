@@ -92,6 +92,9 @@ export type ErrorCode =
   | 'audit.signing_key_insecure'
   | 'audit.signing_key_invalid'
   | 'audit.tree_range_invalid'
+  // detection and response (see src/modules/detection)
+  | 'alert.invalid_transition'
+  | 'export.blocked'
   // reports
   | 'report.invalid_range'
   | 'audit.legal_hold_active'

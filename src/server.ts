@@ -39,6 +39,7 @@ async function main() {
   await assertKeysUsable(keys);
   // The worker is built before the app whose logger reports its failures.
   const siemLog: { current?: { warn(obj: object, msg: string): void } } = {};
+  let onBackgroundError = (_error: unknown): void => undefined;
   const services = createServices({
     config,
     database,
@@ -57,9 +58,13 @@ async function main() {
         },
         'SIEM delivery failed; the batch will be resent',
       ),
+    onBackgroundError: (error) => onBackgroundError(error),
   });
   const app = await buildApp({ config, services });
   siemLog.current = app.log;
+  onBackgroundError = (error) => app.log.error({ err: error }, 'detection worker failed');
+  // Detection rules over every tenant's audit log; several nodes may run it (the cursor is locked).
+  if (config.detectionIntervalMs > 0) services.detectionWorker.start(config.detectionIntervalMs);
   if ((await countTenants(database.db)) === 0) {
     app.log.warn(
       'No tenant exists yet. Create the first one and its owner with: ' +
@@ -78,6 +83,7 @@ async function main() {
     stopAuditJobs();
     await stopPurge();
     await services.siem.stop();
+    await services.detectionWorker.stop();
     await app.close();
     await services.throttleStore.close();
     await services.mailer.settled();

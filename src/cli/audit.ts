@@ -10,6 +10,8 @@ import {
   readWitnessFile,
 } from '../modules/audit/witness.ts';
 import type { SignedCheckpoint } from '../core/audit/index.ts';
+import { noopAlertNotifier } from '../modules/detection/notifier.ts';
+import { createAlertService } from '../modules/detection/service.ts';
 import { CliExit } from './main.ts';
 import { createServices } from '../compose.ts';
 import { systemActor } from './import-export.ts';
@@ -59,6 +61,14 @@ export function registerAuditCommands(program: Command, deps: CliDeps): void {
             throw new CliExit(`cannot read the witness file ${opts.witness}`, 1);
           }
         }
+        // A failed verification is also a security alert of the tenant (rule
+        // audit_verification_failed), once per failure point however often verify runs.
+        const alerts = createAlertService({
+          db: database.db,
+          clock: systemClock,
+          audit: service,
+          notifier: noopAlertNotifier,
+        });
         const failed: string[] = [];
         if (heads !== undefined && opts.tenant === undefined) {
           // A tenant the witness knows but the database does not: removed with its whole log.
@@ -95,6 +105,18 @@ export function registerAuditCommands(program: Command, deps: CliDeps): void {
             const at = error.leafIndex === undefined ? '' : ` at leaf ${error.leafIndex}`;
             out(`${tenant.slug}: FAILED${at}: ${error.code} (${error.message})`);
             failed.push(`${tenant.slug}${at} (${error.code})`);
+            await alerts
+              .raise({
+                tenantId: tenant.id,
+                rule: 'audit_verification_failed',
+                dedupKey: `${error.code}:${error.leafIndex ?? 'head'}`,
+                details: { code: error.code, leafIndex: error.leafIndex ?? null },
+              })
+              .catch((raiseError: unknown) => {
+                // A log broken past appending cannot take the alert's event: say so, go on.
+                const why = raiseError instanceof Error ? raiseError.message : String(raiseError);
+                out(`${tenant.slug}: alert not recorded: ${why}`);
+              });
           }
         }
         if (failed.length > 0) {

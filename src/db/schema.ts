@@ -336,6 +336,52 @@ export interface SiemCursorTable {
   updated_at: Timestamp;
 }
 
+export type AlertSeverity = 'low' | 'medium' | 'high' | 'critical';
+export type AlertStatus = 'open' | 'acknowledged' | 'resolved';
+
+/** Where the detection worker stopped reading a tenant's audit log (see src/modules/detection). */
+export interface DetectionCursorTable {
+  tenant_id: string;
+  leaf_index: BigIntColumn;
+  updated_at: Timestamp;
+}
+
+/** An alert raised by a detection rule; `details` is JSON without personal values. */
+export interface AlertTable {
+  id: string;
+  tenant_id: string;
+  rule: string;
+  severity: AlertSeverity;
+  status: AlertStatus;
+  subject_user_id: string | null;
+  subject_ip: string | null;
+  first_seen_at: Timestamp;
+  last_seen_at: Timestamp;
+  count: number;
+  dedup_key: string;
+  details: string;
+  created_at: Timestamp;
+  acknowledged_at: Timestamp | null;
+  acknowledged_by: string | null;
+  resolved_at: Timestamp | null;
+  resolved_by: string | null;
+}
+
+/** Per-tenant detection settings: JSON merged over the defaults. */
+export interface DetectionSettingsTable {
+  tenant_id: string;
+  settings: string;
+  updated_at: Timestamp;
+}
+
+/** Restrictions a detection response put on a user (e.g. no exports until a time). */
+export interface UserRestrictionTable {
+  user_id: string;
+  tenant_id: string;
+  exports_blocked_until: Timestamp | null;
+  updated_at: Timestamp;
+}
+
 export interface Database {
   tenants: TenantTable;
   users: UserTable;
@@ -361,6 +407,10 @@ export interface Database {
   audit_signing_keys: AuditSigningKeyTable;
   siem_cursors: SiemCursorTable;
   audit_settings: AuditSettingsTable;
+  detection_cursors: DetectionCursorTable;
+  alerts: AlertTable;
+  detection_settings: DetectionSettingsTable;
+  user_restrictions: UserRestrictionTable;
 }
 
 export type RecordTableName = 'companies' | 'contacts' | 'deals' | 'activities';

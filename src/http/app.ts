@@ -25,6 +25,7 @@ import { registerAuditRoutes } from '../modules/audit/routes.ts';
 import { registerReportRoutes } from '../modules/reports/routes.ts';
 import { registerAuditSettingsRoutes } from '../modules/audit/settings-routes.ts';
 import { registerHttpAudit } from '../modules/audit/api-call-hook.ts';
+import { registerDetectionRoutes } from '../modules/detection/routes.ts';
 import { registerRecordRoutes } from '../modules/records/routes.ts';
 import { registerContactTransferRoutes } from '../modules/contacts/transfer-routes.ts';
 import { ContactCreate, ContactFilters, ContactItem } from '../modules/contacts/schema.ts';
@@ -178,6 +179,10 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   registerAuditRoutes(app, { service: services.auditLog, queries: services.auditQueries });
   registerReportRoutes(app, services.reports);
   registerAuditSettingsRoutes(app, services.auditSettings);
+  registerDetectionRoutes(app, {
+    alerts: services.alerts,
+    settings: services.detectionSettings,
+  });
   await registerContactTransferRoutes(app, {
     transfer: services.contactTransfer,
     importLimit: config.importLimit,

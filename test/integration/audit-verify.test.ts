@@ -280,6 +280,20 @@ describe('custos audit verify', () => {
     expect(bad.status).toBe(2);
     expect(bad.out).toContain('FAILED at leaf 8: LEAF_HASH_MISMATCH');
     expect(bad.err).toContain(`${owner.tenant} at leaf 8 (LEAF_HASH_MISMATCH)`);
+    // The failure is a security alert of the tenant, raised once however often verify runs.
+    const alerts = () =>
+      ctx.database.handle.db
+        .selectFrom('alerts')
+        .select(['rule', 'severity', 'count'])
+        .where('tenant_id', '=', owner.tenantId)
+        .execute();
+    expect(await alerts()).toEqual([
+      { rule: 'audit_verification_failed', severity: 'critical', count: 1 },
+    ]);
+    expect((await cli(['audit', 'verify', '--tenant', owner.tenant])).status).toBe(2);
+    expect(await alerts()).toEqual([
+      { rule: 'audit_verification_failed', severity: 'critical', count: 1 },
+    ]);
   });
 
   it('refuses an unknown tenant', async () => {

@@ -87,7 +87,13 @@ describe('security report', () => {
     const byUser = new Map(data.sensitiveByUser.map((u) => [u.userId, u]));
     expect(byUser.get(member.userId)).toMatchObject({ reads: 4, exports: 0 });
     expect(byUser.get(owner.userId)).toMatchObject({ reads: 0, exports: 1 });
-    expect(data.topAddresses[0]).toMatchObject({ ip: '192.0.2.7', events: 8 });
+    // 127.0.0.1 ties at 8 since user creation is audited (user.created): both lead the list.
+    expect(data.topAddresses.slice(0, 2)).toEqual(
+      expect.arrayContaining([
+        expect.objectContaining({ ip: '192.0.2.7', events: 8 }),
+        expect.objectContaining({ ip: '127.0.0.1', events: 8 }),
+      ]),
+    );
   });
 
   it('buckets by hour for short ranges and keeps to the range', async () => {

@@ -75,6 +75,21 @@ describe.each(stores)('throttle store: %s', (name, storeOf) => {
     }
   });
 
+  it('locks an account on demand (a detection response), fresh or mid-lockout, until reset', async () => {
+    const store = storeOf();
+    for (const failuresFirst of [0, 6]) {
+      const k = key();
+      for (let i = 0; i < failuresFirst; i++) await store.claimAccount(k, t0, rule);
+      await store.lockAccount(k, FOREVER, t0);
+      const later = at(365 * 24 * 60 * MINUTE);
+      const refused = await store.claimAccount(k, later, rule);
+      expect(refused.admitted).toBe(false);
+      expect(refused.lockedUntil).toBe(FOREVER);
+      await store.resetAccount(k);
+      expect((await store.claimAccount(k, later, rule)).admitted).toBe(true);
+    }
+  });
+
   it('locks for good at the hundredth failure, until reset', async () => {
     const store = storeOf();
     const k = key();

@@ -12,7 +12,7 @@ import { roleRank, type Actor, type Role } from './actor.ts';
  * ```
  */
 export type RecordResource = 'contact' | 'company' | 'deal' | 'activity';
-export type AdminResource = 'user' | 'api_key' | 'tenant_settings' | 'audit_settings';
+export type AdminResource = 'user' | 'api_key' | 'tenant_settings' | 'audit_settings' | 'alert';
 export type Resource = RecordResource | AdminResource;
 export type Action = 'read' | 'create' | 'update' | 'delete' | 'import' | 'export' | 'manage';
 
@@ -37,9 +37,10 @@ export function decide(actor: Actor, action: Action, resource: Resource): Decisi
     resource === 'user' ||
     resource === 'api_key' ||
     resource === 'tenant_settings' ||
-    resource === 'audit_settings';
+    resource === 'audit_settings' ||
+    resource === 'alert';
   if (isAdminResource) {
-    // Managing users, keys and tenant settings needs an administrator; everyone may read their
+    // Managing users, keys, tenant settings and security alerts needs an administrator; everyone may read their
     // own account through the dedicated `me` routes, not through these.
     if (resource === 'api_key' && actor.kind === 'api_key') {
       return { allowed: false, rule: 'api-keys-cannot-manage-api-keys' };

@@ -1,5 +1,3 @@
-import { auditActor } from '../audit/event.ts';
-import type { AuditRecorder } from '../audit/service.ts';
 import type { Kysely } from 'kysely';
 import type { Clock } from '../../clock.ts';
 import type { ApiKeyRow, Database, Role } from '../../db/schema.ts';
@@ -8,6 +6,8 @@ import { AppError } from '../../errors.ts';
 import { newId } from '../../ids.ts';
 import { hashToken } from '../identity/tokens.ts';
 import { newApiKey } from './format.ts';
+import { auditActor } from '../audit/event.ts';
+import type { AuditRecorder } from '../audit/service.ts';
 
 export interface ApiKeyView {
   id: string;

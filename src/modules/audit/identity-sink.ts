@@ -235,7 +235,11 @@ export function createIdentityAuditSink(deps: {
           ...mapped,
           tenantId,
           type: event.type,
-          request: { ip: event.ip ?? null, requestId: event.requestId ?? null },
+          request: {
+            ip: event.ip ?? null,
+            userAgent: event.userAgent ?? null,
+            requestId: event.requestId ?? null,
+          },
         }),
       );
     },

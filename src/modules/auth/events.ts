@@ -64,6 +64,8 @@ interface Base {
   at: string;
   requestId?: string | undefined;
   ip?: string | null | undefined;
+  /** The client's User-Agent (at most 512 characters), where the event records it. */
+  userAgent?: string | null | undefined;
 }
 
 export type IdentityEvent =

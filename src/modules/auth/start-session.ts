@@ -73,6 +73,8 @@ export async function startSession(
     at: now.toISOString(),
     requestId: meta.requestId,
     ip: meta.ip,
+    // The new-device rule of src/modules/detection compares it with the user's earlier sign-ins.
+    userAgent: meta.userAgent?.slice(0, 512) ?? null,
     tenantId: user.tenant_id,
     userId: user.id,
     sessionId,

@@ -97,6 +97,9 @@ export function createRedisThrottleStore(url: string, prefix = 'custos:throttle:
     async resetAccount(key) {
       await redis.del(keyOf('account', key));
     },
+    async lockAccount(key, until) {
+      await redis.hset(keyOf('account', key), 'until', Date.parse(until));
+    },
     async claimAddress(key, _now, limit, ttlMs) {
       const [admitted, count] = (await redis.eval(
         CLAIM_ADDRESS,
@@ -118,6 +121,7 @@ export function createRedisThrottleStore(url: string, prefix = 'custos:throttle:
   return {
     claimAccount: guarded((key, now, rule) => store.claimAccount(key, now, rule)),
     resetAccount: guarded((key) => store.resetAccount(key)),
+    lockAccount: guarded((key, until, now) => store.lockAccount(key, until, now)),
     claimAddress: guarded((key, now, limit, ttlMs) => store.claimAddress(key, now, limit, ttlMs)),
     releaseAddress: guarded((key) => store.releaseAddress(key)),
     close: () => store.close(),

@@ -39,6 +39,11 @@ export interface ThrottleStore {
   /** Unless the account is locked at `now`, counts one failure and arms the lock it implies. */
   claimAccount(key: string, now: Date, rule: LockRule): Promise<AccountClaim>;
   resetAccount(key: string): Promise<void>;
+  /**
+   * Locks the account until `until` (FOREVER: until an administrator unlocks it, which
+   * `resetAccount` does), whatever its count; used by detection responses.
+   */
+  lockAccount(key: string, until: string, now: Date): Promise<void>;
   /** Counts one failure unless `limit` is reached; forgotten `ttlMs` after the first. */
   claimAddress(
     key: string,
@@ -125,6 +130,21 @@ export function createDatabaseThrottleStore(db: Kysely<Database>): ThrottleStore
         .deleteFrom('auth_throttle')
         .where('scope', '=', 'account')
         .where('key', '=', key)
+        .execute();
+    },
+    async lockAccount(key, until, now) {
+      const at = now.toISOString();
+      await db
+        .insertInto('auth_throttle')
+        .values({
+          scope: 'account',
+          key,
+          count: 0,
+          last_at: at,
+          expires_at: null,
+          locked_until: until,
+        })
+        .onConflict((oc) => oc.columns(['scope', 'key']).doUpdateSet({ locked_until: until }))
         .execute();
     },
     async claimAddress(key, now, limit, ttlMs) {

@@ -124,7 +124,12 @@ export function createLoginThrottle(deps: {
     await store.resetAccount(userId);
   }
 
-  return { claim, succeeded, passedFirstFactor, unlock, rule };
+  /** Locks the account until an administrator unlocks it (a detection response). */
+  async function lock(userId: string): Promise<void> {
+    await store.lockAccount(userId, FOREVER, clock.now());
+  }
+
+  return { claim, succeeded, passedFirstFactor, unlock, lock, rule };
 }
 
 /**

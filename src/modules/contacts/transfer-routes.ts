@@ -243,7 +243,9 @@ export async function registerContactTransferRoutes(
       },
       async (request, reply) => {
         const { format } = request.query as Static<typeof ExportQuery>;
-        return sendExport(reply, await o.transfer.export(actorOf(request), { format }));
+        const actor = actorOf(request);
+        await o.transfer.assertExportAllowed(actor);
+        return sendExport(reply, await o.transfer.export(actor, { format }));
       },
     );
 
@@ -276,9 +278,11 @@ export async function registerContactTransferRoutes(
           });
         }
         const recipient = body.recipientKey ?? (body.recipientJwk as JsonWebKey);
+        const actor = actorOf(request);
+        await o.transfer.assertExportAllowed(actor);
         return sendExport(
           reply,
-          await o.transfer.export(actorOf(request), { format: body.format, recipient }),
+          await o.transfer.export(actor, { format: body.format, recipient }),
         );
       },
     );

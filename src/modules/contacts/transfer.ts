@@ -79,6 +79,8 @@ export function createContactTransfer(deps: {
   /** Records `contacts.exported` before the first byte leaves. */
   audit?: AuditRecorder | undefined;
   keys: KeyService;
+  /** Refuses an export a detection response blocked (src/modules/detection). */
+  exportGuard?: (actor: Actor) => Promise<void>;
 }) {
   const { db, clock, contacts, keys } = deps;
   const fieldCrypto = contacts.crypto;
@@ -86,6 +88,10 @@ export function createContactTransfer(deps: {
     /** See `importContacts`: streamed, validated, de-duplicated by e-mail. */
     import(actor: Actor, input: Readable, options?: ImportOptions): Promise<ImportReport> {
       return importContacts({ db, clock, keys, crypto: fieldCrypto }, actor, input, options);
+    },
+    /** Throws while a detection response blocks the actor's exports; call before `export`. */
+    async assertExportAllowed(actor: Actor): Promise<void> {
+      await deps.exportGuard?.(actor);
     },
     /**
      * The tenant's contacts as CSV or JSON (see `exportContacts`), plain and streamed, or sealed

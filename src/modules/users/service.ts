@@ -1,5 +1,3 @@
-import { auditActor } from '../audit/event.ts';
-import type { AuditRecorder } from '../audit/service.ts';
 import type { Kysely } from 'kysely';
 import type { Clock } from '../../clock.ts';
 import type { Database, Role, UserRow, UserStatus } from '../../db/schema.ts';
@@ -12,6 +10,8 @@ import { isUniqueViolation } from '../records/repository.ts';
 import { assertPasswordAcceptable } from '../identity/password-policy.ts';
 import type { AuditSink } from '../auth/events.ts';
 import type { LoginThrottle } from '../auth/throttle.ts';
+import { auditActor } from '../audit/event.ts';
+import type { AuditRecorder } from '../audit/service.ts';
 
 export interface UserView {
   id: string;
