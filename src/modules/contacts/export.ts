@@ -5,7 +5,6 @@ import type { Database } from '../../db/schema.ts';
 import { authorize, type Actor } from '../../core/policy/index.ts';
 import type { ApiRecord, RecordService } from '../records/service.ts';
 import { neutralizeCell } from './csv-escape.ts';
-import type { FieldCrypto } from '../records/field-crypto.ts';
 
 /**
  * Export columns. Field names are the API's, which the importer recognises, so an export reads
