@@ -3,6 +3,7 @@ import { FRESH_AUTH_MS } from '../../src/core/policy/index.ts';
 import { createCollectingSink } from '../../src/modules/auth/events.ts';
 import { createTestContext, PASSWORD, type Session, type TestContext } from '../helpers/context.ts';
 import { linkToken, startInbox, type Inbox } from '../helpers/smtp.ts';
+import { expectCode } from '../helpers/problem.ts';
 
 const PUBLIC_URL = 'https://crm.email.example';
 const sink = createCollectingSink();
@@ -20,12 +21,6 @@ afterAll(async () => {
   await ctx?.close();
   await inbox?.close();
 });
-
-type Res = { statusCode: number; json(): { code: string } };
-function expectCode(res: Res, status: number, code: string) {
-  expect(res.statusCode).toBe(status);
-  expect(res.json().code).toBe(code);
-}
 
 const ask = (s: Session, email: string) =>
   ctx.app.inject({

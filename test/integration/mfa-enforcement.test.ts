@@ -8,6 +8,7 @@ import {
   type Session,
   type TestContext,
 } from '../helpers/context.ts';
+import { expectCode } from '../helpers/problem.ts';
 
 let ctx: TestContext;
 const STEP = 30_000;
@@ -16,12 +17,6 @@ beforeAll(async () => {
   ctx = await createTestContext();
 });
 afterAll(async () => ctx?.close());
-
-type Res = { statusCode: number; json(): { code?: string } };
-function expectCode(res: Res, status: number, code: string) {
-  expect(res.statusCode).toBe(status);
-  expect(res.json().code).toBe(code);
-}
 
 const codeFor = (secret: string) =>
   TOTP.generate({ secret: Secret.fromBase32(secret), timestamp: ctx.clock.now().getTime() });

@@ -6,6 +6,7 @@ import { createCollectingSink, type IdentityEvent } from '../../src/modules/auth
 import { hashToken } from '../../src/modules/identity/tokens.ts';
 import { createTestContext, PASSWORD, type Session, type TestContext } from '../helpers/context.ts';
 import { sessionCookie } from '../helpers/context.ts';
+import { expectCode } from '../helpers/problem.ts';
 
 const sink = createCollectingSink();
 let ctx: TestContext;
@@ -40,15 +41,6 @@ async function eventsOf(run: () => Promise<unknown>): Promise<IdentityEvent[]> {
   const start = sink.events.length;
   await run();
   return sink.events.slice(start);
-}
-
-function expectCode(
-  res: { statusCode: number; json(): { code: string } },
-  status: number,
-  code: string,
-) {
-  expect(res.statusCode).toBe(status);
-  expect(res.json().code).toBe(code);
 }
 
 /** A member with TOTP on; the clock is moved past the confirming code's step. */

@@ -8,6 +8,7 @@ import {
   type TestContext,
 } from '../helpers/context.ts';
 import { linkToken, startInbox, type Inbox } from '../helpers/smtp.ts';
+import { expectCode } from '../helpers/problem.ts';
 
 const NEW_PASSWORD = 'amber glacier whistles 58 times';
 const sink = createCollectingSink();
@@ -22,12 +23,6 @@ afterAll(async () => {
   await ctx?.close();
   await inbox?.close();
 });
-
-type Res = { statusCode: number; json(): { code: string } };
-function expectCode(res: Res, status: number, code: string) {
-  expect(res.statusCode).toBe(status);
-  expect(res.json().code).toBe(code);
-}
 
 const change = (s: Session, payload: object, remoteAddress = '198.51.100.20') =>
   ctx.app.inject({

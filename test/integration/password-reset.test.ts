@@ -3,6 +3,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createCollectingSink, type IdentityEvent } from '../../src/modules/auth/events.ts';
 import { createTestContext, PASSWORD, type Session, type TestContext } from '../helpers/context.ts';
 import { linkToken, startInbox, type Inbox } from '../helpers/smtp.ts';
+import { expectCode } from '../helpers/problem.ts';
 
 const PUBLIC_URL = 'https://crm.reset.example';
 const NEW_PASSWORD = 'violet quarry lantern 42 drifts';
@@ -21,12 +22,6 @@ afterAll(async () => {
   await ctx?.close();
   await inbox?.close();
 });
-
-type Res = { statusCode: number; json(): { code: string } };
-function expectCode(res: Res, status: number, code: string) {
-  expect(res.statusCode).toBe(status);
-  expect(res.json().code).toBe(code);
-}
 
 const requestReset = (tenant: string, email: string, remoteAddress = '203.0.113.7') =>
   ctx.app.inject({

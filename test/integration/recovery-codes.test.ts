@@ -3,6 +3,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { FRESH_AUTH_MS } from '../../src/core/policy/index.ts';
 import { createCollectingSink, type IdentityEvent } from '../../src/modules/auth/events.ts';
 import { createTestContext, PASSWORD, type Session, type TestContext } from '../helpers/context.ts';
+import { expectCode } from '../helpers/problem.ts';
 
 const sink = createCollectingSink();
 let ctx: TestContext;
@@ -16,12 +17,6 @@ beforeAll(async () => {
   owner = await ctx.tenant();
 });
 afterAll(async () => ctx?.close());
-
-type Res = { statusCode: number; json(): { code?: string } };
-function expectCode(res: Res, status: number, code: string) {
-  expect(res.statusCode).toBe(status);
-  expect(res.json().code).toBe(code);
-}
 
 async function eventsOf(run: () => Promise<unknown>): Promise<IdentityEvent[]> {
   const start = sink.events.length;

@@ -2,6 +2,7 @@ import { Secret, TOTP } from 'otpauth';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createCollectingSink, type IdentityEvent } from '../../src/modules/auth/events.ts';
 import { createTestContext, PASSWORD, type Session, type TestContext } from '../helpers/context.ts';
+import { expectCode } from '../helpers/problem.ts';
 
 const MINUTE = 60_000;
 const sink = createCollectingSink();
@@ -37,15 +38,6 @@ const listOf = async (s: Session): Promise<Item[]> => {
   return res.json<{ items: Item[] }>().items;
 };
 const currentId = async (s: Session) => (await listOf(s)).find((i) => i.current)!.id;
-
-function expectCode(
-  res: { statusCode: number; json(): { code: string } },
-  status: number,
-  code: string,
-) {
-  expect(res.statusCode).toBe(status);
-  expect(res.json().code).toBe(code);
-}
 
 async function revocations(run: () => Promise<unknown>) {
   const start = sink.events.length;

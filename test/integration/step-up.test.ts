@@ -9,6 +9,7 @@ import {
   type Session,
   type TestContext,
 } from '../helpers/context.ts';
+import { expectCode } from '../helpers/problem.ts';
 
 const sink = createCollectingSink();
 let ctx: TestContext;
@@ -20,11 +21,6 @@ beforeAll(async () => {
 afterAll(async () => ctx?.close());
 
 type Res = { statusCode: number; headers: Record<string, unknown>; json(): { code: string } };
-
-function expectCode(res: Res, status: number, code: string) {
-  expect(res.statusCode).toBe(status);
-  expect(res.json().code).toBe(code);
-}
 
 function expectStepUpRequired(res: Res) {
   expectCode(res, 401, 'auth.step_up_required');

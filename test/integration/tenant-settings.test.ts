@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createCollectingSink } from '../../src/modules/auth/events.ts';
 import { createTestContext, type Session, type TestContext } from '../helpers/context.ts';
+import { expectCode } from '../helpers/problem.ts';
 
 const MINUTE = 60_000;
 const HOUR = 60 * MINUTE;
@@ -20,15 +21,6 @@ const settings = (s: Session, payload?: object) =>
     ...(payload ? { payload } : {}),
   });
 const me = (s: Session) => ctx.app.inject({ url: '/api/v1/auth/me', headers: s.headers });
-
-function expectCode(
-  res: { statusCode: number; json(): { code: string } },
-  status: number,
-  code: string,
-) {
-  expect(res.statusCode).toBe(status);
-  expect(res.json().code).toBe(code);
-}
 
 describe('tenant settings', () => {
   it('shows the server defaults until a tenant sets its own', async () => {

@@ -1,5 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createTestContext, PASSWORD, type Session, type TestContext } from '../helpers/context.ts';
+import { expectCode } from '../helpers/problem.ts';
 
 let ctx: TestContext;
 let owner: Session;
@@ -30,15 +31,6 @@ const patchUser = (s: Session | Record<string, string>, id: string, payload: obj
     headers: 'headers' in s ? (s.headers as Record<string, string>) : s,
     payload,
   });
-
-function expectCode(
-  res: { statusCode: number; json(): { code: string } },
-  status: number,
-  code: string,
-) {
-  expect(res.statusCode).toBe(status);
-  expect(res.json().code).toBe(code);
-}
 
 describe('users', () => {
   it('lets an owner or admin create a user who can then sign in', async () => {
