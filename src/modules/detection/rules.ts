@@ -193,16 +193,7 @@ async function bulkRead(
     .executeTakeFirstOrThrow();
   const records = Number(row.n);
   if (records < s.records) return undefined;
-  let userId: string | null = e.actorId;
-  if (e.actorKind === 'api_key') {
-    const key = await db
-      .selectFrom('api_keys')
-      .select(['user_id'])
-      .where('tenant_id', '=', tenantId)
-      .where('id', '=', e.actorId)
-      .executeTakeFirst();
-    userId = key?.user_id ?? null;
-  }
+  const userId = e.actorKind === 'api_key' ? await apiKeyOwner(db, tenantId, e.actorId) : e.actorId;
   return {
     rule: 'bulk_read',
     severity: SEVERITY.bulk_read,
@@ -282,6 +273,17 @@ async function newDevice(
   };
 }
 
+/** The user behind an API key of the tenant (null when the key is unknown). */
+async function apiKeyOwner(db: Db, tenantId: string, keyId: string): Promise<string | null> {
+  const key = await db
+    .selectFrom('api_keys')
+    .select(['user_id'])
+    .where('tenant_id', '=', tenantId)
+    .where('id', '=', keyId)
+    .executeTakeFirst();
+  return key?.user_id ?? null;
+}
+
 async function privilegeEscalation(
   db: Db,
   tenantId: string,
@@ -291,16 +293,12 @@ async function privilegeEscalation(
   if (!has(RULE_EVENT_TYPES.privilege, e.type) || e.reason === null) return undefined;
   const role = e.reason.replace(/^role[:_]/, '');
   if (role !== 'admin' && role !== 'owner') return undefined;
-  let userId: string | null = e.targetType === 'user' ? e.targetId : null;
-  if (e.targetType === 'api_key' && e.targetId) {
-    const key = await db
-      .selectFrom('api_keys')
-      .select(['user_id'])
-      .where('tenant_id', '=', tenantId)
-      .where('id', '=', e.targetId)
-      .executeTakeFirst();
-    userId = key?.user_id ?? null;
-  }
+  const userId =
+    e.targetType === 'api_key' && e.targetId
+      ? await apiKeyOwner(db, tenantId, e.targetId)
+      : e.targetType === 'user'
+        ? e.targetId
+        : null;
   return {
     rule: 'privilege_escalation',
     severity: SEVERITY.privilege_escalation,
