@@ -50,9 +50,12 @@ export async function createTestContext(
 ): Promise<TestContext> {
   const database = await createTestDatabase();
   const clock = createManualClock(new Date());
+  // On PostgreSQL the keys live where the product puts them: schema `custos_keys` of the
+  // database (the same store a CLI given CUSTOS_DATABASE_URL opens).
   const config = loadConfig({
     CUSTOS_DATA_DIR: database.dataDir,
     CUSTOS_LOG_LEVEL: 'info',
+    ...(database.url === undefined ? {} : { CUSTOS_DATABASE_URL: database.url }),
     ...env,
   });
   // Keys opened eagerly and checked, as server.ts does.

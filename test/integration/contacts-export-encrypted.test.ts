@@ -15,7 +15,6 @@ import type { LightMyRequestResponse } from 'fastify';
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import { runCli } from '../../src/cli/main.ts';
 import { FRESH_AUTH_MS } from '../../src/core/policy/fresh-auth.ts';
-import { dialectUnderTest } from '../helpers/database.ts';
 import { createTestContext, type Session, type TestContext } from '../helpers/context.ts';
 
 let ctx: TestContext;
@@ -324,9 +323,7 @@ describe('encrypted contact export (POST /api/v1/contacts/export)', () => {
   });
 });
 
-// On PostgreSQL the test context keeps its keys in keys.db while a CLI given CUSTOS_DATABASE_URL
-// opens the key store in the database: the same split as the plain CLI export test.
-describe.runIf(dialectUnderTest === 'sqlite')('custos export contacts --recipient (CLI)', () => {
+describe('custos export contacts --recipient (CLI)', () => {
   const saved = { ...process.env };
   afterEach(() => {
     for (const name of Object.keys(process.env)) {
