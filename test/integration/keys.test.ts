@@ -66,6 +66,23 @@ async function tenantId(slug: string): Promise<string> {
   return row.id;
 }
 
+/** The tenant's key-management audit events, oldest first. */
+async function keyEvents(id: string) {
+  const rows = await database.handle.db
+    .selectFrom('audit_events')
+    .select(['type', 'actor_kind', 'actor_id', 'target_type', 'target_id', 'reason'])
+    .where('tenant_id', '=', id)
+    .where('type', 'like', 'keys.%')
+    .orderBy('leaf_index')
+    .execute();
+  return rows.map((r) => ({
+    type: r.type,
+    actor: `${r.actor_kind}:${r.actor_id}`,
+    target: `${r.target_type}:${r.target_id}`,
+    reason: r.reason,
+  }));
+}
+
 async function setup(slug: string) {
   const result = await cli(
     ['setup', '--tenant', slug, '--name', 'Acme', '--email', `owner@${slug}.example`],
@@ -110,8 +127,12 @@ describe('custos keys', () => {
     expect(retired.status).toBe(0);
     expect(retired.out).toBe('keys-cli: v1 retired; values decrypt from v2');
     expect((await cli(['keys', 'status', '--tenant', 'keys-cli'])).out).toMatch(
-      /decrypts from v2[\s\S]*v1 +retired +0 subject keys[\s\S]*v2 +active +5 subject keys/,
+      /decrypts from v2[\s\S]*v1 +retired +0 subject keys +0 values[\s\S]*v2 +active +5 subject keys/,
     );
+    expect((await keyEvents(id)).map((e) => `${e.type} ${e.target} ${e.reason}`)).toEqual([
+      'keys.rotated tenant_data_key:v2 previous_v1',
+      'keys.version_retired tenant_data_key:v1 min_decrypt_v2',
+    ]);
   });
 
   it('rotate waits for the re-wrap and prints a progress line per batch', async () => {
@@ -125,6 +146,22 @@ describe('custos keys', () => {
       'keys-wait: re-wrapped 2, 1 left',
       'keys-wait: re-wrapped 3, 0 left',
       'keys-wait: every subject key is wrapped by v2',
+      "keys-wait: every value is encrypted under v2 or its subject's key",
+    ]);
+    // Both steps are in the tenant's audit log, by the system actor `cli`.
+    expect(await keyEvents(id)).toEqual([
+      {
+        type: 'keys.rotated',
+        actor: 'system:cli',
+        target: 'tenant_data_key:v2',
+        reason: 'previous_v1',
+      },
+      {
+        type: 'keys.reencrypted',
+        actor: 'system:cli',
+        target: 'tenant_data_key:v2',
+        reason: 'values_0;clear_0;subject_keys_3',
+      },
     ]);
   });
 
@@ -235,9 +272,19 @@ describeWithSoftHsm('PKCS#11 root key on SoftHSM2', () => {
   });
 
   it('init-hsm creates the key once; tenant and subject keys work under it', async () => {
+    const existing = await setup('keys-hsm');
     const created = await cli(['keys', 'init-hsm'], hsm);
     expect(created.out).toBe('Created PKCS#11 token "custos-it" key "custos-root-it".');
     expect((await cli(['keys', 'init-hsm'], hsm)).out).toContain('already exists');
+    // The creation (not the second, idle run) is in every tenant's audit log.
+    expect(await keyEvents(existing)).toEqual([
+      {
+        type: 'keys.root_key_created',
+        actor: 'system:cli',
+        target: 'root_key:pkcs11:custos-root-it',
+        reason: null,
+      },
+    ]);
 
     const keys = await open(hsm);
     await assertKeysUsable(keys);
