@@ -4,6 +4,11 @@ import { createManualClock } from '../../src/clock.ts';
 import { loadConfig } from '../../src/config.ts';
 import { createServices, type Services } from '../../src/compose.ts';
 import { assertKeysUsable, openKeys } from '../../src/modules/keys/open.ts';
+import { createProtectedValueCounter } from '../../src/modules/records/protected-values.ts';
+import { activitySpec } from '../../src/modules/activities/spec.ts';
+import { companySpec } from '../../src/modules/companies/spec.ts';
+import { contactSpec } from '../../src/modules/contacts/spec.ts';
+import { dealSpec } from '../../src/modules/deals/spec.ts';
 import { buildApp } from '../../src/http/app.ts';
 import { loggerOptions } from '../../src/http/logging.ts';
 import { pino } from 'pino';
@@ -41,6 +46,8 @@ export interface TestContext {
   close(): Promise<void>;
 }
 
+const RECORD_SPECS = [contactSpec, companySpec, dealSpec, activitySpec];
+
 let counter = 0;
 const unique = (prefix: string) => `${prefix}${process.pid}-${++counter}`;
 
@@ -58,8 +65,12 @@ export async function createTestContext(
     ...(database.url === undefined ? {} : { CUSTOS_DATABASE_URL: database.url }),
     ...env,
   });
-  // Keys opened eagerly and checked, as server.ts does.
-  const keys = await openKeys(config, { clock });
+  // Keys opened eagerly and checked, as server.ts does (retiring refuses a version that still
+  // seals stored values).
+  const keys = await openKeys(config, {
+    clock,
+    protectedValues: createProtectedValueCounter(database.handle.db, RECORD_SPECS),
+  });
   await assertKeysUsable(keys);
   const logs: string[] = [];
   const logStream = new Writable({

@@ -200,20 +200,23 @@ export function createReencryptionJob(deps: ReencryptDeps) {
     const { spec, crypto } = t;
     const id = String(row.id);
     const clearColumns = new Set<string>();
+    // Damaged values stay as they are (and the row counts as failed); the rest is still done.
+    const damagedColumns = new Set<string>();
     let moved = 0;
     for (const [, column] of t.protectedColumns) {
       const stored = row[column];
       if (typeof stored !== 'string') continue;
       const value = classifyStored(stored);
       if (value.kind === 'clear') clearColumns.add(column);
-      else if (value.kind === 'damaged') return 'failed';
+      else if (value.kind === 'damaged') damagedColumns.add(column);
       else if (value.keyId === tenantKeyId(tenantId) && value.keyVersion !== progress.targetVersion)
         moved += 1;
     }
-    if (clearColumns.size === 0 && moved === 0) return 'unchanged';
+    const failed = damagedColumns.size > 0 ? 'failed' : 'unchanged';
+    if (clearColumns.size === 0 && moved === 0) return failed;
     // Open the sealed values (old versions decrypt until retired); clear ones are taken as is.
     const sealedOnly: Row = { ...row };
-    for (const column of clearColumns) sealedOnly[column] = null;
+    for (const column of [...clearColumns, ...damagedColumns]) sealedOnly[column] = null;
     let opened: Row;
     try {
       [opened = sealedOnly] = await crypto.open(tenantId, [sealedOnly]);
@@ -226,7 +229,8 @@ export function createReencryptionJob(deps: ReencryptDeps) {
     for (const [field, column] of Object.entries(spec.fields)) {
       record[field] = clearColumns.has(column) ? row[column] : (opened[column] ?? null);
     }
-    for (const [field] of t.protectedColumns) values[field] = record[field] ?? null;
+    const redone = t.protectedColumns.filter(([, column]) => !damagedColumns.has(column));
+    for (const [field] of redone) values[field] = record[field] ?? null;
     let sealed: { values: Row; indexColumns: Row };
     try {
       const key = await crypto.writeKey(tenantId, id, record);
@@ -237,8 +241,7 @@ export function createReencryptionJob(deps: ReencryptDeps) {
       throw err;
     }
     const changes: Row = { ...sealed.indexColumns };
-    for (const [field, column] of t.protectedColumns)
-      changes[column] = sealed.values[field] ?? null;
+    for (const [field, column] of redone) changes[column] = sealed.values[field] ?? null;
     const write = async (set: Row) => {
       let query = (db as unknown as AnyDb)
         .updateTable(spec.table)
@@ -275,7 +278,7 @@ export function createReencryptionJob(deps: ReencryptDeps) {
     progress.reencrypted += moved;
     progress.encryptedClear += clearColumns.size;
     progress.remaining = Math.max(0, progress.remaining - moved - clearColumns.size);
-    return 'done';
+    return damagedColumns.size > 0 ? 'failed' : 'done';
   }
 
   /**
@@ -311,7 +314,7 @@ export function createReencryptionJob(deps: ReencryptDeps) {
             const outcome = await redo(t, tenantId, row, progress);
             if (outcome === 'raced') raced += 1;
             else if (outcome === 'failed') failed.add(`${t.spec.table}:${String(row.id)}`);
-            else if (outcome === 'done') wrote = true;
+            if (outcome === 'done') wrote = true;
           }
           if (stopped()) break;
           if (wrote) {
