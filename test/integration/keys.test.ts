@@ -8,6 +8,10 @@ import { loadConfig } from '../../src/config.ts';
 import { encryptField } from '../../src/core/crypto/index.ts';
 import { newId } from '../../src/ids.ts';
 import { assertKeysUsable, openKeys } from '../../src/modules/keys/open.ts';
+import type { Actor } from '../../src/core/policy/index.ts';
+import { activitySpec } from '../../src/modules/activities/spec.ts';
+import { companySpec } from '../../src/modules/companies/spec.ts';
+import { createRecordService } from '../../src/modules/records/service.ts';
 import type { OpenedKeys } from '../../src/modules/keys/open.ts';
 import { createTestDatabase, type TestDatabase } from '../helpers/database.ts';
 import { SOFTHSM_LIBRARY, createSoftHsmToken, describeWithSoftHsm } from '../helpers/softhsm.ts';
@@ -162,6 +166,77 @@ describe('custos keys', () => {
         target: 'tenant_data_key:v2',
         reason: 'values_0;clear_0;subject_keys_3',
       },
+    ]);
+  });
+
+  it('re-encrypts values under the old version and values left in clear, then retire succeeds', async () => {
+    const id = await setup('keys-values');
+    const keys = await open();
+    const actor: Actor = {
+      kind: 'system',
+      tenantId: id,
+      job: 'test',
+      role: 'owner',
+      request: { requestId: 'test', ip: null, userAgent: null },
+    };
+    const deps = { db: database.handle.db, clock: systemClock, keys: keys.service };
+    const company = await createRecordService(companySpec, deps).create(actor, { name: 'Acme' });
+    const activities = createRecordService(activitySpec, deps);
+    for (let i = 0; i < 3; i += 1) {
+      await activities.create(actor, {
+        type: 'note',
+        subject: `s${i}`,
+        body: `b${i}`,
+        companyId: company.id,
+      });
+    }
+    await keys.service.close();
+    // A contact written before encryption (migration 0007): clear values, no blind index.
+    const now = new Date().toISOString();
+    await database.handle.db
+      .insertInto('contacts')
+      .values({
+        id: newId(),
+        tenant_id: id,
+        created_at: now,
+        updated_at: now,
+        version: 1,
+        email: 'old@example.com',
+        notes: 'clear',
+      })
+      .execute();
+    expect((await cli(['keys', 'status', '--tenant', 'keys-values'])).out).toMatch(
+      /v1 +active +0 subject keys +6 values[\s\S]*2 values stored in clear/,
+    );
+    expect((await cli(['keys', 'rotate', '--tenant', 'keys-values', '--no-wait'])).status).toBe(0);
+    const backdate = await open();
+    await backdate.store.db
+      .updateTable('tenant_keys')
+      .set({ deactivated_at: '2020-01-01T00:00:00.000Z' })
+      .execute();
+    await backdate.service.close();
+    const refused = await cli(['keys', 'retire', '--tenant', 'keys-values', '--version', '1']);
+    expect(refused.status).toBe(1);
+    expect(refused.err).toContain('still encrypts 6 values');
+
+    const done = await cli(['keys', 'reencrypt', '--tenant', 'keys-values', '--batch-size', '2']);
+    expect(done.status).toBe(0);
+    expect(done.out.split('\n').at(-1)).toBe(
+      "keys-values: every value is encrypted under v2 or its subject's key",
+    );
+    expect(done.out).toContain('keys-values: re-encrypted');
+    const status = (await cli(['keys', 'status', '--tenant', 'keys-values'])).out;
+    expect(status).toMatch(/v1 +decrypt-only +0 subject keys +0 values/);
+    expect(status).toMatch(/v2 +active +1 subject keys +6 values/);
+    expect(status).toContain('2 values under subject keys');
+    expect(status).not.toContain('in clear');
+    expect(
+      (await cli(['keys', 'retire', '--tenant', 'keys-values', '--version', '1'])).status,
+    ).toBe(0);
+    expect((await keyEvents(id)).map((e) => `${e.type} ${e.reason}`)).toEqual([
+      'keys.rotated previous_v1',
+      'keys.reencrypted values_6;clear_2;subject_keys_0',
+      'keys.version_retired min_decrypt_v2',
     ]);
   });
 
