@@ -13,10 +13,13 @@
  * machine hits all of them alike) and the median round is printed. `BENCH_ROUNDS` (default 5)
  * and `BENCH_ROUND_MS` (default 400) tune it.
  *
- * Extending: each section is a `BenchSection` in `SECTIONS` at the bottom; a section that needs a
- * server or a database (contacts inserted/s encrypted vs plaintext, authenticated GET encrypted
- * vs plaintext) is one more entry whose `run` sets up what it needs, measures with `compare`
- * (or its own loop) and returns its rows.
+ * 3. Contacts inserted per second through the record service, encrypted vs plaintext (same rows,
+ *    same SQLite database). Goal: >= 0.33.
+ * 4. Authenticated `GET /api/v1/contacts/:id` over the whole HTTP stack, encrypted vs plaintext.
+ *    Goal: >= 0.8. (3 and 4 come from bench/records-encryption.bench.ts, one setup for both.)
+ *
+ * Extending: each section is a `BenchSection` in `SECTIONS` at the bottom; its `run` sets up
+ * what it needs, measures with `compare` (or its own loop) and returns its rows.
  */
 import { createSecretKey, randomBytes, randomUUID, type KeyObject } from 'node:crypto';
 import { createRequire } from 'node:module';
@@ -35,6 +38,7 @@ import {
   type FieldAd,
   type FieldKey,
 } from '../src/core/crypto/index.ts';
+import type { RecordsEncryptionResult } from './records-encryption.bench.ts';
 
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 5);
 const ROUND_MS = Number(process.env.BENCH_ROUND_MS ?? 400);
@@ -482,13 +486,49 @@ async function rowSection(): Promise<{ rates: Rate[]; notes: string[] }> {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Sections, in print order. Database and HTTP sections are added here after the records layer
-// encrypts (contacts inserted/s encrypted vs plaintext; authenticated GET encrypted vs
-// plaintext), each a `BenchSection` measuring both sides in the same run.
+// Sections 3 and 4: the records layer on a database and over HTTP, encrypted vs plaintext, both
+// measured in one setup by bench/records-encryption.bench.ts (loaded only when these run).
+
+let records: Promise<RecordsEncryptionResult> | undefined;
+const recordsOnce = async (): Promise<RecordsEncryptionResult> => {
+  const { measureRecordsEncryption } = await import('./records-encryption.bench.ts');
+  return (records ??= measureRecordsEncryption());
+};
+
+function plainVsEncrypted(pair: [plain: Rate, encrypted: Rate], goal: number, note: string) {
+  const [plain, encrypted] = pair;
+  const r = ratio(encrypted, plain);
+  return {
+    rates: [plain, encrypted],
+    notes: [
+      note,
+      `Encrypted / plaintext: ${r.toFixed(2)} (median of per-round ratios ${pairedRatio(encrypted, plain).toFixed(2)}). ` +
+        `Goal >= ${goal}: ${r >= goal ? 'met' : 'NOT met'}.`,
+    ],
+  };
+}
+
+async function insertSection() {
+  const result = await recordsOnce();
+  return plainVsEncrypted(result.creates, 0.33, result.notes.creates);
+}
+
+async function getSection() {
+  const result = await recordsOnce();
+  return plainVsEncrypted(result.gets, 0.8, result.notes.gets);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Sections, in print order. Each `BenchSection` measures both sides in the same run.
 
 export const SECTIONS: BenchSection[] = [
   { title: 'Field encryption through core/crypto (one 32-byte value per call)', run: fieldSection },
   { title: 'Encrypt + blind index per row: Custos vs ciphersweet-js', run: rowSection },
+  {
+    title: 'Contacts inserted per second: encrypted vs plaintext (same rows, same database)',
+    run: insertSection,
+  },
+  { title: 'Authenticated GET of one contact: encrypted vs plaintext', run: getSection },
 ];
 
 export async function runSections(sections: BenchSection[]) {

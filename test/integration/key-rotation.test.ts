@@ -99,6 +99,8 @@ async function versionsInUse(tenantId: string): Promise<number[]> {
 const settle = () => ctx.clock.advance(11_000);
 
 describe('key rotation under traffic', () => {
+  // Rotation, re-wrap and re-encryption with two traffic workers until they finish: on a loaded
+  // shared machine (load 19 on 2 cores) this took 30 s on PostgreSQL; 5 s when idle.
   it('loses nothing: concurrent creates, updates and reads while rotating, re-wrapping and re-encrypting', async () => {
     const s = await ctx.tenant();
     const company = await post(s, '/api/v1/companies', { name: 'Acme' });
@@ -108,7 +110,7 @@ describe('key rotation under traffic', () => {
       expected.set(`${url}/${made.id}`, input);
       return made;
     };
-    for (let i = 0; i < 12; i += 1) {
+    for (let i = 0; i < 8; i += 1) {
       const c = await add('/api/v1/contacts', contactInput());
       await add('/api/v1/activities', activityInput(company.id));
       await add('/api/v1/activities', {
@@ -186,7 +188,7 @@ describe('key rotation under traffic', () => {
     expect(await keys.retireVersion(s.tenantId, 1)).toEqual({ minDecryptVersion: 2 });
     // Everything still reads after v1 is destroyed.
     await expectAll(s, expected);
-  });
+  }, 90_000);
 
   it("never overwrites a user's write that races the re-encryption of the same record", async () => {
     const s = await ctx.tenant();
