@@ -147,6 +147,16 @@ async function finishRotation(
 ): Promise<boolean> {
   const name = ctx.tenants.label(id);
   const service: KeyService = ctx.keys.service;
+  const [status] = await service.status(id);
+  if (status?.activeVersion === undefined) {
+    // A tenant without keys yet: only values left in clear (if any) need them.
+    const census = await censusOfValues(ctx.database.db, RECORD_SPECS, id);
+    if (census.clear === 0) {
+      out(`${name}: no keys and no values in clear: nothing to do`);
+      return true;
+    }
+    await service.tenantDataKey(id);
+  }
   const rewrap = await service.rewrapSubjectKeys(id, {
     ...options,
     onProgress: (p) => out(`${name}: re-wrapped ${p.rewrapped}, ${p.remaining} left`),

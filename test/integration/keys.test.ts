@@ -70,6 +70,19 @@ async function tenantId(slug: string): Promise<string> {
   return row.id;
 }
 
+/** A contact row as written before field encryption (migration 0007): clear, no index. */
+function clearContact(tenant: string) {
+  const now = new Date().toISOString();
+  return {
+    tenant_id: tenant,
+    created_at: now,
+    updated_at: now,
+    version: 1,
+    email: `old-${newId().slice(-8)}@example.com`,
+    notes: 'clear',
+  };
+}
+
 /** The tenant's key-management audit events, oldest first. */
 async function keyEvents(id: string) {
   const rows = await database.handle.db
@@ -192,18 +205,9 @@ describe('custos keys', () => {
     }
     await keys.service.close();
     // A contact written before encryption (migration 0007): clear values, no blind index.
-    const now = new Date().toISOString();
     await database.handle.db
       .insertInto('contacts')
-      .values({
-        id: newId(),
-        tenant_id: id,
-        created_at: now,
-        updated_at: now,
-        version: 1,
-        email: 'old@example.com',
-        notes: 'clear',
-      })
+      .values({ ...clearContact(id), id: newId() })
       .execute();
     expect((await cli(['keys', 'status', '--tenant', 'keys-values'])).out).toMatch(
       /v1 +active +0 subject keys +6 values[\s\S]*2 values stored in clear/,
@@ -233,6 +237,21 @@ describe('custos keys', () => {
     expect(
       (await cli(['keys', 'retire', '--tenant', 'keys-values', '--version', '1'])).status,
     ).toBe(0);
+    // A tenant created before encryption has clear values and no keys at all.
+    const bare = await setup('keys-bare');
+    const clearId = newId();
+    await database.handle.db
+      .insertInto('contacts')
+      .values({ ...clearContact(bare), id: clearId })
+      .execute();
+    expect((await cli(['keys', 'reencrypt', '--tenant', 'keys-bare'])).status).toBe(0);
+    expect((await cli(['keys', 'status', '--tenant', 'keys-bare'])).out).toMatch(
+      /v1 +active +1 subject keys +0 values[\s\S]*2 values under subject keys/,
+    );
+    await setup('keys-empty');
+    expect((await cli(['keys', 'reencrypt', '--tenant', 'keys-empty'])).out).toBe(
+      'keys-empty: no keys and no values in clear: nothing to do',
+    );
     expect((await keyEvents(id)).map((e) => `${e.type} ${e.reason}`)).toEqual([
       'keys.rotated previous_v1',
       'keys.reencrypted values_6;clear_2;subject_keys_0',
