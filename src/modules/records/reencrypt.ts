@@ -147,7 +147,7 @@ export interface ReencryptProgress {
   encryptedClear: number;
   /** Rows left for a later pass because a user changed them meanwhile. */
   raced: number;
-  /** Rows that could not be done (damaged value, destroyed key): see `failures`. */
+  /** Rows that could not be done wholly (a damaged value, a destroyed key); left as they are. */
   failed: number;
   /** Clear e-mail addresses already used by another contact: encrypted, not unique-checked. */
   duplicates: number;
