@@ -252,6 +252,38 @@ describe('password reset by mail', () => {
   });
 });
 
+describe('password reset mails per account', () => {
+  it('sends at most 3 reset mails an hour per account, then answers the same and sends nothing', async () => {
+    const owner = await ctx.tenant();
+    const tokens = [];
+    for (let i = 0; i < 3; i++) tokens.push(await resetToken(owner));
+    const sent = resetMails(owner.email).length;
+    const unknown = await requestReset(owner.tenant, `nobody@${owner.tenant}.example`);
+    // From other addresses too: the limit is the account's, not the client's.
+    const events = await eventsOf(async () => {
+      for (const address of ['198.51.100.1', '198.51.100.2']) {
+        const res = await requestReset(owner.tenant, owner.email, address);
+        expect(res.statusCode).toBe(unknown.statusCode);
+        expect(res.body).toBe(unknown.body);
+        expect(res.headers['content-type']).toBe(unknown.headers['content-type']);
+      }
+      await ctx.services.mailer.settled();
+    });
+    expect(resetMails(owner.email).length).toBe(sent);
+    expect(events.filter((e) => e.type === 'auth.password_reset.requested')).toEqual([
+      expect.objectContaining({ userId: owner.userId, limited: true }),
+      expect.objectContaining({ userId: owner.userId, limited: true }),
+    ]);
+    // A refused request does not supersede the last link that was sent.
+    expect((await confirm({ token: tokens[2]!, newPassword: NEW_PASSWORD })).statusCode).toBe(204);
+    // An hour later mails leave again.
+    ctx.clock.advance(60 * 60_000);
+    const next = await resetToken(owner);
+    const again = 'a passphrase after the hour 31';
+    expect((await confirm({ token: next, newPassword: again })).statusCode).toBe(204);
+  });
+});
+
 describe('password reset throttling', () => {
   let small: TestContext;
   beforeAll(async () => {

@@ -12,7 +12,14 @@ import { hashPassword } from '../identity/passwords.ts';
 import type { Mailer } from '../mail/mailer.ts';
 import { passwordResetMail } from '../mail/templates.ts';
 import { invalidCode, type MfaService, type SecondFactor } from '../mfa/service.ts';
-import { consumeLink, findLink, issueLink, LINK_TTL_MS, linkError } from './links.ts';
+import {
+  consumeLink,
+  countLinksSince,
+  findLink,
+  issueLink,
+  LINK_TTL_MS,
+  linkError,
+} from './links.ts';
 
 export interface PasswordResetDeps {
   db: Kysely<Database>;
@@ -31,6 +38,13 @@ export interface ResetConfirmation {
   recoveryCode?: string | undefined;
 }
 
+/**
+ * At most this many reset mails per account per window: a mailbox cannot be flooded through the
+ * form, and the address budget of the throttle cannot be dodged by spreading over many clients.
+ */
+export const RESET_MAILS_PER_WINDOW = 3;
+export const RESET_MAIL_WINDOW_MS = 60 * 60_000;
+
 /** A user id no row has: an unknown user's request runs the same statements against it. */
 const NOBODY = '00000000-0000-7000-8000-000000000000';
 
@@ -40,7 +54,9 @@ export function createPasswordReset(deps: PasswordResetDeps) {
   /**
    * `POST /auth/password-reset`: the same answer, and the same statements before it, whether or
    * not an active user has this e-mail; the mail leaves after the commit, in the background.
-   * Every request counts against the client address's daily budget of the sign-in throttle.
+   * Every request counts against the client address's daily budget of the sign-in throttle, and
+   * an account gets at most `RESET_MAILS_PER_WINDOW` mails an hour; beyond, nothing is sent and
+   * the answer (and the work before it) is the same as for an unknown e-mail, so it tells nothing.
    */
   async function request(input: { tenant: string; email: string }, meta: RequestMeta) {
     const claimed = await throttle.claim(meta.ip, undefined);
@@ -68,14 +84,19 @@ export function createPasswordReset(deps: PasswordResetDeps) {
       .executeTakeFirst();
     const user = row?.id != null && row.email != null ? { id: row.id, email: row.email } : null;
     const now = clock.now();
-    const issued = await db.transaction().execute(async (trx) => {
+    const { issued, limited } = await db.transaction().execute(async (trx) => {
       const tenantId = row?.tenant_id ?? NOBODY;
-      const link = { tenantId, userId: user?.id ?? NOBODY, purpose: 'password_reset' as const };
-      const made = await issueLink(trx, link, now);
-      if (user) return made;
+      const since = new Date(now.getTime() - RESET_MAIL_WINDOW_MS);
+      const recent = await countLinksSince(trx, user?.id ?? NOBODY, 'password_reset', since);
+      // Past its hourly mails the account is treated as nobody: the same statements, the same
+      // answer, no mail, and the last link sent keeps working.
+      const over = recent >= RESET_MAILS_PER_WINDOW;
+      const userId = user && !over ? user.id : NOBODY;
+      const made = await issueLink(trx, { tenantId, userId, purpose: 'password_reset' }, now);
+      if (userId !== NOBODY) return { issued: made, limited: false };
       // No such user: the same statements and a committed write, then nothing left behind.
       await trx.deleteFrom('auth_links').where('user_id', '=', NOBODY).execute();
-      return undefined;
+      return { issued: undefined, limited: user !== null };
     });
     await audit.record({
       type: 'auth.password_reset.requested',
@@ -84,6 +105,7 @@ export function createPasswordReset(deps: PasswordResetDeps) {
       ip: meta.ip,
       tenantId: row?.tenant_id ?? null,
       userId: user?.id ?? null,
+      ...(limited ? { limited: true as const } : {}),
     });
     if (issued && user && row) {
       const link = `${deps.publicUrl}/reset-password?token=${issued.token}`;

@@ -127,6 +127,8 @@ export type IdentityEvent =
       tenantId: string | null;
       /** Null when no active user has this e-mail: nothing was sent. */
       userId: string | null;
+      /** The account had its hourly reset mails already: nothing was sent. */
+      limited?: true;
     })
   | (Base & {
       type: 'auth.password_reset.failed';
