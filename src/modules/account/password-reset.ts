@@ -1,3 +1,4 @@
+import type { AuthenticationResponseJSON } from '@simplewebauthn/server';
 import type { Kysely } from 'kysely';
 import type { Clock } from '../../clock.ts';
 import type { RequestMeta } from '../../core/policy/index.ts';
@@ -11,7 +12,10 @@ import { assertPasswordAcceptable } from '../identity/password-policy.ts';
 import { hashPassword } from '../identity/passwords.ts';
 import type { Mailer } from '../mail/mailer.ts';
 import { passwordResetMail } from '../mail/templates.ts';
+import { hasSecondFactor } from '../mfa/factors.ts';
 import { invalidCode, type MfaService, type SecondFactor } from '../mfa/service.ts';
+import { passkeyInvalid } from '../passkeys/errors.ts';
+import type { PasskeySignIn, UserBinding } from '../passkeys/sign-in.ts';
 import {
   consumeLink,
   countLinksSince,
@@ -27,6 +31,7 @@ export interface PasswordResetDeps {
   audit: AuditSink;
   throttle: LoginThrottle;
   mfa: Pick<MfaService, 'verifySecondFactor'>;
+  passkeys: Pick<PasskeySignIn, 'userAssertionStart' | 'verifyUserAssertion'>;
   mailer: Mailer;
   publicUrl: string;
 }
@@ -36,7 +41,16 @@ export interface ResetConfirmation {
   newPassword: string;
   code?: string | undefined;
   recoveryCode?: string | undefined;
+  /** An assertion answering `passkeyOptions` for this link. */
+  passkey?: AuthenticationResponseJSON | undefined;
 }
+
+/** A reset's passkey challenge is for the link's user. */
+const resetBinding = (link: { tenantId: string; userId: string }): UserBinding => ({
+  purpose: 'password_reset',
+  tenantId: link.tenantId,
+  userId: link.userId,
+});
 
 /**
  * At most this many reset mails per account per window: a mailbox cannot be flooded through the
@@ -123,8 +137,8 @@ export function createPasswordReset(deps: PasswordResetDeps) {
 
   /**
    * `POST /auth/password-reset/confirm`: a valid link, a password the policy accepts and, when
-   * the account has a second factor, a current code or a recovery code (a mailbox alone never
-   * bypasses MFA). Sets the password, ends every session, signs nobody in.
+   * the account has a second factor, a current code, a recovery code or a passkey assertion (a
+   * mailbox alone never bypasses MFA). Sets the password, ends every session, signs nobody in.
    */
   async function confirm(input: ResetConfirmation, meta: RequestMeta): Promise<void> {
     const base = { requestId: meta.requestId, ip: meta.ip };
@@ -149,16 +163,12 @@ export function createPasswordReset(deps: PasswordResetDeps) {
     const user = await db
       .selectFrom('users')
       .innerJoin('tenants', 'tenants.id', 'users.tenant_id')
-      .leftJoin('user_totp', (join) =>
-        join.onRef('user_totp.user_id', '=', 'users.id').on('user_totp.status', '=', 'active'),
-      )
       .select([
         'users.email',
         'users.name',
         'users.status',
         'tenants.slug',
         'tenants.name as tenant_name',
-        'user_totp.user_id as totp_user_id',
       ])
       .where('users.id', '=', link.userId)
       .where('users.tenant_id', '=', link.tenantId)
@@ -174,18 +184,21 @@ export function createPasswordReset(deps: PasswordResetDeps) {
       { field: 'body/newPassword' },
     );
     let claimed: Awaited<ReturnType<LoginThrottle['claim']>> | undefined;
-    if (user.totp_user_id !== null) {
-      const factor: SecondFactor | undefined =
+    // Any second factor (TOTP or a passkey, see factors.ts): a mailbox alone never bypasses it.
+    if (await hasSecondFactor(db, link)) {
+      const factor: SecondFactor | { passkey: AuthenticationResponseJSON } | undefined =
         input.code !== undefined
           ? { code: input.code }
           : input.recoveryCode !== undefined
             ? { recoveryCode: input.recoveryCode }
-            : undefined;
+            : input.passkey !== undefined
+              ? { passkey: input.passkey }
+              : undefined;
       if (!factor) {
         await refuse('mfa_required', link);
         throw new AppError('invalid', 'auth.reset_mfa_required', 'second factor owed', {
           detail:
-            'Two-factor authentication is on for this account: send the current code ("code") or a recovery code ("recoveryCode") with the new password.',
+            'Two-factor authentication is on for this account: send the current code ("code"), a recovery code ("recoveryCode") or a passkey assertion ("passkey", options from /auth/password-reset/passkey-options) with the new password.',
         });
       }
       // Code guesses through this door count like those at sign-in.
@@ -194,7 +207,14 @@ export function createPasswordReset(deps: PasswordResetDeps) {
       let remaining: number | undefined;
       if (claimed.addressBlocked) reason = 'address_blocked';
       else if (claimed.account?.admitted === false) reason = 'locked';
-      else {
+      else if ('passkey' in factor) {
+        const checked = await deps.passkeys.verifyUserAssertion(
+          resetBinding(link),
+          factor.passkey,
+          meta,
+        );
+        if (!checked.ok) reason = 'bad_passkey';
+      } else {
         const outcome = await deps.mfa.verifySecondFactor(link, factor);
         if (!outcome.ok) reason = outcome.reason;
         else if (outcome.method === 'recovery_code') remaining = outcome.remaining;
@@ -213,7 +233,7 @@ export function createPasswordReset(deps: PasswordResetDeps) {
         const locked = lockoutEvent(claimed, link, meta, at);
         if (locked) await audit.record(locked);
         await refuse('mfa_failed', link);
-        throw invalidCode('invalid');
+        throw 'passkey' in factor ? passkeyInvalid('invalid') : invalidCode('invalid');
       }
       if (remaining !== undefined) {
         await audit.record({
@@ -265,5 +285,26 @@ export function createPasswordReset(deps: PasswordResetDeps) {
     }
   }
 
-  return { request, confirm };
+  /**
+   * `POST /auth/password-reset/passkey-options`: for an account whose second factor is a passkey,
+   * options to sign with it, with a challenge bound to the link's user. Needs a usable link.
+   */
+  async function passkeyOptions(input: { token: string }, meta: RequestMeta) {
+    const found = await findLink(db, input.token, 'password_reset', clock.now());
+    if (!found.ok) {
+      await audit.record({
+        type: 'auth.password_reset.failed',
+        at: clock.now().toISOString(),
+        requestId: meta.requestId,
+        ip: meta.ip,
+        tenantId: found.link?.tenantId ?? null,
+        userId: found.link?.userId ?? null,
+        reason: found.reason,
+      });
+      throw linkError('password_reset', found.reason);
+    }
+    return deps.passkeys.userAssertionStart(resetBinding(found.link));
+  }
+
+  return { request, confirm, passkeyOptions };
 }

@@ -129,7 +129,7 @@ function map(event: IdentityEvent): Mapped {
     case 'auth.passkey.failed':
       return {
         actor:
-          event.stage === 'register' && event.userId !== null
+          (event.stage === 'register' || event.stage === 'step_up') && event.userId !== null
             ? { kind: 'user', id: event.userId }
             : { kind: 'anonymous', id: null },
         target:
