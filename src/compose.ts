@@ -220,6 +220,7 @@ export function createServices(deps: {
       audit: auditSink,
       throttle,
       mfa,
+      passkeys: passkeySignIn,
       mailer,
       publicUrl: deps.config.publicUrl,
     }),

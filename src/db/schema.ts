@@ -161,7 +161,14 @@ export interface UserPasskeyTable {
   disabled_reason: 'cloned' | null;
 }
 
-export type WebauthnChallengePurpose = 'register' | 'passwordless' | 'second_factor';
+export type WebauthnChallengePurpose =
+  | 'register'
+  | 'passwordless'
+  | 'second_factor'
+  /** The second factor of a password reset (bound to the user). */
+  | 'password_reset'
+  /** A step-up of a session (bound to the user and the session). */
+  | 'step_up';
 
 /** A ceremony challenge: single use, short-lived, bound to what started it. */
 export interface WebauthnChallengeTable {

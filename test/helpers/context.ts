@@ -158,3 +158,15 @@ export function sessionCookie(res: LightMyRequestResponse): string {
   if (!cookie) throw new Error('no session cookie');
   return `${cookie.name}=${cookie.value}`;
 }
+
+/**
+ * After an answer that gave the session a new token (step-up, an enrolment that lifted the
+ * tenant's MFA hold), the session goes on with the new cookie and CSRF token (in place, so
+ * `s.headers` captured earlier follows).
+ */
+export function renewSession(s: Session, res: LightMyRequestResponse): void {
+  s.cookie = sessionCookie(res);
+  s.csrfToken = res.json<{ csrfToken: string }>().csrfToken;
+  s.headers.cookie = s.cookie;
+  s.headers['x-csrf-token'] = s.csrfToken;
+}

@@ -15,7 +15,12 @@ import type { LightMyRequestResponse } from 'fastify';
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import { runCli } from '../../src/cli/main.ts';
 import { FRESH_AUTH_MS } from '../../src/core/policy/fresh-auth.ts';
-import { createTestContext, type Session, type TestContext } from '../helpers/context.ts';
+import {
+  createTestContext,
+  renewSession,
+  type Session,
+  type TestContext,
+} from '../helpers/context.ts';
 
 let ctx: TestContext;
 
@@ -280,6 +285,7 @@ describe('encrypted contact export (POST /api/v1/contacts/export)', () => {
       payload: { password: 'correct horse battery staple' },
     });
     expect(stepped.statusCode).toBe(200);
+    renewSession(owner, stepped);
     expect((await sealedExport(owner, { recipientKey: recipient.publicPem })).statusCode).toBe(200);
   });
 
