@@ -136,12 +136,19 @@ describe('encryptGroup / decryptGroup', () => {
     );
     // A format 2 body under a format 1 prefix is malformed.
     expect(
-      codeOf(() => decryptField(fieldKey, { ...ad, field: 'email' }, `cv1.${seal()[0]![1].slice(4)}`)),
+      codeOf(() =>
+        decryptField(fieldKey, { ...ad, field: 'email' }, `cv1.${seal()[0]![1].slice(4)}`),
+      ),
     ).toBe('ENVELOPE_MALFORMED');
   });
 
   it('refuses duplicate field names and lone surrogates', () => {
-    expect(() => encryptGroup(key, ref, ad, [['a', 'x'], ['a', 'y']])).toThrow(TypeError);
+    expect(() =>
+      encryptGroup(key, ref, ad, [
+        ['a', 'x'],
+        ['a', 'y'],
+      ]),
+    ).toThrow(TypeError);
     expect(() => encryptGroup(key, ref, ad, [['a', 'x\uD800']])).toThrow(TypeError);
     expect(encryptGroup(key, ref, ad, [])).toEqual([]);
   });

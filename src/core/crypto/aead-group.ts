@@ -56,7 +56,8 @@ export interface GroupAd {
   recordId: string;
 }
 
-const PREFIX_BYTES = (idLength: number) => 2 + idLength + 4 + AES_GCM_NONCE_BYTES + AES_GCM_TAG_BYTES;
+const PREFIX_BYTES = (idLength: number) =>
+  2 + idLength + 4 + AES_GCM_NONCE_BYTES + AES_GCM_TAG_BYTES;
 
 function sortedByName<T>(entries: ReadonlyArray<readonly [string, T]>): (readonly [string, T])[] {
   const sorted = [...entries].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));

@@ -172,7 +172,13 @@ export function readEnvelope(stored: string): RawEnvelope {
   } catch {
     throw malformed('key id is not UTF-8');
   }
-  return { formatVersion, keyId, keyVersion: bytes.readUInt32BE(2 + idLength), bytes, headerLength };
+  return {
+    formatVersion,
+    keyId,
+    keyVersion: bytes.readUInt32BE(2 + idLength),
+    bytes,
+    headerLength,
+  };
 }
 
 function decodeEnvelope(stored: string): DecodedEnvelope {
