@@ -59,8 +59,13 @@ export interface GroupAd {
 const PREFIX_BYTES = (idLength: number) =>
   2 + idLength + 4 + AES_GCM_NONCE_BYTES + AES_GCM_TAG_BYTES;
 
-function sortedByName<T>(entries: ReadonlyArray<readonly [string, T]>): (readonly [string, T])[] {
-  const sorted = [...entries].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+function sortedByName<T>(
+  entries: ReadonlyArray<readonly [string, T]>,
+): ReadonlyArray<readonly [string, T]> {
+  let inOrder = true;
+  for (let i = 1; i < entries.length && inOrder; i++) inOrder = entries[i - 1]![0] < entries[i]![0];
+  // Callers usually pass the same order every time; sort (a copy) only when needed.
+  const sorted = inOrder ? entries : [...entries].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
   for (let i = 0; i < sorted.length; i++) {
     const name = sorted[i]![0];
     requireNonEmpty(name, 'field');
@@ -115,13 +120,21 @@ export function encryptGroup(
   );
   joined.fill(0);
   const prefix = Buffer.concat([header, nonce, tag]);
+  // base64url(prefix || segment) is base64url(prefix) + base64url(segment) when the prefix is a
+  // whole number of 3-byte groups (a subject key id of 44 bytes gives 78): encode it once.
+  const shared =
+    prefix.length % 3 === 0 ? GROUP_ENVELOPE_PREFIX + prefix.toString('base64url') : '';
   const byName = new Map<string, string>();
   let offset = 0;
   for (let i = 0; i < names.length; i++) {
     const segment = ciphertext.subarray(offset, offset + lengths[i]!);
     offset += lengths[i]!;
-    const out = Buffer.concat([prefix, segment]);
-    byName.set(names[i]!, GROUP_ENVELOPE_PREFIX + out.toString('base64url'));
+    byName.set(
+      names[i]!,
+      shared === ''
+        ? GROUP_ENVELOPE_PREFIX + Buffer.concat([prefix, segment]).toString('base64url')
+        : shared + segment.toString('base64url'),
+    );
   }
   return values.map(([name]) => byName.get(name) as string);
 }
@@ -153,9 +166,12 @@ export function decryptGroup(
   });
   const first = decoded[0]!;
   const prefixLength = PREFIX_BYTES(first.bytes[1] ?? 0);
-  const prefix = first.bytes.subarray(0, prefixLength);
   for (const d of decoded) {
-    if (d.bytes.length < prefixLength || !d.bytes.subarray(0, prefixLength).equals(prefix)) {
+    if (
+      d !== first &&
+      (d.bytes.length < prefixLength ||
+        d.bytes.compare(first.bytes, 0, prefixLength, 0, prefixLength) !== 0)
+    ) {
       throw new CryptoError(
         'DECRYPT_FAILED',
         'the values of a record group do not share one seal (copied from another record, or altered)',
