@@ -56,11 +56,14 @@ interface IndexKeys {
 /** At most this many tenants' derived index keys are kept (then the map starts afresh). */
 const MAX_TENANTS = 1000;
 /**
- * New data subjects' keys are created this many at a time, one key-store transaction each: the
- * key store commits durably (an fsync, ~8 ms here), which one per contact would cost every
- * create. Reserved ids whose keys were never used are harmless (a key protecting nothing).
+ * New data subjects' keys are created in batches, one key-store transaction each: the key store
+ * commits durably (an fsync, ~8 ms here, far more on a busy disk), which one per contact would
+ * cost every create. A tenant's batch starts small and doubles at each refill up to the maximum,
+ * so a tenant creating contacts one by one pays the fsync once per 256 creates while a quiet one
+ * reserves few. Reserved ids whose keys were never used are harmless (a key protecting nothing).
  */
-const SUBJECT_POOL = 64;
+const SUBJECT_POOL_FIRST = 16;
+const SUBJECT_POOL_MAX = 256;
 const LONE_SURROGATE = /\p{Surrogate}/u;
 /** A stored value names a key that `open` has not loaded yet. */
 const NEED_KEY = Symbol('need key');
@@ -402,7 +405,7 @@ export function createFieldCrypto(spec: RecordSpec, deps: FieldCryptoDeps) {
 
   const pools = new Map<
     string,
-    { ready: { id: string; key: FieldKey }[]; refill?: Promise<void> }
+    { ready: { id: string; key: FieldKey }[]; batch: number; refill?: Promise<void> }
   >();
 
   /**
@@ -413,7 +416,7 @@ export function createFieldCrypto(spec: RecordSpec, deps: FieldCryptoDeps) {
     let pool = pools.get(tenantId);
     if (pool === undefined) {
       if (pools.size >= MAX_TENANTS) pools.clear();
-      pool = { ready: [] };
+      pool = { ready: [], batch: SUBJECT_POOL_FIRST };
       pools.set(tenantId, pool);
     }
     for (;;) {
@@ -422,7 +425,8 @@ export function createFieldCrypto(spec: RecordSpec, deps: FieldCryptoDeps) {
       const p = pool;
       p.refill ??= (async () => {
         try {
-          const ids = Array.from({ length: SUBJECT_POOL }, () => newId());
+          const ids = Array.from({ length: p.batch }, () => newId());
+          p.batch = Math.min(SUBJECT_POOL_MAX, p.batch * 2);
           const made = await keys.createSubjectKeys(tenantId, ids, { cache: true });
           for (const id of ids) {
             const key = made.get(id);
