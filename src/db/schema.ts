@@ -220,7 +220,7 @@ export interface CompanyTable extends RecordColumns {
 export interface ContactTable extends RecordColumns {
   first_name: string | null;
   last_name: string | null;
-  /** Protected fields (data map `personal`/`sensitive`) hold `cv1.` envelopes, never clear text. */
+  /** Protected fields (data map `personal`/`sensitive`) hold `cv2.` record-group envelopes (older rows `cv1.`), never clear text. */
   email: string | null;
   phone: string | null;
   title: string | null;
