@@ -10,7 +10,8 @@ import { pino } from 'pino';
 import { setupTenant } from '../../src/modules/tenants/service.ts';
 import type { Role } from '../../src/db/schema.ts';
 import type { AuditSink } from '../../src/modules/auth/events.ts';
-import { createTestDatabase, type TestDatabase } from './database.ts';
+import { createTestDatabase, openAppHandle, type TestDatabase } from './database.ts';
+import { acrossTenants } from '../../src/db/tenant-scope.ts';
 
 export const PASSWORD = 'correct horse battery staple';
 
@@ -28,6 +29,11 @@ export interface Session {
 
 export interface TestContext {
   app: FastifyInstance;
+  /**
+   * The app's services as test code calls them: outside a request there is no tenant scope, so
+   * each call runs in the system scope, like the operator's CLI; `database` is the test's own
+   * handle (past the tenant walls). The app itself uses the plain services.
+   */
   services: Services;
   database: TestDatabase;
   clock: ReturnType<typeof createManualClock>;
@@ -65,16 +71,18 @@ export async function createTestContext(
       cb();
     },
   });
-  const services = createServices({
+  const appDatabase = openAppHandle(database);
+  const appServices = createServices({
     config,
-    database: database.handle,
+    database: appDatabase.handle,
     clock,
     keys: keys.service,
     // Background work (mail) logs beside the requests, so tests read both in `logs`.
     log: pino(loggerOptions(config.logLevel), logStream),
     ...options,
   });
-  const app = await buildApp({ config, services, logStream });
+  const app = await buildApp({ config, services: appServices, logStream });
+  const services = testView(appServices, database);
 
   async function login(tenant: string, email: string, password = PASSWORD): Promise<Session> {
     const res = await app.inject({
@@ -134,6 +142,7 @@ export async function createTestContext(
       await services.mailer.settled();
       services.mailer.close();
       await keys.service.close().catch(() => undefined);
+      await appDatabase.close();
       await database.drop();
     },
   };
@@ -143,4 +152,17 @@ export function sessionCookie(res: LightMyRequestResponse): string {
   const cookie = res.cookies.find((c) => c.name === '__Host-custos_session');
   if (!cookie) throw new Error('no session cookie');
   return `${cookie.name}=${cookie.value}`;
+}
+
+function testView(services: Services, database: TestDatabase): Services {
+  const view: Record<string, unknown> = {};
+  for (const [name, value] of Object.entries(services)) {
+    view[name] =
+      name === 'database'
+        ? database.handle
+        : typeof value === 'object' && value !== null
+          ? acrossTenants('cli', value)
+          : value;
+  }
+  return view as Services;
 }
