@@ -1,3 +1,5 @@
+import cookie from '@fastify/cookie';
+import Fastify, { type FastifyInstance } from 'fastify';
 import { sql, type Kysely } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { DatabaseHandle } from '../../src/db/database.ts';
@@ -6,6 +8,7 @@ import { runAsSystem, runInTenant } from '../../src/db/tenant-scope.ts';
 import { APP_ROLE, TENANT_WALL_POLICY } from '../../src/db/tenant-walls.ts';
 import { createTestContext, type Session, type TestContext } from '../helpers/context.ts';
 import { dialectUnderTest, openAppHandle } from '../helpers/database.ts';
+import { registerAuthentication } from '../../src/http/auth.ts';
 
 /**
  * The second wall between tenants: PostgreSQL's row-level security refuses other tenants' rows
@@ -170,6 +173,36 @@ describe.skipIf(dialectUnderTest !== 'postgres')(
     it('lets the system scope, and only it, see across tenants', async () => {
       const all = await runAsSystem('worker', () => everyContact(db));
       expect(all.rows).toHaveLength(3);
+    });
+
+    describe('in an HTTP request', () => {
+      let probe: FastifyInstance;
+      beforeAll(async () => {
+        // The app's own authentication hook in front of routes whose query forgets its filter.
+        probe = Fastify();
+        await probe.register(cookie);
+        registerAuthentication(probe, ctx.services.auth);
+        const forgetful = async () => (await everyContact(db)).rows.map((r) => r.tenant_id);
+        probe.get('/api/v1/forgetful', forgetful);
+        probe.get('/api/v1/forgetful-public', { config: { public: true } }, forgetful);
+        await probe.ready();
+      });
+      afterAll(async () => probe?.close());
+
+      it("serves a signed-in caller only its tenant's rows", async () => {
+        for (const s of [a, b]) {
+          const res = await probe.inject({ url: '/api/v1/forgetful', headers: s.headers });
+          expect(res.statusCode).toBe(200);
+          const tenants = res.json<string[]>();
+          expect(tenants.length).toBeGreaterThan(0);
+          expect(new Set(tenants)).toEqual(new Set([s.tenantId]));
+        }
+      });
+
+      it('crosses the walls on a public route (the documented pre-auth exception)', async () => {
+        const res = await probe.inject({ url: '/api/v1/forgetful-public' });
+        expect(new Set(res.json<string[]>())).toEqual(new Set([a.tenantId, b.tenantId]));
+      });
     });
 
     /** Tables with a `tenant_id` column lacking ENABLE + FORCE row-level security or the policy. */
