@@ -9,6 +9,7 @@ import { loggerOptions } from '../../src/http/logging.ts';
 import { pino } from 'pino';
 import { setupTenant } from '../../src/modules/tenants/service.ts';
 import type { Role } from '../../src/db/schema.ts';
+import type { DatabaseHandle } from '../../src/db/database.ts';
 import type { AuditSink } from '../../src/modules/auth/events.ts';
 import { createTestDatabase, openAppHandle, type TestDatabase } from './database.ts';
 import { acrossTenants } from '../../src/db/tenant-scope.ts';
@@ -36,6 +37,8 @@ export interface TestContext {
    */
   services: Services;
   database: TestDatabase;
+  /** The handle the app under test uses (behind the tenant walls on PostgreSQL). */
+  appDatabase: DatabaseHandle;
   clock: ReturnType<typeof createManualClock>;
   /** Every JSON log line the app wrote. */
   logs: string[];
@@ -114,6 +117,7 @@ export async function createTestContext(
     app,
     services,
     database,
+    appDatabase: appDatabase.handle,
     clock,
     logs,
     async tenant(slug = unique('t')) {
