@@ -57,23 +57,27 @@ export function runWithHolder<T>(holder: ScopeHolder, fn: () => T): T {
 }
 
 /**
- * `service` whose methods, called with no scope, run in the system scope (a scope already
- * entered is kept). For services that work across tenants by nature: background workers and
- * their jobs, wired in compose.ts.
+ * `service` (an object of methods, or a function) whose calls made with no scope run in the
+ * system scope (a scope already entered is kept). For services that work across tenants by
+ * nature: background workers and their jobs, wired in compose.ts.
  */
 export function acrossTenants<T extends object>(reason: SystemReason, service: T): T {
+  const call = (fn: (...args: unknown[]) => unknown, self: unknown, args: unknown[]) =>
+    currentScope() === undefined
+      ? runAsSystem(reason, () => fn.apply(self, args))
+      : fn.apply(self, args);
   const wrapped = new Map<PropertyKey, unknown>();
   return new Proxy(service, {
+    apply(target, self, args: unknown[]) {
+      return call(target as (...a: unknown[]) => unknown, self, args);
+    },
     get(target, property, receiver) {
       const value: unknown = Reflect.get(target, property, receiver);
       if (typeof value !== 'function') return value;
       let wrapper = wrapped.get(property);
       if (!wrapper) {
         const fn = value as (...args: unknown[]) => unknown;
-        wrapper = (...args: unknown[]) =>
-          currentScope() === undefined
-            ? runAsSystem(reason, () => fn.apply(target, args))
-            : fn.apply(target, args);
+        wrapper = (...args: unknown[]) => call(fn, target, args);
         wrapped.set(property, wrapper);
       }
       return wrapper;

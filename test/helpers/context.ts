@@ -164,7 +164,7 @@ function testView(services: Services, database: TestDatabase): Services {
     view[name] =
       name === 'database'
         ? database.handle
-        : typeof value === 'object' && value !== null
+        : (typeof value === 'object' && value !== null) || typeof value === 'function'
           ? acrossTenants('cli', value)
           : value;
   }
