@@ -1,6 +1,7 @@
 import type { Clock } from './clock.ts';
 import type { Config, SiemConfig } from './config.ts';
 import type { DatabaseHandle } from './db/database.ts';
+import { acrossTenants } from './db/tenant-scope.ts';
 import { createApiKeyService } from './modules/api-keys/service.ts';
 import { createIdentityAuditSink } from './modules/audit/identity-sink.ts';
 import { createAuditQueries } from './modules/audit/queries.ts';
@@ -151,15 +152,19 @@ export function createServices(deps: {
     sessionAbsoluteMs: deps.config.sessionAbsoluteMs,
   });
   // Started by server.ts only; tests call runOnce() or start() themselves.
-  const siem = createSiemWorker({
-    db,
-    clock,
-    destinations: deps.siemDestinations ?? siemDestinationsFromConfig(deps.config, clock),
-    batchSize: deps.config.siemBatchSize,
-    intervalMs: deps.config.siemIntervalMs,
-    retryMaxMs: deps.config.siemRetryMaxMs,
-    ...(deps.onSiemError ? { onError: deps.onSiemError } : {}),
-  });
+  // Workers walk every tenant: called outside any scope, they run in the system scope.
+  const siem = acrossTenants(
+    'worker',
+    createSiemWorker({
+      db,
+      clock,
+      destinations: deps.siemDestinations ?? siemDestinationsFromConfig(deps.config, clock),
+      batchSize: deps.config.siemBatchSize,
+      intervalMs: deps.config.siemIntervalMs,
+      retryMaxMs: deps.config.siemRetryMaxMs,
+      ...(deps.onSiemError ? { onError: deps.onSiemError } : {}),
+    }),
+  );
   const alertNotifier = deps.alertNotifier ?? noopAlertNotifier;
   const alerts = createAlertService({
     db,
@@ -179,13 +184,16 @@ export function createServices(deps: {
     /** Streams the audit log to the configured SIEM destinations (stop it at shutdown). */
     siem,
     auditSettings,
-    auditRetention: createAuditRetention({
-      db,
-      dialect: deps.database.dialect,
-      clock,
-      log: auditLog,
-      settings: auditSettings,
-    }),
+    auditRetention: acrossTenants(
+      'worker',
+      createAuditRetention({
+        db,
+        dialect: deps.database.dialect,
+        clock,
+        log: auditLog,
+        settings: auditSettings,
+      }),
+    ),
     auth: createAuthService({
       db,
       reader,
@@ -209,7 +217,7 @@ export function createServices(deps: {
     passkeys: createPasskeyService({ db, clock, audit: auditSink, rp }),
     passkeySignIn,
     /** Deletes expired challenges, sessions and counters; server.ts runs it periodically. */
-    authPurge: createAuthPurge({ db, clock }),
+    authPurge: acrossTenants('worker', createAuthPurge({ db, clock })),
     /** Close at shutdown (a Redis connection when configured). */
     throttleStore,
     /** Close at shutdown (after `settled()` to let queued mail leave). */
@@ -251,15 +259,18 @@ export function createServices(deps: {
     alerts,
     detectionSettings: createDetectionSettingsService({ db, clock, audit: auditLog }),
     /** Started by server.ts (`start`), by tests through `runOnce`. */
-    detectionWorker: createDetectionWorker({
-      db,
-      dialect: deps.database.dialect,
-      clock,
-      audit: auditLog,
-      throttle,
-      notifier: alertNotifier,
-      onError: deps.onBackgroundError,
-    }),
+    detectionWorker: acrossTenants(
+      'worker',
+      createDetectionWorker({
+        db,
+        dialect: deps.database.dialect,
+        clock,
+        audit: auditLog,
+        throttle,
+        notifier: alertNotifier,
+        onError: deps.onBackgroundError,
+      }),
+    ),
     companies: createRecordService(companySpec, records),
     deals: createRecordService(dealSpec, records),
     activities: createRecordService(activitySpec, records),

@@ -11,6 +11,7 @@ import { createProtectedValueCounter } from './modules/records/protected-values.
 import { activitySpec } from './modules/activities/spec.ts';
 import { contactSpec } from './modules/contacts/spec.ts';
 import { startAuditJobs } from './modules/audit/jobs.ts';
+import { runAsSystem } from './db/tenant-scope.ts';
 
 /** config -> dependencies -> app.listen() */
 async function main() {
@@ -32,10 +33,13 @@ async function main() {
   await migrateToLatest(database.db);
   // Keys before serving: a missing, exposed or wrong root key stops the start here, with a
   // message saying which, instead of failing on the first encrypted read.
-  const keys = await openKeys(config, {
-    clock: systemClock,
-    protectedValues: createProtectedValueCounter(database.db, [contactSpec, activitySpec]),
-  });
+  // Counting protected values spans every tenant.
+  const keys = await runAsSystem('startup', () =>
+    openKeys(config, {
+      clock: systemClock,
+      protectedValues: createProtectedValueCounter(database.db, [contactSpec, activitySpec]),
+    }),
+  );
   await assertKeysUsable(keys);
   // The worker is built before the app whose logger reports its failures.
   const siemLog: { current?: { warn(obj: object, msg: string): void } } = {};
@@ -65,19 +69,22 @@ async function main() {
   onBackgroundError = (error) => app.log.error({ err: error }, 'detection worker failed');
   // Detection rules over every tenant's audit log; several nodes may run it (the cursor is locked).
   if (config.detectionIntervalMs > 0) services.detectionWorker.start(config.detectionIntervalMs);
-  if ((await countTenants(database.db)) === 0) {
+  if ((await runAsSystem('startup', () => countTenants(database.db))) === 0) {
     app.log.warn(
       'No tenant exists yet. Create the first one and its owner with: ' +
         'CUSTOS_SETUP_PASSWORD=... npx custos setup --tenant <slug> --name "<organisation>" --email <owner e-mail>',
     );
   }
   const stopPurge = startAuthPurge(services.authPurge, { log: app.log });
-  const stopAuditJobs = startAuditJobs({
-    log: services.auditLog,
-    retention: services.auditRetention,
-    pruneMs: config.auditPruneMs,
-    logger: app.log,
-  });
+  // The jobs' timers keep the system scope they were started in (every tenant's checkpoints).
+  const stopAuditJobs = runAsSystem('worker', () =>
+    startAuditJobs({
+      log: services.auditLog,
+      retention: services.auditRetention,
+      pruneMs: config.auditPruneMs,
+      logger: app.log,
+    }),
+  );
   const stop = async (signal: string) => {
     app.log.info({ signal }, 'shutting down');
     stopAuditJobs();

@@ -3,6 +3,7 @@ import { systemClock } from '../clock.ts';
 import { ConfigError, loadConfig, setupPasswordFrom } from '../config.ts';
 import { migrateToLatest, openDatabase, type DatabaseHandle } from '../db/database.ts';
 import { AppError } from '../errors.ts';
+import { runAsSystem } from '../db/tenant-scope.ts';
 import { setupTenant } from '../modules/tenants/service.ts';
 import { registerTransferCommands } from './import-export.ts';
 import { registerAuditCommands } from './audit.ts';
@@ -29,7 +30,8 @@ async function withDatabase<T>(fn: (database: DatabaseHandle) => Promise<T>): Pr
   });
   try {
     await migrateToLatest(database.db);
-    return await fn(database);
+    // The operator's commands (setup, import, export, audit, keys) span tenants.
+    return await runAsSystem('cli', () => fn(database));
   } finally {
     await database.close();
   }

@@ -15,6 +15,8 @@ import {
 import type { Database } from './schema.ts';
 import { migrations } from './migrations/index.ts';
 import { createWriteWatches, type WriteWatch } from './write-watch.ts';
+import { currentScope, runAsMigration, type TenantScope } from './tenant-scope.ts';
+import { APP_ROLE } from './tenant-walls.ts';
 
 export type Dialect = 'sqlite' | 'postgres';
 
@@ -23,6 +25,12 @@ export interface DatabaseOptions {
   databaseUrl?: string | undefined;
   dataDir: string;
   poolSize?: number;
+  /**
+   * PostgreSQL: run every query as `custos_app` under the row-level security of migration 0016,
+   * scoped by the caller's tenant scope (default true). False connects as the login role as is:
+   * for tests' own inspection of what the application wrote, never for the application.
+   */
+  tenantWalls?: boolean;
 }
 
 export interface DatabaseHandle {
@@ -61,7 +69,8 @@ export function openDatabase(options: DatabaseOptions): DatabaseHandle {
     });
     // A pool error on an idle client must not crash the process; the next query reports it.
     pool.on('error', () => undefined);
-    const db = new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
+    const walled = options.tenantWalls === false ? pool : withTenantWalls(pool);
+    const db = new Kysely<Database>({ dialect: new PostgresDialect({ pool: walled }) });
     return { db, dialect: 'postgres', ping: () => ping(db), close: () => db.destroy() };
   }
   fs.mkdirSync(options.dataDir, { recursive: true, mode: 0o700 });
@@ -112,7 +121,7 @@ export async function migrateToLatest(db: Kysely<Database>): Promise<string[]> {
     db,
     provider: { getMigrations: () => Promise.resolve(migrations) },
   });
-  const { error, results } = await migrator.migrateToLatest();
+  const { error, results } = await runAsMigration(() => migrator.migrateToLatest());
   if (error) {
     const failed = results?.find((r: MigrationResult) => r.status === 'Error');
     throw new MigrationError(`Migration ${failed?.migrationName ?? '(unknown)'} failed`, {
@@ -120,6 +129,66 @@ export async function migrateToLatest(db: Kysely<Database>): Promise<string[]> {
     });
   }
   return (results ?? []).filter((r) => r.status === 'Success').map((r) => r.migrationName);
+}
+
+/** The slice of pg's pool Kysely uses. */
+interface PoolLike {
+  connect(): Promise<pg.PoolClient>;
+  end(): Promise<void>;
+}
+
+/**
+ * Tenant walls: before Kysely runs anything on a pooled connection (a query, or the BEGIN of a
+ * transaction), the connection takes the role and settings of the caller's tenant scope. Session
+ * settings (not transaction-local ones) because Kysely acquires the connection before BEGIN; they
+ * are set outside any transaction, so no rollback undoes them. Each connection remembers what it
+ * was last given, so a pool serving one tenant pays the extra round trip only on a change.
+ *
+ * `custos_app` has no BYPASSRLS and owns nothing, so PostgreSQL applies the policies even to a
+ * query that forgot its `tenant_id` filter. Superusers bypass row-level security: that is why the
+ * role is taken with SET ROLE even when the login role is `postgres`.
+ */
+function withTenantWalls(pool: pg.Pool): PoolLike {
+  const applied = new WeakMap<pg.PoolClient, string>();
+  return {
+    async connect() {
+      const client = await pool.connect();
+      const [role, tenantId, scope] = connectionSettings(currentScope());
+      const key = `${role}\u0000${tenantId}\u0000${scope}`;
+      if (applied.get(client) === key) return client;
+      try {
+        await client.query(
+          `select set_config('role', $1, false), set_config('custos.tenant_id', $2, false),
+                  set_config('custos.scope', $3, false)`,
+          [role, tenantId, scope],
+        );
+      } catch (error) {
+        // A connection in an unknown state goes away instead of back to the pool.
+        applied.delete(client);
+        client.release(error instanceof Error ? error : true);
+        throw error;
+      }
+      applied.set(client, key);
+      return client;
+    },
+    end: () => pool.end(),
+  };
+}
+
+/** [role, custos.tenant_id, custos.scope] for a scope; no scope sees no tenant's rows. */
+function connectionSettings(scope: TenantScope | undefined): [string, string, string] {
+  switch (scope?.kind) {
+    case undefined:
+      return [APP_ROLE, '', ''];
+    case 'tenant':
+      return [APP_ROLE, scope.tenantId, 'tenant'];
+    case 'system':
+      return [APP_ROLE, '', 'system'];
+    case 'migration':
+      // The login role (the schema owner); `system` because FORCE ROW LEVEL SECURITY applies
+      // to a non-superuser owner too, and data migrations touch every tenant.
+      return ['none', '', 'system'];
+  }
 }
 
 async function ping(db: Kysely<Database>): Promise<void> {

@@ -4,6 +4,7 @@ import { requireSecondFactorEnrolled, type Actor, type RequestMeta } from '../co
 import { AppError } from '../errors.ts';
 import type { AuthService } from '../modules/auth/service.ts';
 import { csrfTokenFor, safeEqual } from '../modules/identity/tokens.ts';
+import { runWithHolder, type ScopeHolder } from '../db/tenant-scope.ts';
 
 export const SESSION_COOKIE = '__Host-custos_session';
 export const CSRF_HEADER = 'x-csrf-token';
@@ -11,6 +12,8 @@ export const CSRF_HEADER = 'x-csrf-token';
 declare module 'fastify' {
   interface FastifyRequest {
     actor: Actor | null;
+    /** The request's tenant scope (see src/db/tenant-scope.ts). */
+    tenantScope: ScopeHolder | null;
   }
   interface FastifyContextConfig {
     /** Reachable without a session or API key. */
@@ -74,8 +77,41 @@ function sameOrigin(origin: string, host: string | undefined): boolean {
   }
 }
 
+/**
+ * Tenant walls for HTTP: every request runs in a tenant scope holder. Until the actor is known it
+ * is `system` (pre-auth: the session or API-key lookup, and the public routes that sign someone
+ * in, whose tenant is what they establish); once the auth hook knows the actor it becomes the
+ * actor's tenant for the rest of the request. The holder is entered again at each stage because
+ * body parsing and the response's `finish` run outside the request's async context.
+ */
+function registerTenantScope(app: FastifyInstance) {
+  app.decorateRequest('tenantScope', null);
+  app.addHook('onRequest', (request, _reply, done) => {
+    const holder: ScopeHolder = { scope: { kind: 'system', reason: 'pre-auth' } };
+    request.tenantScope = holder;
+    runWithHolder(holder, done);
+  });
+  const reenter = (request: FastifyRequest, done: () => void) => {
+    if (request.tenantScope) runWithHolder(request.tenantScope, done);
+    else done();
+  };
+  app.addHook('preValidation', (request, _reply, done) => reenter(request, done));
+  app.addHook('preHandler', (request, _reply, done) => reenter(request, done));
+  app.addHook('onSend', (request, _reply, payload, done) =>
+    reenter(request, () => done(null, payload)),
+  );
+  app.addHook('onResponse', (request, _reply, done) => reenter(request, done));
+  app.addHook('onError', (request, _reply, _error, done) => reenter(request, done));
+}
+
+/** From here on the request sees its actor's tenant only. */
+function enterActorTenant(request: FastifyRequest, actor: Actor) {
+  if (request.tenantScope) request.tenantScope.scope = { kind: 'tenant', tenantId: actor.tenantId };
+}
+
 export function registerAuthentication(app: FastifyInstance, auth: AuthService) {
   app.decorateRequest('actor', null);
+  registerTenantScope(app);
   app.addHook('onRequest', async (request: FastifyRequest, _reply: FastifyReply) => {
     if (request.routeOptions.config.public === true || request.routeOptions.url === undefined)
       return;
@@ -94,6 +130,7 @@ export function registerAuthentication(app: FastifyInstance, auth: AuthService) 
         );
       }
       request.actor = await auth.actorFromApiKey(match[1], meta);
+      enterActorTenant(request, request.actor);
       requireSecondFactorEnrolled(request.actor, false);
       return;
     }
@@ -104,6 +141,7 @@ export function registerAuthentication(app: FastifyInstance, auth: AuthService) 
       });
     }
     request.actor = await auth.actorFromSession(token, meta);
+    enterActorTenant(request, request.actor);
     checkCsrf(request, token);
     requireSecondFactorEnrolled(request.actor, request.routeOptions.config.mfaEnrolment === true);
   });

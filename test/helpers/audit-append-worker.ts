@@ -5,6 +5,7 @@
 import { systemClock } from '../../src/clock.ts';
 import { openDatabase } from '../../src/db/database.ts';
 import { createAuditService } from '../../src/modules/audit/service.ts';
+import { runInTenant } from '../../src/db/tenant-scope.ts';
 
 const [url, dataDir, tenantId, count, label] = process.argv.slice(2);
 if (!url || !dataDir || !tenantId || !count || !label) throw new TypeError('missing arguments');
@@ -20,19 +21,22 @@ try {
   // Several appends in flight at once within this process too.
   const lanes = 4;
   const n = Number(count);
-  await Promise.all(
-    Array.from({ length: lanes }, async (_, lane) => {
-      for (let i = lane; i < n; i += lanes) {
-        await database.db.transaction().execute((trx) =>
-          audit.append(trx, {
-            tenantId,
-            type: 'test.appended',
-            actor: { kind: 'system', id: label },
-            target: { type: 'worker', id: `${label}-${i}` },
-          }),
-        );
-      }
-    }),
+  // Behind the tenant walls, as the server's requests are: this tenant's rows only.
+  await runInTenant(tenantId, () =>
+    Promise.all(
+      Array.from({ length: lanes }, async (_, lane) => {
+        for (let i = lane; i < n; i += lanes) {
+          await database.db.transaction().execute((trx) =>
+            audit.append(trx, {
+              tenantId,
+              type: 'test.appended',
+              actor: { kind: 'system', id: label },
+              target: { type: 'worker', id: `${label}-${i}` },
+            }),
+          );
+        }
+      }),
+    ),
   );
   process.stdout.write(`${label} appended ${n}\n`);
 } finally {

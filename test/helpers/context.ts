@@ -14,8 +14,10 @@ import { loggerOptions } from '../../src/http/logging.ts';
 import { pino } from 'pino';
 import { setupTenant } from '../../src/modules/tenants/service.ts';
 import type { Role } from '../../src/db/schema.ts';
+import type { DatabaseHandle } from '../../src/db/database.ts';
 import type { AuditSink } from '../../src/modules/auth/events.ts';
-import { createTestDatabase, type TestDatabase } from './database.ts';
+import { createTestDatabase, openAppHandle, type TestDatabase } from './database.ts';
+import { acrossTenants } from '../../src/db/tenant-scope.ts';
 
 export const PASSWORD = 'correct horse battery staple';
 
@@ -33,8 +35,15 @@ export interface Session {
 
 export interface TestContext {
   app: FastifyInstance;
+  /**
+   * The app's services as test code calls them: outside a request there is no tenant scope, so
+   * each call runs in the system scope, like the operator's CLI; `database` is the test's own
+   * handle (past the tenant walls). The app itself uses the plain services.
+   */
   services: Services;
   database: TestDatabase;
+  /** The handle the app under test uses (behind the tenant walls on PostgreSQL). */
+  appDatabase: DatabaseHandle;
   clock: ReturnType<typeof createManualClock>;
   /** Every JSON log line the app wrote. */
   logs: string[];
@@ -79,16 +88,18 @@ export async function createTestContext(
       cb();
     },
   });
-  const services = createServices({
+  const appDatabase = openAppHandle(database);
+  const appServices = createServices({
     config,
-    database: database.handle,
+    database: appDatabase.handle,
     clock,
     keys: keys.service,
     // Background work (mail) logs beside the requests, so tests read both in `logs`.
     log: pino(loggerOptions(config.logLevel), logStream),
     ...options,
   });
-  const app = await buildApp({ config, services, logStream });
+  const app = await buildApp({ config, services: appServices, logStream });
+  const services = testView(appServices, database);
 
   async function login(tenant: string, email: string, password = PASSWORD): Promise<Session> {
     const res = await app.inject({
@@ -120,6 +131,7 @@ export async function createTestContext(
     app,
     services,
     database,
+    appDatabase: appDatabase.handle,
     clock,
     logs,
     async tenant(slug = unique('t')) {
@@ -148,6 +160,7 @@ export async function createTestContext(
       await services.mailer.settled();
       services.mailer.close();
       await keys.service.close().catch(() => undefined);
+      await appDatabase.close();
       await database.drop();
     },
   };
@@ -169,4 +182,17 @@ export function renewSession(s: Session, res: LightMyRequestResponse): void {
   s.csrfToken = res.json<{ csrfToken: string }>().csrfToken;
   s.headers.cookie = s.cookie;
   s.headers['x-csrf-token'] = s.csrfToken;
+}
+
+function testView(services: Services, database: TestDatabase): Services {
+  const view: Record<string, unknown> = {};
+  for (const [name, value] of Object.entries(services)) {
+    view[name] =
+      name === 'database'
+        ? database.handle
+        : (typeof value === 'object' && value !== null) || typeof value === 'function'
+          ? acrossTenants('cli', value)
+          : value;
+  }
+  return view as Services;
 }

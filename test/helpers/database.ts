@@ -14,6 +14,7 @@ export const testDatabaseUrl = process.env.CUSTOS_TEST_DATABASE_URL;
 export const dialectUnderTest = testDatabaseUrl ? 'postgres' : 'sqlite';
 
 export interface TestDatabase {
+  /** Past the tenant walls on PostgreSQL: for setting up and inspecting, never for the app. */
   handle: DatabaseHandle;
   dataDir: string;
   /** The connection URL (PostgreSQL only), for processes started by a test. */
@@ -44,7 +45,14 @@ export async function createTestDatabase(): Promise<TestDatabase> {
   await client.end();
   const url = new URL(testDatabaseUrl);
   url.pathname = `/${name}`;
-  const handle = openDatabase({ databaseUrl: url.toString(), dataDir, poolSize: 5 });
+  // The test's own view: the login role (a superuser here), past the tenant walls, to set up and
+  // inspect what the application wrote. The application gets `openAppHandle` (walled).
+  const handle = openDatabase({
+    databaseUrl: url.toString(),
+    dataDir,
+    poolSize: 5,
+    tenantWalls: false,
+  });
   await migrateToLatest(handle.db);
   return {
     handle,
@@ -59,4 +67,22 @@ export async function createTestDatabase(): Promise<TestDatabase> {
       fs.rmSync(dataDir, { recursive: true, force: true });
     },
   };
+}
+
+/**
+ * The handle the application under test uses: on PostgreSQL a second pool behind the tenant walls
+ * (as server.ts opens it); on SQLite the same handle (no walls, and one writer keeps the session
+ * cache exact). Close it before `drop()`.
+ */
+export function openAppHandle(database: TestDatabase): {
+  handle: DatabaseHandle;
+  close(): Promise<void>;
+} {
+  if (!database.url) return { handle: database.handle, close: () => Promise.resolve() };
+  const handle = openDatabase({
+    databaseUrl: database.url,
+    dataDir: database.dataDir,
+    poolSize: 5,
+  });
+  return { handle, close: () => handle.close() };
 }

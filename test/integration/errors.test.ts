@@ -172,14 +172,14 @@ describe('unexpected failures', () => {
   });
   afterAll(async () => {
     if (!broken) return;
-    // The handle is closed by the test below; drop() must not close it a second time.
-    broken.database.handle.close = async () => undefined;
+    // The app's handle is closed by the test below; close() must not close it a second time.
+    broken.appDatabase.close = async () => undefined;
     await broken.close();
   });
 
   it('answers 500 server.internal without internals when the database is gone, logs it, and /readyz says 503', async () => {
     expect((await broken.app.inject({ url: '/readyz' })).statusCode).toBe(200);
-    await broken.database.handle.close();
+    await broken.appDatabase.close();
 
     const res = await broken.app.inject({ url: '/api/v1/contacts', headers: s.headers });
     const body = expectProblem(res, 500, 'server.internal');
