@@ -203,7 +203,7 @@ describe('activities: list', () => {
 
   beforeAll(async () => {
     s = await ctx.tenant();
-    member = await ctx.user(s, 'member');
+    member = await ctx.user(s, 'agent');
     const co = await post<{ id: string }>(s, '/api/v1/companies', { name: 'Co' });
     const ct = await post<{ id: string }>(s, '/api/v1/contacts', { firstName: 'Ct' });
     const dl = await post<{ id: string }>(s, '/api/v1/deals', { name: 'Dl' });
@@ -288,7 +288,7 @@ describe('activities: access', () => {
 
   it('lets a viewer read but not write, and a member write', async () => {
     const viewer = await ctx.user(owner, 'viewer');
-    const member = await ctx.user(owner, 'member');
+    const member = await ctx.user(owner, 'agent');
     const a = await made(owner, { type: 'note', subject: 'Shared', contactId: contact.id });
     expect((await get(viewer, a.id)).statusCode).toBe(200);
     for (const res of [

@@ -189,7 +189,7 @@ describe('deals: list', () => {
 
   beforeAll(async () => {
     s = await ctx.tenant();
-    member = await ctx.user(s, 'member');
+    member = await ctx.user(s, 'agent');
     company = await post(s, '/api/v1/companies', { name: 'Co' });
     contact = await post(s, '/api/v1/contacts', { firstName: 'Cont' });
     const rows = [
@@ -284,7 +284,7 @@ describe('deals: access', () => {
 
   it('lets a viewer read but not write, and a member write', async () => {
     const viewer = await ctx.user(owner, 'viewer');
-    const member = await ctx.user(owner, 'member');
+    const member = await ctx.user(owner, 'agent');
     const d = await made(owner, { name: 'Shared' });
     expect((await get(viewer, d.id)).statusCode).toBe(200);
     for (const res of [

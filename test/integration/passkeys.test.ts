@@ -167,7 +167,7 @@ describe('registration', () => {
   });
 
   it('asks for a discoverable, user-verifying credential bound to the configured RP id', async () => {
-    const user = await ctx.user(owner, 'member');
+    const user = await ctx.user(owner, 'agent');
     const first = await register(user);
     const res = await registrationOptions(user);
     const options = res.json<
@@ -189,7 +189,7 @@ describe('registration', () => {
   });
 
   it('refuses a response from another origin, for another RP id, or without user verification', async () => {
-    const user = await ctx.user(owner, 'member');
+    const user = await ctx.user(owner, 'agent');
     const bends: Bend[] = [
       { origin: 'https://evil.example' },
       { rpId: 'evil.example' },
@@ -215,7 +215,7 @@ describe('registration', () => {
   });
 
   it("refuses a replayed challenge, a made-up one and another session's", async () => {
-    const user = await ctx.user(owner, 'member');
+    const user = await ctx.user(owner, 'agent');
     const other = await ctx.login(user.tenant, user.email);
     const options = (await registrationOptions(user)).json<Creation>();
     const auth = SoftwareAuthenticator.create();
@@ -260,7 +260,7 @@ describe('registration', () => {
   });
 
   it('refuses a credential already registered (to anyone)', async () => {
-    const user = await ctx.user(owner, 'member');
+    const user = await ctx.user(owner, 'agent');
     const { auth } = await register(user);
     const otherTenant = await ctx.tenant();
     const options = (await registrationOptions(otherTenant)).json<Creation>();
@@ -273,7 +273,7 @@ describe('registration', () => {
   });
 
   it('expires a challenge after two minutes', async () => {
-    const user = await ctx.user(owner, 'member');
+    const user = await ctx.user(owner, 'agent');
     const options = (await registrationOptions(user)).json<Creation>();
     ctx.clock.advance(2 * 60_000 + 1);
     const res = await post(
@@ -287,7 +287,7 @@ describe('registration', () => {
 
 describe('step-up', () => {
   it('is required to register and to remove a passkey, not to list or rename', async () => {
-    const user = await ctx.user(owner, 'member');
+    const user = await ctx.user(owner, 'agent');
     const { passkey } = await register(user);
     const options = (await registrationOptions(user)).json<Creation>();
     staleAuthentication();
@@ -320,7 +320,7 @@ describe('step-up', () => {
 
   it('is refused to API keys (passkeys belong to a person)', async () => {
     const fresh = await ctx.tenant();
-    const key = await post('/api/v1/api-keys', { name: 'script', role: 'member' }, fresh.headers);
+    const key = await post('/api/v1/api-keys', { name: 'script', role: 'agent' }, fresh.headers);
     expect(key.statusCode, key.body).toBe(201);
     const { key: secret } = key.json<{ key: string }>();
     const res = await ctx.app.inject({
@@ -334,7 +334,7 @@ describe('step-up', () => {
 
 describe('passwordless sign-in', () => {
   it('starts a session that works, advances the counter and records the sign-in', async () => {
-    const user = await ctx.user(owner, 'member');
+    const user = await ctx.user(owner, 'agent');
     const { auth, passkey } = await register(user);
     const events = await eventsOf(async () => {
       const res = await passwordless(user.tenant, auth);
@@ -378,7 +378,7 @@ describe('passwordless sign-in', () => {
   });
 
   it('refuses wrong origin, RP id, challenge, signature, type and missing verification alike', async () => {
-    const user = await ctx.user(owner, 'member');
+    const user = await ctx.user(owner, 'agent');
     const { auth } = await register(user);
     const stranger = generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey;
     const bends: Array<[Bend, string]> = [
@@ -415,7 +415,7 @@ describe('passwordless sign-in', () => {
   });
 
   it('refuses a replayed response and a spent challenge', async () => {
-    const user = await ctx.user(owner, 'member');
+    const user = await ctx.user(owner, 'agent');
     const { auth } = await register(user);
     const options = await passwordlessOptions(user.tenant);
     const credential = auth.assert(options);
@@ -432,7 +432,7 @@ describe('passwordless sign-in', () => {
   });
 
   it("refuses an unknown credential and another tenant's", async () => {
-    const user = await ctx.user(owner, 'member');
+    const user = await ctx.user(owner, 'agent');
     await register(user);
     const unknown = SoftwareAuthenticator.create();
     unknown.userHandle = Buffer.alloc(32, 3).toString('base64url');
@@ -461,7 +461,7 @@ describe('passwordless sign-in', () => {
   });
 
   it('refuses a disabled user', async () => {
-    const user = await ctx.user(owner, 'member');
+    const user = await ctx.user(owner, 'agent');
     const { auth } = await register(user);
     await ctx.database.handle.db
       .updateTable('users')
@@ -477,7 +477,7 @@ describe('passwordless sign-in', () => {
   });
 
   it('is throttled as password sign-in is: failures lock the account', async () => {
-    const user = await ctx.user(owner, 'member');
+    const user = await ctx.user(owner, 'agent');
     const { auth } = await register(user);
     const ip = nextAddress();
     const events = await eventsOf(async () => {
@@ -499,7 +499,7 @@ describe('passwordless sign-in', () => {
   });
 
   it('accepts authenticators without a counter (zero on both sides)', async () => {
-    const user = await ctx.user(owner, 'member');
+    const user = await ctx.user(owner, 'agent');
     const { auth } = await register(user);
     for (let i = 0; i < 3; i++) {
       expect((await passwordless(user.tenant, auth, { counter: 0 })).statusCode).toBe(200);
@@ -509,7 +509,7 @@ describe('passwordless sign-in', () => {
 
 describe('cloned authenticators', () => {
   it('refuses a counter that did not move forward and disables the credential', async () => {
-    const user = await ctx.user(owner, 'member');
+    const user = await ctx.user(owner, 'agent');
     const { auth, passkey } = await register(user);
     expect((await passwordless(user.tenant, auth)).statusCode).toBe(200);
     const clone = auth.clone();
@@ -542,7 +542,7 @@ describe('cloned authenticators', () => {
   });
 
   it('does not let a forged low-counter response disable a credential', async () => {
-    const user = await ctx.user(owner, 'member');
+    const user = await ctx.user(owner, 'agent');
     const { auth } = await register(user);
     expect((await passwordless(user.tenant, auth)).statusCode).toBe(200);
     const forger = generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey;
@@ -555,7 +555,7 @@ describe('cloned authenticators', () => {
 
 describe('passkey as the second step of a password sign-in', () => {
   it('completes the sign-in the password started', async () => {
-    const user = await ctx.user(owner, 'member');
+    const user = await ctx.user(owner, 'agent');
     const { auth } = await register(user);
     const token = await mfaToken(user);
     const options = await post('/api/v1/auth/passkeys/login/mfa/options', { mfaToken: token });
@@ -590,9 +590,9 @@ describe('passkey as the second step of a password sign-in', () => {
   });
 
   it("refuses another user's passkey, a challenge of another sign-in and a clone", async () => {
-    const user = await ctx.user(owner, 'member');
+    const user = await ctx.user(owner, 'agent');
     const { auth } = await register(user);
-    const colleague = await ctx.user(owner, 'member');
+    const colleague = await ctx.user(owner, 'agent');
     const { auth: theirs } = await register(colleague);
     const token = await mfaToken(user);
     const options = (
@@ -665,7 +665,7 @@ describe('passkey as the second step of a password sign-in', () => {
   });
 
   it('answers 409 for options when the account has no passkey, 401 for a bad token', async () => {
-    const user = await ctx.user(owner, 'member');
+    const user = await ctx.user(owner, 'agent');
     const start = await post('/api/v1/auth/mfa/totp', undefined, user.headers);
     const { secret } = start.json<{ secret: string }>();
     const code = TOTP.generate({
@@ -691,7 +691,7 @@ describe('passkey as the second step of a password sign-in', () => {
 
 describe('rename and removal', () => {
   it('renames and removes only your own passkeys', async () => {
-    const user = await ctx.user(owner, 'member');
+    const user = await ctx.user(owner, 'agent');
     const { passkey } = await register(user);
     const colleague = await ctx.user(owner, 'admin');
     for (const method of ['PATCH', 'DELETE'] as const) {
@@ -719,7 +719,7 @@ describe('rename and removal', () => {
   });
 
   it('ends the other sessions when the last second factor goes, not before', async () => {
-    const user = await ctx.user(owner, 'member');
+    const user = await ctx.user(owner, 'agent');
     const elsewhere = await ctx.login(user.tenant, user.email);
     const first = await register(user);
     const second = await register(user);
@@ -773,7 +773,7 @@ const INJECTIONS = fs
 
 describe('hostile input', () => {
   it('answers 400 problem+json for malformed credentials, never 500', async () => {
-    const user = await ctx.user(owner, 'member');
+    const user = await ctx.user(owner, 'agent');
     const { auth } = await register(user);
     const options = await passwordlessOptions(user.tenant);
     const good = auth.assert(options);
@@ -810,7 +810,7 @@ describe('hostile input', () => {
   });
 
   it('turns well-formed garbage (random bytes, wrong CBOR) into the same refusal', async () => {
-    const user = await ctx.user(owner, 'member');
+    const user = await ctx.user(owner, 'agent');
     const { auth } = await register(user);
     const garbage = Buffer.from('garbage').toString('base64url');
     const options = await passwordlessOptions(user.tenant);
@@ -843,7 +843,7 @@ describe('hostile input', () => {
   });
 
   it('refuses hostile strings in tenant slugs, tokens and names without leaking', async () => {
-    const user = await ctx.user(owner, 'member');
+    const user = await ctx.user(owner, 'agent');
     const { auth, passkey } = await register(user);
     const samples = [...BLNS.slice(0, 80), ...INJECTIONS.slice(0, 40)];
     for (const value of samples) {

@@ -67,7 +67,7 @@ async function eventsOf(run: () => Promise<unknown>): Promise<IdentityEvent[]> {
 describe('password reset by mail', () => {
   it('mails a single-use link that sets the password, ends every session and signs nobody in', async () => {
     const owner = await ctx.tenant();
-    const member = await ctx.user(owner, 'member');
+    const member = await ctx.user(owner, 'agent');
     const second = await ctx.login(member.tenant, member.email);
     const token = await resetToken(member);
     const mail = resetMails(member.email).at(-1)!;
@@ -113,7 +113,7 @@ describe('password reset by mail', () => {
       await requestReset(owner.tenant, `nobody@${owner.tenant}.example`),
       await requestReset('no-such-tenant', owner.email),
     ];
-    const disabled = await ctx.user(owner, 'member');
+    const disabled = await ctx.user(owner, 'agent');
     await ctx.app.inject({
       method: 'PATCH',
       url: `/api/v1/users/${disabled.userId}`,

@@ -58,14 +58,14 @@ const READER = { list: 200, create: 403, get: 200, update: 403, delete: 403 };
 const NOBODY = { list: 401, create: 401, get: 401, update: 401, delete: 401 };
 
 const sessions = new Map<string, Session>();
-async function sessionFor(role: 'owner' | 'admin' | 'member' | 'viewer'): Promise<Session> {
+async function sessionFor(role: 'owner' | 'admin' | 'agent' | 'viewer'): Promise<Session> {
   if (role === 'owner') return owner;
   let s = sessions.get(role);
   if (!s) sessions.set(role, (s = await ctx.user(owner, role)));
   return s;
 }
 const keys = new Map<string, string>();
-async function apiKey(role: 'viewer' | 'member'): Promise<Record<string, string>> {
+async function apiKey(role: 'viewer' | 'agent'): Promise<Record<string, string>> {
   let key = keys.get(role);
   if (!key) {
     const res = await ctx.app.inject({
@@ -84,7 +84,7 @@ async function apiKey(role: 'viewer' | 'member'): Promise<Record<string, string>
 const CALLERS: Caller[] = [
   { name: 'owner', headers: async () => (await sessionFor('owner')).headers, expect: WRITER },
   { name: 'admin', headers: async () => (await sessionFor('admin')).headers, expect: WRITER },
-  { name: 'member', headers: async () => (await sessionFor('member')).headers, expect: WRITER },
+  { name: 'agent', headers: async () => (await sessionFor('agent')).headers, expect: WRITER },
   {
     name: 'viewer',
     headers: async () => (await sessionFor('viewer')).headers,
@@ -103,7 +103,7 @@ const CALLERS: Caller[] = [
     expect: READER,
     code: 'policy.forbidden',
   },
-  { name: "a member's API key", headers: () => apiKey('member'), expect: WRITER },
+  { name: "a member's API key", headers: () => apiKey('agent'), expect: WRITER },
   {
     name: 'a malformed bearer key',
     headers: async () => ({ authorization: 'Bearer custos_nope_nope' }),

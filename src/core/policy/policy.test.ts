@@ -24,7 +24,7 @@ describe('policy', () => {
   });
 
   it('keeps user and API key management to owners and admins', () => {
-    expect(decide(user('member'), 'manage', 'user').allowed).toBe(false);
+    expect(decide(user('agent'), 'manage', 'user').allowed).toBe(false);
     expect(decide(user('admin'), 'manage', 'api_key').allowed).toBe(true);
     expect(decide(user('owner'), 'manage', 'user').allowed).toBe(true);
   });
@@ -57,7 +57,7 @@ describe('policy', () => {
   it('never grants a role above the granter and takes the weaker of two roles', () => {
     expect(mayGrantRole(user('admin'), 'owner')).toBe(false);
     expect(mayGrantRole(user('admin'), 'admin')).toBe(true);
-    expect(weakerRole('owner', 'member')).toBe('member');
+    expect(weakerRole('owner', 'agent')).toBe('agent');
     expect(weakerRole('viewer', 'admin')).toBe('viewer');
   });
 });
