@@ -62,7 +62,7 @@ export function fieldsOf(
 ): Array<{ field: string; classification: Classification }> {
   return Object.entries(dataMap[resource as DataObject]).map(([field, classification]) => ({
     field,
-    classification: classification as Classification,
+    classification: classification,
   }));
 }
 

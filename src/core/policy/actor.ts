@@ -1,4 +1,4 @@
-import type { RoleDefinition } from './roles.ts';
+import type { CustomRoleSpec } from './roles.ts';
 
 /** Who is asking, carried by every service call. Request metadata is plain data, never HTTP. */
 export type Role = 'owner' | 'admin' | 'manager' | 'agent' | 'viewer' | 'auditor';
@@ -11,7 +11,7 @@ export interface CustomRole {
   id: string;
   name: string;
   version: number;
-  definition: RoleDefinition;
+  definition: CustomRoleSpec;
 }
 
 export interface RequestMeta {

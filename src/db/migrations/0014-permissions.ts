@@ -70,6 +70,10 @@ export async function down(db: Kysely<unknown>): Promise<void> {
   await db.schema.dropTable('teams').execute();
   await db.schema.alterTable('users').dropColumn('custom_role_id').execute();
   await db.schema.dropTable('roles').execute();
-  await sql`update users set role = 'member' where role in ('agent', 'manager', 'auditor')`.execute(db);
-  await sql`update api_keys set role = 'member' where role in ('agent', 'manager', 'auditor')`.execute(db);
+  await sql`update users set role = 'member' where role in ('agent', 'manager', 'auditor')`.execute(
+    db,
+  );
+  await sql`update api_keys set role = 'member' where role in ('agent', 'manager', 'auditor')`.execute(
+    db,
+  );
 }
