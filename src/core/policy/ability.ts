@@ -42,6 +42,15 @@ export interface Compiled {
   readonly ability: Ability;
   /** Memoised `scopeIn` answers (`action|resource`). */
   readonly scopes: Map<string, Scope | null>;
+  /** Memoised `fieldIn` answers by resource, then field: asked for every field of every record. */
+  readonly fields: Map<RecordResource, Map<string, FieldAnswer>>;
+}
+
+export interface FieldAnswer {
+  read: FieldReadAccess;
+  write: boolean;
+  reveal: boolean;
+  rule: string;
 }
 
 const reaches = { own: ['own'], team: ['own', 'team'] } as const;
@@ -123,7 +132,13 @@ export function compile(name: string, definition: RoleDefinition): Compiled {
     // CASL's `manage` stands for every action.
     rules.push({ action: level, subject: capability, reason: `${name}: ${level} ${capability}` });
   }
-  return { name, definition, ability: createMongoAbility(rules), scopes: new Map() };
+  return {
+    name,
+    definition,
+    ability: createMongoAbility(rules),
+    scopes: new Map(),
+    fields: new Map(),
+  };
 }
 
 /** May the role do `action` on `subject` at all (some scope, or the capability)? */
@@ -160,11 +175,23 @@ export function scopeIn(
 }
 
 /** How the role reads and writes `resource.field`, with the rule that decided. */
-export function fieldIn(
-  compiled: Compiled,
-  resource: RecordResource,
-  field: string,
-): { read: FieldReadAccess; write: boolean; reveal: boolean; rule: string } {
+export function fieldIn(compiled: Compiled, resource: RecordResource, field: string): FieldAnswer {
+  let known = compiled.fields.get(resource);
+  if (known === undefined) compiled.fields.set(resource, (known = new Map<string, FieldAnswer>()));
+  let answer = known.get(field);
+  if (answer === undefined) {
+    answer = askField(compiled, resource, field);
+    // Field names come from code and the data map; a flood of unknown ones must not grow memory.
+    if (known.size < 1_000) known.set(field, answer);
+  }
+  return answer;
+}
+
+function askField(compiled: Compiled, resource: RecordResource, field: string): FieldAnswer {
+  return Object.freeze(askFieldOnce(compiled, resource, field));
+}
+
+function askFieldOnce(compiled: Compiled, resource: RecordResource, field: string): FieldAnswer {
   const ability = compiled.ability;
   const read: FieldReadAccess = ability.can('field_read_clear', resource, field)
     ? 'full'
