@@ -63,7 +63,7 @@ describe('administration and refusal events', () => {
         e.target_id,
         e.reason,
       ]),
-    ).toEqual([[owner.userId, id, 'role_member']]);
+    ).toEqual([[owner.userId, id, 'role_agent']]);
     expect(
       (await events(owner.tenantId, 'user.updated')).map((e) => [e.target_id, e.fields, e.reason]),
     ).toEqual([[id, '["role"]', 'role_admin']]);

@@ -34,7 +34,7 @@ const WRITES: Record<Role, boolean> = {
   viewer: false,
   auditor: false,
 };
-const EXPORTS: Role[] = ['owner', 'admin', 'manager'];
+const EXPORTS: Role[] = ['owner', 'admin', 'manager', 'agent'];
 
 type Expectation =
   | { kind: 'record'; resource: string; op: 'list' | 'create' | 'get' | 'update' | 'delete' }

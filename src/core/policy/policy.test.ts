@@ -47,7 +47,7 @@ describe('policy', () => {
     expect(scopeOf(user('admin'), 'delete', 'deal')).toBe('all');
     expect(scopeOf(user('manager'), 'update', 'contact')).toBe('team');
     expect(scopeOf(user('agent'), 'read', 'contact')).toBe('own');
-    expect(scopeOf(user('agent'), 'export', 'contact')).toBeNull();
+    expect(scopeOf(user('agent'), 'export', 'contact')).toBe('own');
     expect(scopeOf(user('viewer'), 'read', 'activity')).toBe('all');
     expect(scopeOf(user('auditor'), 'update', 'company')).toBeNull();
   });

@@ -102,8 +102,8 @@ const everyCapability = Object.fromEntries(capabilities.map((c) => [c, 'manage']
 
 /**
  * The built-in roles. Owner: everything. Admin: everything but the encryption keys (read only).
- * Manager: every record action over their teams' records, no administration. Agent: works their
- * own records and sees sensitive fields masked. Viewer: reads every record, sensitive fields
+ * Manager: every record action over their teams' records, no administration. Agent: every record
+ * action on their own records, sensitive fields masked. Viewer: reads every record, sensitive fields
  * masked. Auditor: reads the audit trail, compliance and the role model; records masked.
  */
 export const builtinRoles: Readonly<Record<Role, RoleDefinition>> = {
@@ -132,7 +132,7 @@ export const builtinRoles: Readonly<Record<Role, RoleDefinition>> = {
     capabilities: {},
   },
   agent: {
-    records: everyResource({ create: 'own', read: 'own', update: 'own', delete: 'own' }),
+    records: everyResource(allActions('own')),
     classes: {
       public: FULL,
       internal: FULL,
