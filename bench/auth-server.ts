@@ -66,7 +66,7 @@ for (let start = 0; start < USERS; start += 500) {
       email: `user${i}@bench.example`,
       email_normalized: `user${i}@bench.example`,
       name: `User ${i}`,
-      role: 'member' as const,
+      role: 'agent' as const,
       status: 'active' as const,
       password_hash: hash,
       created_at: now,

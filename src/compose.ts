@@ -29,6 +29,9 @@ import type { KeyService } from './modules/keys/service.ts';
 import { createRecordService } from './modules/records/service.ts';
 import { createReportService } from './modules/reports/service.ts';
 import { createUserService } from './modules/users/service.ts';
+import { createRoleService } from './modules/roles/service.ts';
+import { createTeamService } from './modules/teams/service.ts';
+import { createPermissionService } from './modules/permissions/service.ts';
 import { createMfaService } from './modules/mfa/service.ts';
 import { createAccountService } from './modules/account/service.ts';
 import { createMailer, type Mailer, type MailLog } from './modules/mail/mailer.ts';
@@ -233,6 +236,9 @@ export function createServices(deps: {
       publicUrl: deps.config.publicUrl,
     }),
     users: createUserService({ db, clock, throttle, audit: auditSink, log: auditLog }),
+    roles: createRoleService({ db, clock, audit: auditLog }),
+    teams: createTeamService({ db, clock, audit: auditLog }),
+    permissions: createPermissionService({ db, audit: auditLog }),
     sessions: createSessionService({
       db,
       clock,

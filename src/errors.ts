@@ -54,6 +54,11 @@ export type ErrorCode =
   | 'auth.mfa_enrolment_required'
   // authorization
   | 'policy.forbidden'
+  | 'policy.field_not_writable'
+  | 'role.exceeds_own'
+  | 'role.name_taken'
+  | 'role.in_use'
+  | 'team.name_taken'
   // records
   | 'resource.not_found'
   | 'resource.version_mismatch'

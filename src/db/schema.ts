@@ -16,7 +16,7 @@ export interface TenantTable {
   created_at: Timestamp;
 }
 
-export type Role = 'owner' | 'admin' | 'member' | 'viewer';
+export type Role = 'owner' | 'admin' | 'manager' | 'agent' | 'viewer' | 'auditor';
 export type UserStatus = 'active' | 'disabled';
 
 export interface UserTable {
@@ -26,6 +26,8 @@ export interface UserTable {
   email_normalized: string;
   name: string;
   role: Role;
+  /** A custom role (migration 0014): when set, it decides instead of `role`. */
+  custom_role_id: ColumnType<string | null, string | null | undefined, string | null>;
   status: UserStatus;
   password_hash: string | null;
   created_at: Timestamp;
@@ -389,6 +391,33 @@ export interface UserRestrictionTable {
   updated_at: Timestamp;
 }
 
+/** A tenant's custom role (migration 0014); `definition` is a CustomRoleSpec as JSON. */
+export interface RoleTable {
+  id: string;
+  tenant_id: string;
+  name: string;
+  description: string | null;
+  definition: string;
+  created_at: Timestamp;
+  updated_at: Timestamp;
+  version: number;
+}
+
+export interface TeamTable {
+  id: string;
+  tenant_id: string;
+  name: string;
+  created_at: Timestamp;
+  updated_at: Timestamp;
+}
+
+export interface TeamMemberTable {
+  team_id: string;
+  user_id: string;
+  tenant_id: string;
+  created_at: Timestamp;
+}
+
 export interface Database {
   tenants: TenantTable;
   users: UserTable;
@@ -418,6 +447,9 @@ export interface Database {
   alerts: AlertTable;
   detection_settings: DetectionSettingsTable;
   user_restrictions: UserRestrictionTable;
+  roles: RoleTable;
+  teams: TeamTable;
+  team_members: TeamMemberTable;
 }
 
 export type RecordTableName = 'companies' | 'contacts' | 'deals' | 'activities';

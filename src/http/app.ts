@@ -16,6 +16,9 @@ import { validatorCompiler } from './validation.ts';
 import { registerAuthRoutes } from '../modules/auth/routes.ts';
 import { registerAccountRoutes } from '../modules/account/routes.ts';
 import { registerUserRoutes } from '../modules/users/routes.ts';
+import { registerRoleRoutes } from '../modules/roles/routes.ts';
+import { registerTeamRoutes } from '../modules/teams/routes.ts';
+import { registerPermissionRoutes } from '../modules/permissions/routes.ts';
 import { registerSessionRoutes } from '../modules/auth/session-routes.ts';
 import { registerTenantSettingsRoutes } from '../modules/tenant-settings/routes.ts';
 import { registerMfaRoutes } from '../modules/mfa/routes.ts';
@@ -173,6 +176,9 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     auth: services.auth,
   });
   registerUserRoutes(app, services.users);
+  registerRoleRoutes(app, services.roles);
+  registerTeamRoutes(app, services.teams);
+  registerPermissionRoutes(app, services.permissions);
   registerSessionRoutes(app, services.sessions);
   registerTenantSettingsRoutes(app, services.tenantSettings);
   registerApiKeyRoutes(app, services.apiKeys);

@@ -38,7 +38,7 @@ export const Timestamp = Type.String({ format: 'date-time', description: 'ISO 86
 export const DateOnly = Type.String({ format: 'date', description: 'YYYY-MM-DD' });
 export const Email = Type.String({ format: 'email', maxLength: 254, pattern: TEXT_PATTERN });
 export const RoleSchema = Type.Union(
-  ['owner', 'admin', 'member', 'viewer'].map((r) => Type.Literal(r)),
+  ['owner', 'admin', 'manager', 'agent', 'viewer', 'auditor'].map((r) => Type.Literal(r)),
 );
 
 export const IdParams = Type.Object({ id: Uuid }, { additionalProperties: false });

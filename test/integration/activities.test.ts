@@ -203,7 +203,7 @@ describe('activities: list', () => {
 
   beforeAll(async () => {
     s = await ctx.tenant();
-    member = await ctx.user(s, 'member');
+    member = await ctx.user(s, 'agent');
     const co = await post<{ id: string }>(s, '/api/v1/companies', { name: 'Co' });
     const ct = await post<{ id: string }>(s, '/api/v1/contacts', { firstName: 'Ct' });
     const dl = await post<{ id: string }>(s, '/api/v1/deals', { name: 'Dl' });
@@ -286,9 +286,9 @@ describe('activities: access', () => {
     }
   });
 
-  it('lets a viewer read but not write, and a member write', async () => {
+  it('lets a viewer read but not write, and an agent write their own activities', async () => {
     const viewer = await ctx.user(owner, 'viewer');
-    const member = await ctx.user(owner, 'member');
+    const member = await ctx.user(owner, 'agent');
     const a = await made(owner, { type: 'note', subject: 'Shared', contactId: contact.id });
     expect((await get(viewer, a.id)).statusCode).toBe(200);
     for (const res of [
@@ -301,10 +301,14 @@ describe('activities: access', () => {
     }
     const mine = await made(member, { type: 'task', subject: 'Mine', dealId: deal.id });
     expect(mine.ownerId).toBe(member.userId);
+    // The owner's activity is out of an agent's scope: as if it did not exist.
     expect((await patch(member, a.id, { doneAt: '2026-01-01T00:00:00Z' }, '"1"')).statusCode).toBe(
-      200,
+      404,
     );
-    expect((await del(member, mine.id, '"1"')).statusCode).toBe(204);
+    expect(
+      (await patch(member, mine.id, { doneAt: '2026-01-01T00:00:00Z' }, '"1"')).statusCode,
+    ).toBe(200);
+    expect((await del(member, mine.id, '"2"')).statusCode).toBe(204);
   });
 
   it("hides another tenant's activity: 404 on every route and absent from lists", async () => {

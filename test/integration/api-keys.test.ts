@@ -47,7 +47,7 @@ function expectInvalidKey(res: { statusCode: number; json(): { code: string } })
 
 describe('API keys', () => {
   it('returns the secret once, starting with custos_, and stores only its SHA-256', async () => {
-    const res = await createKey(owner, { name: 'Reporting', role: 'member' });
+    const res = await createKey(owner, { name: 'Reporting', role: 'agent' });
     expect(res.statusCode).toBe(201);
     expect(res.headers['cache-control']).toBe('no-store');
     const created = res.json();
@@ -55,7 +55,7 @@ describe('API keys', () => {
     const [, prefix, secret] = KEY.exec(created.key)!;
     expect(created).toMatchObject({
       name: 'Reporting',
-      role: 'member',
+      role: 'agent',
       userId: owner.userId,
       prefix: `custos_${prefix}`,
       expiresAt: null,
@@ -98,13 +98,13 @@ describe('API keys', () => {
   });
 
   it('works as Authorization: Bearer and records its last use', async () => {
-    const created = await newKey(owner, { name: 'Bearer', role: 'member' });
+    const created = await newKey(owner, { name: 'Bearer', role: 'agent' });
     const res = await me(bearer(created.key));
     expect(res.statusCode).toBe(200);
     expect(res.json()).toMatchObject({
       id: owner.userId,
       role: 'owner',
-      effectiveRole: 'member',
+      effectiveRole: 'agent',
       via: 'api_key',
     });
     expect((await writeContact(bearer(created.key))).statusCode).toBe(201);
@@ -167,7 +167,7 @@ describe('API keys', () => {
 
   it('lets neither a member nor a viewer create, list or revoke keys (403)', async () => {
     const own = await newKey(owner);
-    for (const role of ['member', 'viewer'] as const) {
+    for (const role of ['agent', 'viewer'] as const) {
       const s = await ctx.user(owner, role);
       const create = await createKey(s, { name: 'mine' });
       expect(create.statusCode).toBe(403);
@@ -216,7 +216,7 @@ describe('API keys', () => {
 
   it("stops a disabled creator's keys", async () => {
     const admin = await ctx.user(owner, 'admin');
-    const created = await newKey(admin, { name: 'Soon dead', role: 'member' });
+    const created = await newKey(admin, { name: 'Soon dead', role: 'agent' });
     expect((await me(bearer(created.key))).statusCode).toBe(200);
     expect((await setUser(admin.userId, { status: 'disabled' })).statusCode).toBe(200);
     expectInvalidKey(await me(bearer(created.key)));

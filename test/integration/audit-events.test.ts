@@ -30,7 +30,7 @@ const call = (
 describe('administration and refusal events', () => {
   it('records a refused authorization with the route and the refusal code', async () => {
     const owner = await ctx.tenant();
-    const member = await ctx.user(owner, 'member');
+    const member = await ctx.user(owner, 'agent');
     expect((await call(member, 'GET', '/api/v1/users')).statusCode).toBe(403);
     expect(await events(owner.tenantId, 'authz.denied')).toEqual([
       {
@@ -49,7 +49,7 @@ describe('administration and refusal events', () => {
     const res = await call(owner, 'POST', '/api/v1/users', {
       email: 'new@example.com',
       name: 'New Person',
-      role: 'member',
+      role: 'agent',
       password: 'correct horse battery staple',
     });
     expect(res.statusCode).toBe(201);
@@ -63,7 +63,7 @@ describe('administration and refusal events', () => {
         e.target_id,
         e.reason,
       ]),
-    ).toEqual([[owner.userId, id, 'role_member']]);
+    ).toEqual([[owner.userId, id, 'role_agent']]);
     expect(
       (await events(owner.tenantId, 'user.updated')).map((e) => [e.target_id, e.fields, e.reason]),
     ).toEqual([[id, '["role"]', 'role_admin']]);

@@ -351,7 +351,7 @@ describe('retention', () => {
     }
     const release = await api(owner, 'POST', '/api/v1/audit/legal-hold/release', { reason: 'x' });
     expect(release.json<{ code: string }>().code).toBe('audit.legal_hold_inactive');
-    const member = await ctx.user(owner, 'member');
+    const member = await ctx.user(owner, 'agent');
     for (const [method, url, payload] of [
       ['GET', '/api/v1/audit/settings', undefined],
       ['PATCH', '/api/v1/audit/settings', { retentionDays: 30 }],

@@ -151,7 +151,7 @@ describe('identity events', () => {
 
 describe('audit API', () => {
   it('refuses members and keeps tenants apart', async () => {
-    const member = await ctx.user(owner, 'member');
+    const member = await ctx.user(owner, 'agent');
     const res = await api(member, '/api/v1/audit/events');
     expect(res.statusCode).toBe(403);
     expect(res.json<{ code: string }>().code).toBe('policy.forbidden');

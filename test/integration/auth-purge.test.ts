@@ -17,7 +17,7 @@ const count = async (table: 'sessions' | 'mfa_challenges', userId: string) =>
   (await db().selectFrom(table).select('id').where('user_id', '=', userId).execute()).length;
 
 async function withTotp(owner: Session) {
-  const user = await ctx.user(owner, 'member');
+  const user = await ctx.user(owner, 'agent');
   const start = await ctx.app.inject({
     method: 'POST',
     url: '/api/v1/auth/mfa/totp',
@@ -70,7 +70,7 @@ describe('purge of expired authentication rows', () => {
 
   it('keeps ended sessions a day, then deletes them; live sessions stay', async () => {
     const owner = await ctx.tenant();
-    const gone = await ctx.user(owner, 'member');
+    const gone = await ctx.user(owner, 'agent');
     const out = await ctx.app.inject({
       method: 'POST',
       url: '/api/v1/auth/logout',

@@ -117,7 +117,7 @@ describe('sign-in', () => {
   });
 
   it('gives the same 401 for unknown tenant, unknown user, wrong password and disabled user', async () => {
-    const disabled = await ctx.user(owner, 'member');
+    const disabled = await ctx.user(owner, 'agent');
     const off = await ctx.app.inject({
       method: 'PATCH',
       url: `/api/v1/users/${disabled.userId}`,

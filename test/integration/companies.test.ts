@@ -154,7 +154,7 @@ describe('companies: list', () => {
 
   beforeAll(async () => {
     s = await ctx.tenant();
-    const member = await ctx.user(s, 'member');
+    const member = await ctx.user(s, 'agent');
     const rows = [
       { name: 'Delta', domain: 'delta.example', as: s },
       { name: 'alpha', domain: 'shared.example', as: member },
@@ -279,7 +279,7 @@ describe('companies: access', () => {
   });
 
   it('lets a member create, change and delete', async () => {
-    const member = await ctx.user(owner, 'member');
+    const member = await ctx.user(owner, 'agent');
     const c = await made(member, { name: 'Member made' });
     expect(c.ownerId).toBe(member.userId);
     expect((await patch(member, c.id, { industry: 'Health' }, '"1"')).statusCode).toBe(200);
@@ -325,7 +325,7 @@ describe('companies: access', () => {
     expect(res.statusCode).toBe(400);
     expect(res.json().code).toBe('resource.invalid_reference');
     // A user of the same tenant is a valid owner.
-    const member = await ctx.user(owner, 'member');
+    const member = await ctx.user(owner, 'agent');
     const ok = await patch(owner, c.id, { ownerId: member.userId }, '"1"');
     expect(ok.statusCode).toBe(200);
     expect(ok.json().ownerId).toBe(member.userId);

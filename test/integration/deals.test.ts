@@ -189,7 +189,7 @@ describe('deals: list', () => {
 
   beforeAll(async () => {
     s = await ctx.tenant();
-    member = await ctx.user(s, 'member');
+    member = await ctx.user(s, 'agent');
     company = await post(s, '/api/v1/companies', { name: 'Co' });
     contact = await post(s, '/api/v1/contacts', { firstName: 'Cont' });
     const rows = [
@@ -282,9 +282,9 @@ describe('deals: access', () => {
     }
   });
 
-  it('lets a viewer read but not write, and a member write', async () => {
+  it('lets a viewer read but not write, and an agent write their own deals', async () => {
     const viewer = await ctx.user(owner, 'viewer');
-    const member = await ctx.user(owner, 'member');
+    const member = await ctx.user(owner, 'agent');
     const d = await made(owner, { name: 'Shared' });
     expect((await get(viewer, d.id)).statusCode).toBe(200);
     for (const res of [
@@ -297,8 +297,10 @@ describe('deals: access', () => {
     }
     const mine = await made(member, { name: 'Member deal', amountMinor: 100, currency: 'GBP' });
     expect(mine.ownerId).toBe(member.userId);
-    expect((await patch(member, d.id, { stage: 'won' }, '"1"')).statusCode).toBe(200);
-    expect((await del(member, mine.id, '"1"')).statusCode).toBe(204);
+    // The owner's deal is out of an agent's scope: as if it did not exist.
+    expect((await patch(member, d.id, { stage: 'won' }, '"1"')).statusCode).toBe(404);
+    expect((await patch(member, mine.id, { stage: 'won' }, '"1"')).statusCode).toBe(200);
+    expect((await del(member, mine.id, '"2"')).statusCode).toBe(204);
   });
 
   it("hides another tenant's deal: 404 on every route and absent from lists", async () => {

@@ -78,7 +78,7 @@ async function auditEvents(s: Session, type: string) {
 describe('brute force on an account', () => {
   it('fires at the threshold, not below, locks the account and revokes its sessions', async () => {
     const owner = await ctx.tenant();
-    const member = await ctx.user(owner, 'member');
+    const member = await ctx.user(owner, 'agent');
     await configure(owner, {
       rules: {
         brute_force: {
@@ -132,7 +132,7 @@ describe('brute force on an account', () => {
 
   it('does not fire when the failures are spread beyond the window', async () => {
     const owner = await ctx.tenant();
-    const member = await ctx.user(owner, 'member');
+    const member = await ctx.user(owner, 'agent');
     await configure(owner, { rules: { brute_force: { failures: 3, windowMinutes: 5 } } });
     await login(member, member.email, 'nope nope nope');
     await login(member, member.email, 'nope nope nope');
@@ -147,8 +147,8 @@ describe('password spraying and credential stuffing from one address', () => {
   it('fires when one address fails against enough distinct users', async () => {
     const owner = await ctx.tenant();
     const users = [
-      await ctx.user(owner, 'member'),
-      await ctx.user(owner, 'member'),
+      await ctx.user(owner, 'agent'),
+      await ctx.user(owner, 'agent'),
       await ctx.user(owner, 'viewer'),
     ];
     await configure(owner, {
@@ -195,8 +195,8 @@ describe('password spraying and credential stuffing from one address', () => {
 describe('bulk reads and exports of personal records', () => {
   it('fires at N reads by one actor in T minutes and blocks that user’s exports', async () => {
     const owner = await ctx.tenant();
-    const member = await ctx.user(owner, 'member');
-    const other = await ctx.user(owner, 'member');
+    const member = await ctx.user(owner, 'agent');
+    const other = await ctx.user(owner, 'agent');
     await configure(owner, {
       rules: { bulk_read: { records: 5, windowMinutes: 10, actions: ['block_exports'] } },
       exportBlockMinutes: 2,
@@ -314,7 +314,7 @@ describe('sign-in from a new device or address', () => {
 describe('sign-in from a new user agent', () => {
   it('raises for a known address with a browser the user never signed in with', async () => {
     const owner = await ctx.tenant();
-    const member = await ctx.user(owner, 'member');
+    const member = await ctx.user(owner, 'agent');
     const signIn = (ua: string) =>
       ctx.app.inject({
         method: 'POST',
@@ -342,7 +342,7 @@ describe('privilege escalation and break-glass', () => {
   it('raises when a user or an API key is given admin, and can revoke the keys', async () => {
     const owner = await ctx.tenant();
     const admin = await ctx.user(owner, 'admin');
-    const member = await ctx.user(owner, 'member');
+    const member = await ctx.user(owner, 'agent');
     await run();
     // Creating an administrator is a grant of admin.
     expect(await alerts(owner, '?rule=privilege_escalation')).toEqual([
@@ -373,7 +373,7 @@ describe('privilege escalation and break-glass', () => {
     };
     // Below admin: nothing.
     await setRole(member.userId, 'viewer');
-    const memberKey = await key('member');
+    const memberKey = await key('agent');
     const bearer = { authorization: `Bearer ${memberKey.key}` };
     expect((await ctx.app.inject({ url: '/api/v1/contacts', headers: bearer })).statusCode).toBe(
       200,
@@ -519,7 +519,7 @@ describe('the worker', () => {
   it('calls the notifier with the tenant’s owners and admins', async () => {
     const owner = await ctx.tenant();
     const admin = await ctx.user(owner, 'admin');
-    await ctx.user(owner, 'member');
+    await ctx.user(owner, 'agent');
     await run();
     const told: { rule: string; to: string[] }[] = [];
     const worker = createDetectionWorker({
@@ -607,7 +607,7 @@ describe('alerts API', () => {
   it('is for owners and admins of the alert’s own tenant only', async () => {
     const owner = await twoAlerts();
     const [alert] = await alerts(owner);
-    const member = await ctx.user(owner, 'member');
+    const member = await ctx.user(owner, 'agent');
     const forbidden = await ctx.app.inject({ url: '/api/v1/alerts', headers: member.headers });
     expect(forbidden.statusCode).toBe(403);
     expect(forbidden.json()).toMatchObject({ code: 'policy.forbidden' });
@@ -640,7 +640,7 @@ describe('detection settings', () => {
     expect(await auditEvents(owner, 'detection.settings.changed')).toEqual([
       expect.objectContaining({ fields: ['rules.brute_force.failures'] }),
     ]);
-    const member = await ctx.user(owner, 'member');
+    const member = await ctx.user(owner, 'agent');
     expect((await settings(member, { exportBlockMinutes: 5 })).statusCode).toBe(403);
   });
 

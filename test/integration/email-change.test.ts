@@ -112,7 +112,7 @@ describe('changing the sign-in e-mail', () => {
 
   it('refuses at confirmation an address another user of the tenant has (user.email_taken)', async () => {
     const owner = await ctx.tenant();
-    const member = await ctx.user(owner, 'member');
+    const member = await ctx.user(owner, 'agent');
     const token = await tokenFor(owner, member.email.toUpperCase());
     expectCode(await confirm(token), 409, 'user.email_taken');
     expect(sink.events.at(-1)).toMatchObject({

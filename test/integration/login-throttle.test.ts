@@ -49,7 +49,7 @@ const failures = (events: IdentityEvent[]) =>
 
 describe('account lockout', () => {
   it('locks an account for a minute after 5 consecutive failures, even for the right password', async () => {
-    const user = await ctx.user(owner, 'member');
+    const user = await ctx.user(owner, 'agent');
     const ip = nextAddress();
     const events = await eventsOf(async () => {
       for (let i = 0; i < 5; i++)
@@ -82,7 +82,7 @@ describe('account lockout', () => {
   });
 
   it('doubles the lockout with each further failure, up to 15 minutes', async () => {
-    const user = await ctx.user(owner, 'member');
+    const user = await ctx.user(owner, 'agent');
     const ip = nextAddress();
     const events = await eventsOf(async () => {
       for (let i = 0; i < 5; i++) await attempt(user, 'wrong guess number x', ip);
@@ -103,7 +103,7 @@ describe('account lockout', () => {
   });
 
   it('lets a burst of parallel guesses try no more passwords than the lockout allows', async () => {
-    const user = await ctx.user(owner, 'member');
+    const user = await ctx.user(owner, 'agent');
     const ip = nextAddress();
     const events = await eventsOf(() =>
       Promise.all(
@@ -117,7 +117,7 @@ describe('account lockout', () => {
   });
 
   it('locks the account for good after 100 failures, until an owner or admin unlocks it', async () => {
-    const user = await ctx.user(owner, 'member');
+    const user = await ctx.user(owner, 'agent');
     // 99 earlier failures, as if spread over a day of lockouts.
     for (let i = 0; i < 99; i++) {
       ctx.clock.advance(15 * MINUTE);
@@ -140,7 +140,7 @@ describe('account lockout', () => {
 
     owner = await ctx.login(owner.tenant, owner.email);
     const admin = await ctx.user(owner, 'admin');
-    const member = await ctx.user(owner, 'member');
+    const member = await ctx.user(owner, 'agent');
     const unlock = (by: Session) =>
       ctx.app.inject({
         method: 'POST',
@@ -175,7 +175,7 @@ describe('account lockout', () => {
   });
 
   it('spends the argon2 work on a locked account as on a wrong password', async () => {
-    const user = await ctx.user(owner, 'member');
+    const user = await ctx.user(owner, 'agent');
     const ip = nextAddress();
     for (let i = 0; i < 5; i++) await attempt(user, 'wrong guess number x', ip);
     const median = async (password: string) => {
@@ -188,7 +188,7 @@ describe('account lockout', () => {
       return times.sort((a, b) => a - b)[2]!;
     };
     const lockedTime = await median(PASSWORD);
-    const other = await ctx.user(owner, 'member');
+    const other = await ctx.user(owner, 'agent');
     const wrongTimes: number[] = [];
     for (let i = 0; i < 3; i++) {
       const start = performance.now();
@@ -203,8 +203,8 @@ describe('account lockout', () => {
 
 describe('identity events', () => {
   it('records success, each failure reason, logout and session expiry without secrets', async () => {
-    const user = await ctx.user(owner, 'member');
-    const disabled = await ctx.user(owner, 'member');
+    const user = await ctx.user(owner, 'agent');
+    const disabled = await ctx.user(owner, 'agent');
     await ctx.app.inject({
       method: 'PATCH',
       url: `/api/v1/users/${disabled.userId}`,
@@ -268,7 +268,7 @@ describe('identity events', () => {
 
 describe('session revocation events', () => {
   it('records each session a disable or role change revokes, after the change', async () => {
-    const user = await ctx.user(owner, 'member');
+    const user = await ctx.user(owner, 'agent');
     const second = await ctx.login(owner.tenant, user.email);
     const patch = (payload: object) =>
       ctx.app.inject({
@@ -309,7 +309,7 @@ describe('session revocation events', () => {
 
 describe('argon2 parameter upgrade', () => {
   it('re-hashes a weaker stored hash at the next successful sign-in, once', async () => {
-    const user = await ctx.user(owner, 'member');
+    const user = await ctx.user(owner, 'agent');
     const weak = await hash(PASSWORD, {
       algorithm: 2,
       memoryCost: 8192,

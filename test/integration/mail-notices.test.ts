@@ -45,7 +45,7 @@ describe('security notices by mail', () => {
 
   it('tells a user about a sign-in from a new device, not the first sign-in nor a browser update', async () => {
     const owner = await ctx.tenant();
-    const member = await ctx.user(owner, 'member');
+    const member = await ctx.user(owner, 'agent');
     const subject = 'New sign-in to your Custos account';
     // ctx.user signed in once (first device): no notice.
     expect(await notices(member.email, subject)).toHaveLength(0);

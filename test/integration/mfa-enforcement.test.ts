@@ -60,7 +60,7 @@ async function settingsEvents(tenantId: string) {
 describe('second-factor requirement', () => {
   it('holds a member without a second factor to enrolment, then gives a new token and full access', async () => {
     const owner = await ctx.tenant();
-    const member = await ctx.user(owner, 'member');
+    const member = await ctx.user(owner, 'agent');
     expect((await get(member.headers, '/api/v1/contacts')).statusCode).toBe(200);
     const set = await settings(owner, { mfaRequired: 'all' });
     expect(set.statusCode).toBe(200);
@@ -112,7 +112,7 @@ describe('second-factor requirement', () => {
 
   it('lets a held session sign out, and keeps a user with a second factor unaffected', async () => {
     const owner = await ctx.tenant();
-    const enrolled = await ctx.user(owner, 'member');
+    const enrolled = await ctx.user(owner, 'agent');
     const confirm = await enrol(enrolled);
     // Not held: no new token.
     expect(confirm.json<{ csrfToken?: string }>().csrfToken).toBeUndefined();
@@ -131,7 +131,7 @@ describe('second-factor requirement', () => {
   it('covers only the chosen roles', async () => {
     const owner = await ctx.tenant();
     const admin = await ctx.user(owner, 'admin');
-    const member = await ctx.user(owner, 'member');
+    const member = await ctx.user(owner, 'agent');
     const set = await settings(owner, { mfaRequired: 'roles', mfaRequiredRoles: ['admin'] });
     expect(set.statusCode).toBe(200);
     expect(set.json()).toMatchObject({ mfaRequired: 'roles', mfaRequiredRoles: ['admin'] });
@@ -153,7 +153,7 @@ describe('second-factor requirement', () => {
       method: 'POST',
       url: '/api/v1/api-keys',
       headers: admin.headers,
-      payload: { name: 'script', role: 'member' },
+      payload: { name: 'script', role: 'agent' },
     });
     expect(created.statusCode).toBe(201);
     const bearer = { authorization: `Bearer ${created.json<{ key: string }>().key}` };
@@ -168,7 +168,7 @@ describe('second-factor requirement', () => {
 
   it('needs an owner or admin, a fresh sign-in and a role list for "roles"', async () => {
     const owner = await ctx.tenant();
-    const member = await ctx.user(owner, 'member');
+    const member = await ctx.user(owner, 'agent');
     expectCode(await settings(member, { mfaRequired: 'all' }), 403, 'policy.forbidden');
     expectCode(await settings(owner, { mfaRequired: 'roles' }), 400, 'request.invalid');
     expectCode(
@@ -218,7 +218,7 @@ describe('second-factor requirement', () => {
 
   it('hasSecondFactor is false before TOTP is confirmed and true after', async () => {
     const owner = await ctx.tenant();
-    const user = await ctx.user(owner, 'member');
+    const user = await ctx.user(owner, 'agent');
     const who = { tenantId: owner.tenantId, userId: user.userId };
     const db = ctx.database.handle.db;
     expect(await hasSecondFactor(db, who)).toBe(false);

@@ -45,7 +45,7 @@ async function eventsOf(run: () => Promise<unknown>): Promise<IdentityEvent[]> {
 
 /** A member with TOTP on; the clock is moved past the confirming code's step. */
 async function enrolled() {
-  const user = await ctx.user(owner, 'member');
+  const user = await ctx.user(owner, 'agent');
   const start = await ctx.app.inject({
     method: 'POST',
     url: '/api/v1/auth/mfa/totp',
@@ -107,7 +107,7 @@ async function sessionCount(userId: string): Promise<number> {
 
 describe('TOTP enrolment', () => {
   it('returns a URI and a QR code, stores the secret encrypted, and never shows it again', async () => {
-    const user = await ctx.user(owner, 'member');
+    const user = await ctx.user(owner, 'agent');
     const res = await ctx.app.inject({
       method: 'POST',
       url: '/api/v1/auth/mfa/totp',
@@ -145,7 +145,7 @@ describe('TOTP enrolment', () => {
   });
 
   it('refuses a wrong confirming code and turns TOTP on with the right one, with ten recovery codes', async () => {
-    const user = await ctx.user(owner, 'member');
+    const user = await ctx.user(owner, 'agent');
     const { secret } = (
       await ctx.app.inject({ method: 'POST', url: '/api/v1/auth/mfa/totp', headers: user.headers })
     ).json<{ secret: string }>();
@@ -396,7 +396,7 @@ describe('TOTP removal', () => {
       method: 'POST',
       url: '/api/v1/api-keys',
       headers: fresh.headers,
-      payload: { name: 'mfa test', role: 'member' },
+      payload: { name: 'mfa test', role: 'agent' },
     });
     expect(key.statusCode).toBe(201);
     const res = await ctx.app.inject({

@@ -28,7 +28,7 @@ async function signIn(auth: SoftwareAuthenticator, tenant: string) {
 
 describe('passkey events in the audit log', () => {
   it('records enrolment, sign-in, clone detection, refusal and removal as leaves', async () => {
-    const user = await ctx.user(owner, 'member');
+    const user = await ctx.user(owner, 'agent');
     const options = await post(
       '/api/v1/auth/passkeys/registration/options',
       undefined,

@@ -178,7 +178,7 @@ describe('registration', () => {
   });
 
   it('asks for a discoverable, user-verifying credential bound to the configured RP id', async () => {
-    const user = await ctx.user(owner, 'member');
+    const user = await ctx.user(owner, 'agent');
     const first = await register(user);
     const res = await registrationOptions(user);
     const options = res.json<
@@ -200,7 +200,7 @@ describe('registration', () => {
   });
 
   it('refuses a response from another origin, for another RP id, or without user verification', async () => {
-    const user = await ctx.user(owner, 'member');
+    const user = await ctx.user(owner, 'agent');
     const bends: Bend[] = [
       { origin: 'https://evil.example' },
       { rpId: 'evil.example' },
@@ -226,7 +226,7 @@ describe('registration', () => {
   });
 
   it("refuses a replayed challenge, a made-up one and another session's", async () => {
-    const user = await ctx.user(owner, 'member');
+    const user = await ctx.user(owner, 'agent');
     const other = await ctx.login(user.tenant, user.email);
     const options = (await registrationOptions(user)).json<Creation>();
     const auth = SoftwareAuthenticator.create();
@@ -271,7 +271,7 @@ describe('registration', () => {
   });
 
   it('refuses a credential already registered (to anyone)', async () => {
-    const user = await ctx.user(owner, 'member');
+    const user = await ctx.user(owner, 'agent');
     const { auth } = await register(user);
     const otherTenant = await ctx.tenant();
     const options = (await registrationOptions(otherTenant)).json<Creation>();
@@ -284,7 +284,7 @@ describe('registration', () => {
   });
 
   it('expires a challenge after two minutes', async () => {
-    const user = await ctx.user(owner, 'member');
+    const user = await ctx.user(owner, 'agent');
     const options = (await registrationOptions(user)).json<Creation>();
     ctx.clock.advance(2 * 60_000 + 1);
     const res = await post(
@@ -298,7 +298,7 @@ describe('registration', () => {
 
 describe('step-up', () => {
   it('is required to register and to remove a passkey, not to list or rename', async () => {
-    const user = await ctx.user(owner, 'member');
+    const user = await ctx.user(owner, 'agent');
     const { passkey, auth: first } = await register(user);
     const options = (await registrationOptions(user)).json<Creation>();
     staleAuthentication();
@@ -335,7 +335,7 @@ describe('step-up', () => {
   });
 
   it('steps up with a passkey: a new token, fresh for five minutes, recorded with method passkey', async () => {
-    const user = await ctx.user(owner, 'member');
+    const user = await ctx.user(owner, 'agent');
     const { auth } = await register(user);
     staleAuthentication();
     const before = { ...user.headers };
@@ -357,8 +357,8 @@ describe('step-up', () => {
   });
 
   it("refuses a step-up with another session's challenge, another user's passkey or a replay", async () => {
-    const user = await ctx.user(owner, 'member');
-    const other = await ctx.user(owner, 'member');
+    const user = await ctx.user(owner, 'agent');
+    const other = await ctx.user(owner, 'agent');
     const elsewhere = await ctx.login(user.tenant, user.email);
     const { auth } = await register(user);
     const stranger = (await register(other)).auth;
@@ -396,7 +396,7 @@ describe('step-up', () => {
 
   it('gives a session held by the MFA rule a new token once a passkey is its first factor', async () => {
     const boss = await ctx.tenant();
-    const member = await ctx.user(boss, 'member');
+    const member = await ctx.user(boss, 'agent');
     const set = await ctx.app.inject({
       method: 'PATCH',
       url: '/api/v1/tenant/settings',
@@ -423,7 +423,7 @@ describe('step-up', () => {
     expect((await contacts(member.headers)).statusCode).toBe(200);
 
     // A session that was not held keeps its token when a passkey is added.
-    const free = await ctx.user(owner, 'member');
+    const free = await ctx.user(owner, 'agent');
     const again = await registrationOptions(free);
     const plain = await post(
       '/api/v1/auth/passkeys/registration',
@@ -438,7 +438,7 @@ describe('step-up', () => {
 
   it('is refused to API keys (passkeys belong to a person)', async () => {
     const fresh = await ctx.tenant();
-    const key = await post('/api/v1/api-keys', { name: 'script', role: 'member' }, fresh.headers);
+    const key = await post('/api/v1/api-keys', { name: 'script', role: 'agent' }, fresh.headers);
     expect(key.statusCode, key.body).toBe(201);
     const { key: secret } = key.json<{ key: string }>();
     const res = await ctx.app.inject({
@@ -452,7 +452,7 @@ describe('step-up', () => {
 
 describe('passwordless sign-in', () => {
   it('starts a session that works, advances the counter and records the sign-in', async () => {
-    const user = await ctx.user(owner, 'member');
+    const user = await ctx.user(owner, 'agent');
     const { auth, passkey } = await register(user);
     const events = await eventsOf(async () => {
       const res = await passwordless(user.tenant, auth);
@@ -496,7 +496,7 @@ describe('passwordless sign-in', () => {
   });
 
   it('refuses wrong origin, RP id, challenge, signature, type and missing verification alike', async () => {
-    const user = await ctx.user(owner, 'member');
+    const user = await ctx.user(owner, 'agent');
     const { auth } = await register(user);
     const stranger = generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey;
     const bends: Array<[Bend, string]> = [
@@ -533,7 +533,7 @@ describe('passwordless sign-in', () => {
   });
 
   it('refuses a replayed response and a spent challenge', async () => {
-    const user = await ctx.user(owner, 'member');
+    const user = await ctx.user(owner, 'agent');
     const { auth } = await register(user);
     const options = await passwordlessOptions(user.tenant);
     const credential = auth.assert(options);
@@ -550,7 +550,7 @@ describe('passwordless sign-in', () => {
   });
 
   it("refuses an unknown credential and another tenant's", async () => {
-    const user = await ctx.user(owner, 'member');
+    const user = await ctx.user(owner, 'agent');
     await register(user);
     const unknown = SoftwareAuthenticator.create();
     unknown.userHandle = Buffer.alloc(32, 3).toString('base64url');
@@ -579,7 +579,7 @@ describe('passwordless sign-in', () => {
   });
 
   it('refuses a disabled user', async () => {
-    const user = await ctx.user(owner, 'member');
+    const user = await ctx.user(owner, 'agent');
     const { auth } = await register(user);
     await ctx.database.handle.db
       .updateTable('users')
@@ -595,7 +595,7 @@ describe('passwordless sign-in', () => {
   });
 
   it('is throttled as password sign-in is: failures lock the account', async () => {
-    const user = await ctx.user(owner, 'member');
+    const user = await ctx.user(owner, 'agent');
     const { auth } = await register(user);
     const ip = nextAddress();
     const events = await eventsOf(async () => {
@@ -617,7 +617,7 @@ describe('passwordless sign-in', () => {
   });
 
   it('accepts authenticators without a counter (zero on both sides)', async () => {
-    const user = await ctx.user(owner, 'member');
+    const user = await ctx.user(owner, 'agent');
     const { auth } = await register(user);
     for (let i = 0; i < 3; i++) {
       expect((await passwordless(user.tenant, auth, { counter: 0 })).statusCode).toBe(200);
@@ -627,7 +627,7 @@ describe('passwordless sign-in', () => {
 
 describe('cloned authenticators', () => {
   it('refuses a counter that did not move forward and disables the credential', async () => {
-    const user = await ctx.user(owner, 'member');
+    const user = await ctx.user(owner, 'agent');
     const { auth, passkey } = await register(user);
     expect((await passwordless(user.tenant, auth)).statusCode).toBe(200);
     const clone = auth.clone();
@@ -660,7 +660,7 @@ describe('cloned authenticators', () => {
   });
 
   it('does not let a forged low-counter response disable a credential', async () => {
-    const user = await ctx.user(owner, 'member');
+    const user = await ctx.user(owner, 'agent');
     const { auth } = await register(user);
     expect((await passwordless(user.tenant, auth)).statusCode).toBe(200);
     const forger = generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey;
@@ -673,7 +673,7 @@ describe('cloned authenticators', () => {
 
 describe('passkey as the second step of a password sign-in', () => {
   it('completes the sign-in the password started', async () => {
-    const user = await ctx.user(owner, 'member');
+    const user = await ctx.user(owner, 'agent');
     const { auth } = await register(user);
     const token = await mfaToken(user);
     const options = await post('/api/v1/auth/passkeys/login/mfa/options', { mfaToken: token });
@@ -708,9 +708,9 @@ describe('passkey as the second step of a password sign-in', () => {
   });
 
   it("refuses another user's passkey, a challenge of another sign-in and a clone", async () => {
-    const user = await ctx.user(owner, 'member');
+    const user = await ctx.user(owner, 'agent');
     const { auth } = await register(user);
-    const colleague = await ctx.user(owner, 'member');
+    const colleague = await ctx.user(owner, 'agent');
     const { auth: theirs } = await register(colleague);
     const token = await mfaToken(user);
     const options = (
@@ -783,7 +783,7 @@ describe('passkey as the second step of a password sign-in', () => {
   });
 
   it('answers 409 for options when the account has no passkey, 401 for a bad token', async () => {
-    const user = await ctx.user(owner, 'member');
+    const user = await ctx.user(owner, 'agent');
     const start = await post('/api/v1/auth/mfa/totp', undefined, user.headers);
     const { secret } = start.json<{ secret: string }>();
     const code = TOTP.generate({
@@ -809,7 +809,7 @@ describe('passkey as the second step of a password sign-in', () => {
 
 describe('rename and removal', () => {
   it('renames and removes only your own passkeys', async () => {
-    const user = await ctx.user(owner, 'member');
+    const user = await ctx.user(owner, 'agent');
     const { passkey } = await register(user);
     const colleague = await ctx.user(owner, 'admin');
     for (const method of ['PATCH', 'DELETE'] as const) {
@@ -837,7 +837,7 @@ describe('rename and removal', () => {
   });
 
   it('ends the other sessions whenever a second factor goes, as TOTP removal does', async () => {
-    const user = await ctx.user(owner, 'member');
+    const user = await ctx.user(owner, 'agent');
     const elsewhere = await ctx.login(user.tenant, user.email);
     const first = await register(user);
     const second = await register(user);
@@ -895,7 +895,7 @@ const INJECTIONS = fs
 
 describe('hostile input', () => {
   it('answers 400 problem+json for malformed credentials, never 500', async () => {
-    const user = await ctx.user(owner, 'member');
+    const user = await ctx.user(owner, 'agent');
     const { auth } = await register(user);
     const options = await passwordlessOptions(user.tenant);
     const good = auth.assert(options);
@@ -932,7 +932,7 @@ describe('hostile input', () => {
   });
 
   it('turns well-formed garbage (random bytes, wrong CBOR) into the same refusal', async () => {
-    const user = await ctx.user(owner, 'member');
+    const user = await ctx.user(owner, 'agent');
     const { auth } = await register(user);
     const garbage = Buffer.from('garbage').toString('base64url');
     const options = await passwordlessOptions(user.tenant);
@@ -965,7 +965,7 @@ describe('hostile input', () => {
   });
 
   it('refuses hostile strings in tenant slugs, tokens and names without leaking', async () => {
-    const user = await ctx.user(owner, 'member');
+    const user = await ctx.user(owner, 'agent');
     const { auth, passkey } = await register(user);
     const samples = [...BLNS.slice(0, 80), ...INJECTIONS.slice(0, 40)];
     for (const value of samples) {

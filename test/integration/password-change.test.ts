@@ -45,7 +45,7 @@ async function eventsOf(run: () => Promise<unknown>): Promise<IdentityEvent[]> {
 describe('POST /api/v1/auth/password', () => {
   it('changes the password, ends the other sessions and gives this one a new token', async () => {
     const owner = await ctx.tenant();
-    const member = await ctx.user(owner, 'member');
+    const member = await ctx.user(owner, 'agent');
     const other = await ctx.login(member.tenant, member.email);
     let res: Awaited<ReturnType<typeof change>> | undefined;
     const events = await eventsOf(async () => {

@@ -17,7 +17,7 @@ const createUser = (payload: { email: string; name: string; password: string }) 
     method: 'POST',
     url: '/api/v1/users',
     headers: owner.headers,
-    payload: { role: 'member', ...payload },
+    payload: { role: 'agent', ...payload },
   });
 
 describe('password policy on user creation', () => {

@@ -68,7 +68,7 @@ async function eventsOf(run: () => Promise<unknown>): Promise<IdentityEvent[]> {
 describe('password reset by mail', () => {
   it('mails a single-use link that sets the password, ends every session and signs nobody in', async () => {
     const owner = await ctx.tenant();
-    const member = await ctx.user(owner, 'member');
+    const member = await ctx.user(owner, 'agent');
     const second = await ctx.login(member.tenant, member.email);
     const token = await resetToken(member);
     const mail = resetMails(member.email).at(-1)!;
@@ -114,7 +114,7 @@ describe('password reset by mail', () => {
       await requestReset(owner.tenant, `nobody@${owner.tenant}.example`),
       await requestReset('no-such-tenant', owner.email),
     ];
-    const disabled = await ctx.user(owner, 'member');
+    const disabled = await ctx.user(owner, 'agent');
     await ctx.app.inject({
       method: 'PATCH',
       url: `/api/v1/users/${disabled.userId}`,
@@ -284,9 +284,9 @@ describe('password reset with a passkey as the second factor', () => {
 
   it('never bypasses a passkey: the mailbox alone or a wrong passkey is refused, the right one works', async () => {
     const owner = await ctx.tenant();
-    const member = await ctx.user(owner, 'member');
+    const member = await ctx.user(owner, 'agent');
     const auth = await registerPasskey(member);
-    const other = await registerPasskey(await ctx.user(owner, 'member'));
+    const other = await registerPasskey(await ctx.user(owner, 'agent'));
     const token = await resetToken(member);
 
     // The mailbox alone: refused, and the password is unchanged.

@@ -55,17 +55,19 @@ interface Caller {
 
 const WRITER = { list: 200, create: 201, get: 200, update: 200, delete: 204 };
 const READER = { list: 200, create: 403, get: 200, update: 403, delete: 403 };
+// An agent reaches only their own records: the owner's answer as if they did not exist.
+const OWN_SCOPE = { list: 200, create: 201, get: 404, update: 404, delete: 404 };
 const NOBODY = { list: 401, create: 401, get: 401, update: 401, delete: 401 };
 
 const sessions = new Map<string, Session>();
-async function sessionFor(role: 'owner' | 'admin' | 'member' | 'viewer'): Promise<Session> {
+async function sessionFor(role: 'owner' | 'admin' | 'agent' | 'viewer'): Promise<Session> {
   if (role === 'owner') return owner;
   let s = sessions.get(role);
   if (!s) sessions.set(role, (s = await ctx.user(owner, role)));
   return s;
 }
 const keys = new Map<string, string>();
-async function apiKey(role: 'viewer' | 'member'): Promise<Record<string, string>> {
+async function apiKey(role: 'viewer' | 'agent'): Promise<Record<string, string>> {
   let key = keys.get(role);
   if (!key) {
     const res = await ctx.app.inject({
@@ -84,7 +86,12 @@ async function apiKey(role: 'viewer' | 'member'): Promise<Record<string, string>
 const CALLERS: Caller[] = [
   { name: 'owner', headers: async () => (await sessionFor('owner')).headers, expect: WRITER },
   { name: 'admin', headers: async () => (await sessionFor('admin')).headers, expect: WRITER },
-  { name: 'member', headers: async () => (await sessionFor('member')).headers, expect: WRITER },
+  {
+    name: 'agent',
+    headers: async () => (await sessionFor('agent')).headers,
+    expect: OWN_SCOPE,
+    code: 'resource.not_found',
+  },
   {
     name: 'viewer',
     headers: async () => (await sessionFor('viewer')).headers,
@@ -103,7 +110,8 @@ const CALLERS: Caller[] = [
     expect: READER,
     code: 'policy.forbidden',
   },
-  { name: "a member's API key", headers: () => apiKey('member'), expect: WRITER },
+  // Made by the owner: its own scope is the owner's records, which these are.
+  { name: "an agent's API key", headers: () => apiKey('agent'), expect: WRITER },
   {
     name: 'a malformed bearer key',
     headers: async () => ({ authorization: 'Bearer custos_nope_nope' }),

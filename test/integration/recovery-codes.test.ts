@@ -34,7 +34,7 @@ const codeFor = (secret: string) =>
   TOTP.generate({ secret: Secret.fromBase32(secret), timestamp: ctx.clock.now().getTime() });
 
 async function enrolled() {
-  const user = await ctx.user(owner, 'member');
+  const user = await ctx.user(owner, 'agent');
   const start = await ctx.app.inject({
     method: 'POST',
     url: '/api/v1/auth/mfa/totp',
@@ -118,14 +118,14 @@ describe('recovery codes', () => {
     const { user } = await enrolled();
     ctx.clock.advance(FRESH_AUTH_MS);
     expectCode(await regenerate(user), 401, 'auth.step_up_required');
-    const plain = await ctx.user(owner, 'member');
+    const plain = await ctx.user(owner, 'agent');
     expectCode(await regenerate(plain), 409, 'auth.mfa_not_enrolled');
     const other = await ctx.tenant();
     const key = await ctx.app.inject({
       method: 'POST',
       url: '/api/v1/api-keys',
       headers: other.headers,
-      payload: { name: 'k', role: 'member' },
+      payload: { name: 'k', role: 'agent' },
     });
     expect(key.statusCode).toBe(201);
     const bearer = { authorization: `Bearer ${key.json<{ key: string }>().key}` };
@@ -166,7 +166,7 @@ describe('recovery codes', () => {
   });
 
   it('refuses a recovery code for step-up without TOTP, and the password with TOTP', async () => {
-    const plain = await ctx.user(owner, 'member');
+    const plain = await ctx.user(owner, 'agent');
     expectCode(await stepUp(plain, { recoveryCode: 'abcd-efgh' }), 400, 'auth.step_up_failed');
     const { user } = await enrolled();
     expectCode(await stepUp(user, { password: PASSWORD }), 400, 'auth.step_up_code_required');

@@ -45,7 +45,7 @@ describe('security report', () => {
     ctx = await createTestContext();
     start = ctx.clock.now();
     owner = await ctx.tenant();
-    member = await ctx.user(owner, 'member');
+    member = await ctx.user(owner, 'agent');
     for (let i = 0; i < 3; i++) {
       const failed = await ctx.app.inject({
         method: 'POST',

@@ -64,7 +64,7 @@ describe.skipIf(dialectUnderTest !== 'sqlite')('session cache', () => {
 
   it('applies a role change and a disabled account on the next request', async () => {
     const owner = await ctx.tenant();
-    const member = await ctx.user(owner, 'member');
+    const member = await ctx.user(owner, 'agent');
     const second = await ctx.login(owner.tenant, member.email);
     expect((await me(member.headers)).statusCode).toBe(200);
     expect((await me(second.headers)).statusCode).toBe(200);

@@ -52,7 +52,7 @@ async function revocations(run: () => Promise<unknown>) {
 
 describe('own sessions', () => {
   it("lists the caller's active sessions, marks the current one and never shows a token", async () => {
-    const a = await ctx.user(owner, 'member');
+    const a = await ctx.user(owner, 'agent');
     const b = await ctx.login(a.tenant, a.email);
     const res = await inject('GET', '/api/v1/auth/sessions', a);
     expect(res.statusCode).toBe(200);
@@ -69,8 +69,8 @@ describe('own sessions', () => {
   });
 
   it('does not list revoked sessions nor those of other users', async () => {
-    const a = await ctx.user(owner, 'member');
-    const other = await ctx.user(owner, 'member');
+    const a = await ctx.user(owner, 'agent');
+    const other = await ctx.user(owner, 'agent');
     const b = await ctx.login(a.tenant, a.email);
     await inject('POST', '/api/v1/auth/logout', b);
     const items = await listOf(a);
@@ -79,7 +79,7 @@ describe('own sessions', () => {
   });
 
   it('revokes one of its own sessions: that cookie answers 401, the others live on', async () => {
-    const a = await ctx.user(owner, 'member');
+    const a = await ctx.user(owner, 'agent');
     const b = await ctx.login(a.tenant, a.email);
     const bId = await currentId(b);
     const events = await revocations(async () => {
@@ -105,7 +105,7 @@ describe('own sessions', () => {
   });
 
   it("answers 404 for another user's session and for another tenant's, and leaves them alive", async () => {
-    const a = await ctx.user(owner, 'member');
+    const a = await ctx.user(owner, 'agent');
     const colleague = await ctx.user(owner, 'admin');
     const stranger = await ctx.tenant();
     for (const victim of [colleague, stranger]) {
@@ -120,10 +120,10 @@ describe('own sessions', () => {
   });
 
   it('revokes every other session of the caller and keeps the current one', async () => {
-    const a = await ctx.user(owner, 'member');
+    const a = await ctx.user(owner, 'agent');
     const b = await ctx.login(a.tenant, a.email);
     const c = await ctx.login(a.tenant, a.email);
-    const other = await ctx.user(owner, 'member');
+    const other = await ctx.user(owner, 'agent');
     const events = await revocations(async () => {
       const res = await inject('POST', '/api/v1/auth/sessions/revoke-others', a);
       expect(res.statusCode).toBe(200);
@@ -138,7 +138,7 @@ describe('own sessions', () => {
   });
 
   it('refuses session management through an API key', async () => {
-    const created = await inject('POST', '/api/v1/api-keys', owner, { name: 'k', role: 'member' });
+    const created = await inject('POST', '/api/v1/api-keys', owner, { name: 'k', role: 'agent' });
     expect(created.statusCode).toBe(201);
     const key = created.json<{ key: string }>().key;
     const res = await ctx.app.inject({
@@ -153,7 +153,7 @@ describe('own sessions', () => {
 describe('administrators end a user’s sessions', () => {
   it("an admin ends all of a member's sessions", async () => {
     const admin = await ctx.user(owner, 'admin');
-    const m = await ctx.user(owner, 'member');
+    const m = await ctx.user(owner, 'agent');
     const m2 = await ctx.login(m.tenant, m.email);
     const events = await revocations(async () => {
       const res = await inject('DELETE', `/api/v1/users/${m.userId}/sessions`, admin);
@@ -171,7 +171,7 @@ describe('administrators end a user’s sessions', () => {
   });
 
   it('members cannot, and an admin cannot end an owner’s sessions', async () => {
-    const member = await ctx.user(owner, 'member');
+    const member = await ctx.user(owner, 'agent');
     const admin = await ctx.user(owner, 'admin');
     expectCode(
       await inject('DELETE', `/api/v1/users/${admin.userId}/sessions`, member),
@@ -200,7 +200,7 @@ describe('administrators end a user’s sessions', () => {
 
 describe('removing the second factor', () => {
   it("revokes the user's other sessions and keeps the one that removed it", async () => {
-    const user = await ctx.user(owner, 'member');
+    const user = await ctx.user(owner, 'agent');
     const start = await inject('POST', '/api/v1/auth/mfa/totp', user);
     const { secret } = start.json<{ secret: string }>();
     const code = TOTP.generate({
@@ -256,7 +256,7 @@ describe('removing the second factor', () => {
 
 describe('listing after timeouts', () => {
   it('leaves out sessions past their idle limit and shows the tenant absolute end', async () => {
-    const a = await ctx.user(owner, 'member');
+    const a = await ctx.user(owner, 'agent');
     const stale = await ctx.login(a.tenant, a.email);
     const staleId = await currentId(stale);
     ctx.clock.advance(20 * MINUTE);

@@ -135,7 +135,7 @@ describe('sessions', () => {
   });
 
   it("stops a disabled user's sessions at once", async () => {
-    const member = await ctx.user(owner, 'member');
+    const member = await ctx.user(owner, 'agent');
     const second = await ctx.login(owner.tenant, member.email);
     expect((await me(member.headers)).statusCode).toBe(200);
     const res = await ctx.app.inject({
@@ -162,7 +162,7 @@ describe('sessions', () => {
   });
 
   it('applies a role change from the next request on', async () => {
-    const member = await ctx.user(owner, 'member');
+    const member = await ctx.user(owner, 'agent');
     expect((await createContact(member.headers)).statusCode).toBe(201);
     const demote = await ctx.app.inject({
       method: 'PATCH',
@@ -185,7 +185,7 @@ describe('sessions', () => {
   });
 
   it('reads the role from the account on every request, not from the session', async () => {
-    const member = await ctx.user(owner, 'member');
+    const member = await ctx.user(owner, 'agent');
     // A change written behind the API's back (e.g. by another node) is honoured at once too.
     await ctx.database.handle.db
       .updateTable('users')
@@ -308,7 +308,7 @@ describe('CSRF', () => {
         method: 'POST',
         url: '/api/v1/api-keys',
         headers: owner.headers,
-        payload: { name: 'csrf test', role: 'member' },
+        payload: { name: 'csrf test', role: 'agent' },
       })
     ).json().key as string;
     const res = await createContact({ authorization: `Bearer ${key}` });

@@ -24,7 +24,7 @@ const db = () => ctx.database.handle.db;
 
 describe('refused sign-ins do the same work whatever the reason', () => {
   it('gives one answer for unknown tenant, unknown user, wrong password and locked account', async () => {
-    const locked = await ctx.user(owner, 'member');
+    const locked = await ctx.user(owner, 'agent');
     for (let i = 0; i < 5; i++) {
       await attempt({
         tenant: owner.tenant,

@@ -62,7 +62,7 @@ function sensitive(who: Session, target: Session) {
         method: 'POST',
         url: '/api/v1/api-keys',
         headers: h,
-        payload: { name: 'k', role: 'member' },
+        payload: { name: 'k', role: 'agent' },
       }),
     enrolTotp: () => ctx.app.inject({ method: 'POST', url: '/api/v1/auth/mfa/totp', headers: h }),
     confirmTotp: () =>
@@ -100,7 +100,7 @@ function sensitive(who: Session, target: Session) {
 describe('step-up authentication', () => {
   it('treats a sign-in as fresh for five minutes', async () => {
     const owner = await ctx.tenant();
-    const member = await ctx.user(owner, 'member');
+    const member = await ctx.user(owner, 'agent');
     ctx.clock.advance(FRESH_AUTH_MS - 1_000);
     const routes = sensitive(owner, member);
     expect((await routes.exportContacts()).statusCode).toBe(200);
@@ -109,7 +109,7 @@ describe('step-up authentication', () => {
 
   it('refuses every sensitive route with auth.step_up_required once stale', async () => {
     const owner = await ctx.tenant();
-    const member = await ctx.user(owner, 'member');
+    const member = await ctx.user(owner, 'agent');
     ctx.clock.advance(FRESH_AUTH_MS);
     const routes = sensitive(owner, member);
     for (const [name, call] of Object.entries(routes)) {
@@ -123,12 +123,12 @@ describe('step-up authentication', () => {
       url: '/api/v1/auth/me',
       headers: member.headers,
     });
-    expect(me.json<{ role: string }>().role).toBe('member');
+    expect(me.json<{ role: string }>().role).toBe('agent');
   });
 
   it('leaves routes that are not sensitive alone', async () => {
     const owner = await ctx.tenant();
-    const member = await ctx.user(owner, 'member');
+    const member = await ctx.user(owner, 'agent');
     ctx.clock.advance(FRESH_AUTH_MS * 2);
     const rename = await ctx.app.inject({
       method: 'PATCH',
@@ -147,7 +147,7 @@ describe('step-up authentication', () => {
 
   it('makes the session fresh again with the password, for five minutes', async () => {
     const owner = await ctx.tenant();
-    const member = await ctx.user(owner, 'member');
+    const member = await ctx.user(owner, 'agent');
     ctx.clock.advance(FRESH_AUTH_MS + 60_000);
     const events = await eventsOf(async () => {
       const res = await stepUp(owner, { password: PASSWORD });
@@ -247,7 +247,7 @@ describe('step-up authentication', () => {
 
   it('asks a TOTP user for the code, not the password, and refuses a replayed code', async () => {
     const owner = await ctx.tenant();
-    const user = await ctx.user(owner, 'member');
+    const user = await ctx.user(owner, 'agent');
     const start = await sensitive(user, owner).enrolTotp();
     const { secret } = start.json<{ secret: string }>();
     const confirm = await ctx.app.inject({
@@ -278,7 +278,7 @@ describe('step-up authentication', () => {
 
   it('counts a sign-in completed with the second factor as fresh', async () => {
     const owner = await ctx.tenant();
-    const user = await ctx.user(owner, 'member');
+    const user = await ctx.user(owner, 'agent');
     const { secret } = (await sensitive(user, owner).enrolTotp()).json<{ secret: string }>();
     await ctx.app.inject({
       method: 'POST',

@@ -52,7 +52,7 @@ describe('tenant settings', () => {
 
   it('refuses members and viewers', async () => {
     const owner = await ctx.tenant();
-    for (const role of ['member', 'viewer'] as const) {
+    for (const role of ['agent', 'viewer'] as const) {
       const user = await ctx.user(owner, role);
       expectCode(await settings(user), 403, 'policy.forbidden');
       expectCode(await settings(user, { sessionIdleMinutes: 1440 }), 403, 'policy.forbidden');

@@ -21,7 +21,7 @@ const createUser = (s: Session, payload: Record<string, unknown> = {}) =>
     method: 'POST',
     url: '/api/v1/users',
     headers: s.headers,
-    payload: { email: email(s), name: 'Someone', role: 'member', password: PASSWORD, ...payload },
+    payload: { email: email(s), name: 'Someone', role: 'agent', password: PASSWORD, ...payload },
   });
 
 const patchUser = (s: Session | Record<string, string>, id: string, payload: object) =>
@@ -36,19 +36,19 @@ describe('users', () => {
   it('lets an owner or admin create a user who can then sign in', async () => {
     for (const by of [owner, admin]) {
       const address = email(by);
-      const res = await createUser(by, { email: address, role: 'member', name: ' Mia ' });
+      const res = await createUser(by, { email: address, role: 'agent', name: ' Mia ' });
       expect(res.statusCode).toBe(201);
       expect(res.json()).toMatchObject({
         email: address,
         name: 'Mia',
-        role: 'member',
+        role: 'agent',
         status: 'active',
         version: 1,
       });
       expect(res.body).not.toContain('argon2');
       expect(res.body).not.toContain(PASSWORD);
       const s = await ctx.login(owner.tenant, address);
-      expect(s.role).toBe('member');
+      expect(s.role).toBe('agent');
     }
   });
 
@@ -68,7 +68,7 @@ describe('users', () => {
 
   it('lets neither a member nor a viewer list, read, create or change users (403)', async () => {
     const target = (await createUser(owner)).json();
-    for (const role of ['member', 'viewer'] as const) {
+    for (const role of ['agent', 'viewer'] as const) {
       const s = await ctx.user(owner, role);
       expectCode(
         await ctx.app.inject({ url: '/api/v1/users', headers: s.headers }),
@@ -98,7 +98,7 @@ describe('users', () => {
       url: `/api/v1/users/${member.id}`,
       headers: owner.headers,
     });
-    expect(after.json()).toMatchObject({ role: 'member', version: 1 });
+    expect(after.json()).toMatchObject({ role: 'agent', version: 1 });
     // An admin may promote to admin; an owner may promote to owner.
     expect((await patchUser(admin, member.id, { role: 'admin' })).json().role).toBe('admin');
     expect((await patchUser(owner, member.id, { role: 'owner' })).json().role).toBe('owner');

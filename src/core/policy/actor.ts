@@ -1,5 +1,18 @@
+import type { CustomRoleSpec } from './roles.ts';
+
 /** Who is asking, carried by every service call. Request metadata is plain data, never HTTP. */
-export type Role = 'owner' | 'admin' | 'member' | 'viewer';
+export type Role = 'owner' | 'admin' | 'manager' | 'agent' | 'viewer' | 'auditor';
+
+/**
+ * A tenant's own role (stored in `roles`, managed under /api/v1/roles), resolved with the actor
+ * on every request so that a change counts on the next one. `version` keys the compiled ability.
+ */
+export interface CustomRole {
+  id: string;
+  name: string;
+  version: number;
+  definition: CustomRoleSpec;
+}
 
 export interface RequestMeta {
   requestId: string;
@@ -21,6 +34,10 @@ export type Actor =
        * open (see `requireSecondFactorEnrolled`). Absent means false.
        */
       mfaEnrolmentRequired?: boolean;
+      /** The user's custom role: when present it decides instead of `role`. */
+      customRole?: CustomRole;
+      /** Open emergency access (break-glass): elevated read on records until `expiresAt`. */
+      breakGlass?: { id: string; expiresAt: string };
       request: RequestMeta;
     }
   | {
@@ -32,6 +49,12 @@ export type Actor =
       apiKeyId: string;
       /** The key's creator must enrol a second factor and has none: the key is refused. */
       mfaEnrolmentRequired?: boolean;
+      /**
+       * The creator's own role now, and custom role if any: the key is never more powerful than
+       * its creator, so every decision for the key is also asked of them.
+       */
+      creatorRole?: Role;
+      creatorCustomRole?: CustomRole;
       request: RequestMeta;
     }
   | {
@@ -43,8 +66,12 @@ export type Actor =
       request: RequestMeta;
     };
 
-/** Ordered from least to most powerful. */
-export const roles: readonly Role[] = ['viewer', 'member', 'admin', 'owner'];
+/**
+ * Ordered from least to most powerful, for who may grant what to whom (`mayGrantRole`) and the
+ * role of an API key. The auditor reads the audit trail but changes nothing, so it ranks low;
+ * the decisions themselves come from the role definitions (roles.ts), not from this order.
+ */
+export const roles: readonly Role[] = ['viewer', 'auditor', 'agent', 'manager', 'admin', 'owner'];
 
 export function roleRank(role: Role): number {
   return roles.indexOf(role);

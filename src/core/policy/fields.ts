@@ -1,19 +1,22 @@
-import { classificationOf, type DataObject } from '../privacy/index.ts';
 import type { Actor } from './actor.ts';
-import type { RecordResource } from './policy.ts';
+import { fieldIn } from './ability.ts';
+import { abilitiesOf, breakGlassOpen, compiledRole } from './policy.ts';
+import { weakerRead, type FieldReadAccess, type RecordResource } from './roles.ts';
+
+export type { FieldReadAccess } from './roles.ts';
 
 /**
  * Field-level access: how a field of a record comes back to `actor` and whether they may write it.
- * This is the seam the response shaping (masking, reveal) reads; the permission model decides the
- * answer. The answer here is by role and by the field's classification in the data map.
+ * This is the seam the response shaping (masking, reveal) reads; the role definitions decide the
+ * answer (a single-field exception, else the field's classification in the data map). An API
+ * key gets the weaker of its own answer and its creator's. Open break-glass reads in full.
  *
  * @example
  * ```ts
  * fieldAccess(viewer, 'contact', 'nationalId'); // { read: 'masked', write: false, reveal: false, ... }
+ * fieldAccess(agent, 'contact', 'ownerId').write; // false: agents may not give records away
  * ```
  */
-export type FieldReadAccess = 'full' | 'masked' | 'none';
-
 export interface FieldAccess {
   read: FieldReadAccess;
   write: boolean;
@@ -24,17 +27,24 @@ export interface FieldAccess {
 }
 
 export function fieldAccess(actor: Actor, resource: RecordResource, field: string): FieldAccess {
-  const classification = classificationOf(resource as DataObject, field as never) ?? 'internal';
-  const sensitive = classification === 'sensitive';
-  switch (actor.role) {
-    case 'owner':
-    case 'admin':
-      return { read: 'full', write: true, reveal: true, rule: 'admin-full-fields' };
-    case 'member':
-      return { read: 'full', write: true, reveal: true, rule: 'member-full-fields' };
-    case 'viewer':
-      return sensitive
-        ? { read: 'masked', write: false, reveal: false, rule: 'viewer-masked-sensitive' }
-        : { read: 'full', write: false, reveal: false, rule: 'viewer-reads-fields' };
+  if (actor.kind === 'user' && actor.breakGlass === undefined) {
+    // The common case, asked for every field of every record: one memoised answer.
+    return fieldIn(compiledRole(actor.role, actor.customRole), resource, field);
   }
+  let out: FieldAccess | undefined;
+  for (const compiled of abilitiesOf(actor)) {
+    const access = fieldIn(compiled, resource, field);
+    out =
+      out === undefined
+        ? access
+        : {
+            read: weakerRead(out.read, access.read),
+            write: out.write && access.write,
+            reveal: out.reveal && access.reveal,
+            rule: weakerRead(out.read, access.read) === out.read ? out.rule : access.rule,
+          };
+  }
+  if (out === undefined) throw new TypeError('actor without a role');
+  if (breakGlassOpen(actor)) return { ...out, read: 'full', reveal: false, rule: 'break-glass' };
+  return out;
 }

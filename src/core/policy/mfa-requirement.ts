@@ -25,7 +25,7 @@ export function mfaRequirementOf(mode: string | null, roles: string | null): Mfa
  * Must a user with this role have a second factor before using the tenant?
  *
  * @example
- * mustHaveSecondFactor({ mode: 'roles', roles: ['admin'] }, 'member'); // false
+ * mustHaveSecondFactor({ mode: 'roles', roles: ['admin'] }, 'agent'); // false
  */
 export function mustHaveSecondFactor(requirement: MfaRequirement, role: Role): boolean {
   switch (requirement.mode) {

@@ -55,12 +55,12 @@ function rangeError(error: unknown): never {
   throw error;
 }
 
-/** Reads of the audit log for owners and admins: events, proofs. */
+/** Reads of the audit log (the `audit` capability: owners, admins, auditors): events, proofs. */
 export function createAuditQueries(deps: { db: Kysely<Database> }) {
   const { db } = deps;
 
   async function listEvents(actor: Actor, f: EventFilters) {
-    authorize(actor, 'manage', 'user');
+    authorize(actor, 'read', 'audit');
     let after = -1;
     if (f.cursor !== undefined) {
       const raw = Buffer.from(f.cursor, 'base64url').toString('utf8');
@@ -125,7 +125,7 @@ export function createAuditQueries(deps: { db: Kysely<Database> }) {
   }
 
   async function inclusion(actor: Actor, leafIndex: number, treeSize: number) {
-    authorize(actor, 'manage', 'user');
+    authorize(actor, 'read', 'audit');
     let plan: ProofPlan;
     try {
       if (treeSize > (await currentSize(actor.tenantId))) {
@@ -146,7 +146,7 @@ export function createAuditQueries(deps: { db: Kysely<Database> }) {
   }
 
   async function consistency(actor: Actor, from: number, to: number) {
-    authorize(actor, 'manage', 'user');
+    authorize(actor, 'read', 'audit');
     let plan: ProofPlan;
     try {
       if (to > (await currentSize(actor.tenantId))) {

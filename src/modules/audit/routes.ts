@@ -96,7 +96,7 @@ export function registerAuditRoutes(
     },
     async (request) => {
       const actor = actorOf(request);
-      authorize(actor, 'manage', 'user');
+      authorize(actor, 'read', 'audit');
       return service.checkpoint(actor.tenantId);
     },
   );
@@ -164,7 +164,7 @@ export function registerAuditRoutes(
       },
     },
     async (request) => {
-      authorize(actorOf(request), 'manage', 'user');
+      authorize(actorOf(request), 'read', 'audit');
       const { keyId, publicKeyPem } = service.signingKey();
       return { algorithm: 'Ed25519' as const, keyId, publicKeyPem };
     },

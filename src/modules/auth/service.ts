@@ -9,6 +9,8 @@ import {
   mustHaveSecondFactor,
   weakerRole,
   type Actor,
+  type CustomRole,
+  type CustomRoleSpec,
   type RequestMeta,
   type Role,
 } from '../../core/policy/index.ts';
@@ -55,6 +57,12 @@ const sessionByTokenHash = prepared((db: Kysely<Database>, p: (n: 'tokenHash') =
     .innerJoin('users', 'users.id', 'sessions.user_id')
     // The tenant's own timeouts ride along: no second query per request.
     .leftJoin('tenant_settings', 'tenant_settings.tenant_id', 'sessions.tenant_id')
+    // The user's custom role rides along too: a changed role counts on the next request.
+    .leftJoin('roles', (join) =>
+      join
+        .onRef('roles.id', '=', 'users.custom_role_id')
+        .onRef('roles.tenant_id', '=', 'users.tenant_id'),
+    )
     .select([
       'sessions.id',
       'sessions.tenant_id',
@@ -66,6 +74,10 @@ const sessionByTokenHash = prepared((db: Kysely<Database>, p: (n: 'tokenHash') =
       'sessions.authenticated_at',
       'users.role',
       'users.status',
+      'roles.id as custom_role_id',
+      'roles.name as custom_role_name',
+      'roles.version as custom_role_version',
+      'roles.definition as custom_role_definition',
       'tenant_settings.session_idle_minutes',
       'tenant_settings.session_absolute_hours',
       // The MFA requirement too, and whether the user meets it: computed here, on every request,
@@ -84,6 +96,11 @@ const apiKeyByPrefix = prepared((db: Kysely<Database>, p: (n: 'prefix') => strin
     .selectFrom('api_keys')
     .innerJoin('users', 'users.id', 'api_keys.user_id')
     .leftJoin('tenant_settings', 'tenant_settings.tenant_id', 'api_keys.tenant_id')
+    .leftJoin('roles', (join) =>
+      join
+        .onRef('roles.id', '=', 'users.custom_role_id')
+        .onRef('roles.tenant_id', '=', 'users.tenant_id'),
+    )
     .select([
       'api_keys.id',
       'api_keys.tenant_id',
@@ -95,6 +112,10 @@ const apiKeyByPrefix = prepared((db: Kysely<Database>, p: (n: 'prefix') => strin
       'api_keys.last_used_at',
       'users.role as user_role',
       'users.status as user_status',
+      'roles.id as custom_role_id',
+      'roles.name as custom_role_name',
+      'roles.version as custom_role_version',
+      'roles.definition as custom_role_definition',
       'tenant_settings.mfa_required',
       'tenant_settings.mfa_required_roles',
       secondFactorColumn('api_keys.user_id').as('has_second_factor'),
@@ -111,6 +132,31 @@ function enrolmentPending(row: {
 }): boolean {
   const requirement = mfaRequirementOf(row.mfa_required, row.mfa_required_roles);
   return mustHaveSecondFactor(requirement, row.role) && !asFlag(row.has_second_factor);
+}
+
+interface CustomRoleColumns {
+  custom_role_id: string | null;
+  custom_role_name: string | null;
+  custom_role_version: number | string | null;
+  custom_role_definition: string | null;
+}
+
+function customRole(row: CustomRoleColumns): CustomRole | undefined {
+  if (row.custom_role_id === null || row.custom_role_definition === null) return undefined;
+  return {
+    id: row.custom_role_id,
+    name: row.custom_role_name ?? row.custom_role_id,
+    version: Number(row.custom_role_version),
+    definition: JSON.parse(row.custom_role_definition) as CustomRoleSpec,
+  };
+}
+function customRoleOf(row: CustomRoleColumns): { customRole?: CustomRole } {
+  const role = customRole(row);
+  return role ? { customRole: role } : {};
+}
+function creatorCustomRoleOf(row: CustomRoleColumns): { creatorCustomRole?: CustomRole } {
+  const role = customRole(row);
+  return role ? { creatorCustomRole: role } : {};
 }
 
 export function createAuthService(deps: AuthDeps) {
@@ -185,6 +231,7 @@ export function createAuthService(deps: AuthDeps) {
       tenantId: row.tenant_id,
       userId: row.user_id,
       role: row.role,
+      ...customRoleOf(row),
       sessionId: row.id,
       authenticatedAt: row.authenticated_at,
       ...(enrolmentPending(row) ? { mfaEnrolmentRequired: true } : {}),
@@ -228,6 +275,8 @@ export function createAuthService(deps: AuthDeps) {
       userId: row.user_id,
       role: weakerRole(row.role, row.user_role),
       apiKeyId: row.id,
+      creatorRole: row.user_role,
+      ...creatorCustomRoleOf(row),
       // A key is bounded by its creator now: if they must enrol and have not, it is refused.
       ...(enrolmentPending({ ...row, role: row.user_role }) ? { mfaEnrolmentRequired: true } : {}),
       request: meta,

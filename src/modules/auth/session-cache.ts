@@ -22,7 +22,8 @@ export interface SessionCache<Row> {
 /** The session touch: the only write to the watched tables that leaves the cache valid. */
 export const SESSION_TOUCH_SQL = /^update "sessions" set "last_seen_at" = \? where "id" = \?$/;
 // The lookup also says whether the user has a second factor (MFA enforcement).
-const WATCHED = /"(?:sessions|users|tenant_settings|tenants|user_totp|user_passkeys)"/;
+// And the user's custom role (the permission model reads it from the actor).
+const WATCHED = /"(?:sessions|users|tenant_settings|tenants|user_totp|user_passkeys|roles)"/;
 
 /** Whether a write statement can change what the session lookup returns. */
 export function affectsSessions(text: string): boolean {

@@ -77,6 +77,7 @@ async function* exportRows(deps: ExportDeps, actor: Actor): AsyncGenerator<Expor
       cursor,
       sort: 'createdAt',
       filters: {},
+      purpose: 'export',
     });
     const names = await companyNames(deps.db, actor.tenantId, page.items);
     yield page.items.map((c) => ({

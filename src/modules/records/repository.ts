@@ -25,6 +25,24 @@ export interface ListQuery {
   direction: 'asc' | 'desc';
   after?: { value: string | number; id: string };
   limit: number;
+  /** Record scope (own, team): only records this user or their teams' members own. */
+  scope?: OwnerScope | undefined;
+}
+
+/** `own`: records `userId` owns; `team`: those and the ones owned by members of their teams. */
+export interface OwnerScope {
+  kind: 'own' | 'team';
+  userId: string;
+}
+
+/** The users who share a team with `userId` (in `tenantId`), as a subquery. */
+function teamMates(db: Db, tenantId: string, userId: string) {
+  return any(db)
+    .selectFrom('team_members as mine')
+    .innerJoin('team_members as mate', 'mate.team_id', 'mine.team_id')
+    .select('mate.user_id')
+    .where('mine.tenant_id', '=', tenantId)
+    .where('mine.user_id', '=', userId);
 }
 
 function sortExpression(sort: SortSpec): Expression<unknown> {
@@ -39,6 +57,16 @@ export async function listRows(db: Db, table: string, q: ListQuery): Promise<Row
     .selectFrom(table)
     .select(q.columns.map((c) => sql.ref(c).as(c)))
     .where(sql.ref('tenant_id'), '=', q.tenantId);
+  if (q.scope?.kind === 'own') query = query.where(sql.ref('owner_id'), '=', q.scope.userId);
+  if (q.scope?.kind === 'team') {
+    const { userId } = q.scope;
+    query = query.where((eb) =>
+      eb.or([
+        eb(sql.ref('owner_id'), '=', userId),
+        eb(sql.ref('owner_id'), 'in', teamMates(db, q.tenantId, userId)),
+      ]),
+    );
+  }
   for (const f of q.equals) query = query.where(sql.ref(f.column), '=', f.value);
   for (const r of q.ranges) query = query.where(sql.ref(r.column), r.op, r.value);
   if (q.after) {
@@ -141,6 +169,22 @@ export async function existsInTenant(
     .select(sql.lit(1).as('one'))
     .where(sql.ref('tenant_id'), '=', tenantId)
     .where(sql.ref('id'), '=', id)
+    .executeTakeFirst();
+  return row !== undefined;
+}
+
+/** Is the record owner `ownerId` within `scope` (the same rule as `listRows`)? */
+export async function ownerInScope(
+  db: Db,
+  tenantId: string,
+  scope: OwnerScope,
+  ownerId: string | null,
+): Promise<boolean> {
+  if (ownerId === null) return false;
+  if (ownerId === scope.userId) return true;
+  if (scope.kind === 'own') return false;
+  const row = await teamMates(db, tenantId, scope.userId)
+    .where('mate.user_id', '=', ownerId)
     .executeTakeFirst();
   return row !== undefined;
 }

@@ -3,7 +3,14 @@ import type { Clock } from '../../clock.ts';
 import type { Database } from '../../db/schema.ts';
 import type { SyncReader } from '../../db/database.ts';
 import { toNumber } from '../../db/schema.ts';
-import { authorize, type Actor } from '../../core/policy/index.ts';
+import {
+  authorizeScope,
+  fieldAccess,
+  narrowerScope,
+  scopeOf,
+  type Actor,
+  type Scope,
+} from '../../core/policy/index.ts';
 import { AppError } from '../../errors.ts';
 import { newId } from '../../ids.ts';
 import { decodeCursor, encodeCursor } from './cursor.ts';
@@ -15,8 +22,10 @@ import {
   isForeignKeyViolation,
   isUniqueViolation,
   listRows,
+  ownerInScope,
   updateRowAtVersion,
   type Db,
+  type OwnerScope,
 } from './repository.ts';
 import type { RecordSpec } from './spec.ts';
 import { createFieldCrypto } from './field-crypto.ts';
@@ -41,6 +50,8 @@ export interface ListParams {
   /** `createdAt` ascending, `-createdAt` descending. */
   sort?: string | undefined;
   filters: Record<string, string | undefined>;
+  /** `export`: the list feeds an export, so it also keeps to the export scope. */
+  purpose?: 'read' | 'export' | undefined;
 }
 
 export interface Page {
@@ -127,6 +138,41 @@ export function createRecordService(spec: RecordSpec, deps: RecordDeps) {
     new AppError('not_found', 'resource.not_found', `${spec.noun} not found`, {
       detail: `No ${spec.noun} with this id.`,
     });
+
+  /** The owner filter for `scope` (none for `all`); a system job has no records of its own. */
+  function ownerScope(actor: Actor, scope: Scope): OwnerScope | undefined {
+    if (scope === 'all') return undefined;
+    return { kind: scope, userId: actor.kind === 'system' ? '' : actor.userId };
+  }
+
+  /** A record outside the caller's scope answers like a missing one (no hint that it exists). */
+  async function requireInScope(trx: Db, actor: Actor, scope: Scope, ownerId: unknown) {
+    const filter = ownerScope(actor, scope);
+    if (!filter) return;
+    const owner = typeof ownerId === 'string' ? ownerId : null;
+    if (!(await ownerInScope(trx, actor.tenantId, filter, owner))) throw notFound();
+  }
+
+  /**
+   * No mass assignment: every field the body sets must be writable by the caller's role, and
+   * `ownerId` (other than the caller themself) needs the right to assign owners.
+   */
+  function requireWritable(actor: Actor, values: Record<string, unknown>) {
+    const refused = Object.keys(values).filter((field) => {
+      if (field === 'ownerId' && actor.kind !== 'system' && values[field] === actor.userId) {
+        return false;
+      }
+      return !fieldAccess(actor, spec.resource, field).write;
+    });
+    if (refused.length === 0) return;
+    throw new AppError('forbidden', 'policy.field_not_writable', 'field not writable', {
+      detail: `Your role may not set ${refused.map((f) => `body/${f}`).join(', ')}.`,
+      errors: refused.map((f) => ({
+        field: `body/${f}`,
+        reason: 'may not be written by your role',
+      })),
+    });
+  }
 
   function toApi(row: Record<string, unknown>): ApiRecord {
     const out: ApiRecord = {
@@ -220,7 +266,10 @@ export function createRecordService(spec: RecordSpec, deps: RecordDeps) {
   }
 
   async function list(actor: Actor, params: ListParams): Promise<Page> {
-    authorize(actor, 'read', spec.resource);
+    let scope = authorizeScope(actor, 'read', spec.resource);
+    if (params.purpose === 'export') {
+      scope = narrowerScope(scope, scopeOf(actor, 'export', spec.resource)) ?? scope;
+    }
     const sortParam = params.sort ?? 'createdAt';
     const direction = sortParam.startsWith('-') ? 'desc' : 'asc';
     const sortName = sortParam.replace(/^-/, '');
@@ -278,6 +327,7 @@ export function createRecordService(spec: RecordSpec, deps: RecordDeps) {
         direction,
         after,
         limit: wanted,
+        scope: ownerScope(actor, scope),
       });
       const opened = await crypto.open(actor.tenantId, batch);
       rows.push(...opened.filter((row) => confirms.every((confirm) => confirm(row))));
@@ -299,9 +349,10 @@ export function createRecordService(spec: RecordSpec, deps: RecordDeps) {
   }
 
   async function get(actor: Actor, id: string): Promise<ApiRecord> {
-    authorize(actor, 'read', spec.resource);
+    const scope = authorizeScope(actor, 'read', spec.resource);
     const row = await getRow(db, spec.table, actor.tenantId, id, columns, deps.reader);
     if (!row) throw notFound();
+    await requireInScope(db, actor, scope, row.owner_id);
     const [opened] = await crypto.open(actor.tenantId, [row]);
     const item = toApi(opened ?? row);
     await recordReads(actor, [item]);
@@ -309,7 +360,8 @@ export function createRecordService(spec: RecordSpec, deps: RecordDeps) {
   }
 
   async function create(actor: Actor, input: Record<string, unknown>): Promise<ApiRecord> {
-    authorize(actor, 'create', spec.resource);
+    authorizeScope(actor, 'create', spec.resource);
+    requireWritable(actor, input);
     const now = clock.now().toISOString();
     const ownerId = input.ownerId ?? (actor.kind === 'system' ? null : actor.userId);
     const values = normalizeInput({ ...spec.defaults, ...input, ownerId }, {});
@@ -348,11 +400,13 @@ export function createRecordService(spec: RecordSpec, deps: RecordDeps) {
     version: number,
     patch: Record<string, unknown>,
   ): Promise<ApiRecord> {
-    authorize(actor, 'update', spec.resource);
+    const scope = authorizeScope(actor, 'update', spec.resource);
+    requireWritable(actor, patch);
     try {
       return await db.transaction().execute(async (trx) => {
         const stored = await getRow(trx, spec.table, actor.tenantId, id, columns);
         if (!stored) throw notFound();
+        await requireInScope(trx, actor, scope, stored.owner_id);
         if (Number(stored.version) !== version) throw versionMismatch(Number(stored.version));
         const [current = stored] = await crypto.open(actor.tenantId, [stored]);
         const changed = normalizeInput(patch, toApi(current));
@@ -389,10 +443,11 @@ export function createRecordService(spec: RecordSpec, deps: RecordDeps) {
   }
 
   async function remove(actor: Actor, id: string, version: number | undefined): Promise<void> {
-    authorize(actor, 'delete', spec.resource);
+    const scope = authorizeScope(actor, 'delete', spec.resource);
     await db.transaction().execute(async (trx) => {
-      const current = await getRow(trx, spec.table, actor.tenantId, id, ['version']);
+      const current = await getRow(trx, spec.table, actor.tenantId, id, ['version', 'owner_id']);
       if (!current) throw notFound();
+      await requireInScope(trx, actor, scope, current.owner_id);
       if (version !== undefined && Number(current.version) !== version) {
         throw versionMismatch(Number(current.version));
       }

@@ -54,7 +54,7 @@ export function createReportService(deps: { db: Kysely<Database>; clock: Clock }
     actor: Actor,
     query: { from?: string | undefined; to?: string | undefined },
   ): Promise<SecurityReportData> {
-    authorize(actor, 'manage', 'user');
+    authorize(actor, 'read', 'audit');
     const range = reportRange(deps.clock, query.from, query.to);
     const tenant = await deps.db
       .selectFrom('tenants')

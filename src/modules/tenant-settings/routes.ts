@@ -12,7 +12,7 @@ const MfaRequired = Type.Union([Type.Literal('off'), Type.Literal('all'), Type.L
     'Who must have a second factor: nobody, everyone, or the roles in mfaRequiredRoles. ' +
     'Users it covers who have none are held to enrolment at their next request.',
 });
-const MfaRoles = Type.Array(RoleSchema, { maxItems: 4, uniqueItems: true });
+const MfaRoles = Type.Array(RoleSchema, { maxItems: 6, uniqueItems: true });
 
 const Settings = Type.Object({
   sessionIdleMinutes: Type.Union([IdleMinutes, Type.Null()], {

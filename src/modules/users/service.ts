@@ -64,7 +64,7 @@ export function createUserService(deps: {
   const { db, clock } = deps;
 
   async function list(actor: Actor): Promise<UserView[]> {
-    authorize(actor, 'manage', 'user');
+    authorize(actor, 'read', 'user');
     const rows = await db
       .selectFrom('users')
       .select(COLUMNS)
@@ -91,7 +91,7 @@ export function createUserService(deps: {
   }
 
   async function get(actor: Actor, id: string): Promise<UserView> {
-    authorize(actor, 'manage', 'user');
+    authorize(actor, 'read', 'user');
     return toView(await find(db, actor, id));
   }
 

@@ -1,0 +1,491 @@
+import { generateKeyPairSync } from 'node:crypto';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createTestContext, type Session, type TestContext } from '../helpers/context.ts';
+import { expectCode } from '../helpers/problem.ts';
+import type { Role } from '../../src/db/schema.ts';
+
+/**
+ * The authorization matrix, generated from the OpenAPI document: every operation it lists must
+ * have a row in EXPECTATIONS below (a new route without one fails the test). Record operations
+ * run for every built-in role against a record owned by the caller, by a colleague on the same
+ * team, by a user of another team and by another tenant; administrative operations run for
+ * every role. The expected answers come from the small tables here, written from the role
+ * descriptions in README "Permissions", never from the permission model itself.
+ */
+
+const ROLES: Role[] = ['owner', 'admin', 'manager', 'agent', 'viewer', 'auditor'];
+type Relation = 'own' | 'colleague' | 'otherTeam' | 'otherTenant';
+const RELATIONS: Relation[] = ['own', 'colleague', 'otherTeam', 'otherTenant'];
+
+/** Which records each role reaches (read, and change when it may change at all). */
+const REACH: Record<Role, Relation[]> = {
+  owner: ['own', 'colleague', 'otherTeam'],
+  admin: ['own', 'colleague', 'otherTeam'],
+  manager: ['own', 'colleague'],
+  agent: ['own'],
+  viewer: ['own', 'colleague', 'otherTeam'],
+  auditor: ['own', 'colleague', 'otherTeam'],
+};
+const WRITES: Record<Role, boolean> = {
+  owner: true,
+  admin: true,
+  manager: true,
+  agent: true,
+  viewer: false,
+  auditor: false,
+};
+const EXPORTS: Role[] = ['owner', 'admin', 'manager', 'agent'];
+
+type Expectation =
+  | { kind: 'record'; resource: string; op: 'list' | 'create' | 'get' | 'update' | 'delete' }
+  | { kind: 'export' }
+  /** Runs for every role: `allowed` get a non-refusal, the others 403. */
+  | {
+      kind: 'admin';
+      allowed: Role[];
+      query?: string;
+      body?: () => object;
+      /** A CSV upload as the body instead. */
+      csv?: string;
+      /** A 2xx is expected of allowed roles (otherwise anything but 401/403, e.g. 404). */
+      succeeds?: boolean;
+    }
+  /** The caller's own account: open to every role; reads run, writes are left to their tests. */
+  | { kind: 'self'; run: boolean }
+  /** Reachable without signing in (sign-in itself, health): not a question of role. */
+  | { kind: 'public' };
+
+const ADMINS: Role[] = ['owner', 'admin'];
+const READERS_OF_AUDIT: Role[] = ['owner', 'admin', 'auditor'];
+const missing = '00000000-0000-7000-8000-000000000000';
+const recipientKey = generateKeyPairSync('rsa', { modulusLength: 2048 })
+  .publicKey.export({ type: 'spki', format: 'pem' })
+  .toString();
+let counter = 0;
+const uniq = (p: string) => `${p}-${process.pid}-${++counter}`;
+
+const recordRows = (path: string, resource: string): Record<string, Expectation> => ({
+  [`get /api/v1/${path}`]: { kind: 'record', resource, op: 'list' },
+  [`post /api/v1/${path}`]: { kind: 'record', resource, op: 'create' },
+  [`get /api/v1/${path}/{id}`]: { kind: 'record', resource, op: 'get' },
+  [`patch /api/v1/${path}/{id}`]: { kind: 'record', resource, op: 'update' },
+  [`delete /api/v1/${path}/{id}`]: { kind: 'record', resource, op: 'delete' },
+});
+
+const EXPECTATIONS: Record<string, Expectation> = {
+  'get /healthz': { kind: 'public' },
+  'get /readyz': { kind: 'public' },
+  'post /api/v1/auth/login': { kind: 'public' },
+  'post /api/v1/auth/login/mfa': { kind: 'public' },
+  'post /api/v1/auth/password-reset': { kind: 'public' },
+  'post /api/v1/auth/password-reset/confirm': { kind: 'public' },
+  'post /api/v1/auth/email/confirm': { kind: 'public' },
+  'post /api/v1/auth/passkeys/login/options': { kind: 'public' },
+  'post /api/v1/auth/passkeys/login': { kind: 'public' },
+  'post /api/v1/auth/passkeys/login/mfa/options': { kind: 'public' },
+  'post /api/v1/auth/passkeys/login/mfa': { kind: 'public' },
+  'post /api/v1/auth/step-up': { kind: 'self', run: false },
+  'post /api/v1/auth/logout': { kind: 'self', run: false },
+  'get /api/v1/auth/me': { kind: 'self', run: true },
+  'post /api/v1/auth/password': { kind: 'self', run: false },
+  'post /api/v1/auth/email': { kind: 'self', run: false },
+  'post /api/v1/auth/mfa/totp': { kind: 'self', run: false },
+  'delete /api/v1/auth/mfa/totp': { kind: 'self', run: false },
+  'post /api/v1/auth/mfa/totp/confirm': { kind: 'self', run: false },
+  'post /api/v1/auth/mfa/recovery-codes': { kind: 'self', run: false },
+  'post /api/v1/auth/passkeys/registration/options': { kind: 'self', run: false },
+  'post /api/v1/auth/passkeys/registration': { kind: 'self', run: false },
+  'get /api/v1/auth/passkeys': { kind: 'self', run: true },
+  'patch /api/v1/auth/passkeys/{id}': { kind: 'self', run: false },
+  'delete /api/v1/auth/passkeys/{id}': { kind: 'self', run: false },
+  'get /api/v1/auth/sessions': { kind: 'self', run: true },
+  'delete /api/v1/auth/sessions/{id}': { kind: 'self', run: false },
+  'post /api/v1/auth/sessions/revoke-others': { kind: 'self', run: false },
+  'get /api/v1/users': { kind: 'admin', allowed: READERS_OF_AUDIT, succeeds: true },
+  'post /api/v1/users': {
+    kind: 'admin',
+    allowed: ADMINS,
+    succeeds: true,
+    body: () => ({
+      email: `${uniq('u')}@example.com`,
+      name: 'New',
+      role: 'viewer',
+      password: 'a long enough passphrase for tests',
+    }),
+  },
+  'get /api/v1/users/{id}': { kind: 'admin', allowed: READERS_OF_AUDIT },
+  'patch /api/v1/users/{id}': { kind: 'admin', allowed: ADMINS, body: () => ({ name: 'X' }) },
+  'post /api/v1/users/{id}/unlock': { kind: 'admin', allowed: ADMINS },
+  'delete /api/v1/users/{id}/sessions': { kind: 'admin', allowed: ADMINS },
+  'put /api/v1/users/{id}/custom-role': {
+    kind: 'admin',
+    allowed: ADMINS,
+    body: () => ({ roleId: null }),
+  },
+  'get /api/v1/roles': { kind: 'admin', allowed: READERS_OF_AUDIT, succeeds: true },
+  'post /api/v1/roles': {
+    kind: 'admin',
+    allowed: ADMINS,
+    succeeds: true,
+    body: () => ({ name: uniq('role'), spec: { base: 'viewer' } }),
+  },
+  'get /api/v1/roles/{id}': { kind: 'admin', allowed: READERS_OF_AUDIT },
+  'patch /api/v1/roles/{id}': { kind: 'admin', allowed: ADMINS, body: () => ({ name: uniq('r') }) },
+  'delete /api/v1/roles/{id}': { kind: 'admin', allowed: ADMINS },
+  'get /api/v1/teams': { kind: 'admin', allowed: READERS_OF_AUDIT, succeeds: true },
+  'post /api/v1/teams': {
+    kind: 'admin',
+    allowed: ADMINS,
+    succeeds: true,
+    body: () => ({ name: uniq('team') }),
+  },
+  'get /api/v1/teams/{id}': { kind: 'admin', allowed: READERS_OF_AUDIT },
+  'patch /api/v1/teams/{id}': { kind: 'admin', allowed: ADMINS, body: () => ({ name: uniq('t') }) },
+  'delete /api/v1/teams/{id}': { kind: 'admin', allowed: ADMINS },
+  'put /api/v1/teams/{id}/members/{userId}': { kind: 'admin', allowed: ADMINS },
+  'delete /api/v1/teams/{id}/members/{userId}': { kind: 'admin', allowed: ADMINS },
+  'get /api/v1/permissions/explain': {
+    kind: 'admin',
+    allowed: READERS_OF_AUDIT,
+    succeeds: true,
+    query: 'resource=contact&action=read&field=nationalId',
+  },
+  'get /api/v1/tenant/settings': { kind: 'admin', allowed: ADMINS, succeeds: true },
+  'patch /api/v1/tenant/settings': {
+    kind: 'admin',
+    allowed: ADMINS,
+    succeeds: true,
+    body: () => ({ sessionIdleMinutes: 30 }),
+  },
+  'get /api/v1/api-keys': { kind: 'admin', allowed: ADMINS, succeeds: true },
+  'post /api/v1/api-keys': {
+    kind: 'admin',
+    allowed: ADMINS,
+    succeeds: true,
+    body: () => ({ name: uniq('key'), role: 'viewer' }),
+  },
+  'delete /api/v1/api-keys/{id}': { kind: 'admin', allowed: ADMINS },
+  'get /api/v1/audit/events': { kind: 'admin', allowed: READERS_OF_AUDIT, succeeds: true },
+  'get /api/v1/audit/checkpoints/latest': { kind: 'admin', allowed: READERS_OF_AUDIT },
+  'get /api/v1/audit/proofs/inclusion': {
+    kind: 'admin',
+    allowed: READERS_OF_AUDIT,
+    query: 'leafIndex=0&treeSize=1',
+  },
+  'get /api/v1/audit/proofs/consistency': {
+    kind: 'admin',
+    allowed: READERS_OF_AUDIT,
+    query: 'from=1&to=1',
+  },
+  'get /api/v1/audit/public-key': { kind: 'admin', allowed: READERS_OF_AUDIT, succeeds: true },
+  'get /api/v1/reports/security': { kind: 'admin', allowed: READERS_OF_AUDIT, succeeds: true },
+  'get /api/v1/audit/settings': { kind: 'admin', allowed: ADMINS, succeeds: true },
+  'patch /api/v1/audit/settings': {
+    kind: 'admin',
+    allowed: ADMINS,
+    succeeds: true,
+    body: () => ({ recordReads: false }),
+  },
+  'post /api/v1/audit/legal-hold': {
+    kind: 'admin',
+    allowed: ADMINS,
+    body: () => ({ reason: 'CASE-1' }),
+  },
+  'post /api/v1/audit/legal-hold/release': {
+    kind: 'admin',
+    allowed: ADMINS,
+    body: () => ({ reason: 'CASE-1' }),
+  },
+  'get /api/v1/alerts': { kind: 'admin', allowed: ADMINS, succeeds: true },
+  'post /api/v1/alerts/{id}/acknowledge': { kind: 'admin', allowed: ADMINS },
+  'post /api/v1/alerts/{id}/resolve': { kind: 'admin', allowed: ADMINS },
+  'get /api/v1/detection/settings': { kind: 'admin', allowed: ADMINS, succeeds: true },
+  'patch /api/v1/detection/settings': {
+    kind: 'admin',
+    allowed: ADMINS,
+    succeeds: true,
+    body: () => ({ rules: { brute_force: { enabled: true } } }),
+  },
+  'get /api/v1/contacts/export': { kind: 'export' },
+  'post /api/v1/contacts/export': {
+    kind: 'admin',
+    allowed: EXPORTS,
+    succeeds: true,
+    body: () => ({ recipientKey }),
+  },
+  'post /api/v1/contacts/import': { kind: 'admin', allowed: EXPORTS, csv: 'firstName\nImported\n' },
+  ...recordRows('contacts', 'contact'),
+  ...recordRows('companies', 'company'),
+  ...recordRows('deals', 'deal'),
+  ...recordRows('activities', 'activity'),
+};
+
+let ctx: TestContext;
+let owner: Session;
+let stranger: Session;
+const as = new Map<Role, Session>();
+let colleague: Session;
+let otherTeam: Session;
+let operations: Array<{ key: string; path: string; method: string }> = [];
+
+async function inject(s: Session | null, method: string, url: string, payload?: object | string) {
+  return ctx.app.inject({
+    method: method.toUpperCase() as 'GET',
+    url,
+    headers: {
+      ...(s?.headers ?? {}),
+      ...(method === 'patch' ? { 'if-match': '"1"' } : {}),
+      ...(typeof payload === 'string' ? { 'content-type': 'text/csv' } : {}),
+    },
+    ...(payload === undefined ? {} : { payload }),
+  });
+}
+
+async function created(s: Session, url: string, payload: object): Promise<{ id: string }> {
+  const res = await inject(s, 'post', url, payload);
+  if (res.statusCode !== 201) throw new Error(`setup ${url}: ${res.statusCode} ${res.body}`);
+  return res.json();
+}
+
+const BODIES: Record<string, (s: Session) => Promise<object>> = {
+  contact: async () => ({ firstName: 'Ada', nationalId: '123-45-6789' }),
+  company: async () => ({ name: 'Acme' }),
+  deal: async () => ({ name: 'Pilot', amountMinor: 100 }),
+  activity: async (s) => ({
+    type: 'call',
+    subject: 'Call',
+    contactId: (await created(s, '/api/v1/contacts', { firstName: 'Linked' })).id,
+  }),
+};
+const CHANGES: Record<string, object> = {
+  contact: { title: 'Dr' },
+  company: { industry: 'Health' },
+  deal: { stage: 'won' },
+  activity: { subject: 'Follow-up' },
+};
+const PATHS: Record<string, string> = {
+  contact: 'contacts',
+  company: 'companies',
+  deal: 'deals',
+  activity: 'activities',
+};
+
+/** A record of `resource` owned by whoever `relation` names for `caller`. */
+async function recordFor(resource: string, caller: Role, relation: Relation) {
+  const path = `/api/v1/${PATHS[resource]}`;
+  if (relation === 'otherTenant') return created(stranger, path, await BODIES[resource]!(stranger));
+  const ownerOf = {
+    own: as.get(caller)!,
+    colleague: colleague,
+    otherTeam: otherTeam,
+  }[relation];
+  return created(owner, path, { ...(await BODIES[resource]!(owner)), ownerId: ownerOf.userId });
+}
+
+beforeAll(async () => {
+  ctx = await createTestContext();
+  owner = await ctx.tenant();
+  stranger = await ctx.tenant();
+  as.set('owner', owner);
+  for (const role of ROLES) if (role !== 'owner') as.set(role, await ctx.user(owner, role));
+  colleague = await ctx.user(owner, 'agent');
+  otherTeam = await ctx.user(owner, 'agent');
+  const team = await created(owner, '/api/v1/teams', { name: 'Blue' });
+  const other = await created(owner, '/api/v1/teams', { name: 'Red' });
+  for (const s of [...as.values(), colleague]) {
+    const res = await inject(owner, 'put', `/api/v1/teams/${team.id}/members/${s.userId}`);
+    expect(res.statusCode).toBe(200);
+  }
+  await inject(owner, 'put', `/api/v1/teams/${other.id}/members/${otherTeam.userId}`);
+  const doc = (await inject(owner, 'get', '/api/v1/openapi.json')).json<{
+    paths: Record<string, Record<string, unknown>>;
+  }>();
+  operations = Object.entries(doc.paths).flatMap(([path, ops]) =>
+    Object.keys(ops).map((method) => ({ key: `${method} ${path}`, path, method })),
+  );
+}, 120_000);
+afterAll(async () => ctx?.close());
+
+describe('the authorization matrix', () => {
+  it('has an expectation for every operation of the OpenAPI document', () => {
+    expect(operations.length).toBeGreaterThan(50);
+    const unknown = operations.map((o) => o.key).filter((k) => !(k in EXPECTATIONS));
+    expect(unknown).toEqual([]);
+  });
+
+  it.each(ROLES)('answers every record operation as expected for %s', async (role) => {
+    const me = as.get(role)!;
+    const cells: string[] = [];
+    for (const op of operations) {
+      const e = EXPECTATIONS[op.key];
+      if (e?.kind !== 'record') continue;
+      const path = `/api/v1/${PATHS[e.resource]}`;
+      if (e.op === 'create') {
+        const res = await inject(me, 'post', path, await BODIES[e.resource]!(owner));
+        expect(res.statusCode, `${role} ${op.key}`).toBe(WRITES[role] ? 201 : 403);
+        cells.push(op.key);
+        continue;
+      }
+      if (e.op === 'list') {
+        // One record per relation; the list shows exactly those the role reaches.
+        const ids = new Map<Relation, string>();
+        for (const relation of RELATIONS) {
+          ids.set(relation, (await recordFor(e.resource, role, relation)).id);
+        }
+        const seen = new Set<string>();
+        let cursor: string | null = null;
+        do {
+          const url: string = `${path}?limit=100${cursor ? `&cursor=${cursor}` : ''}`;
+          const res = await inject(me, 'get', url);
+          expect(res.statusCode, `${role} ${op.key}`).toBe(200);
+          const page = res.json<{ items: { id: string }[]; nextCursor: string | null }>();
+          for (const item of page.items) seen.add(item.id);
+          cursor = page.nextCursor;
+        } while (cursor);
+        for (const relation of RELATIONS) {
+          expect(seen.has(ids.get(relation)!), `${role} lists ${relation} ${e.resource}`).toBe(
+            REACH[role].includes(relation),
+          );
+        }
+        cells.push(op.key);
+        continue;
+      }
+      for (const relation of RELATIONS) {
+        const record = await recordFor(e.resource, role, relation);
+        const url = `${path}/${record.id}`;
+        const res =
+          e.op === 'get'
+            ? await inject(me, 'get', url)
+            : e.op === 'update'
+              ? await inject(me, 'patch', url, CHANGES[e.resource])
+              : await inject(me, 'delete', url);
+        const reaches = REACH[role].includes(relation);
+        const may = e.op === 'get' || WRITES[role];
+        const ok = { get: 200, update: 200, delete: 204 }[e.op];
+        const label = `${role} ${op.key} on a record of ${relation}`;
+        if (!may) expectCode(res, 403, 'policy.forbidden');
+        else if (!reaches) expectCode(res, 404, 'resource.not_found');
+        else expect(res.statusCode, `${label}: ${res.body}`).toBe(ok);
+        cells.push(`${op.key} ${relation}`);
+      }
+    }
+    expect(cells.length).toBe(4 * (2 + 3 * RELATIONS.length));
+  });
+
+  it.each(ROLES)('answers every administrative operation as expected for %s', async (role) => {
+    const me = as.get(role)!;
+    let ran = 0;
+    for (const op of operations) {
+      const e = EXPECTATIONS[op.key];
+      if (e?.kind !== 'admin' && e?.kind !== 'self' && e?.kind !== 'export') continue;
+      if (e.kind === 'self' && !e.run) continue;
+      // Ids: another tenant's user where a user is named, otherwise one that does not exist.
+      const url =
+        op.path
+          .replace('/users/{id}', `/users/${stranger.userId}`)
+          .replace('{id}', missing)
+          .replace('{userId}', stranger.userId) +
+        (e.kind === 'admin' && e.query
+          ? `?${e.query}${op.path.includes('explain') ? `&userId=${me.userId}` : ''}`
+          : '');
+      const body = e.kind === 'admin' ? (e.csv ?? e.body?.()) : undefined;
+      const res = await inject(me, op.method, url, body);
+      const label = `${role} ${op.key}: ${res.body}`;
+      if (e.kind === 'self') expect(res.statusCode, label).toBe(200);
+      else if (e.kind === 'export') {
+        expect(res.statusCode, label).toBe(EXPORTS.includes(role) ? 200 : 403);
+      } else if (!e.allowed.includes(role)) {
+        expect(res.statusCode, label).toBe(403);
+      } else if (e.succeeds) {
+        expect(res.statusCode, label).toBeLessThan(300);
+      } else {
+        expect([401, 403], label).not.toContain(res.statusCode);
+        if (op.path.includes('/users/{id}')) expect(res.statusCode, label).toBe(404);
+      }
+      ran++;
+    }
+    expect(ran).toBeGreaterThan(40);
+  });
+});
+
+describe('mass assignment', () => {
+  it('refuses a tenantId, a role or an unknown field in a body, naming it', async () => {
+    for (const [field, value] of [
+      ['tenantId', stranger.tenantId],
+      ['role', 'owner'],
+      ['version', 7],
+    ] as const) {
+      const res = await inject(as.get('agent')!, 'post', '/api/v1/contacts', {
+        firstName: 'Eve',
+        [field]: value,
+      });
+      expectCode(res, 400, 'request.invalid');
+      expect(JSON.stringify(res.json().errors)).toContain(field);
+    }
+  });
+
+  it('lets an agent own what they create but not give it to someone else', async () => {
+    const agent = as.get('agent')!;
+    const mine = await inject(agent, 'post', '/api/v1/contacts', {
+      firstName: 'Self',
+      ownerId: agent.userId,
+    });
+    expect(mine.statusCode).toBe(201);
+    const given = await inject(agent, 'post', '/api/v1/contacts', {
+      firstName: 'Gift',
+      ownerId: colleague.userId,
+    });
+    expectCode(given, 403, 'policy.field_not_writable');
+    expect(given.json().errors).toEqual([
+      { field: 'body/ownerId', reason: 'may not be written by your role' },
+    ]);
+    const moved = await inject(agent, 'patch', `/api/v1/contacts/${mine.json().id}`, {
+      ownerId: colleague.userId,
+    });
+    expectCode(moved, 403, 'policy.field_not_writable');
+    const after = await inject(agent, 'get', `/api/v1/contacts/${mine.json().id}`);
+    expect(after.json()).toMatchObject({ ownerId: agent.userId, version: 1 });
+  });
+
+  it('lets a manager assign owners', async () => {
+    const res = await inject(as.get('manager')!, 'post', '/api/v1/deals', {
+      name: 'Handover',
+      ownerId: colleague.userId,
+    });
+    expect(res.statusCode).toBe(201);
+    expect(res.json().ownerId).toBe(colleague.userId);
+  });
+
+  it('refuses a field the caller’s custom role may not write, and nothing changes', async () => {
+    const role = await created(owner, '/api/v1/roles', {
+      name: uniq('no-notes'),
+      spec: { base: 'agent', fields: { 'contact.notes': { read: 'masked', write: false } } },
+    });
+    const user = await ctx.user(owner, 'agent');
+    const assigned = await inject(owner, 'put', `/api/v1/users/${user.userId}/custom-role`, {
+      roleId: role.id,
+    });
+    expect(assigned.statusCode).toBe(200);
+    const res = await inject(user, 'post', '/api/v1/contacts', {
+      firstName: 'Noted',
+      notes: 'free text',
+      title: 'Ms',
+    });
+    expectCode(res, 403, 'policy.field_not_writable');
+    expect(res.json().errors).toEqual([
+      { field: 'body/notes', reason: 'may not be written by your role' },
+    ]);
+    const list = await inject(user, 'get', '/api/v1/contacts');
+    expect(list.json().items).toEqual([]);
+  });
+
+  it('refuses a role above the caller’s own for users and keys', async () => {
+    const admin = as.get('admin')!;
+    const res = await inject(admin, 'patch', `/api/v1/users/${as.get('agent')!.userId}`, {
+      role: 'owner',
+    });
+    expectCode(res, 403, 'user.role_not_allowed');
+    const key = await inject(admin, 'post', '/api/v1/api-keys', { name: 'k', role: 'owner' });
+    expectCode(key, 403, 'api_key.role_not_allowed');
+  });
+});
