@@ -54,6 +54,11 @@ export type ErrorCode =
   | 'auth.mfa_enrolment_required'
   // authorization
   | 'policy.forbidden'
+  // masking, reveal and break-glass (see src/modules/records/shape.ts, reveal.ts, break-glass)
+  | 'policy.field_forbidden'
+  | 'policy.reveal_forbidden'
+  | 'break_glass.already_open'
+  | 'break_glass.not_open'
   // records
   | 'resource.not_found'
   | 'resource.version_mismatch'

@@ -21,6 +21,12 @@ export type Actor =
        * open (see `requireSecondFactorEnrolled`). Absent means false.
        */
       mfaEnrolmentRequired?: boolean;
+      /**
+       * An open break-glass grant (emergency access): set by authentication only while the grant
+       * is open and unexpired at the request's start. Grants elevated read; every audit event of
+       * the request carries its id.
+       */
+      breakGlass?: { id: string; expiresAt: string };
       request: RequestMeta;
     }
   | {

@@ -24,6 +24,16 @@ export interface FieldAccess {
 }
 
 export function fieldAccess(actor: Actor, resource: RecordResource, field: string): FieldAccess {
+  const byRole = fieldAccessByRole(actor, resource, field);
+  // Break-glass: elevated read of every record field while a grant is open (authentication
+  // sets `breakGlass` only when the grant is unexpired). Writing stays what the role allows.
+  if (actor.kind === 'user' && actor.breakGlass !== undefined) {
+    return { read: 'full', write: byRole.write, reveal: true, rule: 'break-glass' };
+  }
+  return byRole;
+}
+
+function fieldAccessByRole(actor: Actor, resource: RecordResource, field: string): FieldAccess {
   const classification = classificationOf(resource as DataObject, field as never) ?? 'internal';
   const sensitive = classification === 'sensitive';
   switch (actor.role) {

@@ -12,6 +12,7 @@ import * as m0010 from './0010-mfa-enforcement.ts';
 import * as m0011 from './0011-audit-outbox.ts';
 import * as m0012 from './0012-audit-retention.ts';
 import * as m0013 from './0013-alerts.ts';
+import * as m0015 from './0015-break-glass.ts';
 
 /** Every migration, in order. Names are permanent once released: add, never rename. */
 export const migrations: Record<string, Migration> = {
@@ -28,4 +29,5 @@ export const migrations: Record<string, Migration> = {
   '0011-audit-outbox': m0011,
   '0012-audit-retention': m0012,
   '0013-alerts': m0013,
+  '0015-break-glass': m0015,
 };
