@@ -388,7 +388,11 @@ export function createRecordService(spec: RecordSpec, deps: RecordDeps) {
         if (!stored) throw notFound();
         if (Number(stored.version) !== version) throw versionMismatch(Number(stored.version));
         const [current = stored] = await crypto.open(actor.tenantId, [stored]);
-        const changed = normalizeInput(patch, toApi(current));
+        const view = shaper.view(actor);
+        const changed = normalizeInput(
+          shaper.withoutMaskEcho(view, patch, toApi(current)),
+          toApi(current),
+        );
         const merged = { ...toApi(current), ...changed };
         await checkReferences(trx, actor.tenantId, changed);
         // A record that moves to another key (an activity linked to another contact) is
@@ -414,7 +418,7 @@ export function createRecordService(spec: RecordSpec, deps: RecordDeps) {
           (f) => JSON.stringify(before[f] ?? null) !== JSON.stringify(after[f] ?? null),
         );
         await record(trx, actor, 'record.updated', id, fields);
-        return shaper.shape(shaper.view(actor), after);
+        return shaper.shape(view, after);
       });
     } catch (error) {
       translateWriteError(error);

@@ -53,6 +53,27 @@ export function createRecordShaper(spec: RecordSpec) {
   }
 
   /**
+   * The patch without the fields that only send back the mask the caller was shown (a form saved
+   * whole): writing them would replace the hidden value with its own mask.
+   */
+  function withoutMaskEcho(
+    v: FieldView,
+    patch: Record<string, unknown>,
+    current: Record<string, unknown>,
+  ): Record<string, unknown> {
+    const out: Record<string, unknown> = {};
+    for (const [field, value] of Object.entries(patch)) {
+      const echo =
+        v.get(field)?.read === 'masked' &&
+        typeof value === 'string' &&
+        value !== current[field] &&
+        value === maskValue(spec.object, field as never, current[field]);
+      if (!echo) out[field] = value;
+    }
+    return out;
+  }
+
+  /**
    * Refuses a query that compares or sorts on a field the caller does not see in full: counting
    * the matches of `?email=...` would otherwise tell a masked e-mail, one guess at a time.
    */
@@ -72,5 +93,5 @@ export function createRecordShaper(spec: RecordSpec) {
     });
   }
 
-  return { view, shape, assertQueryable };
+  return { view, shape, withoutMaskEcho, assertQueryable };
 }
