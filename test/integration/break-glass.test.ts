@@ -5,7 +5,7 @@ import type { Actor } from '../../src/core/policy/actor.ts';
 import { FRESH_AUTH_MS } from '../../src/core/policy/fresh-auth.ts';
 import { AuditIntegrityError } from '../../src/core/audit/index.ts';
 import { verifyTenantLog } from '../../src/modules/audit/verify.ts';
-import { createTestContext, type Session, type TestContext } from '../helpers/context.ts';
+import { PASSWORD, createTestContext, type Session, type TestContext } from '../helpers/context.ts';
 import { expectCode } from '../helpers/problem.ts';
 
 /**
@@ -162,6 +162,18 @@ describe('break-glass', () => {
       expect.objectContaining({ id: grant.id, status: 'expired' }),
     ]);
     expectCode(await end(owner, grant.id), 409, 'break_glass.not_open');
+    // A new one may be opened (after a step-up: the sign-in is no longer fresh); the old one
+    // stays listed as expired.
+    const stepped = await ctx.app.inject({
+      method: 'POST',
+      url: '/api/v1/auth/step-up',
+      headers: admin.headers,
+      payload: { password: PASSWORD },
+    });
+    expect(stepped.statusCode, stepped.body).toBe(200);
+    const again = await open(admin, { reason: REASON, minutes: 1 });
+    expect(again.statusCode, again.body).toBe(201);
+    expect((await grants(owner)).map((g) => g.status)).toEqual(['open', 'expired']);
 
     // The marked events verify: the mark is part of their bytes, and removing it is detected.
     await expect(
@@ -240,6 +252,19 @@ describe('break-glass', () => {
     expectCode(await open(owner, { reason: REASON, minutes: 5 }), 401, 'auth.step_up_required');
     expect(await grants(owner)).toEqual([]);
     expect(await events(owner, 'auth.break_glass.opened')).toEqual([]);
+  });
+
+  it('lets only one of two concurrent openings through', async () => {
+    const { owner } = await seeded();
+    const answers = await Promise.all([
+      open(owner, { reason: REASON, minutes: 5 }),
+      open(owner, { reason: REASON, minutes: 5 }),
+    ]);
+    expect(answers.map((a) => a.statusCode).sort()).toEqual([201, 409]);
+    expect(answers.find((a) => a.statusCode === 409)?.json()).toMatchObject({
+      code: 'break_glass.already_open',
+    });
+    expect(await grants(owner)).toHaveLength(1);
   });
 
   it('keeps grants inside their tenant', async () => {

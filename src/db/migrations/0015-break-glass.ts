@@ -1,4 +1,4 @@
-import type { Kysely } from 'kysely';
+import { sql, type Kysely } from 'kysely';
 
 /**
  * Break-glass (emergency access): one row per grant a user opened, with its written reason and
@@ -22,6 +22,15 @@ export async function up(db: Kysely<unknown>): Promise<void> {
     .createIndex('break_glass_grants_user')
     .on('break_glass_grants')
     .columns(['user_id', 'ended_at', 'expires_at'])
+    .execute();
+  // One grant per user not yet closed: opening closes the user's expired ones first (ended_at =
+  // expires_at, ended_by null), so two concurrent openings cannot both succeed.
+  await db.schema
+    .createIndex('break_glass_grants_one_open')
+    .unique()
+    .on('break_glass_grants')
+    .column('user_id')
+    .where(sql.ref('ended_at'), 'is', null)
     .execute();
   await db.schema
     .createIndex('break_glass_grants_list')

@@ -11,6 +11,7 @@ import { AppError, notFound } from '../../errors.ts';
 import { newId } from '../../ids.ts';
 import { auditActor } from '../audit/event.ts';
 import type { AuditRecorder } from '../audit/service.ts';
+import { isUniqueViolation } from '../records/repository.ts';
 
 /** A written reason must say something: at least this many characters (trimmed). */
 export const BREAK_GLASS_REASON_MIN = 20;
@@ -43,7 +44,8 @@ const COLUMNS = [
 type GrantRow = Pick<Selectable<BreakGlassGrantTable>, (typeof COLUMNS)[number]>;
 
 function statusOf(row: GrantRow, now: Date): GrantStatus {
-  if (row.ended_at !== null) return 'ended';
+  // Closed by a later opening when it had run out: ended by nobody, at its expiry.
+  if (row.ended_at !== null) return row.ended_by === null ? 'expired' : 'ended';
   return now.getTime() < Date.parse(row.expires_at) ? 'open' : 'expired';
 }
 
@@ -123,30 +125,45 @@ export function createBreakGlassService(deps: {
       ended_at: null,
       ended_by: null,
     };
-    await db.transaction().execute(async (trx) => {
-      const current = await trx
-        .selectFrom('break_glass_grants')
-        .select(['id'])
-        .where('tenant_id', '=', actor.tenantId)
-        .where('user_id', '=', actor.userId)
-        .where('ended_at', 'is', null)
-        .where('expires_at', '>', row.opened_at)
-        .executeTakeFirst();
-      if (current) {
-        throw new AppError('conflict', 'break_glass.already_open', 'grant already open', {
-          detail: 'You already have open emergency access; end it before opening another.',
-        });
-      }
-      await trx.insertInto('break_glass_grants').values(row).execute();
-      await deps.audit.append(trx, {
-        tenantId: actor.tenantId,
-        type: 'auth.break_glass.opened',
-        ...auditActor(actor),
-        target: { type: 'break_glass', id: row.id },
-        reason,
-        breakGlassId: row.id,
+    const alreadyOpen = () =>
+      new AppError('conflict', 'break_glass.already_open', 'grant already open', {
+        detail: 'You already have open emergency access; end it before opening another.',
       });
-    });
+    try {
+      await db.transaction().execute(async (trx) => {
+        // The user's grants that ran out are closed at their expiry, so that the unique index
+        // on open grants (one per user) holds even against two concurrent openings.
+        await trx
+          .updateTable('break_glass_grants')
+          .set((eb) => ({ ended_at: eb.ref('expires_at') }))
+          .where('tenant_id', '=', actor.tenantId)
+          .where('user_id', '=', actor.userId)
+          .where('ended_at', 'is', null)
+          .where('expires_at', '<=', row.opened_at)
+          .execute();
+        const current = await trx
+          .selectFrom('break_glass_grants')
+          .select(['id'])
+          .where('tenant_id', '=', actor.tenantId)
+          .where('user_id', '=', actor.userId)
+          .where('ended_at', 'is', null)
+          .where('expires_at', '>', row.opened_at)
+          .executeTakeFirst();
+        if (current) throw alreadyOpen();
+        await trx.insertInto('break_glass_grants').values(row).execute();
+        await deps.audit.append(trx, {
+          tenantId: actor.tenantId,
+          type: 'auth.break_glass.opened',
+          ...auditActor(actor),
+          target: { type: 'break_glass', id: row.id },
+          reason,
+          breakGlassId: row.id,
+        });
+      });
+    } catch (error) {
+      if (isUniqueViolation(error)) throw alreadyOpen();
+      throw error;
+    }
     return toView(row, now);
   }
 
