@@ -27,6 +27,8 @@ import { createLazyKeyService } from './modules/keys/open.ts';
 import type { KeysConfig } from './modules/keys/open.ts';
 import type { KeyService } from './modules/keys/service.ts';
 import { createRecordService } from './modules/records/service.ts';
+import { createRevealService } from './modules/records/reveal.ts';
+import { createBreakGlassService } from './modules/break-glass/service.ts';
 import { createReportService } from './modules/reports/service.ts';
 import { createUserService } from './modules/users/service.ts';
 import { createRoleService } from './modules/roles/service.ts';
@@ -254,6 +256,9 @@ export function createServices(deps: {
     }),
     apiKeys: createApiKeyService({ db, clock, audit: auditLog }),
     contacts,
+    /** POST /api/v1/contacts/{id}/reveal: clear values of masked fields, audited. */
+    contactReveal: createRevealService({ db, clock, audit: auditLog, records: contacts }),
+    breakGlass: createBreakGlassService({ db, clock, audit: auditLog }),
     contactTransfer: createContactTransfer({
       db,
       clock,

@@ -59,6 +59,11 @@ export type ErrorCode =
   | 'role.name_taken'
   | 'role.in_use'
   | 'team.name_taken'
+  // masking, reveal and break-glass (see src/modules/records/shape.ts, reveal.ts, break-glass)
+  | 'policy.field_forbidden'
+  | 'policy.reveal_forbidden'
+  | 'break_glass.already_open'
+  | 'break_glass.not_open'
   // records
   | 'resource.not_found'
   | 'resource.version_mismatch'

@@ -284,6 +284,8 @@ export interface AuditEventTable {
   canonical: string;
   /** Hex SHA-256(0x00 || canonical). */
   leaf_hash: string;
+  /** The break-glass grant the event was recorded under (in the canonical bytes too), or null. */
+  break_glass_id: string | null;
 }
 
 /** Per-tenant tree head; its row is the append lock. */
@@ -418,6 +420,19 @@ export interface TeamMemberTable {
   created_at: Timestamp;
 }
 
+export interface BreakGlassGrantTable {
+  id: string;
+  tenant_id: string;
+  user_id: string;
+  /** Written by the user who opened the grant (in their words; shown to administrators). */
+  reason: string;
+  opened_at: Timestamp;
+  expires_at: Timestamp;
+  ended_at: Timestamp | null;
+  /** Who ended it early (a user id); null while open or when it ran out. */
+  ended_by: string | null;
+}
+
 export interface Database {
   tenants: TenantTable;
   users: UserTable;
@@ -450,6 +465,7 @@ export interface Database {
   roles: RoleTable;
   teams: TeamTable;
   team_members: TeamMemberTable;
+  break_glass_grants: BreakGlassGrantTable;
 }
 
 export type RecordTableName = 'companies' | 'contacts' | 'deals' | 'activities';

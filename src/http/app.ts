@@ -31,6 +31,8 @@ import { registerHttpAudit } from '../modules/audit/api-call-hook.ts';
 import { registerDetectionRoutes } from '../modules/detection/routes.ts';
 import { registerRecordRoutes } from '../modules/records/routes.ts';
 import { registerContactTransferRoutes } from '../modules/contacts/transfer-routes.ts';
+import { registerRevealRoute } from '../modules/records/reveal-routes.ts';
+import { registerBreakGlassRoutes } from '../modules/break-glass/routes.ts';
 import { ContactCreate, ContactFilters, ContactItem } from '../modules/contacts/schema.ts';
 import { CompanyCreate, CompanyFilters, CompanyItem } from '../modules/companies/schema.ts';
 import { DealCreate, DealFilters, DealItem } from '../modules/deals/schema.ts';
@@ -193,6 +195,8 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     transfer: services.contactTransfer,
     importLimit: config.importLimit,
   });
+  registerRevealRoute(app, { path: 'contacts', name: 'Contact', reveal: services.contactReveal });
+  registerBreakGlassRoutes(app, services.breakGlass);
   registerRecordRoutes(app, {
     path: 'contacts',
     name: 'Contact',

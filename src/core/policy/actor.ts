@@ -36,7 +36,11 @@ export type Actor =
       mfaEnrolmentRequired?: boolean;
       /** The user's custom role: when present it decides instead of `role`. */
       customRole?: CustomRole;
-      /** Open emergency access (break-glass): elevated read on records until `expiresAt`. */
+      /**
+       * An open break-glass grant (emergency access): set by authentication only while the grant
+       * is open and unexpired at the request's start. Grants elevated read; every audit event of
+       * the request carries its id.
+       */
       breakGlass?: { id: string; expiresAt: string };
       request: RequestMeta;
     }

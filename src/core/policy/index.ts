@@ -5,3 +5,4 @@ export * from './fresh-auth.ts';
 export * from './mfa-requirement.ts';
 export * from './fields.ts';
 export { fieldsOf, fieldGrant } from './ability.ts';
+export * from './break-glass.ts';

@@ -1,1 +1,2 @@
 export * from './data-map.ts';
+export * from './mask.ts';

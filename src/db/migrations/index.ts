@@ -13,6 +13,7 @@ import * as m0011 from './0011-audit-outbox.ts';
 import * as m0012 from './0012-audit-retention.ts';
 import * as m0013 from './0013-alerts.ts';
 import * as m0014 from './0014-permissions.ts';
+import * as m0015 from './0015-break-glass.ts';
 import * as m0016 from './0016-tenant-walls.ts';
 
 /** Every migration, in order. Names are permanent once released: add, never rename. */
@@ -31,5 +32,6 @@ export const migrations: Record<string, Migration> = {
   '0012-audit-retention': m0012,
   '0013-alerts': m0013,
   '0014-permissions': m0014,
+  '0015-break-glass': m0015,
   '0016-tenant-walls': m0016,
 };

@@ -22,6 +22,8 @@ export interface AuditEventInput {
   readonly reason?: string | null;
   /** Names of the fields the event concerns, never their values. */
   readonly fields?: readonly string[];
+  /** The break-glass grant open for the actor when the event happened (`auditActor` sets it). */
+  readonly breakGlassId?: string | null;
 }
 
 /**
@@ -43,6 +45,11 @@ export interface AuditEventBody {
   outcome: string;
   reason: string | null;
   fields: string[];
+  /**
+   * Present only for events recorded under break-glass: absent (not null) otherwise, so the bytes
+   * of every other event are what they were before the field existed.
+   */
+  breakGlassId?: string;
 }
 
 const TYPE = /^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+$/;
@@ -73,6 +80,7 @@ export function eventBody(
     outcome: input.outcome ?? 'success',
     reason: input.reason ?? null,
     fields,
+    ...(input.breakGlassId ? { breakGlassId: input.breakGlassId } : {}),
   };
 }
 
@@ -107,11 +115,17 @@ export function bodyFromRow(row: AuditEventRow): AuditEventBody | { malformed: s
     outcome: row.outcome,
     reason: row.reason,
     fields,
+    ...(row.break_glass_id === null ? {} : { breakGlassId: row.break_glass_id }),
   };
 }
 
-/** The audit actor of a service call, with its request metadata. */
-export function auditActor(actor: Actor): Pick<AuditEventInput, 'actor' | 'request'> {
+/**
+ * The audit actor of a service call, with its request metadata and, under break-glass, the
+ * grant: every event recorded for such an actor is marked with it.
+ */
+export function auditActor(
+  actor: Actor,
+): Pick<AuditEventInput, 'actor' | 'request' | 'breakGlassId'> {
   const id =
     actor.kind === 'user' ? actor.userId : actor.kind === 'api_key' ? actor.apiKeyId : actor.job;
   return {
@@ -121,6 +135,7 @@ export function auditActor(actor: Actor): Pick<AuditEventInput, 'actor' | 'reque
       userAgent: actor.request.userAgent,
       requestId: actor.request.requestId,
     },
+    ...(actor.kind === 'user' && actor.breakGlass ? { breakGlassId: actor.breakGlass.id } : {}),
   };
 }
 
@@ -143,4 +158,5 @@ export const EVENT_COLUMNS = [
   'fields',
   'canonical',
   'leaf_hash',
+  'break_glass_id',
 ] as const;

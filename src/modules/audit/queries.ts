@@ -100,6 +100,7 @@ export function createAuditQueries(deps: { db: Kysely<Database> }) {
         outcome: body.outcome,
         reason: body.reason,
         fields: body.fields,
+        ...(body.breakGlassId === undefined ? {} : { breakGlassId: body.breakGlassId }),
         leafHash: row.leaf_hash,
         canonical: row.canonical,
       };

@@ -31,6 +31,9 @@ const AuditEvent = Type.Object(
     outcome: Type.String(),
     reason: Nullable(Type.String()),
     fields: Type.Array(Type.String(), { description: 'Changed field names, never values' }),
+    breakGlassId: Type.Optional(
+      Type.String({ description: 'The break-glass grant the event was recorded under' }),
+    ),
     canonical: Type.String({
       description: 'RFC 8785 bytes of the event (UTF-8); leafHash = SHA-256(0x00 || canonical)',
     }),

@@ -144,6 +144,7 @@ export function createAuditService(deps: AuditDeps) {
       fields: JSON.stringify(body.fields),
       canonical: Buffer.from(bytes).toString('utf8'),
       leaf_hash: leafHex,
+      break_glass_id: body.breakGlassId ?? null,
     });
     await insertNodes(trx, input.tenantId, nodes);
     tree.append(leaf);

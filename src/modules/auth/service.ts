@@ -1,4 +1,4 @@
-import type { Kysely } from 'kysely';
+import type { ExpressionBuilder, Kysely } from 'kysely';
 import type { Clock } from '../../clock.ts';
 import type { Database } from '../../db/schema.ts';
 import { AppError } from '../../errors.ts';
@@ -85,9 +85,25 @@ const sessionByTokenHash = prepared((db: Kysely<Database>, p: (n: 'tokenHash') =
       'tenant_settings.mfa_required',
       'tenant_settings.mfa_required_roles',
       secondFactorColumn('sessions.user_id').as('has_second_factor'),
+      // The user's break-glass grant not ended early, latest expiry first (one can be open at a
+      // time); whether it has run out is decided against the clock on every request.
+      (eb) => openGrant(eb).select('g.id').as('break_glass_id'),
+      (eb) => openGrant(eb).select('g.expires_at').as('break_glass_expires_at'),
     ])
     .where('sessions.token_hash', '=', p('tokenHash')),
 );
+
+function openGrant(
+  eb: ExpressionBuilder<Database & { sessions: Database['sessions'] }, 'sessions'>,
+) {
+  return eb
+    .selectFrom('break_glass_grants as g')
+    .whereRef('g.user_id', '=', 'sessions.user_id')
+    .whereRef('g.tenant_id', '=', 'sessions.tenant_id')
+    .where('g.ended_at', 'is', null)
+    .orderBy('g.expires_at', 'desc')
+    .limit(1);
+}
 
 type SessionRow = Awaited<ReturnType<typeof sessionByTokenHash.run>>[number];
 
@@ -235,6 +251,13 @@ export function createAuthService(deps: AuthDeps) {
       sessionId: row.id,
       authenticatedAt: row.authenticated_at,
       ...(enrolmentPending(row) ? { mfaEnrolmentRequired: true } : {}),
+      // Checked against the clock here, on every request (the row may come from the cache): the
+      // grant ends exactly at its expiry.
+      ...(row.break_glass_id !== null &&
+      row.break_glass_expires_at !== null &&
+      now.getTime() < Date.parse(row.break_glass_expires_at)
+        ? { breakGlass: { id: row.break_glass_id, expiresAt: row.break_glass_expires_at } }
+        : {}),
       request: meta,
     };
   }

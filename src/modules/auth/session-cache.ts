@@ -6,7 +6,7 @@ import type { WriteWatch } from '../../db/write-watch.ts';
  * pay for the session lookup every time (it was the largest single cost of a request).
  *
  * Correctness rests on the write watch: any write this process makes to what the lookup reads
- * (sessions, users, tenant settings, tenants, second factors) empties the cache, so a logout, a revocation, a
+ * (sessions, users, tenant settings, tenants, second factors, break-glass grants) empties the cache, so a logout, a revocation, a
  * role change or a disabled account takes effect on the very next request. Only the periodic
  * `last_seen_at` touch is exempt; it updates the cached row itself. Writes by another process on
  * the same SQLite file (the command line) are seen after at most `ttlMs`. Used on SQLite only:
@@ -21,9 +21,10 @@ export interface SessionCache<Row> {
 
 /** The session touch: the only write to the watched tables that leaves the cache valid. */
 export const SESSION_TOUCH_SQL = /^update "sessions" set "last_seen_at" = \? where "id" = \?$/;
-// The lookup also says whether the user has a second factor (MFA enforcement).
-// And the user's custom role (the permission model reads it from the actor).
-const WATCHED = /"(?:sessions|users|tenant_settings|tenants|user_totp|user_passkeys|roles)"/;
+// The lookup also says whether the user has a second factor (MFA enforcement), their open
+// break-glass grant, and their custom role (the permission model reads it from the actor).
+const WATCHED =
+  /"(?:sessions|users|tenant_settings|tenants|user_totp|user_passkeys|roles|break_glass_grants)"/;
 
 /** Whether a write statement can change what the session lookup returns. */
 export function affectsSessions(text: string): boolean {

@@ -32,6 +32,12 @@ export const RecordCommon = {
   createdAt: Timestamp,
   updatedAt: Timestamp,
   version: Type.Integer({ minimum: 1 }),
+  maskedFields: Type.Optional(
+    Type.Array(Type.String(), {
+      description:
+        'Fields your role sees masked (their values here are masks, e.g. ***-**-6789); reveal them with POST /api/v1/contacts/{id}/reveal where allowed. Absent when nothing is masked.',
+    }),
+  ),
 };
 
 /** The five REST routes of a CRM object, identical in shape for every object. */

@@ -34,6 +34,7 @@ import { auditActor } from '../audit/event.ts';
 import type { AuditRecorder } from '../audit/service.ts';
 import type { OptionalCategories } from '../audit/settings.ts';
 import { fieldsClassified, type DataObject } from '../../core/privacy/index.ts';
+import { createRecordShaper, type FieldView } from './shape.ts';
 
 export interface RecordBase {
   id: string;
@@ -107,20 +108,28 @@ export function createRecordService(spec: RecordSpec, deps: RecordDeps) {
     'sensitive',
   ]);
 
+  const shaper = createRecordShaper(spec);
+
   /**
    * `record.read` for each record holding personal data that `actor` just read, naming the
-   * personal fields it carried (never values), when the tenant turned `recordReads` on. Off, it
-   * costs one cached lookup. Fails closed: if the event cannot be written, the read fails.
+   * personal fields it carried in clear (never values), when the tenant turned `recordReads` on,
+   * and always under break-glass (every access made under it is recorded). Off, it costs one
+   * cached lookup. Fails closed: if the event cannot be written, the read fails.
    */
-  async function recordReads(actor: Actor, items: readonly ApiRecord[]) {
+  async function recordReads(actor: Actor, view: FieldView, items: readonly ApiRecord[]) {
     if (!deps.audit || personalFields.length === 0 || items.length === 0) return;
-    if (!deps.auditPolicy || !(await deps.auditPolicy.categories(actor.tenantId)).recordReads) {
+    const breakGlass = actor.kind === 'user' && actor.breakGlass !== undefined;
+    if (
+      !breakGlass &&
+      (!deps.auditPolicy || !(await deps.auditPolicy.categories(actor.tenantId)).recordReads)
+    ) {
       return;
     }
     const audit = deps.audit;
+    const clear = personalFields.filter((f) => view.get(f)?.read === 'full');
     await db.transaction().execute(async (trx) => {
       for (const item of items) {
-        const fields = personalFields.filter((f) => item[f] != null);
+        const fields = clear.filter((f) => item[f] != null);
         if (fields.length === 0) continue;
         await audit.append(trx, {
           tenantId: actor.tenantId,
@@ -270,6 +279,7 @@ export function createRecordService(spec: RecordSpec, deps: RecordDeps) {
     if (params.purpose === 'export') {
       scope = narrowerScope(scope, scopeOf(actor, 'export', spec.resource)) ?? scope;
     }
+    const view = shaper.view(actor);
     const sortParam = params.sort ?? 'createdAt';
     const direction = sortParam.startsWith('-') ? 'desc' : 'asc';
     const sortName = sortParam.replace(/^-/, '');
@@ -280,6 +290,10 @@ export function createRecordService(spec: RecordSpec, deps: RecordDeps) {
         errors: [{ field: 'querystring/sort', reason: 'is not a sortable field' }],
       });
     }
+    shaper.assertQueryable(actor, view, [
+      ...(params.sort === undefined ? [] : [sortName]),
+      ...Object.keys(params.filters).filter((name) => params.filters[name] !== undefined),
+    ]);
     const equals: { column: string; value: string }[] = [];
     const confirms: ((row: Record<string, unknown>) => boolean)[] = [];
     const ranges: { column: string; op: '>=' | '<'; value: string }[] = [];
@@ -344,8 +358,8 @@ export function createRecordService(spec: RecordSpec, deps: RecordDeps) {
       nextCursor = encodeCursor({ sort: sortName, direction, value, id: last.id as string });
     }
     const items = page.map(toApi);
-    await recordReads(actor, items);
-    return { items, nextCursor };
+    await recordReads(actor, view, items);
+    return { items: items.map((item) => shaper.shape(view, item)), nextCursor };
   }
 
   async function get(actor: Actor, id: string): Promise<ApiRecord> {
@@ -355,8 +369,29 @@ export function createRecordService(spec: RecordSpec, deps: RecordDeps) {
     await requireInScope(db, actor, scope, row.owner_id);
     const [opened] = await crypto.open(actor.tenantId, [row]);
     const item = toApi(opened ?? row);
-    await recordReads(actor, [item]);
-    return item;
+    const view = shaper.view(actor);
+    await recordReads(actor, view, [item]);
+    return shaper.shape(view, item);
+  }
+
+  /**
+   * The clear values of `fields` of one record, inside `trx` (the caller records why in the same
+   * transaction). Not shaped: only the reveal use case calls it, after its own checks.
+   */
+  async function readClear(
+    trx: Db,
+    actor: Actor,
+    id: string,
+    fields: readonly string[],
+  ): Promise<Record<string, unknown>> {
+    const scope = authorizeScope(actor, 'read', spec.resource);
+    const row = await getRow(trx, spec.table, actor.tenantId, id, columns);
+    if (!row) throw notFound();
+    // Out of the caller's record scope: the same answer as a record that does not exist.
+    await requireInScope(trx, actor, scope, row.owner_id);
+    const [opened] = await crypto.open(actor.tenantId, [row]);
+    const item = toApi(opened ?? row);
+    return Object.fromEntries(fields.map((f) => [f, item[f] ?? null]));
   }
 
   async function create(actor: Actor, input: Record<string, unknown>): Promise<ApiRecord> {
@@ -391,7 +426,7 @@ export function createRecordService(spec: RecordSpec, deps: RecordDeps) {
     } catch (error) {
       translateWriteError(error);
     }
-    return toApi({ ...row, ...toColumns(values) });
+    return shaper.shape(shaper.view(actor), toApi({ ...row, ...toColumns(values) }));
   }
 
   async function update(
@@ -409,7 +444,11 @@ export function createRecordService(spec: RecordSpec, deps: RecordDeps) {
         await requireInScope(trx, actor, scope, stored.owner_id);
         if (Number(stored.version) !== version) throw versionMismatch(Number(stored.version));
         const [current = stored] = await crypto.open(actor.tenantId, [stored]);
-        const changed = normalizeInput(patch, toApi(current));
+        const view = shaper.view(actor);
+        const changed = normalizeInput(
+          shaper.withoutMaskEcho(view, patch, toApi(current)),
+          toApi(current),
+        );
         const merged = { ...toApi(current), ...changed };
         await checkReferences(trx, actor.tenantId, changed);
         // A record that moves to another key (an activity linked to another contact) is
@@ -435,7 +474,7 @@ export function createRecordService(spec: RecordSpec, deps: RecordDeps) {
           (f) => JSON.stringify(before[f] ?? null) !== JSON.stringify(after[f] ?? null),
         );
         await record(trx, actor, 'record.updated', id, fields);
-        return after;
+        return shaper.shape(view, after);
       });
     } catch (error) {
       translateWriteError(error);
@@ -459,7 +498,7 @@ export function createRecordService(spec: RecordSpec, deps: RecordDeps) {
     });
   }
 
-  return { spec, list, get, create, update, remove, toApi, crypto };
+  return { spec, list, get, readClear, create, update, remove, toApi, crypto };
 }
 
 /** The keyset value of a row (sort columns are text or integers; NULL as its stand-in). */

@@ -155,3 +155,25 @@ describe('OCSF mapping of key-management events', () => {
     });
   }
 });
+
+describe('OCSF mapping of reveal and break-glass', () => {
+  it('maps a reveal to an API read of medium severity and break-glass to a high authentication event', () => {
+    const revealed = toOcsf(
+      body({
+        type: 'record.revealed',
+        target: { type: 'contact', id: 'c1' },
+        fields: ['nationalId'],
+      }),
+      'ab'.repeat(32),
+    );
+    expect(revealed).toMatchObject({ class_uid: 6003, activity_id: 2, severity_id: 3 });
+    const opened = toOcsf(
+      body({ type: 'auth.break_glass.opened', breakGlassId: 'g1', reason: 'emergency' }),
+      'ab'.repeat(32),
+    );
+    expect(opened).toMatchObject({ class_uid: 3002, activity_id: 99, severity_id: 4 });
+    expect((opened.unmapped as { custos: { breakGlassId: string } }).custos.breakGlassId).toBe(
+      'g1',
+    );
+  });
+});

@@ -147,6 +147,13 @@ export function classify(e: Pick<AuditEventBody, 'type' | 'outcome'>): OcsfClass
       return { class: ENTITY_MANAGEMENT, activityId: 4, activityName: 'Delete', severityId: 3 };
     case 'keys.root_key_created':
       return { class: ENTITY_MANAGEMENT, activityId: 1, activityName: 'Create', severityId: 3 };
+    // Masking, reveal and break-glass (src/modules/records/reveal.ts, src/modules/break-glass).
+    case 'record.revealed':
+      return { class: API_ACTIVITY, activityId: 2, activityName: 'Read', severityId: 3 };
+    case 'auth.break_glass.opened':
+      return auth(OTHER, 'Break-glass Opened', 4);
+    case 'auth.break_glass.ended':
+      return auth(OTHER, 'Break-glass Ended', 2);
     default:
       return { class: BASE_EVENT, activityId: OTHER, activityName: e.type, severityId: 1 };
   }
