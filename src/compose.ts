@@ -35,10 +35,11 @@ import { createNoticeSink } from './modules/mail/notice-sink.ts';
 import { pino } from 'pino';
 import { loggerOptions } from './http/logging.ts';
 import type { AlertNotifier } from './modules/detection/notifier.ts';
-import { noopAlertNotifier } from './modules/detection/notifier.ts';
+import { createMailAlertNotifier } from './modules/detection/mail-notifier.ts';
 import { createAlertService } from './modules/detection/service.ts';
 import { createDetectionSettingsService } from './modules/detection/settings.ts';
 import { createDetectionWorker } from './modules/detection/worker.ts';
+import { createKeyRotationCheck } from './modules/detection/key-age.ts';
 
 /** How long a cached session is trusted when only another process could have changed it. */
 const SESSION_CACHE_TTL_MS = 1_000;
@@ -89,7 +90,7 @@ export function createServices(deps: {
    * set). A syslog witness is `createMessageWitness(send)` over the SIEM syslog sender.
    */
   witness?: Witness;
-  /** Who hears of new security alerts (default: nobody; the lead wires the mailer here). */
+  /** Who hears of new security alerts (default: e-mail through `mailer`, see detection settings). */
   alertNotifier?: AlertNotifier;
   /** Failures of background work (the detection worker); default: ignored. */
   onBackgroundError?: (error: unknown) => void;
@@ -160,7 +161,8 @@ export function createServices(deps: {
     retryMaxMs: deps.config.siemRetryMaxMs,
     ...(deps.onSiemError ? { onError: deps.onSiemError } : {}),
   });
-  const alertNotifier = deps.alertNotifier ?? noopAlertNotifier;
+  const alertNotifier =
+    deps.alertNotifier ?? createMailAlertNotifier({ mailer, publicUrl: deps.config.publicUrl });
   const alerts = createAlertService({
     db,
     clock,
@@ -258,6 +260,7 @@ export function createServices(deps: {
       throttle,
       notifier: alertNotifier,
       onError: deps.onBackgroundError,
+      periodic: createKeyRotationCheck({ db, clock, keys, raise: alerts.raise }),
     }),
     companies: createRecordService(companySpec, records),
     deals: createRecordService(dealSpec, records),
