@@ -5,7 +5,7 @@ import { createApiKeyService } from './modules/api-keys/service.ts';
 import { createIdentityAuditSink } from './modules/audit/identity-sink.ts';
 import { createAuditQueries } from './modules/audit/queries.ts';
 import { createAuditService } from './modules/audit/service.ts';
-import { createFileWitness, type Witness } from './modules/audit/witness.ts';
+import { witnessFromConfig, type Witness } from './modules/audit/witness.ts';
 import { createAuditSettings } from './modules/audit/settings.ts';
 import { createAuditRetention } from './modules/audit/retention.ts';
 import type { AuditSink } from './modules/auth/events.ts';
@@ -64,6 +64,7 @@ export function createServices(deps: {
     | 'logLevel'
     | 'webauthnRpId'
     | 'auditWitnessFile'
+    | 'auditWitnessSyslog'
     | 'auditRetentionDays'
   > &
     SiemConfig &
@@ -86,8 +87,8 @@ export function createServices(deps: {
   /** Failures of the SIEM worker (server.ts passes its logger). */
   onSiemError?: (destination: string, error: unknown, failures: number) => void;
   /**
-   * Outside witness of signed tree heads (default: the file of CUSTOS_AUDIT_WITNESS_FILE, if
-   * set). A syslog witness is `createMessageWitness(send)` over the SIEM syslog sender.
+   * Outside witness of signed tree heads (default: the file of CUSTOS_AUDIT_WITNESS_FILE and/or
+   * the syslog receiver of CUSTOS_AUDIT_WITNESS_SYSLOG, if set).
    */
   witness?: Witness;
   /** Who hears of new security alerts (default: e-mail through `mailer`, see detection settings). */
@@ -104,11 +105,7 @@ export function createServices(deps: {
     dataDir: deps.config.dataDir,
     checkpointEvery: deps.config.auditCheckpointEvery,
     checkpointIntervalMs: deps.config.auditCheckpointMs,
-    witness:
-      deps.witness ??
-      (deps.config.auditWitnessFile === undefined
-        ? undefined
-        : createFileWitness(deps.config.auditWitnessFile)),
+    witness: deps.witness ?? witnessFromConfig(deps.config),
   });
   const keys = deps.keys ?? createLazyKeyService(deps.config, { clock });
   const auditSettings = createAuditSettings({

@@ -6,8 +6,8 @@ import type { DatabaseHandle } from '../db/database.ts';
 import { createAuditService } from '../modules/audit/service.ts';
 import {
   checkWitnessedHeads,
-  createFileWitness,
   readWitnessFile,
+  witnessFromConfig,
 } from '../modules/audit/witness.ts';
 import type { SignedCheckpoint } from '../core/audit/index.ts';
 import { createMailAlertNotifier } from '../modules/detection/mail-notifier.ts';
@@ -49,9 +49,8 @@ export function registerAuditCommands(program: Command, deps: CliDeps): void {
           dialect: database.dialect,
           clock: systemClock,
           dataDir: config.dataDir,
-          ...(config.auditWitnessFile === undefined
-            ? {}
-            : { witness: createFileWitness(config.auditWitnessFile) }),
+          // Heads signed here reach the configured witnesses too (file and/or syslog).
+          witness: witnessFromConfig(config),
         });
         let heads: SignedCheckpoint[] | undefined;
         if (opts.witness !== undefined) {
