@@ -10,6 +10,9 @@
  * The plaintext baseline is the same service over a copy of the contact spec under an object the
  * data map classes as all internal (a benchmark-only trick: the product has no switch to turn
  * encryption off). Goals (issue 3): encrypted create >= 0.33 of plaintext, GET >= 0.8.
+ *
+ * `npm run bench:crypto` prints the same measurements as two of its sections
+ * (`measureRecordsEncryption`).
  */
 import fs from 'node:fs';
 import os from 'node:os';
@@ -25,120 +28,160 @@ import { createRecordService } from '../src/modules/records/service.ts';
 import type { RecordSpec } from '../src/modules/records/spec.ts';
 import { setupTenant } from '../src/modules/tenants/service.ts';
 import type { Actor } from '../src/core/policy/index.ts';
+import type { Rate } from './crypto.bench.ts';
 
 const CREATES = Number(process.env.BENCH_CREATES ?? 2000);
 const GETS = Number(process.env.BENCH_GETS ?? 3000);
 const ROUNDS = 5;
 
-const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'custos-bench-records-'));
-const database = openDatabase({ dataDir });
-await migrateToLatest(database.db);
-const clock = createManualClock();
-const config = loadConfig({ CUSTOS_DATA_DIR: dataDir, CUSTOS_LOG_LEVEL: 'error' });
-const keys = await openKeys(config, { clock });
-const services = createServices({ config, database, clock, keys: keys.service });
-const password = 'correct horse battery staple';
-const { tenant, ownerId } = await setupTenant(
-  { db: database.db, clock },
-  { slug: 'bench', name: 'Bench', ownerEmail: 'owner@bench.example', ownerName: 'O', password },
-);
-const actor: Actor = {
-  kind: 'system',
-  tenantId: tenant.id,
-  job: 'bench',
-  role: 'owner',
-  request: { requestId: 'bench', ip: null, userAgent: null },
-};
-// Same table, fields and code path; 'deal' classes none of these fields as protected.
-const plainSpec: RecordSpec = {
-  ...contactSpec,
-  object: 'deal',
-  blindIndexes: undefined,
-  subjectOf: undefined,
-  shredOnDelete: false,
-  uniqueConflict: undefined,
-  filters: {},
-};
-const plain = createRecordService(plainSpec, {
-  db: database.db,
-  clock,
-  reader: database.reader,
-  keys: keys.service,
-});
-const encrypted = services.contacts;
-
-const row = (i: number, tag: string) => ({
-  firstName: `First${i}`,
-  lastName: `Last${i}`,
-  email: `${tag}${i}@example.com`,
-  phone: `+1 415 555 ${String(1000 + (i % 9000))}`,
-  title: 'Analyst',
-  dateOfBirth: '1970-01-01',
-  nationalId: `123-45-${String(i % 10000).padStart(4, '0')}`,
-  address: `${i} Main Street, Springfield`,
-  notes: 'Met at the trade fair; prefers e-mail.',
-  ownerId,
-});
-
-async function creates(service: typeof plain, tag: string): Promise<number> {
-  const started = performance.now();
-  for (let i = 0; i < CREATES; i++) await service.create(actor, row(i, tag));
-  return CREATES / ((performance.now() - started) / 1000);
+/** Both measurements, each side's rounds (units per second); creates first, then GETs. */
+export interface RecordsEncryptionResult {
+  creates: [plain: Rate, encrypted: Rate];
+  gets: [plain: Rate, encrypted: Rate];
+  notes: { creates: string; gets: string };
 }
 
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+/** Sets up a temporary SQLite database and server, measures, and removes them. */
+export async function measureRecordsEncryption(): Promise<RecordsEncryptionResult> {
+  const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'custos-bench-records-'));
+  const database = openDatabase({ dataDir });
+  await migrateToLatest(database.db);
+  const clock = createManualClock();
+  const config = loadConfig({ CUSTOS_DATA_DIR: dataDir, CUSTOS_LOG_LEVEL: 'error' });
+  const keys = await openKeys(config, { clock });
+  const services = createServices({ config, database, clock, keys: keys.service });
+  const password = 'correct horse battery staple';
+  const { tenant, ownerId } = await setupTenant(
+    { db: database.db, clock },
+    { slug: 'bench', name: 'Bench', ownerEmail: 'owner@bench.example', ownerName: 'O', password },
+  );
+  const actor: Actor = {
+    kind: 'system',
+    tenantId: tenant.id,
+    job: 'bench',
+    role: 'owner',
+    request: { requestId: 'bench', ip: null, userAgent: null },
+  };
+  // Same table, fields and code path; 'deal' classes none of these fields as protected.
+  const plainSpec: RecordSpec = {
+    ...contactSpec,
+    object: 'deal',
+    blindIndexes: undefined,
+    subjectOf: undefined,
+    shredOnDelete: false,
+    uniqueConflict: undefined,
+    filters: {},
+  };
+  const plain = createRecordService(plainSpec, {
+    db: database.db,
+    clock,
+    reader: database.reader,
+    keys: keys.service,
+  });
+  const encrypted = services.contacts;
 
-// Creates: alternate the order so that neither side always gets the warmer database.
-const createRates = { plain: [] as number[], encrypted: [] as number[] };
-for (let r = 0; r < 3; r++) {
-  const first = r % 2 === 0;
-  if (first) createRates.plain.push(await creates(plain, `p${r}-`));
-  createRates.encrypted.push(await creates(encrypted, `e${r}-`));
-  if (!first) createRates.plain.push(await creates(plain, `p${r}-`));
-}
+  const row = (i: number, tag: string) => ({
+    firstName: `First${i}`,
+    lastName: `Last${i}`,
+    email: `${tag}${i}@example.com`,
+    phone: `+1 415 555 ${String(1000 + (i % 9000))}`,
+    title: 'Analyst',
+    dateOfBirth: '1970-01-01',
+    nationalId: `123-45-${String(i % 10000).padStart(4, '0')}`,
+    address: `${i} Main Street, Springfield`,
+    notes: 'Met at the trade fair; prefers e-mail.',
+    ownerId,
+  });
 
-// GETs over HTTP: one app per service, the same session.
-const encApp = await buildApp({ config, services });
-const plainApp = await buildApp({ config, services: { ...services, contacts: plain } });
-const login = await encApp.inject({
-  method: 'POST',
-  url: '/api/v1/auth/login',
-  payload: { tenant: 'bench', email: 'owner@bench.example', password },
-});
-const cookie = login.cookies.find((c) => c.name === '__Host-custos_session');
-if (!cookie) throw new Error(`login failed: ${login.statusCode}`);
-const headers = { cookie: `${cookie.name}=${cookie.value}` };
-const encId = (await encrypted.create(actor, row(999_999, 'get-e'))).id;
-const plainId = (await plain.create(actor, row(999_998, 'get-p'))).id;
-
-async function gets(app: typeof encApp, id: string): Promise<number> {
-  const started = performance.now();
-  for (let i = 0; i < GETS; i++) {
-    const res = await app.inject({ url: `/api/v1/contacts/${id}`, headers });
-    if (res.statusCode !== 200) throw new Error(`GET ${res.statusCode} ${res.body}`);
+  async function creates(service: typeof plain, tag: string): Promise<number> {
+    const started = performance.now();
+    for (let i = 0; i < CREATES; i++) await service.create(actor, row(i, tag));
+    return CREATES / ((performance.now() - started) / 1000);
   }
-  return GETS / ((performance.now() - started) / 1000);
-}
-await gets(encApp, encId);
-await gets(plainApp, plainId);
-const getRates = { plain: [] as number[], encrypted: [] as number[] };
-for (let r = 0; r < ROUNDS; r++) {
-  getRates.plain.push(await gets(plainApp, plainId));
-  getRates.encrypted.push(await gets(encApp, encId));
+
+  const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+
+  // Creates: alternate the order so that neither side always gets the warmer database.
+  const createRates = { plain: [] as number[], encrypted: [] as number[] };
+  for (let r = 0; r < 3; r++) {
+    const first = r % 2 === 0;
+    if (first) createRates.plain.push(await creates(plain, `p${r}-`));
+    createRates.encrypted.push(await creates(encrypted, `e${r}-`));
+    if (!first) createRates.plain.push(await creates(plain, `p${r}-`));
+  }
+
+  // GETs over HTTP: one app per service, the same session.
+  const encApp = await buildApp({ config, services });
+  const plainApp = await buildApp({ config, services: { ...services, contacts: plain } });
+  const login = await encApp.inject({
+    method: 'POST',
+    url: '/api/v1/auth/login',
+    payload: { tenant: 'bench', email: 'owner@bench.example', password },
+  });
+  const cookie = login.cookies.find((c) => c.name === '__Host-custos_session');
+  if (!cookie) throw new Error(`login failed: ${login.statusCode}`);
+  const headers = { cookie: `${cookie.name}=${cookie.value}` };
+  const encId = (await encrypted.create(actor, row(999_999, 'get-e'))).id;
+  const plainId = (await plain.create(actor, row(999_998, 'get-p'))).id;
+
+  async function gets(app: typeof encApp, id: string): Promise<number> {
+    const started = performance.now();
+    for (let i = 0; i < GETS; i++) {
+      const res = await app.inject({ url: `/api/v1/contacts/${id}`, headers });
+      if (res.statusCode !== 200) throw new Error(`GET ${res.statusCode} ${res.body}`);
+    }
+    return GETS / ((performance.now() - started) / 1000);
+  }
+  await gets(encApp, encId);
+  await gets(plainApp, plainId);
+  const getRates = { plain: [] as number[], encrypted: [] as number[] };
+  for (let r = 0; r < ROUNDS; r++) {
+    getRates.plain.push(await gets(plainApp, plainId));
+    getRates.encrypted.push(await gets(encApp, encId));
+  }
+
+  await encApp.close();
+  await plainApp.close();
+  await services.throttleStore.close();
+  await keys.service.close();
+  await database.close();
+  fs.rmSync(dataDir, { recursive: true, force: true });
+
+  const rate = (name: string, unit: string, rounds: number[]): Rate => ({
+    name,
+    unit,
+    perSecond: median(rounds),
+    low: Math.min(...rounds),
+    high: Math.max(...rounds),
+    rounds,
+  });
+  return {
+    creates: [
+      rate('plaintext (same spec, nothing protected)', 'contacts', createRates.plain),
+      rate('encrypted (subject key, AEAD, 3 blind indexes)', 'contacts', createRates.encrypted),
+    ],
+    gets: [
+      rate('plaintext', 'requests', getRates.plain),
+      rate('encrypted', 'requests', getRates.encrypted),
+    ],
+    notes: {
+      creates: `record service create, ${CREATES} contacts x 3 alternating runs, SQLite (WAL) in a temporary directory`,
+      gets: `GET /api/v1/contacts/:id with a session cookie through app.inject, ${GETS} x ${ROUNDS} rounds`,
+    },
+  };
 }
 
-const c = { plain: median(createRates.plain), encrypted: median(createRates.encrypted) };
-const g = { plain: median(getRates.plain), encrypted: median(getRates.encrypted) };
-console.log(
-  `create (record service, ${CREATES} x 3): plaintext ${Math.round(c.plain)}/s, encrypted ${Math.round(c.encrypted)}/s, ratio ${(c.encrypted / c.plain).toFixed(2)} (goal >= 0.33)`,
-);
-console.log(
-  `GET /contacts/:id (HTTP, ${GETS} x ${ROUNDS}): plaintext ${Math.round(g.plain)}/s, encrypted ${Math.round(g.encrypted)}/s, ratio ${(g.encrypted / g.plain).toFixed(2)} (goal >= 0.8)`,
-);
-
-await encApp.close();
-await plainApp.close();
-await services.throttleStore.close();
-await keys.service.close();
-await database.close();
-fs.rmSync(dataDir, { recursive: true, force: true });
+if (
+  import.meta.url === `file://${process.argv[1]}` ||
+  process.argv[1]?.endsWith('records-encryption.bench.ts')
+) {
+  const { creates, gets } = await measureRecordsEncryption();
+  const [cp, ce] = creates;
+  const [gp, ge] = gets;
+  console.log(
+    `create (record service, ${CREATES} x 3): plaintext ${Math.round(cp.perSecond)}/s, encrypted ${Math.round(ce.perSecond)}/s, ratio ${(ce.perSecond / cp.perSecond).toFixed(2)} (goal >= 0.33)`,
+  );
+  console.log(
+    `GET /contacts/:id (HTTP, ${GETS} x ${ROUNDS}): plaintext ${Math.round(gp.perSecond)}/s, encrypted ${Math.round(ge.perSecond)}/s, ratio ${(ge.perSecond / gp.perSecond).toFixed(2)} (goal >= 0.8)`,
+  );
+}

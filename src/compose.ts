@@ -219,6 +219,7 @@ export function createServices(deps: {
       audit: auditSink,
       throttle,
       mfa,
+      passkeys: passkeySignIn,
       mailer,
       publicUrl: deps.config.publicUrl,
     }),

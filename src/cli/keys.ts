@@ -3,16 +3,32 @@ import { InvalidArgumentError } from 'commander';
 import { systemClock } from '../clock.ts';
 import { loadConfig } from '../config.ts';
 import type { DatabaseHandle } from '../db/database.ts';
+import { createAuditService } from '../modules/audit/service.ts';
+import type { AuditRecorder } from '../modules/audit/service.ts';
 import { assertKeysUsable, openKeys } from '../modules/keys/open.ts';
 import { createProtectedValueCounter } from '../modules/records/protected-values.ts';
+import { censusOfValues, createReencryptionJob } from '../modules/records/reencrypt.ts';
+import type { ReencryptionJob, ValueCensus } from '../modules/records/reencrypt.ts';
+import type { RecordSpec } from '../modules/records/spec.ts';
 import { activitySpec } from '../modules/activities/spec.ts';
+import { companySpec } from '../modules/companies/spec.ts';
 import { contactSpec } from '../modules/contacts/spec.ts';
+import { dealSpec } from '../modules/deals/spec.ts';
+import { CLI_ACTOR, withKeyEvent } from '../modules/keys/events.ts';
+import type { KeyEvent } from '../modules/keys/events.ts';
 import type { OpenedKeys } from '../modules/keys/open.ts';
 import { initHsmRootKey } from '../modules/keys/providers.ts';
+import type { KeyService } from '../modules/keys/service.ts';
 import type { TenantKeyStatus } from '../modules/keys/status.ts';
 import { CliExit } from './main.ts';
 
-/** `custos keys ...`: status, rotation with the re-wrap job, retirement, HSM key creation. */
+/**
+ * `custos keys ...`: status, rotation with the re-wrap and re-encryption jobs, retirement, HSM
+ * key creation. Key changes are audited as the system actor `cli` (see keys/events.ts).
+ */
+
+/** Every record type: the data map decides which of their fields are encrypted. */
+const RECORD_SPECS: readonly RecordSpec[] = [contactSpec, companySpec, dealSpec, activitySpec];
 
 interface CliDeps {
   out: (line: string) => void;
@@ -43,38 +59,146 @@ async function tenantsOf(database: DatabaseHandle): Promise<Tenants> {
   };
 }
 
-/** Opens the data database (tenant names) and the keys, checks the root key, runs `fn`. */
-function withKeys<T>(
-  deps: CliDeps,
-  fn: (keys: OpenedKeys, tenants: Tenants) => Promise<T>,
-): Promise<T> {
+interface KeyContext {
+  keys: OpenedKeys;
+  tenants: Tenants;
+  database: DatabaseHandle;
+  audit: AuditRecorder;
+  reencryption: ReencryptionJob;
+  /** Runs a key operation and records its audit events (system actor `cli`). */
+  audited: <T>(op: () => Promise<{ result: T; events: readonly KeyEvent[] }>) => Promise<T>;
+}
+
+/** Opens the data database (tenant names, audit log) and the keys, checks the root key. */
+function withKeys<T>(deps: CliDeps, fn: (ctx: KeyContext) => Promise<T>): Promise<T> {
   return deps.withDatabase(async (database) => {
+    const config = loadConfig();
     const tenants = await tenantsOf(database);
-    const keys = await openKeys(loadConfig(), {
+    const keys = await openKeys(config, {
       clock: systemClock,
       // `keys retire` refuses a version that still seals stored values.
-      protectedValues: createProtectedValueCounter(database.db, [contactSpec, activitySpec]),
+      protectedValues: createProtectedValueCounter(database.db, RECORD_SPECS),
+    });
+    const audit = createAuditService({
+      db: database.db,
+      dialect: database.dialect,
+      clock: systemClock,
+      dataDir: config.dataDir,
+      checkpointEvery: config.auditCheckpointEvery,
+      checkpointIntervalMs: config.auditCheckpointMs,
     });
     try {
       await assertKeysUsable(keys);
-      return await fn(keys, tenants);
+      return await fn({
+        keys,
+        tenants,
+        database,
+        audit,
+        reencryption: createReencryptionJob({
+          db: database.db,
+          keys: keys.service,
+          specs: RECORD_SPECS,
+        }),
+        audited: (op) => withKeyEvent({ db: database.db, audit }, op),
+      });
     } finally {
       await keys.service.close();
     }
   });
 }
 
-function printStatus(status: TenantKeyStatus, tenants: Tenants, out: (l: string) => void) {
+const dataKey = (version: number) => ({ type: 'tenant_data_key' as const, id: `v${version}` });
+
+function printStatus(
+  status: TenantKeyStatus,
+  census: ValueCensus,
+  tenants: Tenants,
+  out: (l: string) => void,
+) {
   const active = status.activeVersion === undefined ? 'none' : `v${status.activeVersion}`;
   const index = status.indexVersion === undefined ? 'none' : `v${status.indexVersion}`;
   out(
     `${tenants.label(status.tenantId)}: data key ${active} active, decrypts from v${status.minDecryptVersion}, index key ${index}, ${status.destroyedSubjectKeys} subject keys destroyed`,
   );
   for (const v of status.versions) {
+    const values = census.byVersion.get(v.version) ?? 0;
     out(
-      `  v${v.version}  ${v.state.padEnd(12)}  ${v.subjectKeys} subject keys  since ${v.createdAt}`,
+      `  v${v.version}  ${v.state.padEnd(12)}  ${v.subjectKeys} subject keys  ${values} values  since ${v.createdAt}`,
     );
   }
+  out(`  ${census.subjectValues} values under subject keys`);
+  if (census.clear > 0) {
+    out(
+      `  ${census.clear} values stored in clear (written before encryption): run "custos keys reencrypt"`,
+    );
+  }
+  if (census.damaged > 0) out(`  ${census.damaged} values damaged (not readable envelopes)`);
+}
+
+/**
+ * Re-wraps subject keys, then re-encrypts values, for one tenant; prints progress; records
+ * `keys.reencrypted` once nothing is left under an older version or in clear.
+ */
+async function finishRotation(
+  ctx: KeyContext,
+  id: string,
+  options: { batchSize: number; pauseMs: number; signal: AbortSignal },
+  out: (line: string) => void,
+): Promise<boolean> {
+  const name = ctx.tenants.label(id);
+  const service: KeyService = ctx.keys.service;
+  const [status] = await service.status(id);
+  if (status?.activeVersion === undefined) {
+    // A tenant without keys yet: only values left in clear (if any) need them.
+    const census = await censusOfValues(ctx.database.db, RECORD_SPECS, id);
+    if (census.clear === 0) {
+      out(`${name}: no keys and no values in clear: nothing to do`);
+      return true;
+    }
+    await service.tenantDataKey(id);
+  }
+  const rewrap = await service.rewrapSubjectKeys(id, {
+    ...options,
+    onProgress: (p) => out(`${name}: re-wrapped ${p.rewrapped}, ${p.remaining} left`),
+  });
+  if (!rewrap.done) {
+    out(
+      `${name}: stopped with ${rewrap.remaining} subject keys left; run "custos keys reencrypt" to continue`,
+    );
+    return false;
+  }
+  out(`${name}: every subject key is wrapped by v${rewrap.targetVersion}`);
+  const values = await ctx.reencryption.run(id, {
+    ...options,
+    onProgress: (p) =>
+      out(`${name}: re-encrypted ${p.reencrypted + p.encryptedClear} values, ${p.remaining} left`),
+  });
+  if (values.failed > 0) {
+    out(`${name}: ${values.failed} records could not be read (damaged values or erased keys)`);
+  }
+  if (values.duplicates > 0) {
+    out(`${name}: ${values.duplicates} contacts in clear shared an e-mail address with another`);
+  }
+  if (!values.done) {
+    out(
+      `${name}: stopped with ${values.remaining} values left; run "custos keys reencrypt" to continue`,
+    );
+    return false;
+  }
+  await ctx.audited(async () => ({
+    result: undefined,
+    events: [
+      {
+        type: 'keys.reencrypted',
+        tenantId: id,
+        actor: CLI_ACTOR,
+        target: dataKey(values.targetVersion),
+        reason: `values_${values.reencrypted};clear_${values.encryptedClear};subject_keys_${rewrap.rewrapped}`,
+      },
+    ],
+  }));
+  out(`${name}: every value is encrypted under v${values.targetVersion} or its subject's key`);
+  return true;
 }
 
 export function registerKeyCommands(program: Command, deps: CliDeps): void {
@@ -83,52 +207,68 @@ export function registerKeyCommands(program: Command, deps: CliDeps): void {
 
   keys
     .command('status')
-    .description('key versions per tenant, and how many subject keys each still wraps')
+    .description('key versions per tenant, and how many subject keys and values each protects')
     .option('--tenant <slug>', 'only this tenant')
     .action(async (opts: { tenant?: string }) => {
-      await withKeys(deps, async ({ service }, tenants) => {
+      await withKeys(deps, async ({ keys: { service }, tenants, database }) => {
         const id = opts.tenant === undefined ? undefined : tenants.idOf(opts.tenant);
         const all = await service.status(id);
         if (all.length === 0) out('No tenant keys yet: they are created on first use.');
-        for (const status of all) printStatus(status, tenants, out);
+        for (const status of all) {
+          const census = await censusOfValues(database.db, RECORD_SPECS, status.tenantId);
+          printStatus(status, census, tenants, out);
+        }
       });
     });
 
   keys
     .command('rotate')
-    .description('new data key version for new writes, then re-wrap subject keys under it')
+    .description(
+      'new data key version for new writes, then re-wrap subject keys and re-encrypt values under it',
+    )
     .option('--tenant <slug>', 'only this tenant (default: every tenant with keys)')
-    .option('--no-wait', 'only rotate; run the re-wrap later with "custos keys rotate" again')
-    .option('--batch-size <n>', 'subject keys per batch', positiveInt('--batch-size'), 500)
+    .option('--no-wait', 'only rotate; run the jobs later with "custos keys reencrypt"')
+    .option('--batch-size <n>', 'keys or records per batch', positiveInt('--batch-size'), 500)
     .option('--pause-ms <n>', 'pause between batches', positiveInt('--pause-ms'), 50)
     .action(
       async (opts: { tenant?: string; wait: boolean; batchSize: number; pauseMs: number }) => {
-        await withKeys(deps, async ({ service }, tenants) => {
+        await withKeys(deps, async (ctx) => {
+          const { service } = ctx.keys;
           const ids =
             opts.tenant === undefined
               ? (await service.status()).map((s) => s.tenantId)
-              : [tenants.idOf(opts.tenant)];
-          // Ctrl-C stops after the current batch; running the command again resumes.
+              : [ctx.tenants.idOf(opts.tenant)];
+          // Ctrl-C stops after the current batch; "custos keys reencrypt" resumes.
           const stop = new AbortController();
           const onSignal = () => stop.abort();
           process.once('SIGINT', onSignal);
           try {
             for (const id of ids) {
-              const name = tenants.label(id);
-              const { version, previous } = await service.rotateTenantKey(id);
+              const name = ctx.tenants.label(id);
+              const { version, previous } = await ctx.audited(async () => {
+                const rotated = await service.rotateTenantKey(id);
+                return {
+                  result: rotated,
+                  events: [
+                    {
+                      type: 'keys.rotated',
+                      tenantId: id,
+                      actor: CLI_ACTOR,
+                      target: dataKey(rotated.version),
+                      reason:
+                        rotated.previous === undefined ? 'first' : `previous_v${rotated.previous}`,
+                    },
+                  ],
+                };
+              });
               const was = previous === undefined ? '' : ` (v${previous} now decrypt-only)`;
               out(`${name}: data key v${version} active${was}`);
               if (!opts.wait) continue;
-              const result = await service.rewrapSubjectKeys(id, {
-                batchSize: opts.batchSize,
-                pauseMs: opts.pauseMs,
-                signal: stop.signal,
-                onProgress: (p) => out(`${name}: re-wrapped ${p.rewrapped}, ${p.remaining} left`),
-              });
-              out(
-                result.done
-                  ? `${name}: every subject key is wrapped by v${result.targetVersion}`
-                  : `${name}: stopped with ${result.remaining} subject keys left; run the command again to continue`,
+              await finishRotation(
+                ctx,
+                id,
+                { batchSize: opts.batchSize, pauseMs: opts.pauseMs, signal: stop.signal },
+                out,
               );
               if (stop.signal.aborted) break;
             }
@@ -146,7 +286,7 @@ export function registerKeyCommands(program: Command, deps: CliDeps): void {
     .option('--batch-size <n>', 'subject keys per batch', positiveInt('--batch-size'), 500)
     .option('--pause-ms <n>', 'pause between batches', positiveInt('--pause-ms'), 50)
     .action(async (opts: { tenant?: string; batchSize: number; pauseMs: number }) => {
-      await withKeys(deps, async ({ service }, tenants) => {
+      await withKeys(deps, async ({ keys: { service }, tenants }) => {
         const ids =
           opts.tenant === undefined
             ? (await service.status()).map((s) => s.tenantId)
@@ -162,16 +302,66 @@ export function registerKeyCommands(program: Command, deps: CliDeps): void {
     });
 
   keys
+    .command('reencrypt')
+    .description(
+      'finish a rotation (re-wrap subject keys, re-encrypt values under the active version) and encrypt values left in clear; resumable',
+    )
+    .option('--tenant <slug>', 'only this tenant (default: every tenant)')
+    .option('--batch-size <n>', 'keys or records per batch', positiveInt('--batch-size'), 500)
+    .option('--pause-ms <n>', 'pause between batches', positiveInt('--pause-ms'), 50)
+    .action(async (opts: { tenant?: string; batchSize: number; pauseMs: number }) => {
+      await withKeys(deps, async (ctx) => {
+        // Every tenant, keys or not: one created before encryption may hold only clear values.
+        const ids =
+          opts.tenant === undefined
+            ? (
+                await ctx.database.db.selectFrom('tenants').select('id').orderBy('slug').execute()
+              ).map((t) => t.id)
+            : [ctx.tenants.idOf(opts.tenant)];
+        const stop = new AbortController();
+        const onSignal = () => stop.abort();
+        process.once('SIGINT', onSignal);
+        let complete = true;
+        try {
+          for (const id of ids) {
+            const options = {
+              batchSize: opts.batchSize,
+              pauseMs: opts.pauseMs,
+              signal: stop.signal,
+            };
+            complete = (await finishRotation(ctx, id, options, out)) && complete;
+            if (stop.signal.aborted) break;
+          }
+        } finally {
+          process.removeListener('SIGINT', onSignal);
+        }
+        if (!complete) throw new CliExit('re-encryption is not complete', 3);
+      });
+    });
+
+  keys
     .command('retire')
     .description('destroy an old data key version that nothing depends on any more')
     .requiredOption('--tenant <slug>', 'the tenant')
     .requiredOption('--version <n>', 'the version to retire', positiveInt('--version'))
     .action(async (opts: { tenant: string; version: number }) => {
-      await withKeys(deps, async ({ service }, tenants) => {
-        const { minDecryptVersion } = await service.retireVersion(
-          tenants.idOf(opts.tenant),
-          opts.version,
-        );
+      await withKeys(deps, async ({ keys: { service }, tenants, audited }) => {
+        const id = tenants.idOf(opts.tenant);
+        const { minDecryptVersion } = await audited(async () => {
+          const retired = await service.retireVersion(id, opts.version);
+          return {
+            result: retired,
+            events: [
+              {
+                type: 'keys.version_retired',
+                tenantId: id,
+                actor: CLI_ACTOR,
+                target: dataKey(opts.version),
+                reason: `min_decrypt_v${retired.minDecryptVersion}`,
+              },
+            ],
+          };
+        });
         out(`${opts.tenant}: v${opts.version} retired; values decrypt from v${minDecryptVersion}`);
       });
     });
@@ -180,7 +370,32 @@ export function registerKeyCommands(program: Command, deps: CliDeps): void {
     .command('init-hsm')
     .description('create the non-extractable root key in the PKCS#11 token if absent')
     .action(async () => {
-      const { created, describe } = await initHsmRootKey(loadConfig());
-      out(created ? `Created ${describe}.` : `${describe} already exists.`);
+      const config = loadConfig();
+      await deps.withDatabase(async (database) => {
+        const audit = createAuditService({
+          db: database.db,
+          dialect: database.dialect,
+          clock: systemClock,
+          dataDir: config.dataDir,
+        });
+        const tenants = await database.db.selectFrom('tenants').select('id').execute();
+        const label = config.pkcs11KeyLabel;
+        // The root key wraps every tenant's keys: its creation is in every tenant's log.
+        const { created, describe } = await withKeyEvent({ db: database.db, audit }, async () => {
+          const result = await initHsmRootKey(config);
+          return {
+            result,
+            events: result.created
+              ? tenants.map((t) => ({
+                  type: 'keys.root_key_created' as const,
+                  tenantId: t.id,
+                  actor: CLI_ACTOR,
+                  target: { type: 'root_key' as const, id: `pkcs11:${label}` },
+                }))
+              : [],
+          };
+        });
+        out(created ? `Created ${describe}.` : `${describe} already exists.`);
+      });
     });
 }

@@ -161,7 +161,14 @@ export interface UserPasskeyTable {
   disabled_reason: 'cloned' | null;
 }
 
-export type WebauthnChallengePurpose = 'register' | 'passwordless' | 'second_factor';
+export type WebauthnChallengePurpose =
+  | 'register'
+  | 'passwordless'
+  | 'second_factor'
+  /** The second factor of a password reset (bound to the user). */
+  | 'password_reset'
+  /** A step-up of a session (bound to the user and the session). */
+  | 'step_up';
 
 /** A ceremony challenge: single use, short-lived, bound to what started it. */
 export interface WebauthnChallengeTable {
@@ -213,7 +220,7 @@ export interface CompanyTable extends RecordColumns {
 export interface ContactTable extends RecordColumns {
   first_name: string | null;
   last_name: string | null;
-  /** Protected fields (data map `personal`/`sensitive`) hold `cv1.` envelopes, never clear text. */
+  /** Protected fields (data map `personal`/`sensitive`) hold `cv2.` record-group envelopes (older rows `cv1.`), never clear text. */
   email: string | null;
   phone: string | null;
   title: string | null;

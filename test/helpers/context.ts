@@ -4,6 +4,11 @@ import { createManualClock } from '../../src/clock.ts';
 import { loadConfig } from '../../src/config.ts';
 import { createServices, type Services } from '../../src/compose.ts';
 import { assertKeysUsable, openKeys } from '../../src/modules/keys/open.ts';
+import { createProtectedValueCounter } from '../../src/modules/records/protected-values.ts';
+import { activitySpec } from '../../src/modules/activities/spec.ts';
+import { companySpec } from '../../src/modules/companies/spec.ts';
+import { contactSpec } from '../../src/modules/contacts/spec.ts';
+import { dealSpec } from '../../src/modules/deals/spec.ts';
 import { buildApp } from '../../src/http/app.ts';
 import { loggerOptions } from '../../src/http/logging.ts';
 import { pino } from 'pino';
@@ -41,6 +46,8 @@ export interface TestContext {
   close(): Promise<void>;
 }
 
+const RECORD_SPECS = [contactSpec, companySpec, dealSpec, activitySpec];
+
 let counter = 0;
 const unique = (prefix: string) => `${prefix}${process.pid}-${++counter}`;
 
@@ -50,13 +57,20 @@ export async function createTestContext(
 ): Promise<TestContext> {
   const database = await createTestDatabase();
   const clock = createManualClock(new Date());
+  // On PostgreSQL the keys live where the product puts them: schema `custos_keys` of the
+  // database (the same store a CLI given CUSTOS_DATABASE_URL opens).
   const config = loadConfig({
     CUSTOS_DATA_DIR: database.dataDir,
     CUSTOS_LOG_LEVEL: 'info',
+    ...(database.url === undefined ? {} : { CUSTOS_DATABASE_URL: database.url }),
     ...env,
   });
-  // Keys opened eagerly and checked, as server.ts does.
-  const keys = await openKeys(config, { clock });
+  // Keys opened eagerly and checked, as server.ts does (retiring refuses a version that still
+  // seals stored values).
+  const keys = await openKeys(config, {
+    clock,
+    protectedValues: createProtectedValueCounter(database.handle.db, RECORD_SPECS),
+  });
   await assertKeysUsable(keys);
   const logs: string[] = [];
   const logStream = new Writable({
@@ -143,4 +157,16 @@ export function sessionCookie(res: LightMyRequestResponse): string {
   const cookie = res.cookies.find((c) => c.name === '__Host-custos_session');
   if (!cookie) throw new Error('no session cookie');
   return `${cookie.name}=${cookie.value}`;
+}
+
+/**
+ * After an answer that gave the session a new token (step-up, an enrolment that lifted the
+ * tenant's MFA hold), the session goes on with the new cookie and CSRF token (in place, so
+ * `s.headers` captured earlier follows).
+ */
+export function renewSession(s: Session, res: LightMyRequestResponse): void {
+  s.cookie = sessionCookie(res);
+  s.csrfToken = res.json<{ csrfToken: string }>().csrfToken;
+  s.headers.cookie = s.cookie;
+  s.headers['x-csrf-token'] = s.csrfToken;
 }

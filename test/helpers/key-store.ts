@@ -47,7 +47,15 @@ export async function createTestKeys(): Promise<TestKeys> {
     rootKeyBytes,
     clock,
     service: (overrides = {}) =>
-      createKeyService({ store: current(), root, clock, cacheSize: 100, ...overrides }),
+      createKeyService({
+        store: current(),
+        root,
+        clock,
+        cacheSize: 100,
+        // No record table lives beside this key store: no version seals a field value.
+        protectedValues: () => Promise.resolve(0),
+        ...overrides,
+      }),
     async reopenStore() {
       stores.push(await open());
       return current();

@@ -15,8 +15,12 @@ import type { LightMyRequestResponse } from 'fastify';
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import { runCli } from '../../src/cli/main.ts';
 import { FRESH_AUTH_MS } from '../../src/core/policy/fresh-auth.ts';
-import { dialectUnderTest } from '../helpers/database.ts';
-import { createTestContext, type Session, type TestContext } from '../helpers/context.ts';
+import {
+  createTestContext,
+  renewSession,
+  type Session,
+  type TestContext,
+} from '../helpers/context.ts';
 
 let ctx: TestContext;
 
@@ -281,6 +285,7 @@ describe('encrypted contact export (POST /api/v1/contacts/export)', () => {
       payload: { password: 'correct horse battery staple' },
     });
     expect(stepped.statusCode).toBe(200);
+    renewSession(owner, stepped);
     expect((await sealedExport(owner, { recipientKey: recipient.publicPem })).statusCode).toBe(200);
   });
 
@@ -324,9 +329,7 @@ describe('encrypted contact export (POST /api/v1/contacts/export)', () => {
   });
 });
 
-// On PostgreSQL the test context keeps its keys in keys.db while a CLI given CUSTOS_DATABASE_URL
-// opens the key store in the database: the same split as the plain CLI export test.
-describe.runIf(dialectUnderTest === 'sqlite')('custos export contacts --recipient (CLI)', () => {
+describe('custos export contacts --recipient (CLI)', () => {
   const saved = { ...process.env };
   afterEach(() => {
     for (const name of Object.keys(process.env)) {

@@ -5,7 +5,6 @@ import { parse } from 'csv-parse/sync';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runCli } from '../../src/cli/main.ts';
 import { createTestContext, type Session, type TestContext } from '../helpers/context.ts';
-import { dialectUnderTest } from '../helpers/database.ts';
 
 const fixtures = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../fixtures');
 
@@ -140,13 +139,16 @@ describe('contact export', () => {
   });
 });
 
-describe.runIf(dialectUnderTest === 'sqlite')('custos import/export contacts (CLI)', () => {
+describe('custos import/export contacts (CLI)', () => {
   it('imports a file as a system actor and exports it to a private file', async () => {
     const s = await ctx.tenant();
     const file = path.join(ctx.database.dataDir, 'in.csv');
     fs.writeFileSync(file, 'First Name,E-mail\nCli,cli@x.example\nBad,nope\n');
     const previous = process.env.CUSTOS_DATA_DIR;
+    const previousUrl = process.env.CUSTOS_DATABASE_URL;
     process.env.CUSTOS_DATA_DIR = ctx.database.dataDir;
+    // On PostgreSQL the CLI reaches the same database and its key store (schema custos_keys).
+    if (ctx.database.url !== undefined) process.env.CUSTOS_DATABASE_URL = ctx.database.url;
     const lines: string[] = [];
     try {
       const refused = await runCli(['import', 'contacts', file, '--tenant', s.tenant], (l) =>
@@ -169,6 +171,8 @@ describe.runIf(dialectUnderTest === 'sqlite')('custos import/export contacts (CL
     } finally {
       if (previous === undefined) delete process.env.CUSTOS_DATA_DIR;
       else process.env.CUSTOS_DATA_DIR = previous;
+      if (previousUrl === undefined) delete process.env.CUSTOS_DATABASE_URL;
+      else process.env.CUSTOS_DATABASE_URL = previousUrl;
     }
     const list = (await ctx.app.inject({ url: '/api/v1/contacts', headers: s.headers })).json();
     expect(list.items.map((c: { email: string }) => c.email)).toEqual(['cli@x.example']);

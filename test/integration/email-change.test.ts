@@ -1,7 +1,13 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { FRESH_AUTH_MS } from '../../src/core/policy/index.ts';
 import { createCollectingSink } from '../../src/modules/auth/events.ts';
-import { createTestContext, PASSWORD, type Session, type TestContext } from '../helpers/context.ts';
+import {
+  createTestContext,
+  PASSWORD,
+  renewSession,
+  type Session,
+  type TestContext,
+} from '../helpers/context.ts';
 import { linkToken, startInbox, type Inbox } from '../helpers/smtp.ts';
 import { expectCode } from '../helpers/problem.ts';
 
@@ -88,6 +94,7 @@ describe('changing the sign-in e-mail', () => {
       payload: { password: PASSWORD },
     });
     expect(stepUp.statusCode).toBe(200);
+    renewSession(owner, stepUp);
     expect((await ask(owner, `late@${owner.tenant}.example`)).statusCode).toBe(202);
     expectCode(await ask(owner, 'not an address'), 400, 'request.invalid');
   });

@@ -77,7 +77,8 @@ async function markedContact() {
 /**
  * Every byte the data and key stores hold, as text to search: the files of the data directory
  * (SQLite's database and WAL, the key store `keys.db` and its WAL) and, on PostgreSQL, every row
- * of every table read with a plain pg client, not the application's code.
+ * of every table (the key store's schema `custos_keys` included) read with a plain pg client,
+ * not the application's code.
  */
 async function rawStorage(): Promise<{ sources: string[]; text: string }> {
   const dir = ctx.database.dataDir;
@@ -114,11 +115,17 @@ describe('encryption at rest', () => {
     expect(got.statusCode).toBe(200);
     expect(got.json()).toMatchObject(made[0]!.input);
     const { sources, text } = await rawStorage();
-    expect(sources).toEqual(expect.arrayContaining(['keys.db']));
     if (!testDatabaseUrl) {
-      expect(sources).toEqual(expect.arrayContaining(['custos.db', 'custos.db-wal']));
+      expect(sources).toEqual(expect.arrayContaining(['custos.db', 'custos.db-wal', 'keys.db']));
     } else {
-      expect(sources).toEqual(expect.arrayContaining(['public.contacts', 'public.activities']));
+      expect(sources).toEqual(
+        expect.arrayContaining([
+          'public.contacts',
+          'public.activities',
+          'custos_keys.tenant_keys',
+          'custos_keys.subject_keys',
+        ]),
+      );
     }
     // The search would see a clear value: the internal title is stored as sent.
     expect(text).toContain('Engineer');
@@ -170,6 +177,79 @@ describe('encryption at rest', () => {
   });
 });
 
+describe('stored formats', () => {
+  it('seals the protected fields of a record as one group, and reads values of the older per-field format', async () => {
+    const { contact, input } = await markedContact();
+    const columns = ['email', 'phone', 'notes', 'first_name', 'national_id'] as const;
+    const row = await db()
+      .selectFrom('contacts')
+      .select(columns)
+      .where('id', '=', contact.id)
+      .executeTakeFirstOrThrow();
+    // One seal: every value starts with the same header, nonce and tag.
+    const prefixOf = (v: string) => Buffer.from(v.slice(4), 'base64url').subarray(0, 34 + 44);
+    for (const c of columns) {
+      expect(row[c]).toMatch(/^cv2\./);
+      expect(prefixOf(row[c]!).equals(prefixOf(row.email!))).toBe(true);
+    }
+    // Values written one AEAD per field (format 1, before record groups) still read...
+    const key = await ctx.services.keys.subjectKey(owner.tenantId, contact.id, { create: false });
+    const old = (field: string, value: string) =>
+      encryptField(
+        key.key,
+        key,
+        { tenantId: owner.tenantId, object: 'contact', field, recordId: contact.id },
+        value,
+      );
+    await db()
+      .updateTable('contacts')
+      .set({
+        email: old('email', 'old@example.com'),
+        phone: old('phone', '+14155550199'),
+        notes: old('notes', 'old notes'),
+        first_name: old('firstName', 'Old'),
+        last_name: old('lastName', 'Name'),
+        national_id: old('nationalId', 'OLD-1'),
+        address: old('address', 'Old Street 1'),
+        date_of_birth: old('dateOfBirth', '1950-01-01'),
+      })
+      .where('id', '=', contact.id)
+      .execute();
+    const got = await getContact(contact.id);
+    expect(got.statusCode).toBe(200);
+    expect(got.json()).toMatchObject({
+      email: 'old@example.com',
+      notes: 'old notes',
+      firstName: 'Old',
+    });
+    // ...and the next write seals the whole record as a group again.
+    const res = await ctx.app.inject({
+      method: 'PATCH',
+      url: `/api/v1/contacts/${contact.id}`,
+      headers: { ...owner.headers, 'if-match': `"${got.json<{ version: number }>().version}"` },
+      payload: { notes: null, title: input.title },
+    });
+    expect(res.statusCode).toBe(200);
+    const after = await db()
+      .selectFrom('contacts')
+      .select(['email', 'notes', 'first_name', 'address'])
+      .where('id', '=', contact.id)
+      .executeTakeFirstOrThrow();
+    expect(after.notes).toBeNull();
+    expect(after.email).toMatch(/^cv2\./);
+    expect(after.address).toMatch(/^cv2\./);
+    const again = await getContact(contact.id);
+    expect(again.json()).toMatchObject({
+      email: 'old@example.com',
+      phone: '+14155550199',
+      notes: null,
+      firstName: 'Old',
+      address: 'Old Street 1',
+      dateOfBirth: '1950-01-01',
+    });
+  });
+});
+
 describe('stored values that were tampered with', () => {
   async function twoContacts() {
     return [await markedContact(), await markedContact()] as const;
@@ -215,9 +295,15 @@ describe('stored values that were tampered with', () => {
 
   it('refuses a flipped byte', async () => {
     const [a] = await twoContacts();
-    const bytes = Buffer.from((await stored(a.contact.id, 'phone')).slice(4), 'base64url');
+    const phone = await stored(a.contact.id, 'phone');
+    const bytes = Buffer.from(phone.slice(4), 'base64url');
     bytes[bytes.length - 20]! ^= 0x01;
-    await setColumn('contacts', a.contact.id, 'phone', `cv1.${bytes.toString('base64url')}`);
+    await setColumn(
+      'contacts',
+      a.contact.id,
+      'phone',
+      `${phone.slice(0, 4)}${bytes.toString('base64url')}`,
+    );
     await expectRefused(a.contact.id, 'resource.integrity_failed');
   });
 
@@ -230,8 +316,9 @@ describe('stored values that were tampered with', () => {
       (await stored(a.contact.id, 'email')).slice(0, 16),
     );
     await expectRefused(a.contact.id, 'resource.value_malformed');
-    const bytes = Buffer.from((await stored(b.contact.id, 'email')).slice(4), 'base64url');
-    const cut = `cv1.${bytes.subarray(0, bytes.length - 3).toString('base64url')}`;
+    const email = await stored(b.contact.id, 'email');
+    const bytes = Buffer.from(email.slice(4), 'base64url');
+    const cut = `${email.slice(0, 4)}${bytes.subarray(0, bytes.length - 3).toString('base64url')}`;
     await setColumn('contacts', b.contact.id, 'email', cut);
     await expectRefused(b.contact.id, 'resource.integrity_failed');
   });

@@ -8,6 +8,10 @@ import { loadConfig } from '../../src/config.ts';
 import { encryptField } from '../../src/core/crypto/index.ts';
 import { newId } from '../../src/ids.ts';
 import { assertKeysUsable, openKeys } from '../../src/modules/keys/open.ts';
+import type { Actor } from '../../src/core/policy/index.ts';
+import { activitySpec } from '../../src/modules/activities/spec.ts';
+import { companySpec } from '../../src/modules/companies/spec.ts';
+import { createRecordService } from '../../src/modules/records/service.ts';
 import type { OpenedKeys } from '../../src/modules/keys/open.ts';
 import { createTestDatabase, type TestDatabase } from '../helpers/database.ts';
 import { SOFTHSM_LIBRARY, createSoftHsmToken, describeWithSoftHsm } from '../helpers/softhsm.ts';
@@ -66,6 +70,36 @@ async function tenantId(slug: string): Promise<string> {
   return row.id;
 }
 
+/** A contact row as written before field encryption (migration 0007): clear, no index. */
+function clearContact(tenant: string) {
+  const now = new Date().toISOString();
+  return {
+    tenant_id: tenant,
+    created_at: now,
+    updated_at: now,
+    version: 1,
+    email: `old-${newId().slice(-8)}@example.com`,
+    notes: 'clear',
+  };
+}
+
+/** The tenant's key-management audit events, oldest first. */
+async function keyEvents(id: string) {
+  const rows = await database.handle.db
+    .selectFrom('audit_events')
+    .select(['type', 'actor_kind', 'actor_id', 'target_type', 'target_id', 'reason'])
+    .where('tenant_id', '=', id)
+    .where('type', 'like', 'keys.%')
+    .orderBy('leaf_index')
+    .execute();
+  return rows.map((r) => ({
+    type: r.type,
+    actor: `${r.actor_kind}:${r.actor_id}`,
+    target: `${r.target_type}:${r.target_id}`,
+    reason: r.reason,
+  }));
+}
+
 async function setup(slug: string) {
   const result = await cli(
     ['setup', '--tenant', slug, '--name', 'Acme', '--email', `owner@${slug}.example`],
@@ -110,8 +144,12 @@ describe('custos keys', () => {
     expect(retired.status).toBe(0);
     expect(retired.out).toBe('keys-cli: v1 retired; values decrypt from v2');
     expect((await cli(['keys', 'status', '--tenant', 'keys-cli'])).out).toMatch(
-      /decrypts from v2[\s\S]*v1 +retired +0 subject keys[\s\S]*v2 +active +5 subject keys/,
+      /decrypts from v2[\s\S]*v1 +retired +0 subject keys +0 values[\s\S]*v2 +active +5 subject keys/,
     );
+    expect((await keyEvents(id)).map((e) => `${e.type} ${e.target} ${e.reason}`)).toEqual([
+      'keys.rotated tenant_data_key:v2 previous_v1',
+      'keys.version_retired tenant_data_key:v1 min_decrypt_v2',
+    ]);
   });
 
   it('rotate waits for the re-wrap and prints a progress line per batch', async () => {
@@ -125,6 +163,99 @@ describe('custos keys', () => {
       'keys-wait: re-wrapped 2, 1 left',
       'keys-wait: re-wrapped 3, 0 left',
       'keys-wait: every subject key is wrapped by v2',
+      "keys-wait: every value is encrypted under v2 or its subject's key",
+    ]);
+    // Both steps are in the tenant's audit log, by the system actor `cli`.
+    expect(await keyEvents(id)).toEqual([
+      {
+        type: 'keys.rotated',
+        actor: 'system:cli',
+        target: 'tenant_data_key:v2',
+        reason: 'previous_v1',
+      },
+      {
+        type: 'keys.reencrypted',
+        actor: 'system:cli',
+        target: 'tenant_data_key:v2',
+        reason: 'values_0;clear_0;subject_keys_3',
+      },
+    ]);
+  });
+
+  it('re-encrypts values under the old version and values left in clear, then retire succeeds', async () => {
+    const id = await setup('keys-values');
+    const keys = await open();
+    const actor: Actor = {
+      kind: 'system',
+      tenantId: id,
+      job: 'test',
+      role: 'owner',
+      request: { requestId: 'test', ip: null, userAgent: null },
+    };
+    const deps = { db: database.handle.db, clock: systemClock, keys: keys.service };
+    const company = await createRecordService(companySpec, deps).create(actor, { name: 'Acme' });
+    const activities = createRecordService(activitySpec, deps);
+    for (let i = 0; i < 3; i += 1) {
+      await activities.create(actor, {
+        type: 'note',
+        subject: `s${i}`,
+        body: `b${i}`,
+        companyId: company.id,
+      });
+    }
+    await keys.service.close();
+    // A contact written before encryption (migration 0007): clear values, no blind index.
+    await database.handle.db
+      .insertInto('contacts')
+      .values({ ...clearContact(id), id: newId() })
+      .execute();
+    expect((await cli(['keys', 'status', '--tenant', 'keys-values'])).out).toMatch(
+      /v1 +active +0 subject keys +6 values[\s\S]*2 values stored in clear/,
+    );
+    expect((await cli(['keys', 'rotate', '--tenant', 'keys-values', '--no-wait'])).status).toBe(0);
+    const backdate = await open();
+    await backdate.store.db
+      .updateTable('tenant_keys')
+      .set({ deactivated_at: '2020-01-01T00:00:00.000Z' })
+      .execute();
+    await backdate.service.close();
+    const refused = await cli(['keys', 'retire', '--tenant', 'keys-values', '--version', '1']);
+    expect(refused.status).toBe(1);
+    expect(refused.err).toContain('still encrypts 6 values');
+
+    const done = await cli(['keys', 'reencrypt', '--tenant', 'keys-values', '--batch-size', '2']);
+    expect(done.status).toBe(0);
+    expect(done.out.split('\n').at(-1)).toBe(
+      "keys-values: every value is encrypted under v2 or its subject's key",
+    );
+    expect(done.out).toContain('keys-values: re-encrypted');
+    const status = (await cli(['keys', 'status', '--tenant', 'keys-values'])).out;
+    expect(status).toMatch(/v1 +decrypt-only +0 subject keys +0 values/);
+    expect(status).toMatch(/v2 +active +1 subject keys +6 values/);
+    expect(status).toContain('2 values under subject keys');
+    expect(status).not.toContain('in clear');
+    expect(
+      (await cli(['keys', 'retire', '--tenant', 'keys-values', '--version', '1'])).status,
+    ).toBe(0);
+    // A tenant created before encryption has clear values and no keys at all.
+    const bare = await setup('keys-bare');
+    const clearId = newId();
+    await database.handle.db
+      .insertInto('contacts')
+      .values({ ...clearContact(bare), id: clearId })
+      .execute();
+    expect((await cli(['keys', 'reencrypt', '--tenant', 'keys-bare'])).status).toBe(0);
+    expect((await cli(['keys', 'status', '--tenant', 'keys-bare'])).out).toMatch(
+      /v1 +active +1 subject keys +0 values[\s\S]*2 values under subject keys/,
+    );
+    await setup('keys-empty');
+    expect((await cli(['keys', 'reencrypt', '--tenant', 'keys-empty'])).out).toBe(
+      'keys-empty: no keys and no values in clear: nothing to do',
+    );
+    expect((await keyEvents(id)).map((e) => `${e.type} ${e.reason}`)).toEqual([
+      'keys.rotated previous_v1',
+      'keys.reencrypted values_6;clear_2;subject_keys_0',
+      'keys.version_retired min_decrypt_v2',
     ]);
   });
 
@@ -235,9 +366,19 @@ describeWithSoftHsm('PKCS#11 root key on SoftHSM2', () => {
   });
 
   it('init-hsm creates the key once; tenant and subject keys work under it', async () => {
+    const existing = await setup('keys-hsm');
     const created = await cli(['keys', 'init-hsm'], hsm);
     expect(created.out).toBe('Created PKCS#11 token "custos-it" key "custos-root-it".');
     expect((await cli(['keys', 'init-hsm'], hsm)).out).toContain('already exists');
+    // The creation (not the second, idle run) is in every tenant's audit log.
+    expect(await keyEvents(existing)).toEqual([
+      {
+        type: 'keys.root_key_created',
+        actor: 'system:cli',
+        target: 'root_key:pkcs11:custos-root-it',
+        reason: null,
+      },
+    ]);
 
     const keys = await open(hsm);
     await assertKeysUsable(keys);

@@ -10,6 +10,7 @@ import { userHasPasskey } from '../../src/modules/passkeys/repository.ts';
 import {
   createTestContext,
   PASSWORD,
+  renewSession,
   sessionCookie,
   type Session,
   type TestContext,
@@ -138,6 +139,16 @@ async function mfaToken(user: Session, ip = nextAddress()): Promise<string> {
 
 const me = (cookie: string) =>
   ctx.app.inject({ method: 'GET', url: '/api/v1/auth/me', headers: { cookie } });
+
+/** Steps `user` up with `auth`; when it works, the session goes on under its new token. */
+async function stepUpWithPasskey(user: Session, auth: SoftwareAuthenticator) {
+  const options = await post('/api/v1/auth/step-up/passkey-options', undefined, user.headers);
+  expect(options.statusCode, options.body).toBe(200);
+  const credential = auth.assert(options.json<Request>());
+  const res = await post('/api/v1/auth/step-up', { passkey: credential }, user.headers);
+  if (res.statusCode === 200) renewSession(user, res);
+  return res;
+}
 
 /** Moves the clock past the step-up window; the session must then step up again. */
 function staleAuthentication() {
@@ -288,7 +299,7 @@ describe('registration', () => {
 describe('step-up', () => {
   it('is required to register and to remove a passkey, not to list or rename', async () => {
     const user = await ctx.user(owner, 'member');
-    const { passkey } = await register(user);
+    const { passkey, auth: first } = await register(user);
     const options = (await registrationOptions(user)).json<Creation>();
     staleAuthentication();
     expectProblem(await registrationOptions(user), 401, 'auth.step_up_required');
@@ -313,9 +324,116 @@ describe('step-up', () => {
     });
     expect(rename.statusCode).toBe(200);
 
-    const stepUp = await post('/api/v1/auth/step-up', { password: PASSWORD }, user.headers);
-    expect(stepUp.statusCode).toBe(200);
+    // With a passkey on, the password alone no longer steps up: the passkey does.
+    expectProblem(
+      await post('/api/v1/auth/step-up', { password: PASSWORD }, user.headers),
+      400,
+      'auth.step_up_code_required',
+    );
+    expect((await stepUpWithPasskey(user, first)).statusCode).toBe(200);
     expect((await registrationOptions(user)).statusCode).toBe(200);
+  });
+
+  it('steps up with a passkey: a new token, fresh for five minutes, recorded with method passkey', async () => {
+    const user = await ctx.user(owner, 'member');
+    const { auth } = await register(user);
+    staleAuthentication();
+    const before = { ...user.headers };
+    const events = await eventsOf(async () => {
+      const res = await stepUpWithPasskey(user, auth);
+      expect(res.statusCode, res.body).toBe(200);
+      expect(res.json()).toMatchObject({ freshUntil: expect.any(String) });
+    });
+    expect(events).toContainEqual(
+      expect.objectContaining({
+        type: 'auth.step_up.succeeded',
+        userId: user.userId,
+        method: 'passkey',
+      }),
+    );
+    expect(user.headers.cookie).not.toBe(before.cookie);
+    expectProblem(await me(String(before.cookie)), 401, 'auth.unauthenticated');
+    expect((await registrationOptions(user)).statusCode).toBe(200);
+  });
+
+  it("refuses a step-up with another session's challenge, another user's passkey or a replay", async () => {
+    const user = await ctx.user(owner, 'member');
+    const other = await ctx.user(owner, 'member');
+    const elsewhere = await ctx.login(user.tenant, user.email);
+    const { auth } = await register(user);
+    const stranger = (await register(other)).auth;
+    staleAuthentication();
+    const options = async (s: Session) => {
+      const res = await post('/api/v1/auth/step-up/passkey-options', undefined, s.headers);
+      expect(res.statusCode, res.body).toBe(200);
+      return res.json<Request>();
+    };
+    const attempt = (s: Session, credential: object) =>
+      post('/api/v1/auth/step-up', { passkey: credential }, s.headers);
+
+    const events = await eventsOf(async () => {
+      // Options of another session of the same user.
+      const foreign = await options(elsewhere);
+      expectProblem(await attempt(user, auth.assert(foreign)), 400, 'auth.step_up_failed');
+      // Another user's passkey.
+      const mine = await options(user);
+      expectProblem(await attempt(user, stranger.assert(mine)), 400, 'auth.step_up_failed');
+      // A challenge answers once: the right passkey on a spent challenge is refused.
+      expectProblem(await attempt(user, auth.assert(mine)), 400, 'auth.step_up_failed');
+    });
+    const failures = events.filter((e) => e.type === 'auth.passkey.failed');
+    expect(failures.map((e) => 'reason' in e && e.reason)).toEqual([
+      'challenge_invalid',
+      'unknown_credential',
+      'challenge_invalid',
+    ]);
+    expect(failures.every((e) => 'stage' in e && e.stage === 'step_up')).toBe(true);
+    expect(events).toContainEqual(
+      expect.objectContaining({ type: 'auth.step_up.failed', reason: 'bad_passkey' }),
+    );
+    expectProblem(await registrationOptions(user), 401, 'auth.step_up_required');
+  });
+
+  it('gives a session held by the MFA rule a new token once a passkey is its first factor', async () => {
+    const boss = await ctx.tenant();
+    const member = await ctx.user(boss, 'member');
+    const set = await ctx.app.inject({
+      method: 'PATCH',
+      url: '/api/v1/tenant/settings',
+      headers: boss.headers,
+      payload: { mfaRequired: 'all' },
+    });
+    expect(set.statusCode).toBe(200);
+    const contacts = (headers: Record<string, string>) =>
+      ctx.app.inject({ method: 'GET', url: '/api/v1/contacts', headers });
+    expectProblem(await contacts(member.headers), 403, 'auth.mfa_enrolment_required');
+    const before = { ...member.headers };
+    const options = await registrationOptions(member);
+    expect(options.statusCode, options.body).toBe(200);
+    const res = await post(
+      '/api/v1/auth/passkeys/registration',
+      { credential: SoftwareAuthenticator.create().register(options.json<Creation>()) },
+      member.headers,
+    );
+    expect(res.statusCode, res.body).toBe(201);
+    expect(res.json<{ csrfToken?: string }>().csrfToken).toEqual(expect.any(String));
+    renewSession(member, res);
+    expect(member.headers.cookie).not.toBe(before.cookie);
+    expectProblem(await me(String(before.cookie)), 401, 'auth.unauthenticated');
+    expect((await contacts(member.headers)).statusCode).toBe(200);
+
+    // A session that was not held keeps its token when a passkey is added.
+    const free = await ctx.user(owner, 'member');
+    const again = await registrationOptions(free);
+    const plain = await post(
+      '/api/v1/auth/passkeys/registration',
+      { credential: SoftwareAuthenticator.create().register(again.json<Creation>()) },
+      free.headers,
+    );
+    expect(plain.statusCode).toBe(201);
+    expect(plain.json<{ csrfToken?: string }>().csrfToken).toBeUndefined();
+    expect(plain.headers['set-cookie']).toBeUndefined();
+    expect((await me(free.cookie)).statusCode).toBe(200);
   });
 
   it('is refused to API keys (passkeys belong to a person)', async () => {
@@ -718,7 +836,7 @@ describe('rename and removal', () => {
     );
   });
 
-  it('ends the other sessions when the last second factor goes, not before', async () => {
+  it('ends the other sessions whenever a second factor goes, as TOTP removal does', async () => {
     const user = await ctx.user(owner, 'member');
     const elsewhere = await ctx.login(user.tenant, user.email);
     const first = await register(user);
@@ -740,16 +858,20 @@ describe('rename and removal', () => {
         proof: 'step_up',
       }),
     );
-    expect(one.filter((e) => e.type === 'auth.session.revoked')).toEqual([]);
-    expect((await me(elsewhere.cookie)).statusCode).toBe(200);
+    expect(one).toContainEqual(
+      expect.objectContaining({ type: 'auth.session.revoked', reason: 'mfa_removed' }),
+    );
+    expectProblem(await me(elsewhere.cookie), 401, 'auth.unauthenticated');
+    const later = await ctx.login(user.tenant, user.email).catch(() => undefined);
+    // Signing in again now needs the remaining passkey (no session from the password alone).
+    expect(later).toBeUndefined();
 
     const last = await eventsOf(async () => {
       expect((await remove(second.passkey.id)).statusCode).toBe(204);
     });
     expect(last).toContainEqual(
-      expect.objectContaining({ type: 'auth.session.revoked', reason: 'mfa_removed' }),
+      expect.objectContaining({ type: 'auth.mfa.removed', passkeyId: second.passkey.id }),
     );
-    expectProblem(await me(elsewhere.cookie), 401, 'auth.unauthenticated');
     expect((await me(user.cookie)).statusCode).toBe(200);
     expect(await list(user)).toEqual([]);
     // Without a second factor the password alone signs in again.

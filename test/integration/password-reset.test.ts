@@ -4,6 +4,7 @@ import { createCollectingSink, type IdentityEvent } from '../../src/modules/auth
 import { createTestContext, PASSWORD, type Session, type TestContext } from '../helpers/context.ts';
 import { linkToken, startInbox, type Inbox } from '../helpers/smtp.ts';
 import { expectCode } from '../helpers/problem.ts';
+import { SoftwareAuthenticator } from '../helpers/webauthn-authenticator.ts';
 
 const PUBLIC_URL = 'https://crm.reset.example';
 const NEW_PASSWORD = 'violet quarry lantern 42 drifts';
@@ -249,6 +250,131 @@ describe('password reset by mail', () => {
       400,
       'auth.mfa_invalid_code',
     );
+  });
+});
+
+describe('password reset with a passkey as the second factor', () => {
+  type Options = { challenge: string; rpId: string; allowCredentials: Array<{ id: string }> };
+
+  /** Registers a passkey for `s` (a fresh sign-in needs no step-up). */
+  async function registerPasskey(s: Session): Promise<SoftwareAuthenticator> {
+    const auth = SoftwareAuthenticator.create(PUBLIC_URL);
+    const options = await ctx.app.inject({
+      method: 'POST',
+      url: '/api/v1/auth/passkeys/registration/options',
+      headers: s.headers,
+    });
+    expect(options.statusCode, options.body).toBe(200);
+    const res = await ctx.app.inject({
+      method: 'POST',
+      url: '/api/v1/auth/passkeys/registration',
+      headers: s.headers,
+      payload: { credential: auth.register(options.json()) },
+    });
+    expect(res.statusCode, res.body).toBe(201);
+    return auth;
+  }
+
+  const passkeyOptions = (token: string) =>
+    ctx.app.inject({
+      method: 'POST',
+      url: '/api/v1/auth/password-reset/passkey-options',
+      payload: { token },
+    });
+
+  it('never bypasses a passkey: the mailbox alone or a wrong passkey is refused, the right one works', async () => {
+    const owner = await ctx.tenant();
+    const member = await ctx.user(owner, 'member');
+    const auth = await registerPasskey(member);
+    const other = await registerPasskey(await ctx.user(owner, 'member'));
+    const token = await resetToken(member);
+
+    // The mailbox alone: refused, and the password is unchanged.
+    expectCode(await confirm({ token, newPassword: NEW_PASSWORD }), 400, 'auth.reset_mfa_required');
+    // No recovery codes come with a passkey, and there is no TOTP code to give.
+    expectCode(
+      await confirm({ token, newPassword: NEW_PASSWORD, code: '123456' }),
+      400,
+      'auth.mfa_invalid_code',
+    );
+    const options = await passkeyOptions(token);
+    expect(options.statusCode, options.body).toBe(200);
+    const body = options.json<Options>();
+    expect(body.allowCredentials.map((c) => c.id)).toEqual([auth.id]);
+    // Another user's passkey, then a replay of the spent challenge with the right one.
+    const refused = await eventsOf(async () => {
+      expectCode(
+        await confirm({ token, newPassword: NEW_PASSWORD, passkey: other.assert(body) }),
+        400,
+        'auth.passkey_invalid',
+      );
+      expectCode(
+        await confirm({ token, newPassword: NEW_PASSWORD, passkey: auth.assert(body) }),
+        400,
+        'auth.passkey_invalid',
+      );
+    });
+    expect(
+      refused.filter((e) => e.type === 'auth.passkey.failed').map((e) => 'reason' in e && e.reason),
+    ).toEqual(['unknown_credential', 'challenge_invalid']);
+    expect(refused).toContainEqual(
+      expect.objectContaining({ type: 'auth.mfa.failed', stage: 'password_reset' }),
+    );
+    expectCode(
+      await login(member.tenant, member.email, NEW_PASSWORD),
+      401,
+      'auth.invalid_credentials',
+    );
+
+    // A fresh challenge signed by the member's own passkey.
+    const fresh = (await passkeyOptions(token)).json<Options>();
+    const done = await confirm({ token, newPassword: NEW_PASSWORD, passkey: auth.assert(fresh) });
+    expect(done.statusCode, done.body).toBe(204);
+    expectCode(await me(member), 401, 'auth.unauthenticated');
+    // The new password still needs the passkey at sign-in.
+    const signIn = await login(member.tenant, member.email, NEW_PASSWORD);
+    expect(signIn.json()).toMatchObject({ mfaRequired: true });
+  });
+
+  it('gives passkey options only for a usable link of an account with a passkey', async () => {
+    const owner = await ctx.tenant();
+    const token = await resetToken(owner);
+    expectCode(await passkeyOptions(token), 409, 'auth.passkey_not_registered');
+    expectCode(await passkeyOptions('A'.repeat(43)), 400, 'auth.reset_token_invalid');
+    ctx.clock.advance(30 * 60_000);
+    expectCode(await passkeyOptions(token), 400, 'auth.reset_token_expired');
+  });
+});
+
+describe('password reset mails per account', () => {
+  it('sends at most 3 reset mails an hour per account, then answers the same and sends nothing', async () => {
+    const owner = await ctx.tenant();
+    const tokens = [];
+    for (let i = 0; i < 3; i++) tokens.push(await resetToken(owner));
+    const sent = resetMails(owner.email).length;
+    const unknown = await requestReset(owner.tenant, `nobody@${owner.tenant}.example`);
+    // From other addresses too: the limit is the account's, not the client's.
+    const events = await eventsOf(async () => {
+      for (const address of ['198.51.100.1', '198.51.100.2']) {
+        const res = await requestReset(owner.tenant, owner.email, address);
+        expect(res.statusCode).toBe(unknown.statusCode);
+        expect(res.body).toBe(unknown.body);
+        expect(res.headers['content-type']).toBe(unknown.headers['content-type']);
+      }
+      await ctx.services.mailer.settled();
+    });
+    expect(resetMails(owner.email).length).toBe(sent);
+    expect(events.filter((e) => e.type === 'auth.password_reset.requested')).toEqual([
+      expect.objectContaining({ userId: owner.userId, limited: true }),
+      expect.objectContaining({ userId: owner.userId, limited: true }),
+    ]);
+    // A refused request does not supersede the last link that was sent.
+    expect((await confirm({ token: tokens[2]!, newPassword: NEW_PASSWORD })).statusCode).toBe(204);
+    // An hour later mails leave again.
+    ctx.clock.advance(60 * 60_000);
+    const next = await resetToken(owner);
+    const again = 'a passphrase after the hour 31';
+    expect((await confirm({ token: next, newPassword: again })).statusCode).toBe(204);
   });
 });
 

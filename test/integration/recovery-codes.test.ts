@@ -2,7 +2,13 @@ import { Secret, TOTP } from 'otpauth';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { FRESH_AUTH_MS } from '../../src/core/policy/index.ts';
 import { createCollectingSink, type IdentityEvent } from '../../src/modules/auth/events.ts';
-import { createTestContext, PASSWORD, type Session, type TestContext } from '../helpers/context.ts';
+import {
+  createTestContext,
+  PASSWORD,
+  renewSession,
+  type Session,
+  type TestContext,
+} from '../helpers/context.ts';
 import { expectCode } from '../helpers/problem.ts';
 
 const sink = createCollectingSink();
@@ -49,14 +55,18 @@ async function enrolled() {
 const regenerate = (s: Session) =>
   ctx.app.inject({ method: 'POST', url: '/api/v1/auth/mfa/recovery-codes', headers: s.headers });
 
-const stepUp = (s: Session, payload: object) =>
-  ctx.app.inject({
+/** A step-up; when it succeeds, the session goes on under its new token. */
+async function stepUp(s: Session, payload: object) {
+  const res = await ctx.app.inject({
     method: 'POST',
     url: '/api/v1/auth/step-up',
     headers: s.headers,
     payload,
     remoteAddress: nextAddress(),
   });
+  if (res.statusCode === 200) renewSession(s, res);
+  return res;
+}
 
 /** Password then recovery code: the sign-in's answer. */
 async function signInWithRecoveryCode(user: Session, recoveryCode: string) {

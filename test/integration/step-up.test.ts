@@ -5,6 +5,7 @@ import { createCollectingSink, type IdentityEvent } from '../../src/modules/auth
 import {
   createTestContext,
   PASSWORD,
+  renewSession,
   sessionCookie,
   type Session,
   type TestContext,
@@ -39,14 +40,18 @@ async function eventsOf(run: () => Promise<unknown>): Promise<IdentityEvent[]> {
 const codeFor = (secret: string) =>
   TOTP.generate({ secret: Secret.fromBase32(secret), timestamp: ctx.clock.now().getTime() });
 
-const stepUp = (s: Session, payload: object, remoteAddress = '198.51.100.1') =>
-  ctx.app.inject({
+/** A step-up; when it succeeds, the session goes on under its new token. */
+async function stepUp(s: Session, payload: object, remoteAddress = '198.51.100.1') {
+  const res = await ctx.app.inject({
     method: 'POST',
     url: '/api/v1/auth/step-up',
     headers: s.headers,
     payload,
     remoteAddress,
   });
+  if (res.statusCode === 200) renewSession(s, res);
+  return res;
+}
 
 /** Every sensitive route, as `who` would call it, against `target` (another user). */
 function sensitive(who: Session, target: Session) {
@@ -165,6 +170,35 @@ describe('step-up authentication', () => {
     expect((await routes.changeRole()).statusCode).toBe(200);
     ctx.clock.advance(FRESH_AUTH_MS);
     expectStepUpRequired(await routes.exportContacts());
+  });
+
+  it('gives the session a new token at step-up: the old cookie and CSRF token stop working', async () => {
+    const owner = await ctx.tenant();
+    ctx.clock.advance(FRESH_AUTH_MS);
+    const before = { ...owner.headers };
+    const sessionId = (
+      await ctx.database.handle.db
+        .selectFrom('sessions')
+        .select('id')
+        .where('user_id', '=', owner.userId)
+        .where('revoked_at', 'is', null)
+        .executeTakeFirstOrThrow()
+    ).id;
+    const res = await stepUp(owner, { password: PASSWORD });
+    expect(res.statusCode).toBe(200);
+    const body = res.json<{ csrfToken: string; expiresAt: string }>();
+    expect(owner.headers.cookie).not.toBe(before.cookie);
+    expect(body.csrfToken).not.toBe(before['x-csrf-token']);
+    const old = await ctx.app.inject({ method: 'GET', url: '/api/v1/auth/me', headers: before });
+    expectCode(old, 401, 'auth.unauthenticated');
+    // The same session (not a new one), now fresh, under the new token.
+    expect((await sensitive(owner, owner).exportContacts()).statusCode).toBe(200);
+    const rows = await ctx.database.handle.db
+      .selectFrom('sessions')
+      .select(['id', 'revoked_at'])
+      .where('user_id', '=', owner.userId)
+      .execute();
+    expect(rows).toEqual([{ id: sessionId, revoked_at: null }]);
   });
 
   it('refreshes only the session that stepped up', async () => {

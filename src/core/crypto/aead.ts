@@ -76,17 +76,24 @@ export interface FieldAd {
   recordId: string;
 }
 
-/** What `parseEnvelope` reveals without any key. */
+/**
+ * What `parseEnvelope` reveals without any key. Format 1 is one field per envelope
+ * (`encryptField`); format 2 is one value of a record group sealed by one AEAD call
+ * (`encryptGroup`, see `aead-group.ts`). Both carry the key id and version the same way.
+ */
 export interface EnvelopeInfo extends FieldKeyRef {
-  formatVersion: 1;
+  formatVersion: 1 | 2;
 }
 
 export const ENVELOPE_PREFIX = 'cv1.';
+/** Prefix of the values of a record group (`encryptGroup`). */
+export const GROUP_ENVELOPE_PREFIX = 'cv2.';
 const FORMAT_VERSION = 1;
 const MIN_BYTES = 2 + 1 + 4 + AES_GCM_NONCE_BYTES + AES_GCM_TAG_BYTES;
 const PREFIX_SHAPE = /^cv(\d{1,3})\./;
 const BASE64URL = /^[A-Za-z0-9_-]+$/;
-const strictUtf8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
+/** Strict UTF-8 decoding (internal: shared with `aead-group.ts`). */
+export const strictUtf8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
 
 interface DecodedEnvelope extends EnvelopeInfo {
   header: Buffer;
@@ -95,7 +102,18 @@ interface DecodedEnvelope extends EnvelopeInfo {
   tag: Buffer;
 }
 
-function encodeHeader(ref: FieldKeyRef): Buffer {
+/**
+ * The bytes of a stored value of format 1 or 2, checked up to the header (internal: shared with
+ * `aead-group.ts`). Both formats start with version, key id and key version; `headerLength` is
+ * where the key reference ends. Throws `ENVELOPE_MALFORMED` / `ENVELOPE_VERSION`.
+ */
+export interface RawEnvelope extends EnvelopeInfo {
+  bytes: Buffer;
+  headerLength: number;
+}
+
+/** Encodes the header of format `version` (internal: shared with `aead-group.ts`). */
+export function encodeHeader(ref: FieldKeyRef, version: 1 | 2 = FORMAT_VERSION): Buffer {
   requireNonEmpty(ref.keyId, 'keyId');
   const id = utf8(ref.keyId, 'keyId');
   if (id.length > 255) throw new RangeError('keyId must be at most 255 UTF-8 bytes');
@@ -103,7 +121,7 @@ function encodeHeader(ref: FieldKeyRef): Buffer {
     throw new RangeError('keyVersion must be an integer in 0..2^32-1');
   }
   const header = Buffer.allocUnsafe(2 + id.length + 4);
-  header[0] = FORMAT_VERSION;
+  header[0] = version;
   header[1] = id.length;
   id.copy(header, 2);
   header.writeUInt32BE(ref.keyVersion, 2 + id.length);
@@ -118,24 +136,46 @@ function encodeAd(ad: FieldAd): Buffer {
   return lengthPrefixed('custos/field/v1', [ad.tenantId, ad.object, ad.field, ad.recordId]);
 }
 
-function malformed(why: string): CryptoError {
+/** `ENVELOPE_MALFORMED` with a reason (internal: shared with `aead-group.ts`). */
+export function malformed(why: string): CryptoError {
   return new CryptoError('ENVELOPE_MALFORMED', `stored value is not a valid envelope: ${why}`);
 }
 
-function decodeEnvelope(stored: string): DecodedEnvelope {
+/** The format version a stored value's prefix names (1, 2), without decoding its body. */
+function prefixVersion(stored: string): 1 | 2 {
   if (typeof stored !== 'string') throw malformed('not a string');
+  if (stored.startsWith(ENVELOPE_PREFIX)) return 1;
+  if (stored.startsWith(GROUP_ENVELOPE_PREFIX)) return 2;
   const prefix = PREFIX_SHAPE.exec(stored);
   if (prefix === null) throw malformed('missing cv<version>. prefix');
-  if (prefix[0] !== ENVELOPE_PREFIX) {
-    throw new CryptoError('ENVELOPE_VERSION', `unsupported envelope format cv${prefix[1]}`);
-  }
+  throw new CryptoError('ENVELOPE_VERSION', `unsupported envelope format cv${prefix[1]}`);
+}
+
+const BASE64URL_ALPHABET = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_';
+
+/**
+ * Is `body` (already known to use only the base64url alphabet, no padding) the one spelling
+ * of its `decoded` bytes? A length of 1 mod 4 is no encoding, and the unused low bits of the
+ * last character must be zero. The same answer as re-encoding and comparing, without the copy.
+ */
+function canonicalBase64url(body: string, decoded: number): boolean {
+  const rest = body.length % 4;
+  if (rest === 1 || decoded !== Math.floor((body.length * 3) / 4)) return false;
+  if (rest === 0) return true;
+  const last = BASE64URL_ALPHABET.indexOf(body[body.length - 1] ?? '');
+  return (last & (rest === 2 ? 0x0f : 0x03)) === 0;
+}
+
+/** Decodes and checks a format 1 or 2 value up to its header (see `RawEnvelope`). */
+export function readEnvelope(stored: string): RawEnvelope {
+  const formatVersion = prefixVersion(stored);
   const body = stored.slice(ENVELOPE_PREFIX.length);
   if (!BASE64URL.test(body)) throw malformed('body is not base64url');
   const bytes = Buffer.from(body, 'base64url');
   // Refuse non-canonical encodings so one value has exactly one stored form.
-  if (bytes.toString('base64url') !== body) throw malformed('non-canonical base64url');
+  if (!canonicalBase64url(body, bytes.length)) throw malformed('non-canonical base64url');
   if (bytes.length < MIN_BYTES) throw malformed('truncated');
-  if (bytes[0] !== FORMAT_VERSION) throw malformed('version byte does not match prefix');
+  if (bytes[0] !== formatVersion) throw malformed('version byte does not match prefix');
   const idLength = bytes[1] ?? 0;
   const headerLength = 2 + idLength + 4;
   if (idLength === 0 || bytes.length < headerLength + AES_GCM_NONCE_BYTES + AES_GCM_TAG_BYTES) {
@@ -147,11 +187,28 @@ function decodeEnvelope(stored: string): DecodedEnvelope {
   } catch {
     throw malformed('key id is not UTF-8');
   }
+  return {
+    formatVersion,
+    keyId,
+    keyVersion: bytes.readUInt32BE(2 + idLength),
+    bytes,
+    headerLength,
+  };
+}
+
+function decodeEnvelope(stored: string): DecodedEnvelope {
+  if (prefixVersion(stored) !== FORMAT_VERSION) {
+    throw new CryptoError(
+      'ENVELOPE_VERSION',
+      'a record-group value (cv2) cannot be opened alone: use decryptGroup with its group',
+    );
+  }
+  const { keyId, keyVersion, bytes, headerLength } = readEnvelope(stored);
   const nonceEnd = headerLength + AES_GCM_NONCE_BYTES;
   return {
     formatVersion: FORMAT_VERSION,
     keyId,
-    keyVersion: bytes.readUInt32BE(2 + idLength),
+    keyVersion,
     header: bytes.subarray(0, headerLength),
     nonce: bytes.subarray(headerLength, nonceEnd),
     ciphertext: bytes.subarray(nonceEnd, bytes.length - AES_GCM_TAG_BYTES),
@@ -159,7 +216,8 @@ function decodeEnvelope(stored: string): DecodedEnvelope {
   };
 }
 
-function requireAes256(key: KeyObject): void {
+/** Throws `KEY_INVALID` unless `key` is a 256-bit secret key (internal: shared). */
+export function requireAes256(key: KeyObject): void {
   if (secretKeySize(key) !== 32) throw new CryptoError('KEY_INVALID', 'field keys are AES-256');
 }
 
@@ -195,9 +253,10 @@ export function encryptField(
 }
 
 /**
- * Reads the format version, key id and key version of a stored value without decrypting it
- * (rotation uses it to find values still under an old key version). Nothing here is
- * authenticated until `decryptField` succeeds.
+ * Reads the format version, key id and key version of a stored value (format 1, or one value
+ * of a record group, format 2) without decrypting it (rotation uses it to find values still
+ * under an old key version). Nothing here is authenticated until `decryptField` (or
+ * `decryptGroup`) succeeds.
  *
  * @example
  * ```ts
@@ -206,13 +265,30 @@ export function encryptField(
  * ```
  */
 export function parseEnvelope(stored: string): EnvelopeInfo {
-  const { formatVersion, keyId, keyVersion } = decodeEnvelope(stored);
+  const { formatVersion, keyId, keyVersion } = readEnvelope(stored);
   return { formatVersion, keyId, keyVersion };
 }
 
 /**
+ * The AES-256 key for a reference, or `KEY_NOT_FOUND` (internal: shared with `aead-group.ts`).
+ */
+export function resolveKey(keys: FieldKeyResolver | FieldKey, ref: FieldKeyRef): KeyObject {
+  let key: KeyObject | undefined;
+  if (typeof keys === 'function') {
+    key = keys({ keyId: ref.keyId, keyVersion: ref.keyVersion });
+  } else if (keys.keyId === ref.keyId && keys.keyVersion === ref.keyVersion) {
+    key = keys.key;
+  }
+  if (key === undefined) {
+    throw new CryptoError('KEY_NOT_FOUND', `no key ${ref.keyId} version ${ref.keyVersion}`);
+  }
+  requireAes256(key);
+  return key;
+}
+
+/**
  * Decrypts a stored value for the given location. Throws `ENVELOPE_MALFORMED`,
- * `ENVELOPE_VERSION`, `KEY_NOT_FOUND` (the resolver has no such key id/version, or the one
+ * `ENVELOPE_VERSION` (also for a value of a record group, which opens only with its group), `KEY_NOT_FOUND` (the resolver has no such key id/version, or the one
  * `FieldKey` passed has another reference) or `DECRYPT_FAILED` (wrong key, tampered value, or
  * a value copied from another tenant, object, field or record; see the module comment).
  *
@@ -227,17 +303,7 @@ export function decryptField(
   stored: string,
 ): Buffer {
   const envelope = decodeEnvelope(stored);
-  const ref = { keyId: envelope.keyId, keyVersion: envelope.keyVersion };
-  let key: KeyObject | undefined;
-  if (typeof keys === 'function') {
-    key = keys(ref);
-  } else if (keys.keyId === ref.keyId && keys.keyVersion === ref.keyVersion) {
-    key = keys.key;
-  }
-  if (key === undefined) {
-    throw new CryptoError('KEY_NOT_FOUND', `no key ${ref.keyId} version ${ref.keyVersion}`);
-  }
-  requireAes256(key);
+  const key = resolveKey(keys, envelope);
   const aad = Buffer.concat([envelope.header, encodeAd(ad)]);
   return aesGcmDecrypt(key, envelope.nonce, aad, envelope.ciphertext, envelope.tag);
 }

@@ -22,6 +22,9 @@ export {
   parseEnvelope,
 } from './aead.ts';
 export type { EnvelopeInfo, FieldAd, FieldKey, FieldKeyRef, FieldKeyResolver } from './aead.ts';
+export { GROUP_ENVELOPE_PREFIX } from './aead.ts';
+export { decryptGroup, decryptGroupText, encryptGroup } from './aead-group.ts';
+export type { GroupAd } from './aead-group.ts';
 
 export { pooledRandomBytes } from './random.ts';
 export type { RandomSource } from './random.ts';

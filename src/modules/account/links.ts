@@ -38,6 +38,23 @@ export async function issueLink(
   return { token, expiresAt };
 }
 
+/** How many links of one purpose a user was sent since `since` (used, revoked or not). */
+export async function countLinksSince(
+  conn: Kysely<Database>,
+  userId: string,
+  purpose: AuthLinkPurpose,
+  since: Date,
+): Promise<number> {
+  const row = await conn
+    .selectFrom('auth_links')
+    .select((eb) => eb.fn.countAll<number | string>().as('n'))
+    .where('user_id', '=', userId)
+    .where('purpose', '=', purpose)
+    .where('created_at', '>', since.toISOString())
+    .executeTakeFirstOrThrow();
+  return Number(row.n);
+}
+
 /** Makes a user's open links of one purpose unusable (superseded, or moot after a change). */
 export async function revokeLinks(
   conn: Kysely<Database>,

@@ -1,3 +1,4 @@
+import type { AuthenticationResponseJSON } from '@simplewebauthn/server';
 import type { Kysely } from 'kysely';
 import type { Clock } from '../../clock.ts';
 import type { RequestMeta } from '../../core/policy/index.ts';
@@ -11,8 +12,18 @@ import { assertPasswordAcceptable } from '../identity/password-policy.ts';
 import { hashPassword } from '../identity/passwords.ts';
 import type { Mailer } from '../mail/mailer.ts';
 import { passwordResetMail } from '../mail/templates.ts';
+import { hasSecondFactor } from '../mfa/factors.ts';
 import { invalidCode, type MfaService, type SecondFactor } from '../mfa/service.ts';
-import { consumeLink, findLink, issueLink, LINK_TTL_MS, linkError } from './links.ts';
+import { passkeyInvalid } from '../passkeys/errors.ts';
+import type { PasskeySignIn, UserBinding } from '../passkeys/sign-in.ts';
+import {
+  consumeLink,
+  countLinksSince,
+  findLink,
+  issueLink,
+  LINK_TTL_MS,
+  linkError,
+} from './links.ts';
 
 export interface PasswordResetDeps {
   db: Kysely<Database>;
@@ -20,6 +31,7 @@ export interface PasswordResetDeps {
   audit: AuditSink;
   throttle: LoginThrottle;
   mfa: Pick<MfaService, 'verifySecondFactor'>;
+  passkeys: Pick<PasskeySignIn, 'userAssertionStart' | 'verifyUserAssertion'>;
   mailer: Mailer;
   publicUrl: string;
 }
@@ -29,7 +41,23 @@ export interface ResetConfirmation {
   newPassword: string;
   code?: string | undefined;
   recoveryCode?: string | undefined;
+  /** An assertion answering `passkeyOptions` for this link. */
+  passkey?: AuthenticationResponseJSON | undefined;
 }
+
+/** A reset's passkey challenge is for the link's user. */
+const resetBinding = (link: { tenantId: string; userId: string }): UserBinding => ({
+  purpose: 'password_reset',
+  tenantId: link.tenantId,
+  userId: link.userId,
+});
+
+/**
+ * At most this many reset mails per account per window: a mailbox cannot be flooded through the
+ * form, and the address budget of the throttle cannot be dodged by spreading over many clients.
+ */
+export const RESET_MAILS_PER_WINDOW = 3;
+export const RESET_MAIL_WINDOW_MS = 60 * 60_000;
 
 /** A user id no row has: an unknown user's request runs the same statements against it. */
 const NOBODY = '00000000-0000-7000-8000-000000000000';
@@ -40,7 +68,9 @@ export function createPasswordReset(deps: PasswordResetDeps) {
   /**
    * `POST /auth/password-reset`: the same answer, and the same statements before it, whether or
    * not an active user has this e-mail; the mail leaves after the commit, in the background.
-   * Every request counts against the client address's daily budget of the sign-in throttle.
+   * Every request counts against the client address's daily budget of the sign-in throttle, and
+   * an account gets at most `RESET_MAILS_PER_WINDOW` mails an hour; beyond, nothing is sent and
+   * the answer (and the work before it) is the same as for an unknown e-mail, so it tells nothing.
    */
   async function request(input: { tenant: string; email: string }, meta: RequestMeta) {
     const claimed = await throttle.claim(meta.ip, undefined);
@@ -68,14 +98,19 @@ export function createPasswordReset(deps: PasswordResetDeps) {
       .executeTakeFirst();
     const user = row?.id != null && row.email != null ? { id: row.id, email: row.email } : null;
     const now = clock.now();
-    const issued = await db.transaction().execute(async (trx) => {
+    const { issued, limited } = await db.transaction().execute(async (trx) => {
       const tenantId = row?.tenant_id ?? NOBODY;
-      const link = { tenantId, userId: user?.id ?? NOBODY, purpose: 'password_reset' as const };
-      const made = await issueLink(trx, link, now);
-      if (user) return made;
+      const since = new Date(now.getTime() - RESET_MAIL_WINDOW_MS);
+      const recent = await countLinksSince(trx, user?.id ?? NOBODY, 'password_reset', since);
+      // Past its hourly mails the account is treated as nobody: the same statements, the same
+      // answer, no mail, and the last link sent keeps working.
+      const over = recent >= RESET_MAILS_PER_WINDOW;
+      const userId = user && !over ? user.id : NOBODY;
+      const made = await issueLink(trx, { tenantId, userId, purpose: 'password_reset' }, now);
+      if (userId !== NOBODY) return { issued: made, limited: false };
       // No such user: the same statements and a committed write, then nothing left behind.
       await trx.deleteFrom('auth_links').where('user_id', '=', NOBODY).execute();
-      return undefined;
+      return { issued: undefined, limited: user !== null };
     });
     await audit.record({
       type: 'auth.password_reset.requested',
@@ -84,6 +119,7 @@ export function createPasswordReset(deps: PasswordResetDeps) {
       ip: meta.ip,
       tenantId: row?.tenant_id ?? null,
       userId: user?.id ?? null,
+      ...(limited ? { limited: true as const } : {}),
     });
     if (issued && user && row) {
       const link = `${deps.publicUrl}/reset-password?token=${issued.token}`;
@@ -101,8 +137,8 @@ export function createPasswordReset(deps: PasswordResetDeps) {
 
   /**
    * `POST /auth/password-reset/confirm`: a valid link, a password the policy accepts and, when
-   * the account has a second factor, a current code or a recovery code (a mailbox alone never
-   * bypasses MFA). Sets the password, ends every session, signs nobody in.
+   * the account has a second factor, a current code, a recovery code or a passkey assertion (a
+   * mailbox alone never bypasses MFA). Sets the password, ends every session, signs nobody in.
    */
   async function confirm(input: ResetConfirmation, meta: RequestMeta): Promise<void> {
     const base = { requestId: meta.requestId, ip: meta.ip };
@@ -127,16 +163,12 @@ export function createPasswordReset(deps: PasswordResetDeps) {
     const user = await db
       .selectFrom('users')
       .innerJoin('tenants', 'tenants.id', 'users.tenant_id')
-      .leftJoin('user_totp', (join) =>
-        join.onRef('user_totp.user_id', '=', 'users.id').on('user_totp.status', '=', 'active'),
-      )
       .select([
         'users.email',
         'users.name',
         'users.status',
         'tenants.slug',
         'tenants.name as tenant_name',
-        'user_totp.user_id as totp_user_id',
       ])
       .where('users.id', '=', link.userId)
       .where('users.tenant_id', '=', link.tenantId)
@@ -152,18 +184,21 @@ export function createPasswordReset(deps: PasswordResetDeps) {
       { field: 'body/newPassword' },
     );
     let claimed: Awaited<ReturnType<LoginThrottle['claim']>> | undefined;
-    if (user.totp_user_id !== null) {
-      const factor: SecondFactor | undefined =
+    // Any second factor (TOTP or a passkey, see factors.ts): a mailbox alone never bypasses it.
+    if (await hasSecondFactor(db, link)) {
+      const factor: SecondFactor | { passkey: AuthenticationResponseJSON } | undefined =
         input.code !== undefined
           ? { code: input.code }
           : input.recoveryCode !== undefined
             ? { recoveryCode: input.recoveryCode }
-            : undefined;
+            : input.passkey !== undefined
+              ? { passkey: input.passkey }
+              : undefined;
       if (!factor) {
         await refuse('mfa_required', link);
         throw new AppError('invalid', 'auth.reset_mfa_required', 'second factor owed', {
           detail:
-            'Two-factor authentication is on for this account: send the current code ("code") or a recovery code ("recoveryCode") with the new password.',
+            'Two-factor authentication is on for this account: send the current code ("code"), a recovery code ("recoveryCode") or a passkey assertion ("passkey", options from /auth/password-reset/passkey-options) with the new password.',
         });
       }
       // Code guesses through this door count like those at sign-in.
@@ -172,7 +207,14 @@ export function createPasswordReset(deps: PasswordResetDeps) {
       let remaining: number | undefined;
       if (claimed.addressBlocked) reason = 'address_blocked';
       else if (claimed.account?.admitted === false) reason = 'locked';
-      else {
+      else if ('passkey' in factor) {
+        const checked = await deps.passkeys.verifyUserAssertion(
+          resetBinding(link),
+          factor.passkey,
+          meta,
+        );
+        if (!checked.ok) reason = 'bad_passkey';
+      } else {
         const outcome = await deps.mfa.verifySecondFactor(link, factor);
         if (!outcome.ok) reason = outcome.reason;
         else if (outcome.method === 'recovery_code') remaining = outcome.remaining;
@@ -191,7 +233,7 @@ export function createPasswordReset(deps: PasswordResetDeps) {
         const locked = lockoutEvent(claimed, link, meta, at);
         if (locked) await audit.record(locked);
         await refuse('mfa_failed', link);
-        throw invalidCode('invalid');
+        throw 'passkey' in factor ? passkeyInvalid('invalid') : invalidCode('invalid');
       }
       if (remaining !== undefined) {
         await audit.record({
@@ -243,5 +285,26 @@ export function createPasswordReset(deps: PasswordResetDeps) {
     }
   }
 
-  return { request, confirm };
+  /**
+   * `POST /auth/password-reset/passkey-options`: for an account whose second factor is a passkey,
+   * options to sign with it, with a challenge bound to the link's user. Needs a usable link.
+   */
+  async function passkeyOptions(input: { token: string }, meta: RequestMeta) {
+    const found = await findLink(db, input.token, 'password_reset', clock.now());
+    if (!found.ok) {
+      await audit.record({
+        type: 'auth.password_reset.failed',
+        at: clock.now().toISOString(),
+        requestId: meta.requestId,
+        ip: meta.ip,
+        tenantId: found.link?.tenantId ?? null,
+        userId: found.link?.userId ?? null,
+        reason: found.reason,
+      });
+      throw linkError('password_reset', found.reason);
+    }
+    return deps.passkeys.userAssertionStart(resetBinding(found.link));
+  }
+
+  return { request, confirm, passkeyOptions };
 }

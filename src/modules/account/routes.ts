@@ -3,6 +3,11 @@ import type { FastifyInstance } from 'fastify';
 import { actorOf, requestMeta, SESSION_COOKIE } from '../../http/auth.ts';
 import { Email, problemResponses, Text } from '../../http/schemas.ts';
 import { csrfTokenFor } from '../identity/tokens.ts';
+import {
+  AuthenticationCredential,
+  RequestOptions,
+  toAuthenticationResponse,
+} from '../passkeys/schema.ts';
 import type { AccountService } from './service.ts';
 
 const Password = Type.String({ minLength: 1, maxLength: 1024 });
@@ -36,6 +41,8 @@ const ResetConfirm = Type.Object(
         description: 'Or an unused recovery code',
       }),
     ),
+    // Or an assertion by one of the account's passkeys, answering /password-reset/passkey-options.
+    passkey: Type.Optional(AuthenticationCredential),
   },
   { additionalProperties: false },
 );
@@ -82,12 +89,29 @@ export function registerAccountRoutes(app: FastifyInstance, account: AccountServ
       },
     },
     async (request, reply) => {
+      const { passkey, ...body } = request.body as Static<typeof ResetConfirm>;
       await account.confirmPasswordReset(
-        request.body as Static<typeof ResetConfirm>,
+        { ...body, ...(passkey ? { passkey: toAuthenticationResponse(passkey) } : {}) },
         requestMeta(request),
       );
       return reply.code(204).send();
     },
+  );
+
+  app.post(
+    '/api/v1/auth/password-reset/passkey-options',
+    {
+      config: { public: true },
+      schema: {
+        tags: ['Auth'],
+        summary:
+          'Options for confirming a password reset with a passkey, when that is the second factor',
+        body: Type.Object({ token: LinkToken }, { additionalProperties: false }),
+        response: { 200: RequestOptions, ...problemResponses },
+      },
+    },
+    async (request) =>
+      account.passwordResetPasskeyOptions(request.body as { token: string }, requestMeta(request)),
   );
 
   app.post(

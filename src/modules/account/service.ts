@@ -11,6 +11,7 @@ export function createAccountService(
   return {
     requestPasswordReset: reset.request,
     confirmPasswordReset: reset.confirm,
+    passwordResetPasskeyOptions: reset.passkeyOptions,
     changePassword: createPasswordChange(deps),
     requestEmailChange: email.request,
     confirmEmailChange: email.confirm,

@@ -72,7 +72,7 @@ function map(event: IdentityEvent): Mapped {
       return {
         actor: { kind: 'anonymous', id: null },
         target: event.userId === null ? null : { type: 'user', id: event.userId },
-        reason: event.userId === null ? 'unknown_user' : null,
+        reason: event.userId === null ? 'unknown_user' : event.limited ? 'mail_limit' : null,
       };
     case 'auth.password_reset.failed':
     case 'auth.email.change_failed':
@@ -129,7 +129,7 @@ function map(event: IdentityEvent): Mapped {
     case 'auth.passkey.failed':
       return {
         actor:
-          event.stage === 'register' && event.userId !== null
+          (event.stage === 'register' || event.stage === 'step_up') && event.userId !== null
             ? { kind: 'user', id: event.userId }
             : { kind: 'anonymous', id: null },
         target:

@@ -22,7 +22,14 @@ export type MfaFailureReason =
 
 /** Why a step-up was refused; the client sees `auth.step_up_failed` for all of them. */
 export type StepUpFailureReason =
-  'bad_password' | 'bad_code' | 'bad_recovery_code' | 'replayed' | 'locked' | 'address_blocked';
+  | 'bad_password'
+  | 'bad_code'
+  | 'bad_recovery_code'
+  | 'replayed'
+  /** The passkey assertion was refused (`auth.passkey.failed` tells why). */
+  | 'bad_passkey'
+  | 'locked'
+  | 'address_blocked';
 
 /**
  * Why a passkey ceremony was refused. Clients see one answer for all of them
@@ -127,6 +134,8 @@ export type IdentityEvent =
       tenantId: string | null;
       /** Null when no active user has this e-mail: nothing was sent. */
       userId: string | null;
+      /** The account had its hourly reset mails already: nothing was sent. */
+      limited?: true;
     })
   | (Base & {
       type: 'auth.password_reset.failed';
@@ -171,7 +180,7 @@ export type IdentityEvent =
       /** Null when no user could be told (unknown credential). */
       userId: string | null;
       passkeyId: string | null;
-      stage: 'register' | 'passwordless' | 'second_factor';
+      stage: 'register' | 'passwordless' | 'second_factor' | 'password_reset' | 'step_up';
       reason: PasskeyFailureReason;
     })
   | (Base & {
@@ -195,7 +204,7 @@ export type IdentityEvent =
       tenantId: string;
       userId: string;
       sessionId: string;
-      method: 'password' | 'totp' | 'recovery_code';
+      method: 'password' | 'totp' | 'recovery_code' | 'passkey';
     })
   | (Base & {
       type: 'auth.step_up.failed';

@@ -4,6 +4,11 @@ import type { FastifyInstance, FastifyReply } from 'fastify';
 import { actorOf, requestMeta, SESSION_COOKIE } from '../../http/auth.ts';
 import { problemResponses, RoleSchema, Text } from '../../http/schemas.ts';
 import { csrfTokenFor } from '../identity/tokens.ts';
+import {
+  AuthenticationCredential,
+  RequestOptions,
+  toAuthenticationResponse,
+} from '../passkeys/schema.ts';
 import type { AuthService, LoginResult } from './service.ts';
 
 const LoginBody = Type.Object(
@@ -76,9 +81,18 @@ const StepUpBody = Type.Union([
     },
     { additionalProperties: false },
   ),
+  Type.Object(
+    {
+      // An assertion by one of your passkeys, answering POST /api/v1/auth/step-up/passkey-options.
+      passkey: AuthenticationCredential,
+    },
+    { additionalProperties: false },
+  ),
 ]);
 
 const StepUpResult = Type.Object({
+  csrfToken: Type.String({ description: 'The session has a new token (cookie): its CSRF token' }),
+  expiresAt: Type.String({ format: 'date-time' }),
   authenticatedAt: Type.String({ format: 'date-time' }),
   freshUntil: Type.String({
     format: 'date-time',
@@ -168,12 +182,35 @@ export function registerAuthRoutes(app: FastifyInstance, auth: AuthService) {
       schema: {
         tags: ['Auth'],
         summary:
-          'Re-authenticate the current session (password; with TOTP on, a code or a recovery code) for sensitive actions',
+          'Re-authenticate the current session for sensitive actions (password; with a second factor on, a code, a recovery code or a passkey); gives the session a new token (cookie)',
         body: StepUpBody,
         response: { 200: StepUpResult, ...problemResponses },
       },
     },
-    async (request) => auth.stepUp(actorOf(request), request.body as Static<typeof StepUpBody>),
+    async (request, reply) => {
+      const body = request.body as Static<typeof StepUpBody>;
+      const proof = 'passkey' in body ? { passkey: toAuthenticationResponse(body.passkey) } : body;
+      const result = await auth.stepUp(actorOf(request), proof);
+      return {
+        csrfToken: setSessionCookie(reply, result.session),
+        expiresAt: result.session.expiresAt,
+        authenticatedAt: result.authenticatedAt,
+        freshUntil: result.freshUntil,
+      };
+    },
+  );
+
+  app.post(
+    '/api/v1/auth/step-up/passkey-options',
+    {
+      config: { mfaEnrolment: true },
+      schema: {
+        tags: ['Auth'],
+        summary: 'Options for a step-up with one of your passkeys (a challenge for this session)',
+        response: { 200: RequestOptions, ...problemResponses },
+      },
+    },
+    async (request) => auth.stepUpPasskeyOptions(actorOf(request)),
   );
 
   app.post(

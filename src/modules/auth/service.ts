@@ -39,7 +39,10 @@ export interface AuthDeps {
   mfa: Pick<MfaService, 'verifySecondFactor' | 'recordFailure'>;
   /** SQLite only: session rows kept between requests (see session-cache.ts). */
   sessionCache?: SessionCache<SessionRow> | undefined;
-  passkeys: Pick<PasskeySignIn, 'verifySecondFactor'>;
+  passkeys: Pick<
+    PasskeySignIn,
+    'verifySecondFactor' | 'userAssertionStart' | 'verifyUserAssertion'
+  >;
 }
 
 /** Sessions touch `last_seen_at` at most this often: the idle timeout needs no finer grain. */
@@ -115,7 +118,7 @@ export function createAuthService(deps: AuthDeps) {
 
   const login = createLogin(deps);
   const completeMfaLogin = createLoginMfa(deps);
-  const stepUp = createStepUp(deps);
+  const { stepUp, passkeyOptions: stepUpPasskeyOptions } = createStepUp(deps);
 
   /** Turns a session cookie into an actor, or throws `unauthenticated`. */
   async function actorFromSession(token: string, meta: RequestMeta): Promise<Actor> {
@@ -262,7 +265,16 @@ export function createAuthService(deps: AuthDeps) {
     return { ...user, effectiveRole: actor.role, via: actor.kind };
   }
 
-  return { login, completeMfaLogin, stepUp, logout, actorFromSession, actorFromApiKey, me };
+  return {
+    login,
+    completeMfaLogin,
+    stepUp,
+    stepUpPasskeyOptions,
+    logout,
+    actorFromSession,
+    actorFromApiKey,
+    me,
+  };
 }
 
 export type AuthService = ReturnType<typeof createAuthService>;

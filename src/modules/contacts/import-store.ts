@@ -1,4 +1,4 @@
-import type { Insertable, Kysely, Transaction } from 'kysely';
+import { sql, type Insertable, type Kysely, type Transaction } from 'kysely';
 import type { CompanyTable, ContactTable, Database } from '../../db/schema.ts';
 import { newId } from '../../ids.ts';
 
@@ -89,6 +89,21 @@ export async function insertContacts(db: Db, rows: readonly NewContact[]): Promi
       .values(rows.slice(i, i + BATCH_SIZE))
       .execute();
   }
+}
+
+/** The id and the given columns of one contact of the tenant (stored values, still sealed). */
+export async function readContactColumns(
+  db: Db,
+  tenantId: string,
+  id: string,
+  columns: readonly string[],
+): Promise<Record<string, unknown> | undefined> {
+  return (db as unknown as Kysely<Record<string, Record<string, unknown>>>)
+    .selectFrom('contacts')
+    .select(['id', ...columns].map((c) => sql.ref(c).as(c)))
+    .where(sql.ref('tenant_id'), '=', tenantId)
+    .where(sql.ref('id'), '=', id)
+    .executeTakeFirst();
 }
 
 /** Writes the given columns over an existing contact of the tenant and bumps its version. */

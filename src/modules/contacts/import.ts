@@ -13,11 +13,13 @@ import {
   findContactsByEmailHash,
   insertContacts,
   mergeContact,
+  readContactColumns,
   resolveCompanies,
   type Db,
   type NewContact,
 } from './import-store.ts';
 import { toContactColumns, validateRow, type RowError } from './import-row.ts';
+import { contactSpec } from './spec.ts';
 import { normalizeEmail } from '../../core/crypto/normalize.ts';
 import type { FieldCrypto } from '../records/field-crypto.ts';
 import type { KeyService } from '../keys/service.ts';
@@ -164,6 +166,22 @@ export async function importContacts(
 }
 
 type InTransaction = (work: (trx: Transaction<Database>) => Promise<void>) => Promise<void>;
+
+/** The protected values of an existing contact, opened, under their API names. */
+async function readProtected(
+  trx: Db,
+  tenantId: string,
+  id: string,
+  crypto: FieldCrypto,
+): Promise<Record<string, unknown>> {
+  const columns = crypto.fields.map((f) => contactSpec.fields[f] as string);
+  const row = await readContactColumns(trx, tenantId, id, columns);
+  if (row === undefined) return {};
+  const [opened = row] = await crypto.open(tenantId, [row]);
+  const out: Record<string, unknown> = {};
+  for (const f of crypto.fields) out[f] = opened[contactSpec.fields[f] as string] ?? null;
+  return out;
+}
 
 class ImportRun {
   readonly report: ImportReport;
@@ -399,8 +417,10 @@ class ImportRun {
           r.skipped++;
           continue;
         }
-        // Sealed under the existing contact's own key.
-        const sealed = await crypto.seal(tenantId, existingId, fields);
+        // Sealed under the existing contact's own key, with its other protected values: they
+        // form one group (see field-crypto.ts), re-sealed whole.
+        const current = await readProtected(trx, tenantId, existingId, crypto);
+        const sealed = await crypto.seal(tenantId, existingId, fields, { ...current, ...fields });
         const columns = { ...toContactColumns(sealed.values), ...sealed.indexColumns };
         await mergeContact(trx, tenantId, existingId, columns, this.now);
         r.updated++;

@@ -1,4 +1,5 @@
 import { hash, verify, type Options } from '@node-rs/argon2';
+import { createTaskQueue, defaultHashConcurrency } from './hash-queue.ts';
 
 /** `Algorithm.Argon2id` of @node-rs/argon2 (an ambient const enum, not importable as a value). */
 const ARGON2ID = 2 as Options['algorithm'];
@@ -14,16 +15,28 @@ export const argon2Params: Options = {
   parallelism: 1,
 };
 
+/**
+ * Every argon2 call of the process goes through this queue: at most (cores - 1) at once, so a
+ * storm of sign-ins never takes the event loop's core (see hash-queue.ts). Unknown users, wrong
+ * passwords and locked accounts all wait in it alike, so their answer times stay equal.
+ */
+const hashing = createTaskQueue(defaultHashConcurrency());
+
+/** Hashes running and waiting (bench and tests). */
+export const passwordHashingStats = () => hashing.stats();
+
 export const MIN_PASSWORD_LENGTH = 15;
 export const MAX_PASSWORD_LENGTH = 1024;
 
 export function hashPassword(password: string): Promise<string> {
-  return hash(password.normalize('NFC'), argon2Params);
+  const normalized = password.normalize('NFC');
+  return hashing.run(() => hash(normalized, argon2Params));
 }
 
 export async function verifyPassword(stored: string, password: string): Promise<boolean> {
   try {
-    return await verify(stored, password.normalize('NFC'));
+    const normalized = password.normalize('NFC');
+    return await hashing.run(() => verify(stored, normalized));
   } catch {
     // A malformed stored hash is a failed sign-in, never a crash.
     return false;

@@ -191,7 +191,14 @@ export async function retireTenantKeyVersion(
       `Version ${version} was rotated out less than ${Math.ceil(deps.settleMs / 1000)} s ago; other servers may still be writing with it.`,
     );
   }
-  const values = (await deps.protectedValues?.(tenantId, version)) ?? 0;
+  if (deps.protectedValues === undefined) {
+    // Without a way to count the values a version seals, retiring it could destroy live data.
+    throw versionInUse(
+      'no protected-value counter',
+      'This process cannot count the values a key version protects; retire it with "custos keys retire".',
+    );
+  }
+  const values = await deps.protectedValues(tenantId, version);
   if (values > 0) {
     throw versionInUse(
       'version protects values',

@@ -1,6 +1,12 @@
 import { createSecretKey } from 'node:crypto';
 import type { KeyObject } from 'node:crypto';
-import { generateDataKey, unwrapKey, wrapAd, wrapKey } from '../../core/crypto/index.ts';
+import {
+  generateDataKey,
+  pooledRandomBytes,
+  unwrapKey,
+  wrapAd,
+  wrapKey,
+} from '../../core/crypto/index.ts';
 import { AppError } from '../../errors.ts';
 import {
   activeVersion,
@@ -133,7 +139,8 @@ export async function createSubjectKeyRows(
     const now = deps.clock.now().toISOString();
     const fresh = new Map<string, KeyObject>();
     const rows = ids.map((subjectId) => {
-      const bytes = generateDataKey(deps.random);
+      // Pooled CSPRNG bytes: randomBytes(32) per key cost as much as wrapping it.
+      const bytes = generateDataKey(deps.random ?? pooledRandomBytes);
       try {
         const wrapped = wrapKey(
           tenantKey,
@@ -157,23 +164,17 @@ export async function createSubjectKeyRows(
     const inserted = await deps.store.db.transaction().execute(async (trx) => {
       // As in createRow: never leave new keys under a version a rotation just deactivated.
       if ((await activeVersion(trx, tenantId, 'data')) !== version) return undefined;
-      const existing = new Set<string>();
-      for (let i = 0; i < ids.length; i += 500) {
-        const chunk = ids.slice(i, i + 500);
-        const found = await trx
-          .selectFrom('subject_keys')
-          .select('subject_id')
-          .where('tenant_id', '=', tenantId)
-          .where('subject_id', 'in', chunk)
-          .execute();
-        for (const row of found) existing.add(row.subject_id);
-      }
-      const insert = rows.filter((r) => !existing.has(r.subject_id));
-      for (let i = 0; i < insert.length; i += 500) {
-        await trx
+      // One statement per 500 keys: those inserted come back; the others already had a key
+      // (or a tombstone), which wins.
+      const existing = new Set(ids);
+      for (let i = 0; i < rows.length; i += 500) {
+        const inserted = await trx
           .insertInto('subject_keys')
-          .values(insert.slice(i, i + 500))
+          .values(rows.slice(i, i + 500))
+          .onConflict((oc) => oc.columns(['tenant_id', 'subject_id']).doNothing())
+          .returning('subject_id')
           .execute();
+        for (const row of inserted) existing.delete(row.subject_id);
       }
       return existing;
     });

@@ -2,7 +2,7 @@ import { Type, type Static } from '@sinclair/typebox';
 import type { FastifyInstance } from 'fastify';
 import { actorOf, requestMeta } from '../../http/auth.ts';
 import { IdParams, problemResponses } from '../../http/schemas.ts';
-import { SessionInfo, sessionStarted } from '../auth/routes.ts';
+import { SessionInfo, sessionStarted, setSessionCookie } from '../auth/routes.ts';
 import type { AuthService } from '../auth/service.ts';
 import {
   CreationOptions,
@@ -21,6 +21,19 @@ import type { PasskeyService } from './service.ts';
 import type { PasskeySignIn } from './sign-in.ts';
 
 const tags = ['Passkeys'];
+
+const RegisteredPasskey = Type.Composite([
+  PasskeyItem,
+  Type.Object({
+    csrfToken: Type.Optional(
+      Type.String({
+        description:
+          'Present when the session was held to enrolment: it now has full access under a new ' +
+          'session cookie, with this new CSRF token',
+      }),
+    ),
+  }),
+]);
 const base = '/api/v1/auth/passkeys';
 
 export function registerPasskeyRoutes(
@@ -52,16 +65,18 @@ export function registerPasskeyRoutes(
         tags,
         summary: 'Finish registering a passkey with the authenticator’s response',
         body: RegistrationBody,
-        response: { 201: PasskeyItem, ...problemResponses },
+        response: { 201: RegisteredPasskey, ...problemResponses },
       },
     },
     async (request, reply) => {
       const body = request.body as Static<typeof RegistrationBody>;
-      const view = await passkeys.registrationFinish(actorOf(request), {
+      const result = await passkeys.registrationFinish(actorOf(request), {
         credential: toRegistrationResponse(body.credential),
         name: body.name,
       });
-      return reply.code(201).send(view);
+      if (!result.session) return reply.code(201).send(result.passkey);
+      const csrfToken = setSessionCookie(reply, result.session);
+      return reply.code(201).send({ ...result.passkey, csrfToken });
     },
   );
 

@@ -6,7 +6,7 @@ import type { Database } from '../../db/schema.ts';
 import { AppError, notFound } from '../../errors.ts';
 import { newId } from '../../ids.ts';
 import type { AuditSink } from '../auth/events.ts';
-import { recordRevocations, revokeSessions } from '../auth/sessions.ts';
+import { recordRevocations, revokeSessions, rotateSessionToken } from '../auth/sessions.ts';
 import { isUniqueViolation } from '../records/repository.ts';
 import { passkeyInvalid } from './errors.ts';
 import {
@@ -114,10 +114,15 @@ export function createPasskeyService(deps: PasskeyDeps) {
     });
   }
 
+  /**
+   * Stores a verified new passkey. When the session was held to enrolment by the tenant's MFA
+   * rule, it now has full access: under a new token, returned as `session` (a privilege change
+   * never keeps the old token, as after a TOTP enrolment).
+   */
   async function registrationFinish(
     who: Actor,
     input: { credential: RegistrationResponseJSON; name?: string | undefined },
-  ): Promise<PasskeyView> {
+  ): Promise<{ passkey: PasskeyView; session?: { token: string; expiresAt: string } }> {
     const actor = fresh(who);
     const meta = actor.request;
     const fail = async (reason: 'challenge_invalid' | 'bad_response') => {
@@ -148,26 +153,31 @@ export function createPasskeyService(deps: PasskeyDeps) {
     const now = clock.now().toISOString();
     const existing = await listPasskeys(db, actor.tenantId, actor.userId);
     const id = newId();
+    let session: { token: string; expiresAt: string } | undefined;
     try {
-      await db
-        .insertInto('user_passkeys')
-        .values({
-          id,
-          tenant_id: actor.tenantId,
-          user_id: actor.userId,
-          credential_id: credential.credentialId,
-          user_handle: userHandleOf(actor.tenantId, actor.userId),
-          public_key: credential.publicKey,
-          counter: credential.counter,
-          transports: JSON.stringify(credential.transports),
-          name: input.name?.trim() || `Passkey ${existing.length + 1}`,
-          aaguid: credential.aaguid,
-          created_at: now,
-          last_used_at: null,
-          disabled_at: null,
-          disabled_reason: null,
-        })
-        .execute();
+      session = await db.transaction().execute(async (trx) => {
+        await trx
+          .insertInto('user_passkeys')
+          .values({
+            id,
+            tenant_id: actor.tenantId,
+            user_id: actor.userId,
+            credential_id: credential.credentialId,
+            user_handle: userHandleOf(actor.tenantId, actor.userId),
+            public_key: credential.publicKey,
+            counter: credential.counter,
+            transports: JSON.stringify(credential.transports),
+            name: input.name?.trim() || `Passkey ${existing.length + 1}`,
+            aaguid: credential.aaguid,
+            created_at: now,
+            last_used_at: null,
+            disabled_at: null,
+            disabled_reason: null,
+          })
+          .execute();
+        if (actor.mfaEnrolmentRequired !== true) return undefined;
+        return rotateSessionToken(trx, actor.sessionId);
+      });
     } catch (error) {
       if (!isUniqueViolation(error)) throw error;
       throw new AppError('conflict', 'auth.passkey_exists', 'credential id taken', {
@@ -185,7 +195,8 @@ export function createPasskeyService(deps: PasskeyDeps) {
       method: 'passkey',
       passkeyId: id,
     });
-    return toView(await ownPasskey(actor, id));
+    const passkey = toView(await ownPasskey(actor, id));
+    return session ? { passkey, session } : { passkey };
   }
 
   async function list(who: Actor): Promise<PasskeyView[]> {
@@ -216,9 +227,9 @@ export function createPasskeyService(deps: PasskeyDeps) {
   }
 
   /**
-   * Removes a passkey (needs a fresh sign-in or step-up). When it was the account's last second
-   * factor (no other usable passkey, no TOTP), the account then trusts only the session that
-   * removed it, as when TOTP is removed: every other session ends.
+   * Removes a passkey (needs a fresh sign-in or step-up). Like every change to the account's
+   * second factors (TOTP removal too), the account then trusts only the session that made it:
+   * every other session ends.
    */
   async function remove(who: Actor, id: string): Promise<void> {
     const actor = fresh(who);
@@ -231,23 +242,6 @@ export function createPasskeyService(deps: PasskeyDeps) {
         .where('tenant_id', '=', actor.tenantId)
         .where('user_id', '=', actor.userId)
         .execute();
-      const [passkey, totp] = await Promise.all([
-        trx
-          .selectFrom('user_passkeys')
-          .select('id')
-          .where('tenant_id', '=', actor.tenantId)
-          .where('user_id', '=', actor.userId)
-          .where('disabled_at', 'is', null)
-          .executeTakeFirst(),
-        trx
-          .selectFrom('user_totp')
-          .select('user_id')
-          .where('tenant_id', '=', actor.tenantId)
-          .where('user_id', '=', actor.userId)
-          .where('status', '=', 'active')
-          .executeTakeFirst(),
-      ]);
-      if (passkey || totp) return [];
       const target = { tenantId: actor.tenantId, userId: actor.userId, except: actor.sessionId };
       return revokeSessions(trx, target, at);
     });

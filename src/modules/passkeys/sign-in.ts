@@ -36,7 +36,15 @@ export interface PasskeySignInDeps {
   sessionAbsoluteMs: number;
 }
 
-type Stage = 'passwordless' | 'second_factor';
+type Stage = 'passwordless' | 'second_factor' | 'password_reset' | 'step_up';
+
+/** A challenge for one known user's passkeys. */
+export type UserBinding = ChallengeBinding & {
+  purpose: 'second_factor' | 'password_reset' | 'step_up';
+  userId: string;
+};
+
+const stageOf = (purpose: UserBinding['purpose']): Stage => purpose;
 type Credential = NonNullable<Awaited<ReturnType<typeof findCredential>>>;
 
 /**
@@ -181,15 +189,23 @@ export function createPasskeySignIn(deps: PasskeySignInDeps) {
   async function secondFactorStart(input: { mfaToken: string }) {
     const pending = await pendingMfaChallenge(db, clock, input.mfaToken);
     const challenge = { id: pending.challenge_id, tenantId: pending.tenant_id, userId: pending.id };
-    const passkeys = (await listPasskeys(db, challenge.tenantId, challenge.userId)).filter(
+    return userAssertionStart(secondFactorBinding(challenge));
+  }
+
+  /**
+   * Options for an assertion by one of a known user's usable passkeys, with a challenge bound to
+   * `binding` (a sign-in's second step, a password reset, a step-up of one session).
+   */
+  async function userAssertionStart(binding: UserBinding) {
+    const passkeys = (await listPasskeys(db, binding.tenantId, binding.userId)).filter(
       (p) => p.disabled_at === null,
     );
     if (passkeys.length === 0) {
       throw new AppError('conflict', 'auth.passkey_not_registered', 'no usable passkey', {
-        detail: 'This account has no passkey: complete the sign-in with a code.',
+        detail: 'This account has no passkey: use a code from your authenticator app instead.',
       });
     }
-    const issued = await issueChallenge(db, clock, secondFactorBinding(challenge));
+    const issued = await issueChallenge(db, clock, binding);
     return authenticationOptions(rp, {
       challenge: issued,
       allow: passkeys.map((p) => ({
@@ -204,15 +220,28 @@ export function createPasskeySignIn(deps: PasskeySignInDeps) {
    * Checks the passkey answering a second-step challenge; the caller (login-mfa.ts) has found
    * the `mfaToken`, throttles, spends it and starts the session.
    */
-  async function verifySecondFactor(
+  function verifySecondFactor(
     challenge: { id: string; tenantId: string; userId: string },
     response: AuthenticationResponseJSON,
     meta: RequestMeta,
   ): Promise<{ ok: true } | { ok: false }> {
-    const credential = await findCredential(db, challenge.tenantId, response.id);
-    const own = credential?.user_id === challenge.userId ? credential : undefined;
+    return verifyUserAssertion(secondFactorBinding(challenge), response, meta);
+  }
+
+  /**
+   * Checks an assertion answering a challenge issued by `userAssertionStart` for exactly this
+   * binding, by one of the binding's user's own usable passkeys, and records a refusal as
+   * `auth.passkey.failed` (stage: the binding's purpose). The caller throttles.
+   */
+  async function verifyUserAssertion(
+    binding: UserBinding,
+    response: AuthenticationResponseJSON,
+    meta: RequestMeta,
+  ): Promise<{ ok: true } | { ok: false }> {
+    const credential = await findCredential(db, binding.tenantId, response.id);
+    const own = credential?.user_id === binding.userId ? credential : undefined;
     const issued = challengeOf(response);
-    const bound = await consumeChallenge(db, clock, issued, secondFactorBinding(challenge));
+    const bound = await consumeChallenge(db, clock, issued, binding);
     const refused: PasskeyFailureReason | null =
       !bound || issued === null
         ? 'challenge_invalid'
@@ -222,8 +251,8 @@ export function createPasskeySignIn(deps: PasskeySignInDeps) {
     if (refused === null) return { ok: true };
     await failed(
       meta,
-      'second_factor',
-      { tenantId: challenge.tenantId, userId: challenge.userId, passkeyId: own?.id ?? null },
+      stageOf(binding.purpose),
+      { tenantId: binding.tenantId, userId: binding.userId, passkeyId: own?.id ?? null },
       refused,
     );
     return { ok: false };
@@ -233,7 +262,7 @@ export function createPasskeySignIn(deps: PasskeySignInDeps) {
     id: string;
     tenantId: string;
     userId: string;
-  }): ChallengeBinding => ({
+  }): UserBinding => ({
     purpose: 'second_factor',
     tenantId: c.tenantId,
     userId: c.userId,
@@ -247,7 +276,14 @@ export function createPasskeySignIn(deps: PasskeySignInDeps) {
       .where('slug', '=', slug.trim().toLowerCase())
       .executeTakeFirst();
 
-  return { passwordlessStart, passwordlessFinish, secondFactorStart, verifySecondFactor };
+  return {
+    passwordlessStart,
+    passwordlessFinish,
+    secondFactorStart,
+    verifySecondFactor,
+    userAssertionStart,
+    verifyUserAssertion,
+  };
 }
 
 export type PasskeySignIn = ReturnType<typeof createPasskeySignIn>;

@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import type { AuditEventBody, DataTransferEventType } from '../audit/event.ts';
 import type { IdentityEventType } from '../auth/events.ts';
+import type { KeyEventType } from '../keys/events.ts';
 import { classify, toOcsf } from './ocsf.ts';
 
 /** Every identity event, with the class and activity it must map to (the compiler checks all are here). */
@@ -118,6 +119,41 @@ describe('OCSF mapping of identity events', () => {
       activity_id: 99,
     });
   });
+});
+
+/** Every key-management event and its class and activity (the compiler checks all are here). */
+const KEY_EVENTS: Record<KeyEventType, [classUid: number, activityId: number, severity: number]> = {
+  'keys.rotated': [3004, 3, 2],
+  'keys.reencrypted': [3004, 3, 1],
+  'keys.version_retired': [3004, 4, 3],
+  'keys.root_key_created': [3004, 1, 3],
+};
+
+describe('OCSF mapping of key-management events', () => {
+  for (const [type, [classUid, activityId, severity]] of Object.entries(KEY_EVENTS)) {
+    it(`maps ${type} to Entity Management, activity ${activityId}, with the key as entity`, () => {
+      const event = toOcsf(
+        body({
+          type,
+          actor: { kind: 'system', id: 'cli' },
+          target: { type: 'tenant_data_key', id: 'v2' },
+          reason: 'previous_v1',
+        }),
+        '00',
+      );
+      expect(event).toMatchObject({
+        class_uid: classUid,
+        class_name: 'Entity Management',
+        category_uid: 3,
+        activity_id: activityId,
+        type_uid: classUid * 100 + activityId,
+        severity_id: severity,
+        entity: { uid: 'v2', type: 'tenant_data_key' },
+        actor: { app_name: 'cli' },
+        status_detail: 'previous_v1',
+      });
+    });
+  }
 });
 
 /** Every data transfer event (the compiler checks all are here): API Activity, at least Low. */

@@ -31,6 +31,13 @@ const API_ACTIVITY: ClassInfo = {
   categoryUid: 6,
   categoryName: 'Application Activity',
 };
+/** Key management (issue 3): the keys are the managed entities. */
+const ENTITY_MANAGEMENT: ClassInfo = {
+  classUid: 3004,
+  className: 'Entity Management',
+  categoryUid: 3,
+  categoryName: 'Identity & Access Management',
+};
 const BASE_EVENT: ClassInfo = {
   classUid: 0,
   className: 'Base Event',
@@ -50,7 +57,8 @@ const OTHER = 99;
 /**
  * Which OCSF class and activity an audit event is. Identity events: sign-in, sign-out, session
  * end, MFA and step-up are Authentication (3002); password, MFA factor and lock changes are
- * Account Change (3001); record changes are API Activity (6003); anything else Base Event (0).
+ * Account Change (3001); record changes are API Activity (6003); key management is Entity
+ * Management (3004); anything else Base Event (0).
  */
 export function classify(e: Pick<AuditEventBody, 'type' | 'outcome'>): OcsfClassification {
   const failed = e.outcome === 'failure';
@@ -135,6 +143,15 @@ export function classify(e: Pick<AuditEventBody, 'type' | 'outcome'>): OcsfClass
       return { class: API_ACTIVITY, activityId: 2, activityName: 'Read', severityId: 2 };
     case 'contacts.imported':
       return { class: API_ACTIVITY, activityId: 1, activityName: 'Create', severityId: 2 };
+    // Key management: which key changed is in `entity`.
+    case 'keys.rotated':
+      return { class: ENTITY_MANAGEMENT, activityId: 3, activityName: 'Update', severityId: 2 };
+    case 'keys.reencrypted':
+      return { class: ENTITY_MANAGEMENT, activityId: 3, activityName: 'Update', severityId: 1 };
+    case 'keys.version_retired':
+      return { class: ENTITY_MANAGEMENT, activityId: 4, activityName: 'Delete', severityId: 3 };
+    case 'keys.root_key_created':
+      return { class: ENTITY_MANAGEMENT, activityId: 1, activityName: 'Create', severityId: 3 };
     default:
       return { class: BASE_EVENT, activityId: OTHER, activityName: e.type, severityId: 1 };
   }
@@ -195,6 +212,8 @@ export function toOcsf(e: AuditEventBody, leafHash: string): OcsfEvent {
     event.is_mfa = e.reason === 'mfa' || e.type.startsWith('auth.mfa.') || undefined;
   } else if (c.class === ACCOUNT_CHANGE) {
     event.user = targetUser ?? (e.target ? { uid: e.target.id } : undefined);
+  } else if (c.class === ENTITY_MANAGEMENT) {
+    event.entity = e.target ? { uid: e.target.id, type: e.target.type } : undefined;
   } else if (c.class === API_ACTIVITY) {
     event.api = { operation: e.type };
     event.resources = e.target ? [{ uid: e.target.id, type: e.target.type }] : undefined;
