@@ -54,7 +54,14 @@ async function witnessed(tenantId: string, size: number): Promise<number[]> {
     readWitnessFile(rsyslog.file)
       .filter((h) => h.tenantId === tenantId)
       .map((h) => h.treeSize);
-  await rsyslog.waitFor(() => sizes().includes(size));
+  // rsyslog may be caught mid-line while it writes: a torn last line is read again later.
+  await rsyslog.waitFor(() => {
+    try {
+      return sizes().includes(size);
+    } catch {
+      return false;
+    }
+  });
   return sizes();
 }
 
