@@ -6,7 +6,7 @@ import { createApiKeyService } from './modules/api-keys/service.ts';
 import { createIdentityAuditSink } from './modules/audit/identity-sink.ts';
 import { createAuditQueries } from './modules/audit/queries.ts';
 import { createAuditService } from './modules/audit/service.ts';
-import { createFileWitness, type Witness } from './modules/audit/witness.ts';
+import { witnessFromConfig, type Witness } from './modules/audit/witness.ts';
 import { createAuditSettings } from './modules/audit/settings.ts';
 import { createAuditRetention } from './modules/audit/retention.ts';
 import type { AuditSink } from './modules/auth/events.ts';
@@ -41,10 +41,11 @@ import { createNoticeSink } from './modules/mail/notice-sink.ts';
 import { pino } from 'pino';
 import { loggerOptions } from './http/logging.ts';
 import type { AlertNotifier } from './modules/detection/notifier.ts';
-import { noopAlertNotifier } from './modules/detection/notifier.ts';
+import { createMailAlertNotifier } from './modules/detection/mail-notifier.ts';
 import { createAlertService } from './modules/detection/service.ts';
 import { createDetectionSettingsService } from './modules/detection/settings.ts';
 import { createDetectionWorker } from './modules/detection/worker.ts';
+import { createKeyRotationCheck } from './modules/detection/key-age.ts';
 
 /** How long a cached session is trusted when only another process could have changed it. */
 const SESSION_CACHE_TTL_MS = 1_000;
@@ -69,6 +70,7 @@ export function createServices(deps: {
     | 'logLevel'
     | 'webauthnRpId'
     | 'auditWitnessFile'
+    | 'auditWitnessSyslog'
     | 'auditRetentionDays'
   > &
     SiemConfig &
@@ -91,11 +93,11 @@ export function createServices(deps: {
   /** Failures of the SIEM worker (server.ts passes its logger). */
   onSiemError?: (destination: string, error: unknown, failures: number) => void;
   /**
-   * Outside witness of signed tree heads (default: the file of CUSTOS_AUDIT_WITNESS_FILE, if
-   * set). A syslog witness is `createMessageWitness(send)` over the SIEM syslog sender.
+   * Outside witness of signed tree heads (default: the file of CUSTOS_AUDIT_WITNESS_FILE and/or
+   * the syslog receiver of CUSTOS_AUDIT_WITNESS_SYSLOG, if set).
    */
   witness?: Witness;
-  /** Who hears of new security alerts (default: nobody; the lead wires the mailer here). */
+  /** Who hears of new security alerts (default: e-mail through `mailer`, see detection settings). */
   alertNotifier?: AlertNotifier;
   /** Failures of background work (the detection worker); default: ignored. */
   onBackgroundError?: (error: unknown) => void;
@@ -109,11 +111,7 @@ export function createServices(deps: {
     dataDir: deps.config.dataDir,
     checkpointEvery: deps.config.auditCheckpointEvery,
     checkpointIntervalMs: deps.config.auditCheckpointMs,
-    witness:
-      deps.witness ??
-      (deps.config.auditWitnessFile === undefined
-        ? undefined
-        : createFileWitness(deps.config.auditWitnessFile)),
+    witness: deps.witness ?? witnessFromConfig(deps.config),
   });
   const keys = deps.keys ?? createLazyKeyService(deps.config, { clock });
   const auditSettings = createAuditSettings({
@@ -170,7 +168,8 @@ export function createServices(deps: {
       ...(deps.onSiemError ? { onError: deps.onSiemError } : {}),
     }),
   );
-  const alertNotifier = deps.alertNotifier ?? noopAlertNotifier;
+  const alertNotifier =
+    deps.alertNotifier ?? createMailAlertNotifier({ mailer, publicUrl: deps.config.publicUrl });
   const alerts = createAlertService({
     db,
     clock,
@@ -280,6 +279,7 @@ export function createServices(deps: {
         throttle,
         notifier: alertNotifier,
         onError: deps.onBackgroundError,
+        periodic: createKeyRotationCheck({ db, clock, keys, raise: alerts.raise }),
       }),
     ),
     companies: createRecordService(companySpec, records),

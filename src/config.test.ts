@@ -114,6 +114,10 @@ const wrongValues: Record<Name, { values: string[]; expected: RegExp }> = {
   CUSTOS_SIEM_INTERVAL_MS: { values: ['9', '3600001', '1s'], expected: /from 10 to 3600000/ },
   CUSTOS_SIEM_RETRY_MAX_SECONDS: { values: ['0', '86401'], expected: /from 1 to 86400/ },
   CUSTOS_AUDIT_WITNESS_FILE: { values: [], expected: /file path/ },
+  CUSTOS_AUDIT_WITNESS_SYSLOG: {
+    values: ['udp://witness:514', 'witness:514', 'file:///tmp/x', 'tls://witness'],
+    expected: /tcp:\/\/host:port/,
+  },
   CUSTOS_AUDIT_RETENTION_DAYS: { values: ['29', '36501', '6y'], expected: /from 30 to 36500/ },
   CUSTOS_AUDIT_PRUNE_HOURS: { values: ['-1', '8761', 'daily'], expected: /from 0 to 8760/ },
   CUSTOS_DETECTION_INTERVAL_MS: {
@@ -437,6 +441,26 @@ describe('loadConfig for SIEM streaming', () => {
         .message,
     ).toContain('go together');
     expect(errorOf({ CUSTOS_SIEM_SYSLOG_URL: 'tcp://siem:70000' }).message).toContain('65535');
+  });
+
+  it('reads a syslog witness, whose tls:// URL may carry the TLS files alone', () => {
+    expect(
+      loadConfig({
+        CUSTOS_AUDIT_WITNESS_SYSLOG: 'tls://witness.example:6514',
+        CUSTOS_SIEM_CA_FILE: 'ca.pem',
+      }),
+    ).toMatchObject({
+      auditWitnessSyslog: 'tls://witness.example:6514',
+      siemSyslogUrl: undefined,
+      siemCaFile: path.resolve('ca.pem'),
+    });
+    expect(
+      errorOf({ CUSTOS_AUDIT_WITNESS_SYSLOG: 'tcp://w:514', CUSTOS_SIEM_CA_FILE: 'ca.pem' })
+        .message,
+    ).toContain('need a tls://');
+    expect(errorOf({ CUSTOS_AUDIT_WITNESS_SYSLOG: 'tcp://w:65536' }).message).toContain(
+      'CUSTOS_AUDIT_WITNESS_SYSLOG has a port above 65535',
+    );
   });
 
   it('needs the webhook URL and secret together, and never echoes either', () => {

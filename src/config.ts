@@ -260,6 +260,14 @@ export const variables = {
     description:
       'Append every signed audit tree head to this JSON lines file (an outside witness; keep it off the database host).',
   },
+  CUSTOS_AUDIT_WITNESS_SYSLOG: {
+    schema: Type.String({
+      pattern: '^(tcp|tls)://(\\[[0-9A-Fa-f:.]+\\]|[A-Za-z0-9.-]+):[0-9]{1,5}$',
+    }),
+    expected: 'tcp://host:port or tls://host:port',
+    description:
+      'Send every signed audit tree head to this syslog receiver (an outside witness; tls:// uses the CUSTOS_SIEM_* CA and client files).',
+  },
   CUSTOS_AUDIT_RETENTION_DAYS: {
     schema: Type.Integer({ minimum: 30, maximum: 36_500 }),
     expected: 'a number of days from 30 to 36500',
@@ -333,6 +341,8 @@ export interface Config {
   siemIntervalMs: number;
   siemRetryMaxMs: number;
   auditWitnessFile: string | undefined;
+  /** `tcp://` or `tls://` syslog receiver witnessing signed tree heads. */
+  auditWitnessSyslog: string | undefined;
   /** Default audit retention (days); tenants may override. */
   auditRetentionDays: number;
   /** Interval of the server's audit prune job; 0 turns it off. */
@@ -382,7 +392,8 @@ export function loadConfig(env: Env = process.env): Readonly<Config> {
     smtpUrl: read(env, 'CUSTOS_SMTP_URL') as string | undefined,
     mailFrom: read(env, 'CUSTOS_MAIL_FROM') as string,
     ...readPublicUrl(env),
-    ...readSiemConfig(env),
+    ...readSiemConfig(env, read(env, 'CUSTOS_AUDIT_WITNESS_SYSLOG') as string | undefined),
+    auditWitnessSyslog: read(env, 'CUSTOS_AUDIT_WITNESS_SYSLOG') as string | undefined,
     auditWitnessFile: resolveOptional(read(env, 'CUSTOS_AUDIT_WITNESS_FILE') as string | undefined),
     auditRetentionDays: read(env, 'CUSTOS_AUDIT_RETENTION_DAYS') as number,
     auditPruneMs: (read(env, 'CUSTOS_AUDIT_PRUNE_HOURS') as number) * 3_600_000,
@@ -473,7 +484,8 @@ export type SiemConfig = Pick<
   | 'siemRetryMaxMs'
 >;
 
-function readSiemConfig(env: Env): SiemConfig {
+/** `witnessSyslog`: the TLS files also serve a tls:// CUSTOS_AUDIT_WITNESS_SYSLOG. */
+function readSiemConfig(env: Env, witnessSyslog?: string): SiemConfig {
   const file = (name: 'CUSTOS_SIEM_CA_FILE' | 'CUSTOS_SIEM_CERT_FILE' | 'CUSTOS_SIEM_KEY_FILE') => {
     const value = read(env, name) as string | undefined;
     return value === undefined ? undefined : path.resolve(value);
@@ -490,16 +502,22 @@ function readSiemConfig(env: Env): SiemConfig {
     siemIntervalMs: read(env, 'CUSTOS_SIEM_INTERVAL_MS') as number,
     siemRetryMaxMs: (read(env, 'CUSTOS_SIEM_RETRY_MAX_SECONDS') as number) * 1000,
   };
-  if (
-    siem.siemSyslogUrl !== undefined &&
-    Number(/:([0-9]+)$/.exec(siem.siemSyslogUrl)?.[1]) > 65535
-  ) {
-    throw new ConfigError('CUSTOS_SIEM_SYSLOG_URL has a port above 65535.');
+  for (const [name, url] of [
+    ['CUSTOS_SIEM_SYSLOG_URL', siem.siemSyslogUrl],
+    ['CUSTOS_AUDIT_WITNESS_SYSLOG', witnessSyslog],
+  ] as const) {
+    if (url !== undefined && Number(/:([0-9]+)$/.exec(url)?.[1]) > 65535) {
+      throw new ConfigError(`${name} has a port above 65535.`);
+    }
   }
   const tlsOnly = siem.siemCaFile ?? siem.siemCertFile ?? siem.siemKeyFile;
-  if (tlsOnly !== undefined && !siem.siemSyslogUrl?.startsWith('tls://')) {
+  if (
+    tlsOnly !== undefined &&
+    !siem.siemSyslogUrl?.startsWith('tls://') &&
+    !witnessSyslog?.startsWith('tls://')
+  ) {
     throw new ConfigError(
-      'CUSTOS_SIEM_CA_FILE, CUSTOS_SIEM_CERT_FILE and CUSTOS_SIEM_KEY_FILE need a tls:// CUSTOS_SIEM_SYSLOG_URL.',
+      'CUSTOS_SIEM_CA_FILE, CUSTOS_SIEM_CERT_FILE and CUSTOS_SIEM_KEY_FILE need a tls:// CUSTOS_SIEM_SYSLOG_URL or CUSTOS_AUDIT_WITNESS_SYSLOG.',
     );
   }
   if ((siem.siemCertFile === undefined) !== (siem.siemKeyFile === undefined)) {

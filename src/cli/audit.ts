@@ -6,11 +6,12 @@ import type { DatabaseHandle } from '../db/database.ts';
 import { createAuditService } from '../modules/audit/service.ts';
 import {
   checkWitnessedHeads,
-  createFileWitness,
   readWitnessFile,
+  witnessFromConfig,
 } from '../modules/audit/witness.ts';
 import type { SignedCheckpoint } from '../core/audit/index.ts';
-import { noopAlertNotifier } from '../modules/detection/notifier.ts';
+import { createMailAlertNotifier } from '../modules/detection/mail-notifier.ts';
+import { createMailer } from '../modules/mail/mailer.ts';
 import { createAlertService } from '../modules/detection/service.ts';
 import { CliExit } from './main.ts';
 import { createServices } from '../compose.ts';
@@ -48,9 +49,8 @@ export function registerAuditCommands(program: Command, deps: CliDeps): void {
           dialect: database.dialect,
           clock: systemClock,
           dataDir: config.dataDir,
-          ...(config.auditWitnessFile === undefined
-            ? {}
-            : { witness: createFileWitness(config.auditWitnessFile) }),
+          // Heads signed here reach the configured witnesses too (file and/or syslog).
+          witness: witnessFromConfig(config),
         });
         let heads: SignedCheckpoint[] | undefined;
         if (opts.witness !== undefined) {
@@ -63,11 +63,19 @@ export function registerAuditCommands(program: Command, deps: CliDeps): void {
         }
         // A failed verification is also a security alert of the tenant (rule
         // audit_verification_failed), once per failure point however often verify runs.
+        // ...mailed to the tenant's recipients (CUSTOS_SMTP_URL), as the server would.
+        const stderr = (fields: object, message: string) =>
+          process.stderr.write(`${message} ${JSON.stringify(fields)}\n`);
+        const mailer = createMailer({
+          smtpUrl: config.smtpUrl,
+          from: config.mailFrom,
+          log: { info: () => undefined, warn: stderr, error: stderr },
+        });
         const alerts = createAlertService({
           db: database.db,
           clock: systemClock,
           audit: service,
-          notifier: noopAlertNotifier,
+          notifier: createMailAlertNotifier({ mailer, publicUrl: config.publicUrl }),
         });
         const failed: string[] = [];
         if (heads !== undefined && opts.tenant === undefined) {
@@ -119,6 +127,8 @@ export function registerAuditCommands(program: Command, deps: CliDeps): void {
               });
           }
         }
+        await mailer.settled();
+        mailer.close();
         if (failed.length > 0) {
           throw new CliExit(`audit log verification failed: ${failed.join(', ')}`, 2);
         }

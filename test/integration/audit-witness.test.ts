@@ -3,20 +3,11 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import { runCli } from '../../src/cli/main.ts';
-import {
-  AuditIntegrityError,
-  canonicalBytes,
-  CompactTree,
-  leafHash,
-  nodeHash,
-  signCheckpoint,
-  toHex,
-} from '../../src/core/audit/index.ts';
-import { EVENT_COLUMNS } from '../../src/modules/audit/event.ts';
-import { insertCheckpoint, readTree } from '../../src/modules/audit/repository.ts';
-import { loadOrCreateSigningKey } from '../../src/modules/audit/signing-key.ts';
+import { AuditIntegrityError } from '../../src/core/audit/index.ts';
+import { readTree } from '../../src/modules/audit/repository.ts';
 import { verifyTenantLog } from '../../src/modules/audit/verify.ts';
 import { checkWitnessedHeads, readWitnessFile } from '../../src/modules/audit/witness.ts';
+import { rewriteLog as rewrite } from '../helpers/audit-rewrite.ts';
 import { createTestContext, type TestContext } from '../helpers/context.ts';
 
 let ctx: TestContext;
@@ -64,80 +55,12 @@ async function tenantWithLog(size: number) {
   return owner;
 }
 
-/**
- * What an attacker with the database and the signing key does: rewrites the events (`edit`),
- * optionally drops the last ones, recomputes every leaf hash, subtree hash and the tree head, and
- * replaces all checkpoints by one freshly signed with the real key. The log then verifies.
- */
-async function rewriteLog(
+/** See test/helpers/audit-rewrite.ts: a full rewrite re-signed with the real key. */
+const rewriteLog = (
   tenantId: string,
   edit: (body: Record<string, unknown>, leafIndex: number) => void,
   keep?: number,
-) {
-  const rows = await db()
-    .selectFrom('audit_events')
-    .select(EVENT_COLUMNS)
-    .where('tenant_id', '=', tenantId)
-    .orderBy('leaf_index')
-    .execute();
-  const kept = rows.slice(0, keep ?? rows.length);
-  await db()
-    .deleteFrom('audit_events')
-    .where('tenant_id', '=', tenantId)
-    .where('leaf_index', '>=', kept.length)
-    .execute();
-  await db().deleteFrom('audit_nodes').where('tenant_id', '=', tenantId).execute();
-  await db().deleteFrom('audit_checkpoints').where('tenant_id', '=', tenantId).execute();
-  const tree = new CompactTree();
-  const stack: Uint8Array[] = [];
-  for (const row of kept) {
-    const leafIndex = Number(row.leaf_index);
-    const body = JSON.parse(row.canonical) as Record<string, unknown>;
-    edit(body, leafIndex);
-    const bytes = canonicalBytes(body);
-    const leaf = leafHash(bytes);
-    await db()
-      .updateTable('audit_events')
-      .set({
-        fields: JSON.stringify(body.fields),
-        outcome: String(body.outcome),
-        canonical: new TextDecoder().decode(bytes),
-        leaf_hash: toHex(leaf),
-      })
-      .where('tenant_id', '=', tenantId)
-      .where('leaf_index', '=', leafIndex)
-      .execute();
-    let hash = leaf;
-    let index = leafIndex;
-    let level = 0;
-    while (index % 2 === 1) {
-      hash = nodeHash(stack.pop()!, hash);
-      index = (index - 1) / 2;
-      level++;
-      await db()
-        .insertInto('audit_nodes')
-        .values({ tenant_id: tenantId, level, idx: index, hash: toHex(hash) })
-        .execute();
-    }
-    stack.push(hash);
-    tree.append(leaf);
-  }
-  const key = loadOrCreateSigningKey(ctx.database.dataDir);
-  const cp = signCheckpoint({ tenantId, treeSize: tree.size, root: tree.root() }, key.privateKey, {
-    now: () => new Date(),
-  });
-  await insertCheckpoint(db(), cp);
-  await db()
-    .updateTable('audit_tree')
-    .set({
-      tree_size: tree.size,
-      frontier: JSON.stringify(tree.toState()),
-      checkpoint_size: tree.size,
-      checkpoint_at: cp.timestamp,
-    })
-    .where('tenant_id', '=', tenantId)
-    .execute();
-}
+) => rewrite(db, ctx.database.dataDir, tenantId, edit, keep);
 
 async function cli(args: string[]) {
   process.env.CUSTOS_DATA_DIR = ctx.database.dataDir;

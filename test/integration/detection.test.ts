@@ -411,6 +411,49 @@ describe('privilege escalation and break-glass', () => {
     ]);
   });
 
+  it('raises for a grant of owner, and not for names or reasons Custos does not emit', async () => {
+    const owner = await ctx.tenant();
+    const member = await ctx.user(owner, 'agent');
+    await run();
+    const before = (await alerts(owner, '?rule=privilege_escalation')).length;
+    // Names nobody writes, and a bare role as reason: ignored (they used to be listed).
+    for (const type of ['user.role_changed', 'api_key.role_changed', 'user.role.changed']) {
+      await append({
+        tenantId: owner.tenantId,
+        type,
+        actor: { kind: 'user', id: owner.userId },
+        target: { type: 'user', id: member.userId },
+        reason: 'role_admin',
+      });
+    }
+    await append({
+      tenantId: owner.tenantId,
+      type: 'user.updated',
+      actor: { kind: 'user', id: owner.userId },
+      target: { type: 'user', id: member.userId },
+      reason: 'admin',
+    });
+    await run();
+    expect(await alerts(owner, '?rule=privilege_escalation')).toHaveLength(before);
+    const res = await ctx.app.inject({
+      method: 'PATCH',
+      url: `/api/v1/users/${member.userId}`,
+      headers: owner.headers,
+      payload: { role: 'owner' },
+    });
+    expect(res.statusCode, res.body).toBe(200);
+    await run();
+    expect(
+      (await alerts(owner, '?rule=privilege_escalation')).filter(
+        (a) => a.subjectUserId === member.userId,
+      ),
+    ).toEqual([
+      expect.objectContaining({
+        details: expect.objectContaining({ eventType: 'user.updated', role: 'owner' }),
+      }),
+    ]);
+  });
+
   it('raises a critical alert on break-glass use (matched by event name)', async () => {
     const owner = await ctx.tenant();
     await append({

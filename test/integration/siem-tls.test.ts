@@ -147,7 +147,9 @@ describe('SIEM streaming to rsyslog over TLS (gtls, self-signed CA)', () => {
           url: `tls://127.0.0.1:${mtlsPort}`,
           format: 'json',
           ca: fs.readFileSync(certs.cert, 'utf8'),
-          timeoutMs: 3000,
+          timeoutMs: 5000,
+          // Generous on a loaded test machine: rsyslog refuses within milliseconds.
+          settleMs: 1000,
           ...(withCert
             ? {
                 cert: fs.readFileSync(client.cert, 'utf8'),
@@ -155,10 +157,22 @@ describe('SIEM streaming to rsyslog over TLS (gtls, self-signed CA)', () => {
               }
             : {}),
         });
+      // Without a client certificate rsyslog accepts the TLS 1.3 handshake, then checks the
+      // certificate and closes: before the settle time, so never counted as delivered (it used
+      // to read and discard an at-once batch and close cleanly, which looked delivered).
+      const refused = createSiemWorker({
+        db: db(),
+        clock: ctx.clock,
+        destinations: [{ ...destination(false), id: 'syslog-mtls-refused' }],
+      });
+      for (let attempt = 0; attempt < 3; attempt++) {
+        expect(await refused.runOnce({ force: true })).toEqual({
+          delivered: 0,
+          failed: ['syslog-mtls-refused'],
+        });
+      }
+      expect(await cursorTotal(db(), 'syslog-mtls-refused')).toBe(0);
       // Its own cursor namespace: a fresh destination id keeps the main stream's cursor apart.
-      // Only the positive case is asserted: without a client certificate, rsyslog accepts the TLS
-      // 1.3 handshake, checks the certificate afterwards and drops the connection, which the
-      // client cannot always tell from a clean close (see sendSyslogBatch and the README).
       const worker = createSiemWorker({
         db: db(),
         clock: ctx.clock,

@@ -15,6 +15,8 @@ const SECRET = 'webhook-secret-for-tests-0123456789abcdef';
  */
 class Receiver {
   readonly ids = new Set<string>();
+  /** Every event received, as parsed. */
+  readonly events: Record<string, unknown>[] = [];
   requests = 0;
   refused = 0;
   /** Answer this status to the next n requests (after verifying them). */
@@ -51,9 +53,10 @@ class Receiver {
           return;
         }
         const parsed = JSON.parse(body.toString('utf8')) as {
-          events: { metadata: { uid: string } }[];
+          events: ({ metadata: { uid: string } } & Record<string, unknown>)[];
         };
         for (const e of parsed.events) this.ids.add(e.metadata.uid);
+        this.events.push(...parsed.events);
         res.writeHead(204).end();
       });
     });
@@ -176,6 +179,38 @@ describe('SIEM webhooks', () => {
     expect(await wrong.runOnce()).toEqual({ delivered: 0, failed: ['webhook'] });
     expect(receiver.refused).toBe(refused + 1);
     expect(await cursorTotal(db(), 'webhook')).toBe(cursor);
+  });
+
+  it('delivers security alerts: each is the signed audit event security.alert.raised', async () => {
+    await db()
+      .transaction()
+      .execute((trx) =>
+        ctx.services.auditLog.append(trx, {
+          tenantId: owner.tenantId,
+          type: 'auth.break_glass.opened',
+          actor: { kind: 'user', id: owner.userId },
+        }),
+      );
+    expect((await ctx.services.detectionWorker.runOnce()).alerts).toBeGreaterThanOrEqual(1);
+    expect(
+      await eventually(async () => (await ctx.services.siem.runOnce()).failed.length === 0),
+    ).toBe(true);
+    const alert = await db()
+      .selectFrom('alerts')
+      .select(['id'])
+      .where('tenant_id', '=', owner.tenantId)
+      .where('rule', '=', 'break_glass')
+      .executeTakeFirstOrThrow();
+    expect(receiver.events).toContainEqual(
+      expect.objectContaining({
+        message: 'security.alert.raised',
+        status_detail: 'break_glass',
+        metadata: expect.objectContaining({ tenant_uid: owner.tenantId }),
+        unmapped: expect.objectContaining({
+          custos: expect.objectContaining({ target: { type: 'alert', id: alert.id } }),
+        }),
+      }),
+    );
   });
 
   it('refuses URLs that are not http(s)', () => {

@@ -15,6 +15,14 @@ export interface SyslogTarget {
   servername?: string | undefined;
   /** Whole-batch deadline: connect, write, and the receiver's close (default 10 s). */
   timeoutMs?: number | undefined;
+  /**
+   * TLS only: how long the connection must stay open after the handshake before the batch is
+   * written (default 100 ms). A receiver that refuses the client after a TLS 1.3 handshake
+   * (rsyslog checking the client certificate, or past its session limit) closes within that time;
+   * writing at once would let it read and discard the batch and close cleanly, which looks like a
+   * confirmation. 0 writes at once.
+   */
+  settleMs?: number | undefined;
 }
 
 /** A batch the receiver did not confirm; the caller resends it (duplicates, never loss). */
@@ -39,9 +47,11 @@ export class SyslogDeliveryError extends Error {
  * to the end of the stream; a receiver that dies or resets first makes this reject, and the
  * caller resends the whole batch. What the receiver does after reading (its own queue) is
  * its business: configure a disk-assisted queue there for end-to-end durability.
- * Limit: a receiver that closes cleanly without reading (rsyslog refusing a client certificate
- * after a TLS 1.3 handshake) cannot be told apart here; only an application-level protocol
- * (RELP) could.
+ * Over TLS the batch is written only once the connection stayed open `settleMs` after the
+ * handshake: a receiver that refuses the client after a TLS 1.3 handshake closes in that time
+ * (the batch is then unconfirmed and resent). Limit: a receiver that refuses later than that, or
+ * reads and discards the data and then closes cleanly, still looks like a confirmation; only an
+ * application-level acknowledgement (RELP) closes that window.
  *
  * @example
  * await sendSyslogBatch({ transport: 'tcp', host: '127.0.0.1', port: 6514 },
@@ -80,10 +90,20 @@ export function sendSyslogBatch(
     socket.setTimeout(target.timeoutMs ?? 10_000, () =>
       fail(new SyslogDeliveryError('timeout', 'syslog receiver did not confirm in time')),
     );
+    let settle: NodeJS.Timeout | undefined;
+    const settleMs = target.transport === 'tls' ? (target.settleMs ?? 100) : 0;
     socket.once(target.transport === 'tls' ? 'secureConnect' : 'connect', () => {
       connected = true;
-      socket.end(payload);
+      if (settleMs <= 0) {
+        socket.end(payload);
+        return;
+      }
+      // Still open after the settle time: the receiver kept us; now send.
+      settle = setTimeout(() => {
+        if (!settled && !socket.readableEnded && !socket.destroyed) socket.end(payload);
+      }, settleMs);
     });
+    socket.once('close', () => clearTimeout(settle));
     // Receivers send nothing; read anyway so that a chatty one cannot stall the close.
     socket.on('data', () => undefined);
     socket.once('finish', () => {

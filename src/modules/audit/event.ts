@@ -119,6 +119,15 @@ export function bodyFromRow(row: AuditEventRow): AuditEventBody | { malformed: s
   };
 }
 
+// --- Data transfer events (contacts import and export) ---
+
+/**
+ * Bulk movements of contact data: `contacts.exported` (reason = format, `+jwe` when sealed) and
+ * `contacts.imported` (target `contact_import`, reason = mode, source and row counts; see
+ * `importReason` in contacts/import.ts). The OCSF mapping covers each (tested exhaustively).
+ */
+export type DataTransferEventType = 'contacts.exported' | 'contacts.imported';
+
 /**
  * The audit actor of a service call, with its request metadata and, under break-glass, the
  * grant: every event recorded for such an actor is marked with it.

@@ -1,4 +1,5 @@
 import fs from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import type { KeyObject } from 'node:crypto';
 import {
@@ -11,6 +12,12 @@ import {
   verifyConsistency,
   type SignedCheckpoint,
 } from '../../core/audit/index.ts';
+import {
+  formatSyslog,
+  frameOctetCounting,
+  parseSyslogUrl,
+  sendSyslogBatch,
+} from '../../core/siem/index.ts';
 import { subtreeHashes, type Db } from './repository.ts';
 
 /**
@@ -88,7 +95,89 @@ export function createMessageWitness(send: (message: string) => Promise<void>): 
   };
 }
 
-/** Parses a witness file; throws `WITNESS_MALFORMED` naming the line that cannot be read. */
+// --- Syslog witness (CUSTOS_AUDIT_WITNESS_SYSLOG) ---
+
+/** APP-NAME and MSGID of a witnessed head in syslog: `<110>1 <time> <host> custos - checkpoint - {...}`. */
+export const WITNESS_SYSLOG = { appName: 'custos', msgId: 'checkpoint' } as const;
+
+/** One RFC 5424 message per head (facility 13 log audit, severity 6), MSG = its JSON line. */
+export function witnessSyslogMessage(head: SignedCheckpoint, hostname: string): string {
+  return formatSyslog({
+    facility: 13,
+    severity: 6,
+    timestamp: new Date(head.timestamp),
+    hostname,
+    appName: WITNESS_SYSLOG.appName,
+    msgId: WITNESS_SYSLOG.msgId,
+    msg: witnessLine(head).trimEnd(),
+  });
+}
+
+/**
+ * A syslog receiver as witness (`CUSTOS_AUDIT_WITNESS_SYSLOG`, `tcp://` or `tls://`): each batch of
+ * heads goes over one connection with octet-counting framing and counts as kept only once the
+ * receiver confirmed it as `sendSyslogBatch` defines (read to the end, then a clean close);
+ * otherwise `write` throws and the heads are offered again at the next publication. The
+ * receiver should write them where the database's administrators cannot (another host); point
+ * `custos audit verify --witness` at the file it writes: lines that are not Custos checkpoints
+ * are skipped.
+ */
+export function createSyslogWitness(options: {
+  url: string;
+  ca?: string | undefined;
+  cert?: string | undefined;
+  key?: string | undefined;
+  hostname?: string;
+  timeoutMs?: number;
+}): Witness {
+  const target = parseSyslogUrl(options.url);
+  const hostname = options.hostname ?? os.hostname();
+  return {
+    async write(heads) {
+      if (heads.length === 0) return;
+      await sendSyslogBatch(
+        {
+          ...target,
+          ca: options.ca,
+          cert: options.cert,
+          key: options.key,
+          timeoutMs: options.timeoutMs,
+        },
+        heads.map((h) => frameOctetCounting(witnessSyslogMessage(h, hostname))),
+      );
+    },
+  };
+}
+
+/**
+ * Every witness gets every batch, in order. No `witnessedSizes`: after a restart every committed
+ * head of the key is offered again (duplicates are harmless to verification).
+ */
+export function combineWitnesses(witnesses: readonly Witness[]): Witness | undefined {
+  if (witnesses.length <= 1) return witnesses[0];
+  return {
+    async write(heads) {
+      for (const w of witnesses) await w.write(heads);
+    },
+  };
+}
+
+/**
+ * A line of a syslog file that carries a witnessed head: RFC 5424 (as received, e.g. rsyslog's
+ * `%rawmsg%`) with APP-NAME `custos` and MSGID `checkpoint`; its MSG is the JSON. Returns null for
+ * another program's line.
+ */
+function syslogWitnessJson(line: string): string | null {
+  const m = /^<[0-9]{1,3}>1 \S+ \S+ (\S+) \S+ (\S+) (?:-|\[.*?\]) (.*)$/.exec(line);
+  if (!m || m[1] !== WITNESS_SYSLOG.appName || m[2] !== WITNESS_SYSLOG.msgId) return null;
+  return m[3]!.replace(/^\uFEFF/, '');
+}
+
+/**
+ * Parses a witness file: JSON lines (`CUSTOS_AUDIT_WITNESS_FILE`) or what a syslog receiver wrote
+ * (`CUSTOS_AUDIT_WITNESS_SYSLOG`, one RFC 5424 message per line; other messages are skipped).
+ * Throws `WITNESS_MALFORMED` naming the line that cannot be read.
+ */
 export function readWitnessFile(file: string): SignedCheckpoint[] {
   const text = fs.readFileSync(file, 'utf8');
   const heads: SignedCheckpoint[] = [];
@@ -96,6 +185,11 @@ export function readWitnessFile(file: string): SignedCheckpoint[] {
   lines.forEach((line, i) => {
     if (line.trim() === '') return;
     try {
+      if (line.startsWith('<')) {
+        const json = syslogWitnessJson(line);
+        if (json !== null) heads.push(parseCheckpoint(JSON.parse(json)));
+        return;
+      }
       heads.push(parseCheckpoint(JSON.parse(line)));
     } catch (error) {
       throw new AuditIntegrityError('WITNESS_MALFORMED', `witness line ${i + 1} is malformed`, {
@@ -171,4 +265,35 @@ export async function checkWitnessedHeads(
     consistentUpTo = head.treeSize;
   }
   return { headsChecked: mine.length, largestWitnessed: largest };
+}
+
+/** The configured witnesses: the file, the syslog receiver (TLS files of CUSTOS_SIEM_*), both or none. */
+export function witnessFromConfig(config: {
+  auditWitnessFile: string | undefined;
+  auditWitnessSyslog: string | undefined;
+  siemCaFile: string | undefined;
+  siemCertFile: string | undefined;
+  siemKeyFile: string | undefined;
+}): Witness | undefined {
+  const read = (file: string | undefined) => (file ? fs.readFileSync(file, 'utf8') : undefined);
+  const witnesses: Witness[] = [];
+  if (config.auditWitnessFile !== undefined) {
+    witnesses.push(createFileWitness(config.auditWitnessFile));
+  }
+  if (config.auditWitnessSyslog !== undefined) {
+    const tls = config.auditWitnessSyslog.startsWith('tls://');
+    witnesses.push(
+      createSyslogWitness({
+        url: config.auditWitnessSyslog,
+        ...(tls
+          ? {
+              ca: read(config.siemCaFile),
+              cert: read(config.siemCertFile),
+              key: read(config.siemKeyFile),
+            }
+          : {}),
+      }),
+    );
+  }
+  return combineWitnesses(witnesses);
 }

@@ -1,5 +1,5 @@
 import type { Readable } from 'node:stream';
-import type { Kysely } from 'kysely';
+import type { Kysely, Transaction } from 'kysely';
 import type { Clock } from '../../clock.ts';
 import type { Database } from '../../db/schema.ts';
 import { authorize, type Actor } from '../../core/policy/index.ts';
@@ -23,6 +23,8 @@ import { contactSpec } from './spec.ts';
 import { normalizeEmail } from '../../core/crypto/normalize.ts';
 import type { FieldCrypto } from '../records/field-crypto.ts';
 import type { KeyService } from '../keys/service.ts';
+import { auditActor } from '../audit/event.ts';
+import type { AuditRecorder } from '../audit/service.ts';
 
 export type ImportMode = 'all-or-nothing' | 'best-effort';
 export type OnDuplicate = 'skip' | 'merge';
@@ -74,6 +76,23 @@ export interface ImportDeps {
   keys: KeyService;
   /** The contacts' field crypto (the record service's, so the same index settings). */
   crypto: FieldCrypto;
+  /** Records `contacts.imported` (see `importContacts`); absent only in benchmarks. */
+  audit?: AuditRecorder | undefined;
+}
+
+/**
+ * The reason code of `contacts.imported`: mode, source and row counts, never a value, e.g.
+ * `mode=best-effort;source=api;created=3;merged=1;skipped=0;failed=2`.
+ */
+export function importReason(report: ImportReport, source: string): string {
+  return [
+    `mode=${report.mode}`,
+    `source=${source}`,
+    `created=${report.created}`,
+    `merged=${report.updated}`,
+    `skipped=${report.skipped}`,
+    `failed=${report.failed}`,
+  ].join(';');
 }
 
 /**
@@ -81,6 +100,13 @@ export interface ImportDeps {
  * memory), validated row by row with the API's rules, de-duplicated by normalised e-mail within
  * the file and against the tenant, written with multi-row INSERTs. Returns the report; a refused
  * all-or-nothing import returns `committed: false` and has written nothing.
+ *
+ * Audited as one `contacts.imported` event (target `contact_import` with a fresh id, fields = the
+ * imported field names, reason = `importReason`): all-or-nothing writes it in the import's
+ * transaction, or, when it refuses the file, as a `failure` in its own transaction; best-effort
+ * commits every 500-row batch on its own and writes the event in the transaction of the last
+ * batch, so the counts are final (an import killed midway leaves its earlier batches without
+ * the event).
  */
 export async function importContacts(
   deps: ImportDeps,
@@ -101,17 +127,36 @@ export async function importContacts(
     }
     const columns = resolveMapping(first.value.values, options.mapping);
     const run = new ImportRun(deps, actor, columns, mode, onDuplicate, options.companies);
+    const importId = newId();
+    const source = actor.kind === 'system' ? actor.job : 'api';
+    const record = (trx: Transaction<Database>, outcome: 'success' | 'failure') =>
+      deps.audit?.append(trx, {
+        tenantId: actor.tenantId,
+        type: 'contacts.imported',
+        ...auditActor(actor),
+        target: { type: 'contact_import', id: importId },
+        outcome,
+        reason: importReason(run.report, source),
+        fields: [...columns.sources.keys()],
+      });
     if (mode === 'best-effort') {
-      await run.consume(records, (work) => deps.db.transaction().execute(work));
+      await run.consume(
+        records,
+        (work) => deps.db.transaction().execute(work),
+        async (trx) => void (await record(trx, 'success')),
+      );
     } else {
       try {
         await deps.db.transaction().execute(async (trx) => {
           await run.consume(records, (work) => work(trx));
           if (run.report.failed > 0) throw new Rollback();
+          await record(trx, 'success');
         });
       } catch (error) {
         if (!(error instanceof Rollback)) throw error;
         run.rolledBack();
+        // Nothing was written; the refusal is recorded on its own.
+        await deps.db.transaction().execute(async (trx) => void (await record(trx, 'failure')));
       }
     }
     return run.report;
@@ -120,7 +165,7 @@ export async function importContacts(
   }
 }
 
-type InTransaction = (work: (trx: Db) => Promise<void>) => Promise<void>;
+type InTransaction = (work: (trx: Transaction<Database>) => Promise<void>) => Promise<void>;
 
 /** The protected values of an existing contact, opened, under their API names. */
 async function readProtected(
@@ -171,7 +216,12 @@ class ImportRun {
     };
   }
 
-  async consume(records: AsyncIterator<CsvRecord | CsvFault>, inTrx: InTransaction) {
+  /** `last` runs in the transaction of the final batch (best-effort: even an empty one). */
+  async consume(
+    records: AsyncIterator<CsvRecord | CsvFault>,
+    inTrx: InTransaction,
+    last?: (trx: Transaction<Database>) => Promise<void>,
+  ) {
     const r = this.report;
     for (let next = await records.next(); !next.done; next = await records.next()) {
       const item = next.value;
@@ -206,7 +256,7 @@ class ImportRun {
       this.enqueue({ row: item.row, mapped });
       if (this.batch.length >= BATCH_SIZE) await this.flush(inTrx);
     }
-    if (r.mode === 'best-effort' || r.failed === 0) await this.flush(inTrx);
+    if (r.mode === 'best-effort' || r.failed === 0) await this.flush(inTrx, last);
   }
 
   rolledBack() {
@@ -248,18 +298,22 @@ class ImportRun {
     }
   }
 
-  private async flush(inTrx: InTransaction) {
-    if (this.batch.length === 0) return;
+  private async flush(inTrx: InTransaction, last?: (trx: Transaction<Database>) => Promise<void>) {
+    if (this.batch.length === 0 && last === undefined) return;
     const batch = this.batch;
     this.batch = [];
     const before = { ...this.report, errors: this.report.errors.length };
+    const work = async (trx: Transaction<Database>) => {
+      if (batch.length > 0) await this.write(trx, batch);
+      await last?.(trx);
+    };
     try {
-      await inTrx((trx) => this.write(trx, batch));
+      await inTrx(work);
     } catch (error) {
       if (!isUniqueViolation(error) || this.report.mode !== 'best-effort') throw error;
       // Another writer created one of these e-mails meanwhile: read again and retry once.
       Object.assign(this.report, { ...before, errors: this.report.errors.slice(0, before.errors) });
-      await inTrx((trx) => this.write(trx, batch));
+      await inTrx(work);
     }
   }
 

@@ -76,7 +76,7 @@ export function createContactTransfer(deps: {
   db: Kysely<Database>;
   clock: Clock;
   contacts: RecordService;
-  /** Records `contacts.exported` before the first byte leaves. */
+  /** Records `contacts.exported` before the first byte leaves, and `contacts.imported`. */
   audit?: AuditRecorder | undefined;
   keys: KeyService;
   /** Refuses an export a detection response blocked (src/modules/detection). */
@@ -87,7 +87,12 @@ export function createContactTransfer(deps: {
   return {
     /** See `importContacts`: streamed, validated, de-duplicated by e-mail. */
     import(actor: Actor, input: Readable, options?: ImportOptions): Promise<ImportReport> {
-      return importContacts({ db, clock, keys, crypto: fieldCrypto }, actor, input, options);
+      return importContacts(
+        { db, clock, keys, crypto: fieldCrypto, audit: deps.audit },
+        actor,
+        input,
+        options,
+      );
     },
     /** Throws while a detection response blocks the actor's exports; call before `export`. */
     async assertExportAllowed(actor: Actor): Promise<void> {

@@ -1,9 +1,14 @@
 import type { Kysely } from 'kysely';
 import type { Database } from '../../db/schema.ts';
 import type { AlertView } from './alerts.ts';
-import type { AlertNotifier } from './notifier.ts';
+import type { AlertNotifier, AlertRecipient } from './notifier.ts';
+import { readSettings } from './settings.ts';
 
-/** Tells the tenant's active owners and admins; a failing notifier never undoes the alert. */
+/**
+ * Tells the tenant's recipients of a committed alert: its active owners and admins (unless the
+ * detection settings turned them off) and the addresses its settings list, each address once.
+ * A failing notifier never undoes the alert.
+ */
 export async function notifyAlert(
   db: Kysely<Database>,
   notifier: AlertNotifier,
@@ -12,15 +17,33 @@ export async function notifyAlert(
   onError?: (error: unknown) => void,
 ): Promise<void> {
   try {
-    const recipients = await db
-      .selectFrom('users')
-      .select(['id as userId', 'email'])
-      .where('tenant_id', '=', tenantId)
-      .where('status', '=', 'active')
-      .where('role', 'in', ['owner', 'admin'])
-      .orderBy('id')
-      .execute();
-    await notifier.notify(alert, recipients);
+    const settings = await readSettings(db, tenantId);
+    const tenant = await db
+      .selectFrom('tenants')
+      .select(['id', 'name'])
+      .where('id', '=', tenantId)
+      .executeTakeFirstOrThrow();
+    const recipients: AlertRecipient[] = [];
+    if (settings.alertRecipients.ownersAndAdmins) {
+      recipients.push(
+        ...(await db
+          .selectFrom('users')
+          .select(['id as userId', 'email'])
+          .where('tenant_id', '=', tenantId)
+          .where('status', '=', 'active')
+          .where('role', 'in', ['owner', 'admin'])
+          .orderBy('id')
+          .execute()),
+      );
+    }
+    const known = new Set(recipients.map((r) => r.email.toLowerCase()));
+    for (const email of settings.alertRecipients.emails) {
+      if (known.has(email.toLowerCase())) continue;
+      known.add(email.toLowerCase());
+      recipients.push({ userId: null, email });
+    }
+    if (recipients.length === 0) return;
+    await notifier.notify(alert, recipients, tenant);
   } catch (error) {
     onError?.(error);
   }

@@ -1,5 +1,7 @@
+import fs from 'node:fs';
+import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { localTime, withinBusinessHours } from './rules.ts';
+import { localTime, RULE_EVENT_TYPES, withinBusinessHours } from './rules.ts';
 
 const office = {
   timeZone: 'America/New_York',
@@ -38,5 +40,27 @@ describe('business hours', () => {
     expect(withinBusinessHours(new Date('2026-07-04T05:59:00Z'), night)).toBe(true); // Sat 05:59
     expect(withinBusinessHours(new Date('2026-07-04T06:00:00Z'), night)).toBe(false);
     expect(withinBusinessHours(new Date('2026-07-02T23:00:00Z'), night)).toBe(false); // Thu
+  });
+});
+
+describe('privilege escalation event names', () => {
+  it('lists exactly the role-setting events Custos emits, each with a role_<role> reason', () => {
+    const src = path.resolve(import.meta.dirname, '../..');
+    const files = fs
+      .readdirSync(src, { recursive: true, encoding: 'utf8' })
+      .filter((f) => f.endsWith('.ts') && !f.endsWith('.test.ts'))
+      .map((f) => fs.readFileSync(path.join(src, f), 'utf8'));
+    for (const type of RULE_EVENT_TYPES.privilege) {
+      // The append that emits it, with its role reason a few lines below.
+      const emitted = files.some((text) =>
+        new RegExp(`type: '${type.replace('.', '\\.')}',[\\s\\S]{0,300}?role_\\$\\{`).test(text),
+      );
+      expect(emitted, `${type} is emitted with reason role_<role>`).toBe(true);
+    }
+    expect([...RULE_EVENT_TYPES.privilege].sort()).toEqual([
+      'api_key.created',
+      'user.created',
+      'user.updated',
+    ]);
   });
 });

@@ -51,18 +51,11 @@ export const RULE_EVENT_TYPES = {
   /** Reads of personal records and exports: the security report's own lists. */
   bulkRead: [...REPORT_EVENT_TYPES.sensitiveRead, ...REPORT_EVENT_TYPES.export],
   /**
-   * A user's role or an API key's role set: the event's `reason` is the new role
-   * (`admin`/`owner`, or `role:admin`/`role:owner`).
+   * A user's role or an API key's role set, as the users and API-key services record it: the
+   * event's `reason` is `role_<role>` (users/service.ts, api-keys/service.ts). Only names Custos
+   * emits: a listed name nobody writes would look like coverage and catch nothing.
    */
-  privilege: [
-    'user.created',
-    'user.updated',
-    'user.role_changed',
-    'user.role.changed',
-    'api_key.created',
-    'api_key.updated',
-    'api_key.role_changed',
-  ],
+  privilege: ['user.created', 'user.updated', 'api_key.created'],
   breakGlass: ['auth.break_glass.opened'],
 } as const;
 
@@ -291,7 +284,7 @@ async function privilegeEscalation(
   e: DetectionEvent,
 ): Promise<Finding | undefined> {
   if (!has(RULE_EVENT_TYPES.privilege, e.type) || e.reason === null) return undefined;
-  const role = e.reason.replace(/^role[:_]/, '');
+  const role = e.reason.startsWith('role_') ? e.reason.slice('role_'.length) : null;
   if (role !== 'admin' && role !== 'owner') return undefined;
   const userId =
     e.targetType === 'api_key' && e.targetId

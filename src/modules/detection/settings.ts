@@ -4,6 +4,7 @@ import type { Clock } from '../../clock.ts';
 import type { Database } from '../../db/schema.ts';
 import { authorize, type Actor } from '../../core/policy/index.ts';
 import { AppError } from '../../errors.ts';
+import { Email } from '../../http/schemas.ts';
 import { auditActor } from '../audit/event.ts';
 import type { AuditRecorder } from '../audit/service.ts';
 
@@ -71,7 +72,14 @@ export const RuleSettingsSchema = {
   ),
   break_glass: Type.Object({ enabled: Enabled, actions: Actions }, { additionalProperties: false }),
   audit_verification_failed: Type.Object({ enabled: Enabled }, { additionalProperties: false }),
-  key_rotation_overdue: Type.Object({ enabled: Enabled }, { additionalProperties: false }),
+  key_rotation_overdue: Type.Object(
+    {
+      enabled: Enabled,
+      /** The active data key of the tenant may be this old before the alert (default 365). */
+      maxAgeDays: Type.Integer({ minimum: 1, maximum: 3650 }),
+    },
+    { additionalProperties: false },
+  ),
 };
 
 export type RuleId = keyof typeof RuleSettingsSchema;
@@ -93,12 +101,23 @@ export const BusinessHoursSchema = Type.Object(
 );
 export type BusinessHours = Static<typeof BusinessHoursSchema>;
 
+/** Who is mailed a new alert: the tenant's active owners and admins, and/or listed addresses. */
+export const AlertRecipientsSchema = Type.Object(
+  {
+    ownersAndAdmins: Type.Boolean(),
+    emails: Type.Array(Email, { maxItems: 10, uniqueItems: true }),
+  },
+  { additionalProperties: false },
+);
+export type AlertRecipientSettings = Static<typeof AlertRecipientsSchema>;
+
 export const SettingsSchema = Type.Object(
   {
     rules: Type.Object(RuleSettingsSchema, { additionalProperties: false }),
     /** Null: the tenant has no business hours (the off-hours rule then never fires). */
     businessHours: Type.Union([BusinessHoursSchema, Type.Null()]),
     exportBlockMinutes: Type.Integer({ minimum: 1, maximum: 10_080 }),
+    alertRecipients: AlertRecipientsSchema,
   },
   { additionalProperties: false },
 );
@@ -116,6 +135,7 @@ export const SettingsPatchSchema = Type.Object(
     ),
     businessHours: Type.Optional(Type.Union([BusinessHoursSchema, Type.Null()])),
     exportBlockMinutes: Type.Optional(Type.Integer({ minimum: 1, maximum: 10_080 })),
+    alertRecipients: Type.Optional(Type.Partial(AlertRecipientsSchema)),
   },
   { additionalProperties: false, minProperties: 1 },
 );
@@ -123,6 +143,7 @@ export interface DetectionSettingsPatch {
   rules?: { [K in RuleId]?: Partial<DetectionSettings['rules'][K]> };
   businessHours?: BusinessHours | null;
   exportBlockMinutes?: number;
+  alertRecipients?: Partial<AlertRecipientSettings>;
 }
 
 /** Sane defaults: every rule on but off-hours (it needs the tenant's hours), no automatic action. */
@@ -142,10 +163,11 @@ export const DEFAULT_SETTINGS: DetectionSettings = {
     privilege_escalation: { enabled: true, actions: [] },
     break_glass: { enabled: true, actions: [] },
     audit_verification_failed: { enabled: true },
-    key_rotation_overdue: { enabled: true },
+    key_rotation_overdue: { enabled: true, maxAgeDays: 365 },
   },
   businessHours: null,
   exportBlockMinutes: 60,
+  alertRecipients: { ownersAndAdmins: true, emails: [] },
 };
 
 function merge(stored: DetectionSettingsPatch): DetectionSettings {
@@ -158,6 +180,7 @@ function merge(stored: DetectionSettingsPatch): DetectionSettings {
     businessHours:
       stored.businessHours === undefined ? DEFAULT_SETTINGS.businessHours : stored.businessHours,
     exportBlockMinutes: stored.exportBlockMinutes ?? DEFAULT_SETTINGS.exportBlockMinutes,
+    alertRecipients: { ...DEFAULT_SETTINGS.alertRecipients, ...stored.alertRecipients },
   };
 }
 
@@ -209,6 +232,10 @@ function changedFields(before: DetectionSettings, after: DetectionSettings): str
     out.push('businessHours');
   }
   if (before.exportBlockMinutes !== after.exportBlockMinutes) out.push('exportBlockMinutes');
+  for (const key of ['ownersAndAdmins', 'emails'] as const) {
+    if (JSON.stringify(before.alertRecipients[key]) !== JSON.stringify(after.alertRecipients[key]))
+      out.push(`alertRecipients.${key}`);
+  }
   return out;
 }
 
@@ -241,6 +268,9 @@ export function createDetectionSettingsService(deps: {
         ...(stored.exportBlockMinutes === undefined
           ? {}
           : { exportBlockMinutes: stored.exportBlockMinutes }),
+        ...(stored.alertRecipients === undefined
+          ? {}
+          : { alertRecipients: stored.alertRecipients }),
       };
       for (const id of RULE_IDS) {
         const change = patch.rules?.[id];
@@ -250,6 +280,8 @@ export function createDetectionSettingsService(deps: {
       if (patch.businessHours !== undefined) next.businessHours = patch.businessHours;
       if (patch.exportBlockMinutes !== undefined)
         next.exportBlockMinutes = patch.exportBlockMinutes;
+      if (patch.alertRecipients !== undefined)
+        next.alertRecipients = { ...stored.alertRecipients, ...patch.alertRecipients };
       const after = merge(next);
       assertCoherent(after);
       const fields = changedFields(before, after);

@@ -23,6 +23,12 @@ export interface DetectionWorkerDeps {
   batchSize?: number;
   /** Where failures of a run go (the server's logger). */
   onError?: (error: unknown) => void;
+  /**
+   * Checks that are not read from the event stream (`createKeyRotationCheck`), run by `runOnce`
+   * at most every `periodicMs` (default one hour) of the injected clock.
+   */
+  periodic?: () => Promise<number>;
+  periodicMs?: number;
 }
 
 interface AfterCommit {
@@ -170,11 +176,23 @@ export function createDetectionWorker(deps: DetectionWorkerDeps) {
     }
   }
 
+  const periodicMs = deps.periodicMs ?? 3_600_000;
+  let periodicAt: number | undefined;
+
   /** Evaluates every tenant's new events until caught up (tests call it directly). */
   async function runOnce(): Promise<{ events: number; alerts: number }> {
     let events = 0;
     let alerts = 0;
     let failure: Error | undefined;
+    const now = clock.now().getTime();
+    if (deps.periodic && (periodicAt === undefined || now - periodicAt >= periodicMs)) {
+      periodicAt = now;
+      try {
+        alerts += await deps.periodic();
+      } catch (error) {
+        failure = error instanceof Error ? error : new Error(String(error));
+      }
+    }
     for (const tenantId of await pendingTenants()) {
       try {
         for (;;) {

@@ -14,7 +14,9 @@ export type MailKind =
   | 'email_change_notice'
   | 'new_device_notice'
   | 'password_changed_notice'
-  | 'mfa_changed_notice';
+  | 'mfa_changed_notice'
+  /** A detection rule raised a security alert (detection/mail-notifier.ts). */
+  | 'security_alert';
 
 export interface MailMessage {
   to: string;

@@ -127,3 +127,38 @@ export function mfaChangedNotice(p: {
       footer(p.publicUrl),
   };
 }
+
+/** What each detection rule means, in the alert mail (ids are Custos's own, never user input). */
+const ruleTexts: Record<string, string> = {
+  brute_force: 'many failed sign-ins on one account',
+  password_spraying: 'failed sign-ins from one address across accounts',
+  bulk_read: 'many reads or exports of personal records by one user or API key',
+  off_hours: 'a sign-in outside business hours',
+  new_device: 'a sign-in from a new device or address',
+  privilege_escalation: 'a user or API key given an administrator role',
+  break_glass: 'emergency (break-glass) access',
+  audit_verification_failed: 'the audit log failed verification',
+  key_rotation_overdue: 'the data encryption key is older than the rotation period',
+};
+
+/**
+ * A new security alert, to the tenant's owners and admins or its configured addresses. Names
+ * the rule, severity, time and alert id only: no subject, address or detail a person chose.
+ */
+export function securityAlertMail(p: {
+  tenantName: string;
+  alert: { id: string; rule: string; severity: string; firstSeenAt: string };
+  publicUrl: string;
+}): Rendered {
+  const what = ruleTexts[p.alert.rule] ?? 'a detection rule matched';
+  return {
+    subject: `Custos security alert (${p.alert.severity}): ${p.alert.rule}`,
+    text:
+      `At ${when(p.alert.firstSeenAt)} Custos raised a ${p.alert.severity} security alert for ` +
+      `${p.tenantName}: ${what} (rule ${p.alert.rule}).\n\n` +
+      `Alert id: ${p.alert.id}\n\n` +
+      'Review it with GET /api/v1/alerts (owners and administrators), then acknowledge or resolve ' +
+      'it. Further findings of the same incident are counted on this alert without another mail.' +
+      footer(p.publicUrl),
+  };
+}

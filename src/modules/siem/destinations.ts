@@ -21,6 +21,8 @@ export interface SyslogDestinationOptions {
   key?: string | undefined;
   hostname?: string;
   timeoutMs?: number;
+  /** TLS: see `SyslogTarget.settleMs` (default 100 ms). */
+  settleMs?: number;
 }
 
 /** RFC 5424 over TCP or TLS with octet counting: one connection per batch (see sendSyslogBatch). */
@@ -43,6 +45,7 @@ export function createSyslogDestination(options: SyslogDestinationOptions): Siem
           cert: options.cert,
           key: options.key,
           timeoutMs: options.timeoutMs,
+          settleMs: options.settleMs,
         },
         frames,
       );

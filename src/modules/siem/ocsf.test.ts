@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import type { AuditEventBody } from '../audit/event.ts';
+import type { AuditEventBody, DataTransferEventType } from '../audit/event.ts';
 import type { IdentityEventType } from '../auth/events.ts';
 import type { KeyEventType } from '../keys/events.ts';
 import { classify, toOcsf } from './ocsf.ts';
@@ -176,4 +176,34 @@ describe('OCSF mapping of reveal and break-glass', () => {
       'g1',
     );
   });
+});
+
+/** Every data transfer event (the compiler checks all are here): API Activity, at least Low. */
+const TRANSFER: Record<DataTransferEventType, number> = {
+  'contacts.exported': 2,
+  'contacts.imported': 1,
+};
+
+describe('OCSF mapping of data transfer events', () => {
+  for (const [type, activityId] of Object.entries(TRANSFER)) {
+    it(`maps ${type} to API Activity ${activityId} with its target and reason`, () => {
+      const event = toOcsf(
+        body({
+          type,
+          target: { type: 'contact_import', id: 'imp-1' },
+          reason: 'mode=best-effort;source=api;created=1;merged=0;skipped=0;failed=0',
+        }),
+        '00',
+      );
+      expect(event).toMatchObject({
+        class_uid: 6003,
+        activity_id: activityId,
+        type_uid: 600300 + activityId,
+        severity_id: 2,
+        api: { operation: type },
+        resources: [{ uid: 'imp-1', type: 'contact_import' }],
+        status_detail: 'mode=best-effort;source=api;created=1;merged=0;skipped=0;failed=0',
+      });
+    });
+  }
 });

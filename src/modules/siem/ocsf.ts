@@ -138,6 +138,11 @@ export function classify(e: Pick<AuditEventBody, 'type' | 'outcome'>): OcsfClass
       return { class: API_ACTIVITY, activityId: 3, activityName: 'Update', severityId: 1 };
     case 'record.deleted':
       return { class: API_ACTIVITY, activityId: 4, activityName: 'Delete', severityId: 2 };
+    // --- Data transfer events (DataTransferEventType): bulk reads and writes of contacts ---
+    case 'contacts.exported':
+      return { class: API_ACTIVITY, activityId: 2, activityName: 'Read', severityId: 2 };
+    case 'contacts.imported':
+      return { class: API_ACTIVITY, activityId: 1, activityName: 'Create', severityId: 2 };
     // Key management: which key changed is in `entity`.
     case 'keys.rotated':
       return { class: ENTITY_MANAGEMENT, activityId: 3, activityName: 'Update', severityId: 2 };
