@@ -84,7 +84,9 @@ const EXPECTATIONS: Record<string, Expectation> = {
   'post /api/v1/auth/passkeys/login': { kind: 'public' },
   'post /api/v1/auth/passkeys/login/mfa/options': { kind: 'public' },
   'post /api/v1/auth/passkeys/login/mfa': { kind: 'public' },
+  'post /api/v1/auth/password-reset/passkey-options': { kind: 'public' },
   'post /api/v1/auth/step-up': { kind: 'self', run: false },
+  'post /api/v1/auth/step-up/passkey-options': { kind: 'self', run: false },
   'post /api/v1/auth/logout': { kind: 'self', run: false },
   'get /api/v1/auth/me': { kind: 'self', run: true },
   'post /api/v1/auth/password': { kind: 'self', run: false },
@@ -214,6 +216,23 @@ const EXPECTATIONS: Record<string, Expectation> = {
     body: () => ({ recipientKey }),
   },
   'post /api/v1/contacts/import': { kind: 'admin', allowed: EXPORTS, csv: 'firstName\nImported\n' },
+  // Reveal answers only for fields the role sees masked and may reveal: of the built-in roles,
+  // the agent's sensitive fields (owner, admin and manager read them in full, viewer and auditor
+  // may not reveal). An unknown record is then 404; record scope is in reveal.test.ts.
+  'post /api/v1/contacts/{id}/reveal': {
+    kind: 'admin',
+    allowed: ['agent'],
+    body: () => ({ fields: ['nationalId'], reason: 'Customer asked to verify, ticket 1' }),
+  },
+  // The break_glass capability: owners and admins of the built-in roles (custom roles may have it).
+  'post /api/v1/break-glass': {
+    kind: 'admin',
+    allowed: ADMINS,
+    succeeds: true,
+    body: () => ({ reason: 'Matrix: emergency access for the test run', minutes: 1 }),
+  },
+  'get /api/v1/break-glass': { kind: 'admin', allowed: ADMINS, succeeds: true },
+  'delete /api/v1/break-glass/{id}': { kind: 'admin', allowed: ADMINS },
   ...recordRows('contacts', 'contact'),
   ...recordRows('companies', 'company'),
   ...recordRows('deals', 'deal'),

@@ -9,7 +9,8 @@ export type { FieldReadAccess } from './roles.ts';
  * Field-level access: how a field of a record comes back to `actor` and whether they may write it.
  * This is the seam the response shaping (masking, reveal) reads; the role definitions decide the
  * answer (a single-field exception, else the field's classification in the data map). An API
- * key gets the weaker of its own answer and its creator's. Open break-glass reads in full.
+ * key gets the weaker of its own answer and its creator's. Open break-glass reads in full (the one
+ * break-glass rule for fields: `decide` and `scopeOf` hold the one for records).
  *
  * @example
  * ```ts
@@ -45,6 +46,8 @@ export function fieldAccess(actor: Actor, resource: RecordResource, field: strin
           };
   }
   if (out === undefined) throw new TypeError('actor without a role');
-  if (breakGlassOpen(actor)) return { ...out, read: 'full', reveal: false, rule: 'break-glass' };
+  // Elevated read: every field in full (and revealable, so a client that asks through the
+  // audited reveal is answered too); writing stays what the role allows.
+  if (breakGlassOpen(actor)) return { ...out, read: 'full', reveal: true, rule: 'break-glass' };
   return out;
 }
