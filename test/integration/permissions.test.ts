@@ -104,6 +104,42 @@ describe('teams and record scope', () => {
   });
 });
 
+describe('references and record scope', () => {
+  it('answers a link to a record out of scope like a link to no record (no existence oracle)', async () => {
+    const agent = await ctx.user(owner, 'agent');
+    const colleague = await ctx.user(owner, 'agent');
+    const theirs = await call(colleague, 'POST', '/api/v1/contacts', { firstName: 'T' });
+    const mine = await call(agent, 'POST', '/api/v1/contacts', { firstName: 'M' });
+    expect(theirs.statusCode).toBe(201);
+    expect(mine.statusCode).toBe(201);
+    const missing = await call(agent, 'POST', '/api/v1/deals', {
+      name: 'D',
+      contactId: '00000000-0000-7000-8000-000000000000',
+    });
+    expectCode(missing, 400, 'resource.invalid_reference');
+    const outOfScope = await call(agent, 'POST', '/api/v1/deals', {
+      name: 'D',
+      contactId: theirs.json().id,
+    });
+    expectCode(outOfScope, 400, 'resource.invalid_reference');
+    expect(outOfScope.json().detail).toBe(missing.json().detail);
+    const activity = await call(agent, 'POST', '/api/v1/activities', {
+      type: 'note',
+      subject: 'S',
+      contactId: theirs.json().id,
+    });
+    expectCode(activity, 400, 'resource.invalid_reference');
+    // In scope: the same link is accepted; an owner (scope all) may link the colleague's contact.
+    const ok = await call(agent, 'POST', '/api/v1/deals', { name: 'D', contactId: mine.json().id });
+    expect(ok.statusCode, ok.body).toBe(201);
+    const byOwner = await call(owner, 'POST', '/api/v1/deals', {
+      name: 'D',
+      contactId: theirs.json().id,
+    });
+    expect(byOwner.statusCode, byOwner.body).toBe(201);
+  });
+});
+
 describe('explain', () => {
   it('answers allowed, role, rule and scope, and audits the question', async () => {
     const agent = await ctx.user(owner, 'agent');

@@ -1,5 +1,5 @@
 import { sql, type Expression, type Kysely, type SqlBool, type Transaction } from 'kysely';
-import type { Database } from '../../db/schema.ts';
+import type { Database, RecordTableName } from '../../db/schema.ts';
 import { prepared } from '../../db/prepared.ts';
 import type { SyncReader } from '../../db/database.ts';
 import type { SortSpec } from './spec.ts';
@@ -171,6 +171,22 @@ export async function existsInTenant(
     .where(sql.ref('id'), '=', id)
     .executeTakeFirst();
   return row !== undefined;
+}
+
+/** The owner of a record of this tenant (`null` for none), or undefined when there is no such record. */
+export async function recordOwner(
+  db: Db,
+  table: RecordTableName,
+  tenantId: string,
+  id: string,
+): Promise<{ ownerId: string | null } | undefined> {
+  const row = await any(db)
+    .selectFrom(table)
+    .select(sql.ref<string | null>('owner_id').as('owner_id'))
+    .where(sql.ref('tenant_id'), '=', tenantId)
+    .where(sql.ref('id'), '=', id)
+    .executeTakeFirst();
+  return row === undefined ? undefined : { ownerId: row.owner_id ?? null };
 }
 
 /** Is the record owner `ownerId` within `scope` (the same rule as `listRows`)? */

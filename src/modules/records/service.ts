@@ -1,6 +1,6 @@
 import type { Kysely } from 'kysely';
 import type { Clock } from '../../clock.ts';
-import type { Database } from '../../db/schema.ts';
+import type { Database, RecordTableName } from '../../db/schema.ts';
 import type { SyncReader } from '../../db/database.ts';
 import { toNumber } from '../../db/schema.ts';
 import {
@@ -9,6 +9,7 @@ import {
   narrowerScope,
   scopeOf,
   type Actor,
+  type RecordResource,
   type Scope,
 } from '../../core/policy/index.ts';
 import { AppError } from '../../errors.ts';
@@ -17,6 +18,7 @@ import { decodeCursor, encodeCursor } from './cursor.ts';
 import {
   deleteRow,
   existsInTenant,
+  recordOwner,
   getRow,
   insertRow,
   isForeignKeyViolation,
@@ -83,6 +85,14 @@ export interface RecordDeps {
 }
 
 /** CRUD for one CRM object, scoped to the actor's tenant, authorised, versioned. */
+/** The permission model's resource for each record table (references are checked in scope). */
+const RESOURCE_OF_TABLE: Record<RecordTableName, RecordResource> = {
+  companies: 'company',
+  contacts: 'contact',
+  deals: 'deal',
+  activities: 'activity',
+};
+
 export function createRecordService(spec: RecordSpec, deps: RecordDeps) {
   const { db, clock } = deps;
   const crypto = createFieldCrypto(spec, { keys: deps.keys, indexBits: deps.indexBits });
@@ -239,16 +249,30 @@ export function createRecordService(spec: RecordSpec, deps: RecordDeps) {
     return out;
   }
 
-  async function checkReferences(trx: Db, tenantId: string, values: Record<string, unknown>) {
-    const refs: Record<string, string> = { ...spec.references, ownerId: 'users' };
+  /**
+   * Every id the body refers to names a record of the caller's tenant that the caller may read:
+   * one out of their record scope gets the same answer as a missing one (no existence oracle).
+   */
+  async function checkReferences(trx: Db, actor: Actor, values: Record<string, unknown>) {
     const bad: { field: string; reason: string }[] = [];
-    for (const [field, table] of Object.entries(refs)) {
+    const refuse = (field: string) =>
+      bad.push({ field: `body/${field}`, reason: 'does not refer to an existing record' });
+    const owner = values.ownerId;
+    // The same answer for a missing id and another tenant's id: no hint that it exists.
+    if (typeof owner === 'string' && !(await existsInTenant(trx, 'users', actor.tenantId, owner))) {
+      refuse('ownerId');
+    }
+    for (const [field, table] of Object.entries(spec.references ?? {})) {
       const id = values[field];
       if (typeof id !== 'string') continue;
-      // The same answer for a missing id and another tenant's id: no hint that it exists.
-      if (!(await existsInTenant(trx, table, tenantId, id))) {
-        bad.push({ field: `body/${field}`, reason: 'does not refer to an existing record' });
-      }
+      const found = await recordOwner(trx, table, actor.tenantId, id);
+      const scope = scopeOf(actor, 'read', RESOURCE_OF_TABLE[table]);
+      const filter = scope === null ? undefined : ownerScope(actor, scope);
+      const visible =
+        found !== undefined &&
+        scope !== null &&
+        (filter === undefined || (await ownerInScope(trx, actor.tenantId, filter, found.ownerId)));
+      if (!visible) refuse(field);
     }
     if (bad.length > 0) {
       throw new AppError('invalid', 'resource.invalid_reference', 'dangling reference', {
@@ -402,7 +426,7 @@ export function createRecordService(spec: RecordSpec, deps: RecordDeps) {
     const values = normalizeInput({ ...spec.defaults, ...input, ownerId }, {});
     // A record keyed by another record's subject: refuse a dangling link before touching keys
     // (checked again in the transaction, against a deletion meanwhile).
-    if (spec.subjectOf) await checkReferences(db, actor.tenantId, values);
+    if (spec.subjectOf) await checkReferences(db, actor, values);
     // A data subject's id comes with its key (created in batches); other records' ids are new.
     const subject = spec.isSubject ? await crypto.newSubject(actor.tenantId) : undefined;
     const id = subject?.id ?? newId();
@@ -418,7 +442,7 @@ export function createRecordService(spec: RecordSpec, deps: RecordDeps) {
     };
     try {
       await db.transaction().execute(async (trx) => {
-        await checkReferences(trx, actor.tenantId, values);
+        await checkReferences(trx, actor, values);
         await insertRow(trx, spec.table, row);
         const set = Object.keys(values).filter((f) => values[f] != null);
         await record(trx, actor, 'record.created', row.id, set);
@@ -450,7 +474,7 @@ export function createRecordService(spec: RecordSpec, deps: RecordDeps) {
           toApi(current),
         );
         const merged = { ...toApi(current), ...changed };
-        await checkReferences(trx, actor.tenantId, changed);
+        await checkReferences(trx, actor, changed);
         // A record that moves to another key (an activity linked to another contact) is
         // sealed again whole, so no value stays under the key it left.
         const toSeal = crypto.keyChanges(id, toApi(current), merged)
