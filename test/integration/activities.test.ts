@@ -204,9 +204,11 @@ describe('activities: list', () => {
   beforeAll(async () => {
     s = await ctx.tenant();
     member = await ctx.user(s, 'agent');
-    const co = await post<{ id: string }>(s, '/api/v1/companies', { name: 'Co' });
-    const ct = await post<{ id: string }>(s, '/api/v1/contacts', { firstName: 'Ct' });
-    const dl = await post<{ id: string }>(s, '/api/v1/deals', { name: 'Dl' });
+    // Owned by the agent, so both may link to them (an agent links only records it may read).
+    const mine = { ownerId: member.userId };
+    const co = await post<{ id: string }>(s, '/api/v1/companies', { name: 'Co', ...mine });
+    const ct = await post<{ id: string }>(s, '/api/v1/contacts', { firstName: 'Ct', ...mine });
+    const dl = await post<{ id: string }>(s, '/api/v1/deals', { name: 'Dl', ...mine });
     links = { contact: ct.id, company: co.id, deal: dl.id };
     const rows = [
       { as: s, subject: 'A', type: 'call', contactId: ct.id, dueAt: '2026-05-01T09:00:00Z' },
@@ -299,7 +301,12 @@ describe('activities: access', () => {
       expect(res.statusCode).toBe(403);
       expect(res.json().code).toBe('policy.forbidden');
     }
-    const mine = await made(member, { type: 'task', subject: 'Mine', dealId: deal.id });
+    // The owner's deal is out of the agent's scope: no link to it, as to a missing record.
+    const refused = await create(member, { type: 'task', subject: 'No', dealId: deal.id });
+    expect(refused.statusCode).toBe(400);
+    expect(refused.json().code).toBe('resource.invalid_reference');
+    const memberDeal = await post<{ id: string }>(member, '/api/v1/deals', { name: 'Member deal' });
+    const mine = await made(member, { type: 'task', subject: 'Mine', dealId: memberDeal.id });
     expect(mine.ownerId).toBe(member.userId);
     // The owner's activity is out of an agent's scope: as if it did not exist.
     expect((await patch(member, a.id, { doneAt: '2026-01-01T00:00:00Z' }, '"1"')).statusCode).toBe(

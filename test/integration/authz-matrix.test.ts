@@ -8,16 +8,17 @@ import type { Role } from '../../src/db/schema.ts';
  * The authorization matrix, generated from the OpenAPI document: every operation it lists must
  * have a row in EXPECTATIONS below (a new route without one fails the test). Record operations
  * run for every built-in role against a record owned by the caller, by a colleague on the same
- * team, by a user of another team and by another tenant; administrative operations run for
- * every role. The expected answers come from the small tables here, written from the role
- * descriptions in README "Permissions", never from the permission model itself.
+ * team, by a user of another team and by another tenant (a create that links to a record: linking
+ * to a record of each); administrative operations run for every role. The expected answers come
+ * from the small tables here, written from the role descriptions in README "Permissions", never
+ * from the permission model itself.
  */
 
 const ROLES: Role[] = ['owner', 'admin', 'manager', 'agent', 'viewer', 'auditor'];
 type Relation = 'own' | 'colleague' | 'otherTeam' | 'otherTenant';
 const RELATIONS: Relation[] = ['own', 'colleague', 'otherTeam', 'otherTenant'];
 
-/** Which records each role reaches (read, and change when it may change at all). */
+/** Which records each role reaches (read, link to, and change when it may change at all). */
 const REACH: Record<Role, Relation[]> = {
   owner: ['own', 'colleague', 'otherTeam'],
   admin: ['own', 'colleague', 'otherTeam'],
@@ -282,6 +283,15 @@ const CHANGES: Record<string, object> = {
   deal: { stage: 'won' },
   activity: { subject: 'Follow-up' },
 };
+/**
+ * The link a create body sets, by resource: it must name a record the caller reaches (read), or
+ * the create is refused 400 resource.invalid_reference, exactly like a link to no record (no
+ * existence oracle). So creates of these run once per relation, linking to that relation's record.
+ */
+const LINKS: Record<string, { field: string; resource: string } | undefined> = {
+  activity: { field: 'contactId', resource: 'contact' },
+  deal: { field: 'companyId', resource: 'company' },
+};
 const PATHS: Record<string, string> = {
   contact: 'contacts',
   company: 'companies',
@@ -340,9 +350,27 @@ describe('the authorization matrix', () => {
       if (e?.kind !== 'record') continue;
       const path = `/api/v1/${PATHS[e.resource]}`;
       if (e.op === 'create') {
-        const res = await inject(me, 'post', path, await BODIES[e.resource]!(owner));
-        expect(res.statusCode, `${role} ${op.key}`).toBe(WRITES[role] ? 201 : 403);
-        cells.push(op.key);
+        const link = LINKS[e.resource];
+        if (link === undefined) {
+          const res = await inject(me, 'post', path, await BODIES[e.resource]!(owner));
+          expect(res.statusCode, `${role} ${op.key}`).toBe(WRITES[role] ? 201 : 403);
+          cells.push(op.key);
+          continue;
+        }
+        for (const relation of RELATIONS) {
+          const linked = await recordFor(link.resource, role, relation);
+          const body = { ...(await BODIES[e.resource]!(owner)), [link.field]: linked.id };
+          const res = await inject(me, 'post', path, body);
+          const label = `${role} ${op.key} linking a ${link.resource} of ${relation}: ${res.body}`;
+          const [status, code]: [number, string?] = !WRITES[role]
+            ? [403, 'policy.forbidden']
+            : REACH[role].includes(relation)
+              ? [201, undefined]
+              : [400, 'resource.invalid_reference'];
+          expect(res.statusCode, label).toBe(status);
+          if (code !== undefined) expect(res.json().code, label).toBe(code);
+          cells.push(`${op.key} ${relation}`);
+        }
         continue;
       }
       if (e.op === 'list') {
@@ -388,7 +416,8 @@ describe('the authorization matrix', () => {
         cells.push(`${op.key} ${relation}`);
       }
     }
-    expect(cells.length).toBe(4 * (2 + 3 * RELATIONS.length));
+    const linking = Object.keys(PATHS).filter((r) => LINKS[r] !== undefined).length;
+    expect(cells.length).toBe(4 * (2 + 3 * RELATIONS.length) + linking * (RELATIONS.length - 1));
   });
 
   it.each(ROLES)('answers every administrative operation as expected for %s', async (role) => {

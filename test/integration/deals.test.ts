@@ -190,8 +190,9 @@ describe('deals: list', () => {
   beforeAll(async () => {
     s = await ctx.tenant();
     member = await ctx.user(s, 'agent');
-    company = await post(s, '/api/v1/companies', { name: 'Co' });
-    contact = await post(s, '/api/v1/contacts', { firstName: 'Cont' });
+    // Owned by the agent, so both may link to them (an agent links only records it may read).
+    company = await post(s, '/api/v1/companies', { name: 'Co', ownerId: member.userId });
+    contact = await post(s, '/api/v1/contacts', { firstName: 'Cont', ownerId: member.userId });
     const rows = [
       {
         as: s,

@@ -11,8 +11,11 @@ let owner: Session;
 
 interface ResourceRow {
   path: string;
-  /** A valid create body; may create what it links to (as the tenant owner). */
-  body(): Promise<object>;
+  /**
+   * A valid create body; may create what it links to (as the tenant owner), owned by `linkOwner`:
+   * a link must name a record the caller may read, or it is refused like a missing one.
+   */
+  body(linkOwner: string): Promise<object>;
   /** A valid change. */
   change: object;
 }
@@ -33,10 +36,12 @@ const RESOURCES: ResourceRow[] = [
   },
   {
     path: 'activities',
-    body: async () => ({
+    body: async (linkOwner) => ({
       type: 'call',
       subject: 'Call',
-      contactId: (await post(owner, '/api/v1/contacts', { firstName: 'Linked' })).id,
+      contactId: (
+        await post(owner, '/api/v1/contacts', { firstName: 'Linked', ownerId: linkOwner })
+      ).id,
     }),
     change: { subject: 'Follow-up' },
   },
@@ -51,6 +56,8 @@ interface Caller {
   /** Expected status per operation (same for every resource). */
   expect: Record<Operation, number>;
   code?: string;
+  /** Whose records the caller's creates link to (default the owner's): ones it may read. */
+  linkOwner?: () => Promise<string>;
 }
 
 const WRITER = { list: 200, create: 201, get: 200, update: 200, delete: 204 };
@@ -91,6 +98,7 @@ const CALLERS: Caller[] = [
     headers: async () => (await sessionFor('agent')).headers,
     expect: OWN_SCOPE,
     code: 'resource.not_found',
+    linkOwner: async () => (await sessionFor('agent')).userId,
   },
   {
     name: 'viewer',
@@ -133,10 +141,11 @@ describe.each(RESOURCES)('/api/v1/$path', (resource) => {
     it.each(OPERATIONS)('%s answers the expected status', async (op) => {
       const headers = await caller.headers();
       // Each cell works on its own record, made by the owner.
-      const record = await post(owner, base, await resource.body());
+      const record = await post(owner, base, await resource.body(owner.userId));
+      const linkOwner = (await caller.linkOwner?.()) ?? owner.userId;
       const requests = {
         list: { method: 'GET', url: base },
-        create: { method: 'POST', url: base, payload: await resource.body() },
+        create: { method: 'POST', url: base, payload: await resource.body(linkOwner) },
         get: { method: 'GET', url: `${base}/${record.id}` },
         update: {
           method: 'PATCH',
