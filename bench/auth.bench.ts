@@ -21,6 +21,7 @@ import autocannon from 'autocannon';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const DURATION_S = Number(process.env.BENCH_DURATION ?? 10);
+const WARMUP_S = 3;
 const CONNECTIONS = Number(process.env.BENCH_CONNECTIONS ?? 32);
 const SAMPLES = Number(process.env.BENCH_SAMPLES ?? 150);
 const PASSWORD = 'bench password that is long enough';
@@ -85,14 +86,14 @@ function attempt(kind: Kind, users: number, i: number) {
   }
 }
 
-async function storm(server: Server) {
+async function storm(server: Server, durationS = DURATION_S) {
   const kinds: Kind[] = ['valid', 'wrong_password', 'valid', 'unknown_user', 'unknown_tenant'];
   let n = 0;
   server.child.send({ cmd: 'loop-start' });
   const result = await autocannon({
     url: `http://127.0.0.1:${server.port}`,
     connections: CONNECTIONS,
-    duration: DURATION_S,
+    duration: durationS,
     requests: [
       {
         method: 'POST',
@@ -163,6 +164,9 @@ async function timing(server: Server) {
 
 const server = await start();
 try {
+  // A first short storm warms the server (JIT, lazily loaded modules, first statements); its
+  // worst delay is printed apart, and the goal is judged on the steady storm that follows.
+  const warm = await storm(server, WARMUP_S);
   const { result, loop } = await storm(server);
   const answers = result['2xx'] + result.non2xx;
   const lines = [
@@ -177,6 +181,7 @@ try {
       .map((l) => l.toFixed(1))
       .join(' / ')} (1/5/15 min; numbers above ~CPUs mean other work shares the cores)`,
     `  event loop delay     max ${loop.maxMs.toFixed(2)} ms, p99 ${loop.p99Ms.toFixed(2)} ms, mean ${loop.meanMs.toFixed(2)} ms (goal: max < 20 ms) ${loop.maxMs < 20 ? 'OK' : 'OVER'}`,
+    `  warm-up (first ${WARMUP_S}s) max ${warm.loop.maxMs.toFixed(2)} ms, p99 ${warm.loop.p99Ms.toFixed(2)} ms (cold start, not judged)`,
   ];
   const samples = await timing(server);
   const wrong = samples.wrong_password;
