@@ -59,6 +59,35 @@ describe('audit policy: optional categories', () => {
     expect(await events(owner.tenantId, 'api.call')).toEqual([]);
   });
 
+  it('always records reads of sensitive fields in clear, never of masked ones', async () => {
+    const owner = await ctx.tenant();
+    const agent = await ctx.user(owner, 'agent');
+    const mine = await contact(agent, {
+      firstName: 'Grace',
+      nationalId: '123-45-6789',
+      notes: 'diagnosis: private',
+    });
+    const plain = await contact(owner, { firstName: 'Alan', email: 'alan@example.com' });
+    // The agent sees the sensitive fields masked: not a read of them.
+    expect((await get(agent, `/api/v1/contacts/${mine.id}`)).statusCode).toBe(200);
+    expect(await events(owner.tenantId, 'record.read')).toEqual([]);
+    // The owner reads them in clear, with the tenant's policy at its default.
+    expect((await get(owner, `/api/v1/contacts/${mine.id}`)).statusCode).toBe(200);
+    expect((await get(owner, `/api/v1/contacts/${plain.id}`)).statusCode).toBe(200);
+    const reads = await events(owner.tenantId, 'record.read');
+    expect(reads.map((e) => [e.actor_id, e.target_id])).toEqual([[owner.userId, mine.id]]);
+    expect((JSON.parse(String(reads[0]!.fields)) as string[]).sort()).toEqual([
+      'nationalId',
+      'notes',
+    ]);
+    expect(reads[0]!.canonical).not.toContain('123-45-6789');
+    // A list page records the one record that carried sensitive values.
+    expect((await get(owner, '/api/v1/contacts?limit=10')).statusCode).toBe(200);
+    const after = await events(owner.tenantId, 'record.read');
+    expect(after.map((e) => e.target_id)).toEqual([mine.id, mine.id]);
+    await ctx.services.auditLog.verify(owner.tenantId);
+  });
+
   it('records reads of personal records with field names only, once turned on (audited)', async () => {
     const owner = await ctx.tenant();
     const viewer = await ctx.user(owner, 'viewer');

@@ -117,26 +117,32 @@ export function createRecordService(spec: RecordSpec, deps: RecordDeps) {
     'personal',
     'sensitive',
   ]);
+  const sensitiveFields: readonly string[] = fieldsClassified(spec.resource as DataObject, [
+    'sensitive',
+  ]);
 
   const shaper = createRecordShaper(spec);
 
   /**
-   * `record.read` for each record holding personal data that `actor` just read, naming the
-   * personal fields it carried in clear (never values), when the tenant turned `recordReads` on,
-   * and always under break-glass (every access made under it is recorded). Off, it costs one
-   * cached lookup. Fails closed: if the event cannot be written, the read fails.
+   * `record.read` for each record that `actor` just read with personal data in clear, naming the
+   * fields it carried in clear (never values). Reads of `sensitive` fields in clear are always
+   * recorded (a mandatory category); reads of the other personal fields when the tenant turned
+   * `recordReads` on, and always under break-glass (every access made under it is recorded).
+   * Masked values are not reads of the data. Fails closed: if the event cannot be written, the
+   * read fails.
    */
   async function recordReads(actor: Actor, view: FieldView, items: readonly ApiRecord[]) {
     if (!deps.audit || personalFields.length === 0 || items.length === 0) return;
     const breakGlass = actor.kind === 'user' && actor.breakGlass !== undefined;
-    if (
-      !breakGlass &&
-      (!deps.auditPolicy || !(await deps.auditPolicy.categories(actor.tenantId)).recordReads)
-    ) {
-      return;
-    }
+    const everyPersonal =
+      breakGlass ||
+      (deps.auditPolicy !== undefined &&
+        (await deps.auditPolicy.categories(actor.tenantId)).recordReads);
+    const watched = everyPersonal ? personalFields : sensitiveFields;
+    if (watched.length === 0) return;
     const audit = deps.audit;
-    const clear = personalFields.filter((f) => view.get(f)?.read === 'full');
+    const clear = watched.filter((f) => view.get(f)?.read === 'full');
+    if (!items.some((item) => clear.some((f) => item[f] != null))) return;
     await db.transaction().execute(async (trx) => {
       for (const item of items) {
         const fields = clear.filter((f) => item[f] != null);
