@@ -13,52 +13,67 @@ export type NewContact = Insertable<ContactTable>;
 /** Rows per INSERT: 500 x 20 columns stays under both databases' bound-parameter limits. */
 export const BATCH_SIZE = 500;
 
+/** An existing contact found by its e-mail: whoever owns it (the caller checks the scope). */
+export interface ExistingContact {
+  id: string;
+  version: number;
+  ownerId: string | null;
+}
+
 /**
- * Existing contacts of the tenant by the untruncated keyed hash of their e-mail (`email_eq`,
- * exact: no candidates to confirm): hash -> id and version.
+ * Existing contacts of the whole tenant (e-mail is unique tenant-wide, so out-of-scope ones are
+ * found too) by the untruncated keyed hash of their e-mail (`email_eq`, exact: no candidates to
+ * confirm): hash -> id, version and owner.
  */
 export async function findContactsByEmailHash(
   db: Db,
   tenantId: string,
   hashes: readonly string[],
-): Promise<Map<string, { id: string; version: number }>> {
-  const found = new Map<string, { id: string; version: number }>();
+): Promise<Map<string, ExistingContact>> {
+  const found = new Map<string, ExistingContact>();
   for (let i = 0; i < hashes.length; i += BATCH_SIZE) {
     const rows = await db
       .selectFrom('contacts')
-      .select(['id', 'version', 'email_eq'])
+      .select(['id', 'version', 'email_eq', 'owner_id'])
       .where('tenant_id', '=', tenantId)
       .where('email_eq', 'in', hashes.slice(i, i + BATCH_SIZE))
       .execute();
     for (const r of rows) {
-      if (r.email_eq) found.set(r.email_eq, { id: r.id, version: Number(r.version) });
+      if (r.email_eq) {
+        found.set(r.email_eq, { id: r.id, version: Number(r.version), ownerId: r.owner_id });
+      }
     }
   }
   return found;
 }
 
 /**
- * Company ids of the tenant by exact name; names not found are created when `create` is true
- * (several companies with one name: the oldest is used).
+ * Company ids of the tenant by exact name, among the companies `visible` accepts (by owner: the
+ * caller's read scope); names not found are created when `create` is true (several companies
+ * with one name: the oldest visible one is used). A name only out-of-scope companies bear is
+ * treated like an unknown one.
  */
 export async function resolveCompanies(
   db: Db,
   tenant: { tenantId: string; ownerId: string | null; now: string },
   names: readonly string[],
   create: boolean,
+  visible: (ownerId: string | null) => Promise<boolean> = async () => true,
 ): Promise<Map<string, string>> {
   const ids = new Map<string, string>();
   if (names.length === 0) return ids;
   for (let i = 0; i < names.length; i += BATCH_SIZE) {
     const rows = await db
       .selectFrom('companies')
-      .select(['id', 'name'])
+      .select(['id', 'name', 'owner_id'])
       .where('tenant_id', '=', tenant.tenantId)
       .where('name', 'in', names.slice(i, i + BATCH_SIZE))
       .orderBy('created_at')
       .orderBy('id')
       .execute();
-    for (const r of rows) if (!ids.has(r.name)) ids.set(r.name, r.id);
+    for (const r of rows) {
+      if (!ids.has(r.name) && (await visible(r.owner_id))) ids.set(r.name, r.id);
+    }
   }
   const missing = names.filter((n) => !ids.has(n));
   if (!create || missing.length === 0) return ids;

@@ -2,10 +2,10 @@ import type { Readable } from 'node:stream';
 import type { Kysely, Transaction } from 'kysely';
 import type { Clock } from '../../clock.ts';
 import type { Database } from '../../db/schema.ts';
-import { authorize, type Actor } from '../../core/policy/index.ts';
+import { authorize, scopeOf, type Actor, type Scope } from '../../core/policy/index.ts';
 import { AppError } from '../../errors.ts';
 import { newId } from '../../ids.ts';
-import { isUniqueViolation } from '../records/repository.ts';
+import { isUniqueViolation, ownerInScope, type OwnerScope } from '../records/repository.ts';
 import { readCsv, type CsvFault, type CsvRecord } from './csv-read.ts';
 import { mapRow, resolveMapping, type ColumnMapping, type MappedRow } from './csv-mapping.ts';
 import {
@@ -63,11 +63,38 @@ export const MAX_REPORTED_ERRORS = 1000;
 interface Pending {
   row: number;
   mapped: MappedRow;
-  /** Known when the e-mail belongs to a contact this import already wrote. */
+  /** Known when the e-mail belongs to a contact this import already wrote (or may merge into). */
   existingId?: string;
+  /** Later rows of the file with the same e-mail folded into this one (each counted updated). */
+  folded?: number;
 }
 
+/**
+ * What an e-mail already seen stands for: a pending row, a contact this import wrote or may
+ * merge into, or one out of the caller's update scope (`locked`: never merged, only skipped).
+ */
+type Seen = Pending | { id: string } | { locked: true };
+
 class Rollback extends Error {}
+
+/**
+ * Whether a record owner lies in `scope` for `actor` (`null` scope: none does), with the rule of
+ * the record service (`ownerInScope`), remembered per owner for the import's length.
+ */
+function ownerCheck(trx: () => Db, actor: Actor, scope: Scope | null) {
+  if (scope === 'all') return async () => true;
+  if (scope === null) return async () => false;
+  const filter: OwnerScope = { kind: scope, userId: actor.kind === 'system' ? '' : actor.userId };
+  const known = new Map<string | null, boolean>();
+  return async (ownerId: string | null) => {
+    let inScope = known.get(ownerId);
+    if (inScope === undefined) {
+      inScope = await ownerInScope(trx(), actor.tenantId, filter, ownerId);
+      known.set(ownerId, inScope);
+    }
+    return inScope;
+  };
+}
 
 export interface ImportDeps {
   db: Kysely<Database>;
@@ -187,9 +214,18 @@ class ImportRun {
   readonly report: ImportReport;
   private batch: Pending[] = [];
   /** Normalised e-mail -> the pending row or the contact written for it. */
-  private seen = new Map<string, Pending | { id: string }>();
+  private seen = new Map<string, Seen>();
   private readonly now: string;
   private readonly ownerId: string | null;
+  /** The transaction of the batch being written (the scope checks read through it). */
+  private trx: Db | undefined;
+  /**
+   * Merge only into contacts the caller may update (break-glass widens reading, never this),
+   * link only companies the caller may read: an out-of-scope company is an unknown name, as
+   * the record service answers a reference out of read scope like a missing one.
+   */
+  private readonly mayUpdateContact: (ownerId: string | null) => Promise<boolean>;
+  private readonly mayReadCompany: (ownerId: string | null) => Promise<boolean>;
 
   constructor(
     private readonly deps: ImportDeps,
@@ -201,6 +237,12 @@ class ImportRun {
   ) {
     this.now = deps.clock.now().toISOString();
     this.ownerId = actor.kind === 'system' ? null : actor.userId;
+    const trx = () => {
+      if (this.trx === undefined) throw new TypeError('scope check outside a batch');
+      return this.trx;
+    };
+    this.mayUpdateContact = ownerCheck(trx, actor, scopeOf(actor, 'update', 'contact'));
+    this.mayReadCompany = ownerCheck(trx, actor, scopeOf(actor, 'read', 'company'));
     this.report = {
       mode,
       committed: true,
@@ -286,12 +328,13 @@ class ImportRun {
     if (earlier === undefined) {
       this.seen.set(key, p);
       this.batch.push(p);
-    } else if (this.onDuplicate === 'skip') {
+    } else if (this.onDuplicate === 'skip' || 'locked' in earlier) {
       this.report.skipped++;
     } else if ('mapped' in earlier) {
       // The earlier row is not written yet: this row's values complete or overwrite it.
       Object.assign(earlier.mapped.values, p.mapped.values);
       earlier.mapped.company = p.mapped.company ?? earlier.mapped.company;
+      earlier.folded = (earlier.folded ?? 0) + 1;
       this.report.updated++;
     } else {
       this.batch.push({ ...p, existingId: earlier.id });
@@ -353,6 +396,15 @@ class ImportRun {
   }
 
   private async write(trx: Db, batch: Pending[]) {
+    this.trx = trx;
+    try {
+      await this.writeBatch(trx, batch);
+    } finally {
+      this.trx = undefined;
+    }
+  }
+
+  private async writeBatch(trx: Db, batch: Pending[]) {
     const r = this.report;
     const tenantId = this.actor.tenantId;
     const names = [
@@ -363,6 +415,7 @@ class ImportRun {
       { tenantId, ownerId: this.ownerId, now: this.now },
       names,
       false,
+      this.mayReadCompany,
     );
     const unknown = names.filter((n) => !companyIds.has(n));
     if (this.companies === 'create' && unknown.length > 0) {
@@ -371,6 +424,7 @@ class ImportRun {
         { tenantId, ownerId: this.ownerId, now: this.now },
         unknown,
         true,
+        this.mayReadCompany,
       );
       for (const [name, id] of created) companyIds.set(name, id);
       r.companiesCreated += unknown.length;
@@ -409,8 +463,18 @@ class ImportRun {
         }
         fields.companyId = companyId;
       }
-      const existingId =
-        p.existingId ?? (typeof hash === 'string' ? existing.get(hash)?.id : undefined);
+      const found = typeof hash === 'string' ? existing.get(hash) : undefined;
+      if (p.existingId === undefined && found !== undefined) {
+        if (!(await this.mayUpdateContact(found.ownerId))) {
+          // Another's contact: a duplicate e-mail, as the API's create answers it; never merged.
+          // The rows folded into this one were not merged either.
+          if (key) this.seen.set(key, { locked: true });
+          r.updated -= p.folded ?? 0;
+          r.skipped += 1 + (p.folded ?? 0);
+          continue;
+        }
+      }
+      const existingId = p.existingId ?? found?.id;
       if (existingId !== undefined) {
         if (key) this.seen.set(key, { id: existingId });
         if (this.onDuplicate === 'skip') {
