@@ -5,7 +5,7 @@ import type { Database } from '../../db/schema.ts';
 import { authorize, scopeOf, type Actor, type Scope } from '../../core/policy/index.ts';
 import { AppError } from '../../errors.ts';
 import { newId } from '../../ids.ts';
-import { isUniqueViolation, ownerInScope, type OwnerScope } from '../records/repository.ts';
+import { isUniqueViolation, ownerInScope, ownerScopeOf } from '../records/repository.ts';
 import { readCsv, type CsvFault, type CsvRecord } from './csv-read.ts';
 import { mapRow, resolveMapping, type ColumnMapping, type MappedRow } from './csv-mapping.ts';
 import {
@@ -82,9 +82,9 @@ class Rollback extends Error {}
  * the record service (`ownerInScope`), remembered per owner for the import's length.
  */
 function ownerCheck(trx: () => Db, actor: Actor, scope: Scope | null) {
-  if (scope === 'all') return async () => true;
   if (scope === null) return async () => false;
-  const filter: OwnerScope = { kind: scope, userId: actor.kind === 'system' ? '' : actor.userId };
+  const filter = ownerScopeOf(actor, scope);
+  if (filter === undefined) return async () => true;
   const known = new Map<string | null, boolean>();
   return async (ownerId: string | null) => {
     let inScope = known.get(ownerId);

@@ -1,4 +1,5 @@
 import { sql, type Expression, type Kysely, type SqlBool, type Transaction } from 'kysely';
+import type { Actor, Scope } from '../../core/policy/index.ts';
 import type { Database, RecordTableName } from '../../db/schema.ts';
 import { prepared } from '../../db/prepared.ts';
 import type { SyncReader } from '../../db/database.ts';
@@ -33,6 +34,12 @@ export interface ListQuery {
 export interface OwnerScope {
   kind: 'own' | 'team';
   userId: string;
+}
+
+/** The owner filter of `scope` for `actor` (none for `all`); a system job owns no records. */
+export function ownerScopeOf(actor: Actor, scope: Scope): OwnerScope | undefined {
+  if (scope === 'all') return undefined;
+  return { kind: scope, userId: actor.kind === 'system' ? '' : actor.userId };
 }
 
 /** The users who share a team with `userId` (in `tenantId`), as a subquery. */

@@ -25,9 +25,9 @@ import {
   isUniqueViolation,
   listRows,
   ownerInScope,
+  ownerScopeOf,
   updateRowAtVersion,
   type Db,
-  type OwnerScope,
 } from './repository.ts';
 import type { RecordSpec } from './spec.ts';
 import { createFieldCrypto } from './field-crypto.ts';
@@ -164,15 +164,9 @@ export function createRecordService(spec: RecordSpec, deps: RecordDeps) {
       detail: `No ${spec.noun} with this id.`,
     });
 
-  /** The owner filter for `scope` (none for `all`); a system job has no records of its own. */
-  function ownerScope(actor: Actor, scope: Scope): OwnerScope | undefined {
-    if (scope === 'all') return undefined;
-    return { kind: scope, userId: actor.kind === 'system' ? '' : actor.userId };
-  }
-
   /** A record outside the caller's scope answers like a missing one (no hint that it exists). */
   async function requireInScope(trx: Db, actor: Actor, scope: Scope, ownerId: unknown) {
-    const filter = ownerScope(actor, scope);
+    const filter = ownerScopeOf(actor, scope);
     if (!filter) return;
     const owner = typeof ownerId === 'string' ? ownerId : null;
     if (!(await ownerInScope(trx, actor.tenantId, filter, owner))) throw notFound();
@@ -273,7 +267,7 @@ export function createRecordService(spec: RecordSpec, deps: RecordDeps) {
       if (typeof id !== 'string') continue;
       const found = await recordOwner(trx, table, actor.tenantId, id);
       const scope = scopeOf(actor, 'read', RESOURCE_OF_TABLE[table]);
-      const filter = scope === null ? undefined : ownerScope(actor, scope);
+      const filter = scope === null ? undefined : ownerScopeOf(actor, scope);
       const visible =
         found !== undefined &&
         scope !== null &&
@@ -371,7 +365,7 @@ export function createRecordService(spec: RecordSpec, deps: RecordDeps) {
         direction,
         after,
         limit: wanted,
-        scope: ownerScope(actor, scope),
+        scope: ownerScopeOf(actor, scope),
       });
       const opened = await crypto.open(actor.tenantId, batch);
       rows.push(...opened.filter((row) => confirms.every((confirm) => confirm(row))));
