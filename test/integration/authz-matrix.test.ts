@@ -778,10 +778,10 @@ interface Account {
   secret?: string;
 }
 
-const self = (a: Account, method: string, url: string, payload?: object) =>
+const own = (a: Account, method: string, url: string, payload?: object) =>
   inject(a.s, method, url, payload);
 const sessionsOf = async (a: Account) =>
-  (await self(a, 'get', '/api/v1/auth/sessions')).json<{
+  (await own(a, 'get', '/api/v1/auth/sessions')).json<{
     items: { id: string; current: boolean }[];
   }>().items;
 
@@ -797,7 +797,7 @@ const SELF_WRITES: Array<{ key: string; status: number; run(a: Account): Promise
     key: 'post /api/v1/auth/passkeys/registration/options',
     status: 200,
     run: async (a) => {
-      const res = await self(a, 'post', '/api/v1/auth/passkeys/registration/options');
+      const res = await own(a, 'post', '/api/v1/auth/passkeys/registration/options');
       a.creation = res.json();
       return res;
     },
@@ -806,7 +806,7 @@ const SELF_WRITES: Array<{ key: string; status: number; run(a: Account): Promise
     key: 'post /api/v1/auth/passkeys/registration',
     status: 201,
     run: async (a) => {
-      const res = await self(a, 'post', '/api/v1/auth/passkeys/registration', {
+      const res = await own(a, 'post', '/api/v1/auth/passkeys/registration', {
         credential: a.key.register(a.creation!),
         name: 'Matrix key',
       });
@@ -817,13 +817,13 @@ const SELF_WRITES: Array<{ key: string; status: number; run(a: Account): Promise
   {
     key: 'patch /api/v1/auth/passkeys/{id}',
     status: 200,
-    run: (a) => self(a, 'patch', `/api/v1/auth/passkeys/${a.passkeyId}`, { name: 'Renamed' }),
+    run: (a) => own(a, 'patch', `/api/v1/auth/passkeys/${a.passkeyId}`, { name: 'Renamed' }),
   },
   {
     key: 'post /api/v1/auth/step-up/passkey-options',
     status: 200,
     run: async (a) => {
-      const res = await self(a, 'post', '/api/v1/auth/step-up/passkey-options');
+      const res = await own(a, 'post', '/api/v1/auth/step-up/passkey-options');
       a.request = res.json();
       return res;
     },
@@ -837,7 +837,7 @@ const SELF_WRITES: Array<{ key: string; status: number; run(a: Account): Promise
     key: 'post /api/v1/auth/mfa/totp',
     status: 200,
     run: async (a) => {
-      const res = await self(a, 'post', '/api/v1/auth/mfa/totp');
+      const res = await own(a, 'post', '/api/v1/auth/mfa/totp');
       a.secret = res.json<{ secret: string }>().secret;
       return res;
     },
@@ -846,7 +846,7 @@ const SELF_WRITES: Array<{ key: string; status: number; run(a: Account): Promise
     key: 'post /api/v1/auth/mfa/totp/confirm',
     status: 200,
     run: (a) =>
-      self(a, 'post', '/api/v1/auth/mfa/totp/confirm', {
+      own(a, 'post', '/api/v1/auth/mfa/totp/confirm', {
         code: TOTP.generate({
           secret: Secret.fromBase32(a.secret!),
           timestamp: ctx.clock.now().getTime(),
@@ -856,17 +856,17 @@ const SELF_WRITES: Array<{ key: string; status: number; run(a: Account): Promise
   {
     key: 'post /api/v1/auth/mfa/recovery-codes',
     status: 200,
-    run: (a) => self(a, 'post', '/api/v1/auth/mfa/recovery-codes'),
+    run: (a) => own(a, 'post', '/api/v1/auth/mfa/recovery-codes'),
   },
   {
     key: 'delete /api/v1/auth/mfa/totp',
     status: 204,
-    run: (a) => self(a, 'delete', '/api/v1/auth/mfa/totp', { password: a.password }),
+    run: (a) => own(a, 'delete', '/api/v1/auth/mfa/totp', { password: a.password }),
   },
   {
     key: 'delete /api/v1/auth/passkeys/{id}',
     status: 204,
-    run: (a) => self(a, 'delete', `/api/v1/auth/passkeys/${a.passkeyId}`),
+    run: (a) => own(a, 'delete', `/api/v1/auth/passkeys/${a.passkeyId}`),
   },
   {
     key: 'delete /api/v1/auth/sessions/{id}',
@@ -874,7 +874,7 @@ const SELF_WRITES: Array<{ key: string; status: number; run(a: Account): Promise
     run: async (a) => {
       await ctx.login(a.s.tenant, a.s.email, a.password);
       const other = (await sessionsOf(a)).find((s) => !s.current);
-      return self(a, 'delete', `/api/v1/auth/sessions/${other?.id ?? missing}`);
+      return own(a, 'delete', `/api/v1/auth/sessions/${other?.id ?? missing}`);
     },
   },
   {
@@ -882,7 +882,7 @@ const SELF_WRITES: Array<{ key: string; status: number; run(a: Account): Promise
     status: 200,
     run: async (a) => {
       const other = await ctx.login(a.s.tenant, a.s.email, a.password);
-      const res = await self(a, 'post', '/api/v1/auth/sessions/revoke-others');
+      const res = await own(a, 'post', '/api/v1/auth/sessions/revoke-others');
       expect(res.json()).toEqual({ revoked: 1 });
       expect((await inject(other, 'get', '/api/v1/auth/me')).statusCode).toBe(401);
       return res;
@@ -892,7 +892,7 @@ const SELF_WRITES: Array<{ key: string; status: number; run(a: Account): Promise
     key: 'post /api/v1/auth/password',
     status: 200,
     run: async (a) => {
-      const res = await self(a, 'post', '/api/v1/auth/password', {
+      const res = await own(a, 'post', '/api/v1/auth/password', {
         currentPassword: a.password,
         newPassword: NEW_PASSWORD,
       });
@@ -906,14 +906,14 @@ const SELF_WRITES: Array<{ key: string; status: number; run(a: Account): Promise
   {
     key: 'post /api/v1/auth/email',
     status: 202,
-    run: (a) => self(a, 'post', '/api/v1/auth/email', { email: `${uniq('moved')}@example.com` }),
+    run: (a) => own(a, 'post', '/api/v1/auth/email', { email: `${uniq('moved')}@example.com` }),
   },
   {
     key: 'post /api/v1/auth/logout',
     status: 204,
     run: async (a) => {
-      const res = await self(a, 'post', '/api/v1/auth/logout');
-      expect((await self(a, 'get', '/api/v1/auth/me')).statusCode).toBe(401);
+      const res = await own(a, 'post', '/api/v1/auth/logout');
+      expect((await own(a, 'get', '/api/v1/auth/me')).statusCode).toBe(401);
       return res;
     },
   },
@@ -954,7 +954,7 @@ describe('the caller’s own account and the public operations', () => {
 
   it.each(ROLES)('lets %s make every change to their own account', async (role) => {
     const a = accounts.get(role)!;
-    expectCode(await self(a, 'post', '/api/v1/auth/mfa/totp'), 401, 'auth.step_up_required');
+    expectCode(await own(a, 'post', '/api/v1/auth/mfa/totp'), 401, 'auth.step_up_required');
     for (const write of SELF_WRITES) {
       const res = await write.run(a);
       expect(res.statusCode, `${role} ${write.key}: ${res.body}`).toBe(write.status);
