@@ -52,8 +52,27 @@ export interface TestContext {
   /** A user with `role` in the owner's tenant, signed in. */
   user(owner: Session, role: Role, email?: string): Promise<Session>;
   login(tenant: string, email: string, password?: string): Promise<Session>;
+  /**
+   * A step-up of `s` (`POST /api/v1/auth/step-up`) with `proof`: a password (by default
+   * `PASSWORD`), a TOTP `{code}`, a `{recoveryCode}`, a `{passkey}` assertion, or an
+   * `{authenticator}` that answers this session's passkey options. When it succeeds the session
+   * goes on under its new token (`renewSession`); the answer is returned for the test to check.
+   */
+  stepUp(
+    s: Session,
+    proof?: string | StepUpProof,
+    options?: { remoteAddress?: string },
+  ): Promise<LightMyRequestResponse>;
   close(): Promise<void>;
 }
+
+/** What a step-up can be given (see `TestContext.stepUp`). */
+export type StepUpProof =
+  | { password: string }
+  | { code: string }
+  | { recoveryCode: string }
+  | { passkey: unknown }
+  | { authenticator: { assert(options: { challenge: string; rpId?: string }): unknown } };
 
 const RECORD_SPECS = [contactSpec, companySpec, dealSpec, activitySpec];
 
@@ -154,6 +173,27 @@ export async function createTestContext(
       return login(owner.tenant, email);
     },
     login,
+    async stepUp(s, proof = PASSWORD, options = {}) {
+      const inject = (url: string, payload?: object) =>
+        app.inject({
+          method: 'POST',
+          url,
+          headers: s.headers,
+          ...(payload === undefined ? {} : { payload }),
+          ...(options.remoteAddress === undefined ? {} : { remoteAddress: options.remoteAddress }),
+        });
+      let payload: object = typeof proof === 'string' ? { password: proof } : proof;
+      if (typeof proof !== 'string' && 'authenticator' in proof) {
+        const asked = await inject('/api/v1/auth/step-up/passkey-options');
+        if (asked.statusCode !== 200) {
+          throw new Error(`step-up passkey options: ${asked.statusCode} ${asked.body}`);
+        }
+        payload = { passkey: proof.authenticator.assert(asked.json()) };
+      }
+      const res = await inject('/api/v1/auth/step-up', payload);
+      if (res.statusCode === 200) renewSession(s, res);
+      return res;
+    },
     async close() {
       await app.close();
       await services.throttleStore.close();

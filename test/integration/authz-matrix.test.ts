@@ -1,7 +1,16 @@
 import { generateKeyPairSync } from 'node:crypto';
+import { Secret, TOTP } from 'otpauth';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createTestContext, type Session, type TestContext } from '../helpers/context.ts';
+import {
+  createTestContext,
+  PASSWORD,
+  renewSession,
+  type Session,
+  type TestContext,
+} from '../helpers/context.ts';
 import { expectCode } from '../helpers/problem.ts';
+import { SoftwareAuthenticator } from '../helpers/webauthn-authenticator.ts';
+import { FRESH_AUTH_MS } from '../../src/core/policy/index.ts';
 import type { Role } from '../../src/db/schema.ts';
 
 /**
@@ -9,9 +18,12 @@ import type { Role } from '../../src/db/schema.ts';
  * have a row in EXPECTATIONS below (a new route without one fails the test). Record operations
  * run for every built-in role against a record owned by the caller, by a colleague on the same
  * team, by a user of another team and by another tenant (a create that links to a record: linking
- * to a record of each); administrative operations run for every role. The expected answers come
- * from the small tables here, written from the role descriptions in README "Permissions", never
- * from the permission model itself.
+ * to a record of each); administrative operations run for every role. Every write to one's own
+ * account runs for every role on a throwaway user of that role (so that ending sessions or
+ * changing the password leaves the matrix's sessions alone), and every public operation runs
+ * anonymously and signed in as every role, with the same answer each time. The expected answers
+ * come from the small tables here, written from the role descriptions in README "Permissions",
+ * never from the permission model itself.
  */
 
 const ROLES: Role[] = ['owner', 'admin', 'manager', 'agent', 'viewer', 'auditor'];
@@ -51,10 +63,25 @@ type Expectation =
       /** A 2xx is expected of allowed roles (otherwise anything but 401/403, e.g. 404). */
       succeeds?: boolean;
     }
-  /** The caller's own account: open to every role; reads run, writes are left to their tests. */
-  | { kind: 'self'; run: boolean }
-  /** Reachable without signing in (sign-in itself, health): not a question of role. */
-  | { kind: 'public' };
+  /**
+   * The caller's own account: open to every role. Reads run with the administrative operations;
+   * writes run in SELF_WRITES, for every role, on a throwaway user of that role.
+   */
+  | { kind: 'self'; write: boolean }
+  /**
+   * Reachable without signing in (sign-in itself, health): each case runs anonymously and signed
+   * in as every role, and must get the same answer every time.
+   */
+  | { kind: 'public'; cases: PublicCase[] };
+
+interface PublicCase {
+  what: string;
+  status: number;
+  code?: string;
+  /** The request, from `ip`, as `caller` (null: anonymous). */
+  run(caller: Session | null, ip: string): Promise<Response>;
+}
+type Response = Awaited<ReturnType<TestContext['app']['inject']>>;
 
 const ADMINS: Role[] = ['owner', 'admin'];
 const READERS_OF_AUDIT: Role[] = ['owner', 'admin', 'auditor'];
@@ -64,6 +91,9 @@ const recipientKey = generateKeyPairSync('rsa', { modulusLength: 2048 })
   .toString();
 let counter = 0;
 const uniq = (p: string) => `${p}-${process.pid}-${++counter}`;
+/** A well-formed link token or mfaToken that was never issued. */
+const TOKEN = 'A'.repeat(43);
+const NEW_PASSWORD = 'violet lanterns drift over the quiet harbour';
 
 const recordRows = (path: string, resource: string): Record<string, Expectation> => ({
   [`get /api/v1/${path}`]: { kind: 'record', resource, op: 'list' },
@@ -74,36 +104,201 @@ const recordRows = (path: string, resource: string): Record<string, Expectation>
 });
 
 const EXPECTATIONS: Record<string, Expectation> = {
-  'get /healthz': { kind: 'public' },
-  'get /readyz': { kind: 'public' },
-  'post /api/v1/auth/login': { kind: 'public' },
-  'post /api/v1/auth/login/mfa': { kind: 'public' },
-  'post /api/v1/auth/password-reset': { kind: 'public' },
-  'post /api/v1/auth/password-reset/confirm': { kind: 'public' },
-  'post /api/v1/auth/email/confirm': { kind: 'public' },
-  'post /api/v1/auth/passkeys/login/options': { kind: 'public' },
-  'post /api/v1/auth/passkeys/login': { kind: 'public' },
-  'post /api/v1/auth/passkeys/login/mfa/options': { kind: 'public' },
-  'post /api/v1/auth/passkeys/login/mfa': { kind: 'public' },
-  'post /api/v1/auth/password-reset/passkey-options': { kind: 'public' },
-  'post /api/v1/auth/step-up': { kind: 'self', run: false },
-  'post /api/v1/auth/step-up/passkey-options': { kind: 'self', run: false },
-  'post /api/v1/auth/logout': { kind: 'self', run: false },
-  'get /api/v1/auth/me': { kind: 'self', run: true },
-  'post /api/v1/auth/password': { kind: 'self', run: false },
-  'post /api/v1/auth/email': { kind: 'self', run: false },
-  'post /api/v1/auth/mfa/totp': { kind: 'self', run: false },
-  'delete /api/v1/auth/mfa/totp': { kind: 'self', run: false },
-  'post /api/v1/auth/mfa/totp/confirm': { kind: 'self', run: false },
-  'post /api/v1/auth/mfa/recovery-codes': { kind: 'self', run: false },
-  'post /api/v1/auth/passkeys/registration/options': { kind: 'self', run: false },
-  'post /api/v1/auth/passkeys/registration': { kind: 'self', run: false },
-  'get /api/v1/auth/passkeys': { kind: 'self', run: true },
-  'patch /api/v1/auth/passkeys/{id}': { kind: 'self', run: false },
-  'delete /api/v1/auth/passkeys/{id}': { kind: 'self', run: false },
-  'get /api/v1/auth/sessions': { kind: 'self', run: true },
-  'delete /api/v1/auth/sessions/{id}': { kind: 'self', run: false },
-  'post /api/v1/auth/sessions/revoke-others': { kind: 'self', run: false },
+  'get /healthz': {
+    kind: 'public',
+    cases: [{ what: 'health', status: 200, run: (c, ip) => from(c, ip, 'get', '/healthz') }],
+  },
+  'get /readyz': {
+    kind: 'public',
+    cases: [{ what: 'readiness', status: 200, run: (c, ip) => from(c, ip, 'get', '/readyz') }],
+  },
+  // A wrong password, then the right one (a success resets the account's failure count, so the
+  // callers one after the other never lock the account).
+  'post /api/v1/auth/login': {
+    kind: 'public',
+    cases: [
+      {
+        what: 'a wrong password',
+        status: 401,
+        code: 'auth.invalid_credentials',
+        run: (c, ip) => signIn(c, ip, signer, 'not the password of anyone'),
+      },
+      { what: 'the right password', status: 200, run: (c, ip) => signIn(c, ip, signer, PASSWORD) },
+    ],
+  },
+  'post /api/v1/auth/login/mfa': {
+    kind: 'public',
+    cases: [
+      {
+        what: 'an unknown mfaToken',
+        status: 401,
+        code: 'auth.mfa_challenge_invalid',
+        run: (c, ip) =>
+          from(c, ip, 'post', '/api/v1/auth/login/mfa', { mfaToken: TOKEN, code: '123456' }),
+      },
+    ],
+  },
+  'post /api/v1/auth/password-reset': {
+    kind: 'public',
+    cases: [
+      {
+        what: 'the address of a user',
+        status: 202,
+        run: (c, ip) =>
+          from(c, ip, 'post', '/api/v1/auth/password-reset', {
+            tenant: signer.tenant,
+            email: signer.email,
+          }),
+      },
+    ],
+  },
+  'post /api/v1/auth/password-reset/confirm': {
+    kind: 'public',
+    cases: [
+      {
+        what: 'an unknown link',
+        status: 400,
+        code: 'auth.reset_token_invalid',
+        run: (c, ip) =>
+          from(c, ip, 'post', '/api/v1/auth/password-reset/confirm', {
+            token: TOKEN,
+            newPassword: NEW_PASSWORD,
+          }),
+      },
+    ],
+  },
+  'post /api/v1/auth/password-reset/passkey-options': {
+    kind: 'public',
+    cases: [
+      {
+        what: 'an unknown link',
+        status: 400,
+        code: 'auth.reset_token_invalid',
+        run: (c, ip) =>
+          from(c, ip, 'post', '/api/v1/auth/password-reset/passkey-options', { token: TOKEN }),
+      },
+    ],
+  },
+  'post /api/v1/auth/email/confirm': {
+    kind: 'public',
+    cases: [
+      {
+        what: 'an unknown link',
+        status: 400,
+        code: 'auth.email_token_invalid',
+        run: (c, ip) => from(c, ip, 'post', '/api/v1/auth/email/confirm', { token: TOKEN }),
+      },
+    ],
+  },
+  'post /api/v1/auth/passkeys/login/options': {
+    kind: 'public',
+    cases: [
+      {
+        what: 'a tenant',
+        status: 200,
+        run: (c, ip) =>
+          from(c, ip, 'post', '/api/v1/auth/passkeys/login/options', { tenant: target.tenant }),
+      },
+    ],
+  },
+  'post /api/v1/auth/passkeys/login': {
+    kind: 'public',
+    cases: [
+      {
+        what: 'the passkey of a user',
+        status: 200,
+        run: async (c, ip) => {
+          const options = await passkeyOptions(c, ip, '/api/v1/auth/passkeys/login/options', {
+            tenant: target.tenant,
+          });
+          return from(c, ip, 'post', '/api/v1/auth/passkeys/login', {
+            tenant: target.tenant,
+            credential: targetKey.assert(options),
+          });
+        },
+      },
+      {
+        what: 'an unknown passkey',
+        status: 401,
+        code: 'auth.passkey_invalid',
+        run: async (c, ip) => {
+          const options = await passkeyOptions(c, ip, '/api/v1/auth/passkeys/login/options', {
+            tenant: target.tenant,
+          });
+          return from(c, ip, 'post', '/api/v1/auth/passkeys/login', {
+            tenant: target.tenant,
+            credential: SoftwareAuthenticator.create().assert(options),
+          });
+        },
+      },
+    ],
+  },
+  'post /api/v1/auth/passkeys/login/mfa/options': {
+    kind: 'public',
+    cases: [
+      {
+        what: 'the mfaToken of a password sign-in',
+        status: 200,
+        run: async (c, ip) => {
+          const mfaToken = await mfaTokenOf(c, ip);
+          const res = await from(c, ip, 'post', '/api/v1/auth/passkeys/login/mfa/options', {
+            mfaToken,
+          });
+          // The sign-in is completed: until then the account's failure count keeps the attempt.
+          const done = await from(c, ip, 'post', '/api/v1/auth/passkeys/login/mfa', {
+            mfaToken,
+            credential: targetKey.assert(res.json()),
+          });
+          expect(done.statusCode, done.body).toBe(200);
+          return res;
+        },
+      },
+      {
+        what: 'an unknown mfaToken',
+        status: 401,
+        code: 'auth.mfa_challenge_invalid',
+        run: (c, ip) =>
+          from(c, ip, 'post', '/api/v1/auth/passkeys/login/mfa/options', { mfaToken: TOKEN }),
+      },
+    ],
+  },
+  'post /api/v1/auth/passkeys/login/mfa': {
+    kind: 'public',
+    cases: [
+      {
+        what: 'the passkey after the password',
+        status: 200,
+        run: async (c, ip) => {
+          const mfaToken = await mfaTokenOf(c, ip);
+          const options = await passkeyOptions(c, ip, '/api/v1/auth/passkeys/login/mfa/options', {
+            mfaToken,
+          });
+          return from(c, ip, 'post', '/api/v1/auth/passkeys/login/mfa', {
+            mfaToken,
+            credential: targetKey.assert(options),
+          });
+        },
+      },
+    ],
+  },
+  'post /api/v1/auth/step-up': { kind: 'self', write: true },
+  'post /api/v1/auth/step-up/passkey-options': { kind: 'self', write: true },
+  'post /api/v1/auth/logout': { kind: 'self', write: true },
+  'get /api/v1/auth/me': { kind: 'self', write: false },
+  'post /api/v1/auth/password': { kind: 'self', write: true },
+  'post /api/v1/auth/email': { kind: 'self', write: true },
+  'post /api/v1/auth/mfa/totp': { kind: 'self', write: true },
+  'delete /api/v1/auth/mfa/totp': { kind: 'self', write: true },
+  'post /api/v1/auth/mfa/totp/confirm': { kind: 'self', write: true },
+  'post /api/v1/auth/mfa/recovery-codes': { kind: 'self', write: true },
+  'post /api/v1/auth/passkeys/registration/options': { kind: 'self', write: true },
+  'post /api/v1/auth/passkeys/registration': { kind: 'self', write: true },
+  'get /api/v1/auth/passkeys': { kind: 'self', write: false },
+  'patch /api/v1/auth/passkeys/{id}': { kind: 'self', write: true },
+  'delete /api/v1/auth/passkeys/{id}': { kind: 'self', write: true },
+  'get /api/v1/auth/sessions': { kind: 'self', write: false },
+  'delete /api/v1/auth/sessions/{id}': { kind: 'self', write: true },
+  'post /api/v1/auth/sessions/revoke-others': { kind: 'self', write: true },
   'get /api/v1/users': { kind: 'admin', allowed: READERS_OF_AUDIT, succeeds: true },
   'post /api/v1/users': {
     kind: 'admin',
@@ -259,6 +454,40 @@ async function inject(s: Session | null, method: string, url: string, payload?: 
     },
     ...(payload === undefined ? {} : { payload }),
   });
+}
+
+/** A request from the client address `ip`, signed in as `s` or anonymous (null). */
+function from(s: Session | null, ip: string, method: string, url: string, payload?: object) {
+  return ctx.app.inject({
+    method: method.toUpperCase() as 'GET',
+    url,
+    remoteAddress: ip,
+    headers: s?.headers ?? {},
+    ...(payload === undefined ? {} : { payload }),
+  });
+}
+
+/** For the public operations: a user with only a password, and one with a passkey. */
+let signer: Session;
+let target: Session;
+let targetKey: SoftwareAuthenticator;
+
+type PasskeyRequest = { challenge: string; rpId?: string };
+
+async function passkeyOptions(c: Session | null, ip: string, url: string, payload: object) {
+  const res = await from(c, ip, 'post', url, payload);
+  expect(res.statusCode, `${url}: ${res.body}`).toBe(200);
+  return res.json<PasskeyRequest>();
+}
+
+const signIn = (c: Session | null, ip: string, who: Session, password: string) =>
+  from(c, ip, 'post', '/api/v1/auth/login', { tenant: who.tenant, email: who.email, password });
+
+/** The mfaToken of the passkey user's password sign-in. */
+async function mfaTokenOf(c: Session | null, ip: string): Promise<string> {
+  const res = await signIn(c, ip, target, PASSWORD);
+  expect(res.statusCode, res.body).toBe(200);
+  return res.json<{ mfaToken: string }>().mfaToken;
 }
 
 async function created(s: Session, url: string, payload: object): Promise<{ id: string }> {
@@ -426,7 +655,7 @@ describe('the authorization matrix', () => {
     for (const op of operations) {
       const e = EXPECTATIONS[op.key];
       if (e?.kind !== 'admin' && e?.kind !== 'self' && e?.kind !== 'export') continue;
-      if (e.kind === 'self' && !e.run) continue;
+      if (e.kind === 'self' && e.write) continue;
       // Ids: another tenant's user where a user is named, otherwise one that does not exist.
       const url =
         op.path
@@ -536,4 +765,229 @@ describe('mass assignment', () => {
     const key = await inject(admin, 'post', '/api/v1/api-keys', { name: 'k', role: 'owner' });
     expectCode(key, 403, 'api_key.role_not_allowed');
   });
+});
+
+/** A throwaway user of one role, signed in, and what its account writes leave for the next. */
+interface Account {
+  s: Session;
+  password: string;
+  key: SoftwareAuthenticator;
+  creation?: { challenge: string; rp: { id?: string }; user: { id: string } };
+  passkeyId?: string;
+  request?: PasskeyRequest;
+  secret?: string;
+}
+
+const own = (a: Account, method: string, url: string, payload?: object) =>
+  inject(a.s, method, url, payload);
+const sessionsOf = async (a: Account) =>
+  (await own(a, 'get', '/api/v1/auth/sessions')).json<{
+    items: { id: string; current: boolean }[];
+  }>().items;
+
+/**
+ * Every write to one's own account, in an order where each finds what it needs (a passkey to
+ * rename, TOTP to regenerate codes for, another session to end), each with a valid body and the
+ * answer of a success: the permission layer lets every role through. The account starts stale
+ * (past the step-up window), so the first write is the step-up the others need.
+ */
+const SELF_WRITES: Array<{ key: string; status: number; run(a: Account): Promise<Response> }> = [
+  { key: 'post /api/v1/auth/step-up', status: 200, run: (a) => ctx.stepUp(a.s, a.password) },
+  {
+    key: 'post /api/v1/auth/passkeys/registration/options',
+    status: 200,
+    run: async (a) => {
+      const res = await own(a, 'post', '/api/v1/auth/passkeys/registration/options');
+      a.creation = res.json();
+      return res;
+    },
+  },
+  {
+    key: 'post /api/v1/auth/passkeys/registration',
+    status: 201,
+    run: async (a) => {
+      const res = await own(a, 'post', '/api/v1/auth/passkeys/registration', {
+        credential: a.key.register(a.creation!),
+        name: 'Matrix key',
+      });
+      a.passkeyId = res.json<{ id: string }>().id;
+      return res;
+    },
+  },
+  {
+    key: 'patch /api/v1/auth/passkeys/{id}',
+    status: 200,
+    run: (a) => own(a, 'patch', `/api/v1/auth/passkeys/${a.passkeyId}`, { name: 'Renamed' }),
+  },
+  {
+    key: 'post /api/v1/auth/step-up/passkey-options',
+    status: 200,
+    run: async (a) => {
+      const res = await own(a, 'post', '/api/v1/auth/step-up/passkey-options');
+      a.request = res.json();
+      return res;
+    },
+  },
+  {
+    key: 'post /api/v1/auth/step-up',
+    status: 200,
+    run: (a) => ctx.stepUp(a.s, { passkey: a.key.assert(a.request!) }),
+  },
+  {
+    key: 'post /api/v1/auth/mfa/totp',
+    status: 200,
+    run: async (a) => {
+      const res = await own(a, 'post', '/api/v1/auth/mfa/totp');
+      a.secret = res.json<{ secret: string }>().secret;
+      return res;
+    },
+  },
+  {
+    key: 'post /api/v1/auth/mfa/totp/confirm',
+    status: 200,
+    run: (a) =>
+      own(a, 'post', '/api/v1/auth/mfa/totp/confirm', {
+        code: TOTP.generate({
+          secret: Secret.fromBase32(a.secret!),
+          timestamp: ctx.clock.now().getTime(),
+        }),
+      }),
+  },
+  {
+    key: 'post /api/v1/auth/mfa/recovery-codes',
+    status: 200,
+    run: (a) => own(a, 'post', '/api/v1/auth/mfa/recovery-codes'),
+  },
+  {
+    key: 'delete /api/v1/auth/mfa/totp',
+    status: 204,
+    run: (a) => own(a, 'delete', '/api/v1/auth/mfa/totp', { password: a.password }),
+  },
+  {
+    key: 'delete /api/v1/auth/passkeys/{id}',
+    status: 204,
+    run: (a) => own(a, 'delete', `/api/v1/auth/passkeys/${a.passkeyId}`),
+  },
+  {
+    key: 'delete /api/v1/auth/sessions/{id}',
+    status: 204,
+    run: async (a) => {
+      await ctx.login(a.s.tenant, a.s.email, a.password);
+      const other = (await sessionsOf(a)).find((s) => !s.current);
+      return own(a, 'delete', `/api/v1/auth/sessions/${other?.id ?? missing}`);
+    },
+  },
+  {
+    key: 'post /api/v1/auth/sessions/revoke-others',
+    status: 200,
+    run: async (a) => {
+      const other = await ctx.login(a.s.tenant, a.s.email, a.password);
+      const res = await own(a, 'post', '/api/v1/auth/sessions/revoke-others');
+      expect(res.json()).toEqual({ revoked: 1 });
+      expect((await inject(other, 'get', '/api/v1/auth/me')).statusCode).toBe(401);
+      return res;
+    },
+  },
+  {
+    key: 'post /api/v1/auth/password',
+    status: 200,
+    run: async (a) => {
+      const res = await own(a, 'post', '/api/v1/auth/password', {
+        currentPassword: a.password,
+        newPassword: NEW_PASSWORD,
+      });
+      if (res.statusCode === 200) {
+        renewSession(a.s, res);
+        a.password = NEW_PASSWORD;
+      }
+      return res;
+    },
+  },
+  {
+    key: 'post /api/v1/auth/email',
+    status: 202,
+    run: (a) => own(a, 'post', '/api/v1/auth/email', { email: `${uniq('moved')}@example.com` }),
+  },
+  {
+    key: 'post /api/v1/auth/logout',
+    status: 204,
+    run: async (a) => {
+      const res = await own(a, 'post', '/api/v1/auth/logout');
+      expect((await own(a, 'get', '/api/v1/auth/me')).statusCode).toBe(401);
+      return res;
+    },
+  },
+];
+
+describe('the caller’s own account and the public operations', () => {
+  const accounts = new Map<Role, Account>();
+  beforeAll(async () => {
+    for (const role of ROLES) {
+      accounts.set(role, {
+        s: await ctx.user(owner, role),
+        password: PASSWORD,
+        key: SoftwareAuthenticator.create(),
+      });
+    }
+    signer = await ctx.user(owner, 'agent');
+    target = await ctx.user(owner, 'agent');
+    targetKey = SoftwareAuthenticator.create();
+    const options = await inject(target, 'post', '/api/v1/auth/passkeys/registration/options');
+    const registered = await inject(target, 'post', '/api/v1/auth/passkeys/registration', {
+      credential: targetKey.register(options.json()),
+    });
+    expect(registered.statusCode, registered.body).toBe(201);
+    // Every throwaway account is now past the step-up window.
+    ctx.clock.advance(FRESH_AUTH_MS + 1000);
+  }, 120_000);
+
+  it('runs every write to one’s own account', () => {
+    const writes = operations
+      .map((o) => o.key)
+      .filter((k) => {
+        const e = EXPECTATIONS[k];
+        return e?.kind === 'self' && e.write;
+      });
+    expect(writes.length).toBeGreaterThan(10);
+    expect([...new Set(SELF_WRITES.map((w) => w.key))].sort()).toEqual(writes.sort());
+  });
+
+  it.each(ROLES)('lets %s make every change to their own account', async (role) => {
+    const a = accounts.get(role)!;
+    expectCode(await own(a, 'post', '/api/v1/auth/mfa/totp'), 401, 'auth.step_up_required');
+    for (const write of SELF_WRITES) {
+      const res = await write.run(a);
+      expect(res.statusCode, `${role} ${write.key}: ${res.body}`).toBe(write.status);
+    }
+  });
+
+  it.each(Object.entries(EXPECTATIONS).filter(([, e]) => e.kind === 'public'))(
+    'answers %s the same, anonymous and for every role',
+    async (key, e) => {
+      if (e.kind !== 'public') throw new TypeError(key);
+      const callers: Array<[string, Session | null]> = [
+        ['anonymous', null],
+        ...ROLES.map((r): [string, Session] => [r, as.get(r)!]),
+      ];
+      const answers = new Map<string, Record<string, { status: number; code?: string }>>();
+      for (const [i, [name, caller]] of callers.entries()) {
+        // Each caller from its own address, so per-address budgets never tell them apart.
+        const ip = `203.0.113.${i + 10}`;
+        for (const c of e.cases) {
+          const res = await c.run(caller, ip);
+          const code = res.statusCode >= 400 ? res.json<{ code: string }>().code : undefined;
+          answers.set(c.what, {
+            ...answers.get(c.what),
+            [name]: { status: res.statusCode, ...(code === undefined ? {} : { code }) },
+          });
+        }
+      }
+      for (const c of e.cases) {
+        const expected = { status: c.status, ...(c.code === undefined ? {} : { code: c.code }) };
+        expect(answers.get(c.what), `${key} with ${c.what}`).toEqual(
+          Object.fromEntries(callers.map(([name]) => [name, expected])),
+        );
+      }
+    },
+  );
 });

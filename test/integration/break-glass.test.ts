@@ -2,13 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { FRESH_AUTH_MS } from '../../src/core/policy/fresh-auth.ts';
 import { AuditIntegrityError } from '../../src/core/audit/index.ts';
 import { verifyTenantLog } from '../../src/modules/audit/verify.ts';
-import {
-  PASSWORD,
-  createTestContext,
-  renewSession,
-  type Session,
-  type TestContext,
-} from '../helpers/context.ts';
+import { createTestContext, type Session, type TestContext } from '../helpers/context.ts';
 import { expectCode } from '../helpers/problem.ts';
 
 /**
@@ -51,16 +45,6 @@ const contact = async (s: Session, id: string) => {
   const res = await read(s, id);
   expect(res.statusCode, res.body).toBe(200);
   return res.json<Record<string, unknown>>();
-};
-const stepUp = async (s: Session) => {
-  const res = await ctx.app.inject({
-    method: 'POST',
-    url: '/api/v1/auth/step-up',
-    headers: s.headers,
-    payload: { password: PASSWORD },
-  });
-  expect(res.statusCode, res.body).toBe(200);
-  renewSession(s, res);
 };
 
 async function events(owner: Session, type: string) {
@@ -217,7 +201,8 @@ describe('break-glass', () => {
     // A new one may be opened (after a step-up: the sign-in is no longer fresh); the old one
     // stays listed as expired.
     expectCode(await open(clinician, { reason: REASON, minutes: 1 }), 401, 'auth.step_up_required');
-    await stepUp(clinician);
+    const stepped = await ctx.stepUp(clinician);
+    expect(stepped.statusCode, stepped.body).toBe(200);
     const again = await open(clinician, { reason: REASON, minutes: 1 });
     expect(again.statusCode, again.body).toBe(201);
     expect((await grants(owner)).map((g) => g.status)).toEqual(['open', 'expired']);

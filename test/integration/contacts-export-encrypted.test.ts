@@ -15,12 +15,7 @@ import type { LightMyRequestResponse } from 'fastify';
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import { runCli } from '../../src/cli/main.ts';
 import { FRESH_AUTH_MS } from '../../src/core/policy/fresh-auth.ts';
-import {
-  createTestContext,
-  renewSession,
-  type Session,
-  type TestContext,
-} from '../helpers/context.ts';
+import { createTestContext, type Session, type TestContext } from '../helpers/context.ts';
 
 let ctx: TestContext;
 
@@ -278,14 +273,8 @@ describe('encrypted contact export (POST /api/v1/contacts/export)', () => {
       'auth.step_up_required',
     );
     expect(await exportEvents(owner.tenantId)).toEqual([]);
-    const stepped = await ctx.app.inject({
-      method: 'POST',
-      url: '/api/v1/auth/step-up',
-      headers: owner.headers,
-      payload: { password: 'correct horse battery staple' },
-    });
+    const stepped = await ctx.stepUp(owner, 'correct horse battery staple');
     expect(stepped.statusCode).toBe(200);
-    renewSession(owner, stepped);
     expect((await sealedExport(owner, { recipientKey: recipient.publicPem })).statusCode).toBe(200);
   });
 

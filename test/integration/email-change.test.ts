@@ -1,13 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { FRESH_AUTH_MS } from '../../src/core/policy/index.ts';
 import { createCollectingSink } from '../../src/modules/auth/events.ts';
-import {
-  createTestContext,
-  PASSWORD,
-  renewSession,
-  type Session,
-  type TestContext,
-} from '../helpers/context.ts';
+import { createTestContext, PASSWORD, type Session, type TestContext } from '../helpers/context.ts';
 import { linkToken, startInbox, type Inbox } from '../helpers/smtp.ts';
 import { expectCode } from '../helpers/problem.ts';
 
@@ -87,14 +81,8 @@ describe('changing the sign-in e-mail', () => {
     ctx.clock.advance(FRESH_AUTH_MS + 1000);
     const stale = await ask(owner, `late@${owner.tenant}.example`);
     expectCode(stale, 401, 'auth.step_up_required');
-    const stepUp = await ctx.app.inject({
-      method: 'POST',
-      url: '/api/v1/auth/step-up',
-      headers: owner.headers,
-      payload: { password: PASSWORD },
-    });
+    const stepUp = await ctx.stepUp(owner, PASSWORD);
     expect(stepUp.statusCode).toBe(200);
-    renewSession(owner, stepUp);
     expect((await ask(owner, `late@${owner.tenant}.example`)).statusCode).toBe(202);
     expectCode(await ask(owner, 'not an address'), 400, 'request.invalid');
   });

@@ -141,14 +141,8 @@ const me = (cookie: string) =>
   ctx.app.inject({ method: 'GET', url: '/api/v1/auth/me', headers: { cookie } });
 
 /** Steps `user` up with `auth`; when it works, the session goes on under its new token. */
-async function stepUpWithPasskey(user: Session, auth: SoftwareAuthenticator) {
-  const options = await post('/api/v1/auth/step-up/passkey-options', undefined, user.headers);
-  expect(options.statusCode, options.body).toBe(200);
-  const credential = auth.assert(options.json<Request>());
-  const res = await post('/api/v1/auth/step-up', { passkey: credential }, user.headers);
-  if (res.statusCode === 200) renewSession(user, res);
-  return res;
-}
+const stepUpWithPasskey = (user: Session, auth: SoftwareAuthenticator) =>
+  ctx.stepUp(user, { authenticator: auth }, { remoteAddress: nextAddress() });
 
 /** Moves the clock past the step-up window; the session must then step up again. */
 function staleAuthentication() {
@@ -326,7 +320,7 @@ describe('step-up', () => {
 
     // With a passkey on, the password alone no longer steps up: the passkey does.
     expectProblem(
-      await post('/api/v1/auth/step-up', { password: PASSWORD }, user.headers),
+      await ctx.stepUp(user, PASSWORD, { remoteAddress: nextAddress() }),
       400,
       'auth.step_up_code_required',
     );
@@ -369,7 +363,7 @@ describe('step-up', () => {
       return res.json<Request>();
     };
     const attempt = (s: Session, credential: object) =>
-      post('/api/v1/auth/step-up', { passkey: credential }, s.headers);
+      ctx.stepUp(s, { passkey: credential }, { remoteAddress: nextAddress() });
 
     const events = await eventsOf(async () => {
       // Options of another session of the same user.

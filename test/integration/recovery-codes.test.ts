@@ -5,8 +5,8 @@ import { createCollectingSink, type IdentityEvent } from '../../src/modules/auth
 import {
   createTestContext,
   PASSWORD,
-  renewSession,
   type Session,
+  type StepUpProof,
   type TestContext,
 } from '../helpers/context.ts';
 import { expectCode } from '../helpers/problem.ts';
@@ -55,18 +55,9 @@ async function enrolled() {
 const regenerate = (s: Session) =>
   ctx.app.inject({ method: 'POST', url: '/api/v1/auth/mfa/recovery-codes', headers: s.headers });
 
-/** A step-up; when it succeeds, the session goes on under its new token. */
-async function stepUp(s: Session, payload: object) {
-  const res = await ctx.app.inject({
-    method: 'POST',
-    url: '/api/v1/auth/step-up',
-    headers: s.headers,
-    payload,
-    remoteAddress: nextAddress(),
-  });
-  if (res.statusCode === 200) renewSession(s, res);
-  return res;
-}
+/** A step-up from a new address; when it succeeds, the session goes on under its new token. */
+const stepUp = (s: Session, proof: StepUpProof) =>
+  ctx.stepUp(s, proof, { remoteAddress: nextAddress() });
 
 /** Password then recovery code: the sign-in's answer. */
 async function signInWithRecoveryCode(user: Session, recoveryCode: string) {

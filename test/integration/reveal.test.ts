@@ -1,12 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { FRESH_AUTH_MS } from '../../src/core/policy/fresh-auth.ts';
-import {
-  PASSWORD,
-  createTestContext,
-  renewSession,
-  type Session,
-  type TestContext,
-} from '../helpers/context.ts';
+import { PASSWORD, createTestContext, type Session, type TestContext } from '../helpers/context.ts';
 import { expectCode } from '../helpers/problem.ts';
 
 /**
@@ -122,15 +116,9 @@ describe('POST /api/v1/contacts/{id}/reveal', () => {
     expect(stale.body).not.toContain('987-65');
     expect(await revealEvents(owner)).toEqual([]);
 
-    const stepped = await ctx.app.inject({
-      method: 'POST',
-      url: '/api/v1/auth/step-up',
-      headers: agent.headers,
-      payload: { password: PASSWORD },
-    });
+    // Step-up gives the session a new token (the helper goes on with it).
+    const stepped = await ctx.stepUp(agent, PASSWORD);
     expect(stepped.statusCode, stepped.body).toBe(200);
-    // Step-up gives the session a new token.
-    renewSession(agent, stepped);
     const fresh = await reveal(agent, id, { fields: ['nationalId'], reason: REASON });
     expect(fresh.statusCode, fresh.body).toBe(200);
     expect(fresh.json()).toEqual({ id, values: { nationalId: SECRET.nationalId } });

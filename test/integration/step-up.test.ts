@@ -5,9 +5,9 @@ import { createCollectingSink, type IdentityEvent } from '../../src/modules/auth
 import {
   createTestContext,
   PASSWORD,
-  renewSession,
   sessionCookie,
   type Session,
+  type StepUpProof,
   type TestContext,
 } from '../helpers/context.ts';
 import { expectCode } from '../helpers/problem.ts';
@@ -41,17 +41,8 @@ const codeFor = (secret: string) =>
   TOTP.generate({ secret: Secret.fromBase32(secret), timestamp: ctx.clock.now().getTime() });
 
 /** A step-up; when it succeeds, the session goes on under its new token. */
-async function stepUp(s: Session, payload: object, remoteAddress = '198.51.100.1') {
-  const res = await ctx.app.inject({
-    method: 'POST',
-    url: '/api/v1/auth/step-up',
-    headers: s.headers,
-    payload,
-    remoteAddress,
-  });
-  if (res.statusCode === 200) renewSession(s, res);
-  return res;
-}
+const stepUp = (s: Session, proof: StepUpProof) =>
+  ctx.stepUp(s, proof, { remoteAddress: '198.51.100.1' });
 
 /** Every sensitive route, as `who` would call it, against `target` (another user). */
 function sensitive(who: Session, target: Session) {
