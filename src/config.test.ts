@@ -124,7 +124,10 @@ const wrongValues: Record<Name, { values: string[]; expected: RegExp }> = {
     values: ['-1', '3600001', '1.5', 'soon'],
     expected: /from 0 to 3600000/,
   },
-  CUSTOS_REENCRYPT_INTERVAL_MS: { values: ['-1', '3600001', 'often'], expected: /from 0 to 3600000/ },
+  CUSTOS_REENCRYPT_INTERVAL_MS: {
+    values: ['-1', '3600001', 'often'],
+    expected: /from 0 to 3600000/,
+  },
   CUSTOS_REENCRYPT_BATCH_SIZE: { values: ['0', '10001', 'many'], expected: /from 1 to 10000/ },
   CUSTOS_REENCRYPT_PAUSE_MS: { values: ['-1', '60001', '1s'], expected: /from 0 to 60000/ },
 };

@@ -65,7 +65,7 @@ async function main() {
       ),
     onBackgroundError: (error) => onBackgroundError(error),
     onReencryption: (tenantId, result) => {
-      if (result.outcome === 'busy') return;
+      if (result.outcome === 'busy' || result.outcome === 'up_to_date') return;
       reencryptionLog.current?.info(
         {
           tenantId,

@@ -226,6 +226,7 @@ async function finishRotation(
     );
     return false;
   }
+  if (result.outcome === 'up_to_date') return true;
   if (!result.rewrap.done) {
     out(
       `${name}: stopped with ${result.rewrap.remaining} subject keys left; run "custos keys reencrypt" to continue`,
@@ -260,7 +261,7 @@ export function registerKeyCommands(program: Command, deps: CliDeps): void {
     .option('--tenant <slug>', 'only this tenant')
     .option(
       '--scan',
-      'count the values now (reads every protected value) instead of the re-encryption job\'s count',
+      "count the values now (reads every protected value) instead of the re-encryption job's count",
     )
     .action(async (opts: { tenant?: string; scan?: boolean }) => {
       await withKeys(deps, async ({ keys: { service }, tenants, database }) => {

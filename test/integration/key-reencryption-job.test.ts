@@ -28,7 +28,10 @@ const savedEnv = { ...process.env };
 
 beforeAll(async () => {
   // Small batches and pauses, so traffic interleaves with many batches.
-  ctx = await createTestContext({ CUSTOS_REENCRYPT_BATCH_SIZE: '3', CUSTOS_REENCRYPT_PAUSE_MS: '2' });
+  ctx = await createTestContext({
+    CUSTOS_REENCRYPT_BATCH_SIZE: '3',
+    CUSTOS_REENCRYPT_PAUSE_MS: '2',
+  });
 });
 afterAll(async () => ctx?.close());
 afterEach(() => {
@@ -205,7 +208,9 @@ describe('the server re-encryption job', () => {
       ),
     );
     expect(events[1]).toMatch(
-      new RegExp(`^keys\\.reencrypted reencryption v2 values_\\d+;clear_0;subject_keys_${subjectKeys}$`),
+      new RegExp(
+        `^keys\\.reencrypted reencryption v2 values_\\d+;clear_0;subject_keys_${subjectKeys}$`,
+      ),
     );
     // Nothing more to do: the next look starts no run and records nothing.
     expect((await reencryptionWorker.runOnce()).size).toBe(0);
@@ -328,11 +333,49 @@ describe('the server re-encryption job', () => {
     ]);
     const done = await cli(['keys', 'status', '--tenant', s.tenant]);
     expect(done.out).toMatch(/v1 +decrypt-only +0 subject keys +0 values/);
-    expect(done.out).toMatch(/re-encryption to v2: done at \S+, \d+ subject keys re-wrapped, 40 values re-encrypted/);
+    expect(done.out).toMatch(
+      /re-encryption to v2: done at \S+, \d+ subject keys re-wrapped, 40 values re-encrypted/,
+    );
 
     expect(await keys.retireVersion(s.tenantId, 1)).toEqual({ minDecryptVersion: 2 });
     await expectAll(s, expected);
   }, 120_000);
+
+  it('lets one node of two work on a tenant at a time, and records one run', async () => {
+    const { s, expected } = await tenantWithData(2, 8);
+    await ctx.services.keys.rotateTenantKey(s.tenantId);
+    settle();
+    const worker = (owner: string) =>
+      createReencryptionWorker({
+        db: ctx.appDatabase.db,
+        keys: ctx.services.keys,
+        clock: ctx.clock,
+        run: createTenantReencryption({
+          db: ctx.appDatabase.db,
+          keys: ctx.services.keys,
+          audit: ctx.services.auditLog,
+          clock: ctx.clock,
+          specs: SPECS,
+          owner,
+          actor: { kind: 'system', id: 'reencryption' },
+        }),
+        batchSize: 2,
+        pauseMs: 5,
+      });
+    const [one, two] = await Promise.all([worker('node-1').runOnce(), worker('node-2').runOnce()]);
+    const outcomes = [one.get(s.tenantId)?.outcome, two.get(s.tenantId)?.outcome];
+    // One did the run; the other found it held (busy), finished (up_to_date) or nothing to do.
+    expect(outcomes.filter((o) => o === 'done')).toHaveLength(1);
+    expect(
+      outcomes.filter((o) => o !== 'done' && o !== undefined && o !== 'busy' && o !== 'up_to_date'),
+    ).toEqual([]);
+    expect((await keyEvents(s.tenantId)).map((e) => e.split(' ')[0])).toEqual([
+      'keys.reencryption_started',
+      'keys.reencrypted',
+    ]);
+    expect(await versionsInUse(s.tenantId)).toEqual([2]);
+    await expectAll(s, expected);
+  });
 
   it('stops after its batch at shutdown and the next start resumes', async () => {
     const { s, expected } = await tenantWithData(0, 10);

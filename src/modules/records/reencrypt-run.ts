@@ -58,6 +58,12 @@ export interface TenantRunOptions {
   signal?: AbortSignal;
   onRewrap?: (progress: { rewrapped: number; remaining: number }) => void;
   onValues?: (progress: ReencryptProgress) => void;
+  /**
+   * Start no new run when the last one reached the active version (the server's job: another
+   * node may have finished it since it looked). Without it, a finished run is started again
+   * (`custos keys reencrypt` by hand, e.g. for values written in clear since).
+   */
+  onlyUnfinished?: boolean;
 }
 
 export interface RewrapTotals {
@@ -70,6 +76,7 @@ export interface RewrapTotals {
 
 export type TenantRunResult =
   | { outcome: 'busy'; holder: string | null; until: string | null }
+  | { outcome: 'up_to_date'; targetVersion: number }
   | {
       /** `incomplete`: values left (users' writes raced it, or ones it could not read). */
       outcome: 'stopped' | 'incomplete' | 'done';
@@ -161,6 +168,9 @@ export function createTenantReencryption(deps: TenantReencryptionDeps) {
     const { keyVersion: target } = await keys.tenantDataKey(tenantId);
     const row = await readReencryption(db, tenantId);
     const resumed = row !== undefined && row.state === 'running' && row.target_version === target;
+    if (options.onlyUnfinished === true && row?.state === 'done' && row.target_version === target) {
+      return { outcome: 'up_to_date', targetVersion: target };
+    }
     let census: ValueCensus;
     const totals: RewrapTotals = { targetVersion: target, rewrapped: 0, remaining: 0, done: false };
     let base = { reencrypted: 0, encryptedClear: 0 };
@@ -209,7 +219,12 @@ export function createTenantReencryption(deps: TenantReencryptionDeps) {
     if (phase === 'rewrap') {
       await rewrap(tenantId, totals, options);
       if (!totals.done) {
-        return { outcome: stopped() ? 'stopped' : 'incomplete', targetVersion: target, started, rewrap: totals };
+        return {
+          outcome: stopped() ? 'stopped' : 'incomplete',
+          targetVersion: target,
+          started,
+          rewrap: totals,
+        };
       }
       await saveRun(db, tenantId, owner, { phase: 'values', lease_until: until() });
     } else {
@@ -287,7 +302,11 @@ export function createTenantReencryption(deps: TenantReencryptionDeps) {
     } catch (err) {
       if (err instanceof LeaseLost) {
         const row = await readReencryption(db, tenantId);
-        return { outcome: 'busy', holder: row?.lease_owner ?? null, until: row?.lease_until ?? null };
+        return {
+          outcome: 'busy',
+          holder: row?.lease_owner ?? null,
+          until: row?.lease_until ?? null,
+        };
       }
       throw err;
     } finally {

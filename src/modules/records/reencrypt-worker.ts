@@ -70,6 +70,7 @@ export function createReencryptionWorker(deps: ReencryptionWorkerDeps) {
             batchSize: deps.batchSize,
             pauseMs: deps.pauseMs,
             signal,
+            onlyUnfinished: true,
           }),
         );
         results.set(tenantId, result);
