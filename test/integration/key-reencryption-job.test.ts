@@ -389,16 +389,31 @@ describe('the server re-encryption job', () => {
       batchSize: 2,
       pauseMs: 20,
     });
-    const stop = new AbortController();
-    const running = worker.runOnce({ signal: stop.signal });
-    // Wait for the first batch, then shut down.
-    for (let i = 0; i < 500; i += 1) {
+    const results: string[] = [];
+    const worker2 = createReencryptionWorker({
+      db: ctx.appDatabase.db,
+      keys: ctx.services.keys,
+      clock: ctx.clock,
+      run: ctx.services.reencryption,
+      batchSize: 2,
+      pauseMs: 20,
+      onResult: (tenantId, result) => {
+        if (tenantId === s.tenantId) results.push(result.outcome);
+      },
+    });
+    // As the server does: start on an interval, stop at shutdown once the first batch is saved.
+    worker2.start(5);
+    for (let i = 0; i < 1000; i += 1) {
       const row = await readReencryption(db(), s.tenantId);
       if (row?.cursor_id != null) break;
       await sleep(5);
     }
-    stop.abort();
-    expect((await running).get(s.tenantId)).toMatchObject({ outcome: 'stopped' });
+    await worker2.stop();
+    expect(results).toEqual(['stopped']);
+    expect(await readReencryption(db(), s.tenantId)).toMatchObject({
+      state: 'running',
+      lease_owner: null,
+    });
     const half = await censusOfValues(db(), SPECS, s.tenantId);
     expect(half.byVersion.get(1)).toBeGreaterThan(0);
     const again = await worker.runOnce();
