@@ -46,6 +46,11 @@ import { createAlertService } from './modules/detection/service.ts';
 import { createDetectionSettingsService } from './modules/detection/settings.ts';
 import { createDetectionWorker } from './modules/detection/worker.ts';
 import { createKeyRotationCheck } from './modules/detection/key-age.ts';
+import { createTenantReencryption } from './modules/records/reencrypt-run.ts';
+import { createReencryptionWorker } from './modules/records/reencrypt-worker.ts';
+import type { TenantRunResult } from './modules/records/reencrypt-run.ts';
+import { hostname } from 'node:os';
+import { newId } from './ids.ts';
 
 /** How long a cached session is trusted when only another process could have changed it. */
 const SESSION_CACHE_TTL_MS = 1_000;
@@ -72,6 +77,8 @@ export function createServices(deps: {
     | 'auditWitnessFile'
     | 'auditWitnessSyslog'
     | 'auditRetentionDays'
+    | 'reencryptBatchSize'
+    | 'reencryptPauseMs'
   > &
     SiemConfig &
     KeysConfig;
@@ -101,6 +108,10 @@ export function createServices(deps: {
   alertNotifier?: AlertNotifier;
   /** Failures of background work (the detection worker); default: ignored. */
   onBackgroundError?: (error: unknown) => void;
+  /** What the re-encryption job did for a tenant (server.ts logs it). */
+  onReencryption?: (tenantId: string, result: TenantRunResult) => void;
+  /** Who holds re-encryption leases from this process (default: host, pid and a random id). */
+  nodeId?: string;
 }) {
   const { db, reader } = deps.database;
   const clock = deps.clock;
@@ -177,11 +188,36 @@ export function createServices(deps: {
     notifier: alertNotifier,
     onError: deps.onBackgroundError,
   });
+  // Re-encryption after a rotation: the same run `custos keys reencrypt` uses, as this node.
+  const reencryption = createTenantReencryption({
+    db,
+    keys,
+    audit: auditLog,
+    clock,
+    specs: [contactSpec, companySpec, dealSpec, activitySpec],
+    owner: `server:${deps.nodeId ?? `${hostname()}:${process.pid}:${newId().slice(-8)}`}`,
+    actor: { kind: 'system', id: 'reencryption' },
+  });
   return {
     database: deps.database,
     clock,
     keys,
     mfa,
+    reencryption,
+    /** Started by server.ts (`start`), by tests through `runOnce`. */
+    reencryptionWorker: acrossTenants(
+      'worker',
+      createReencryptionWorker({
+        db,
+        keys,
+        clock,
+        run: reencryption,
+        batchSize: deps.config.reencryptBatchSize,
+        pauseMs: deps.config.reencryptPauseMs,
+        onResult: deps.onReencryption,
+        onError: deps.onBackgroundError,
+      }),
+    ),
     auditLog,
     auditQueries: createAuditQueries({ db }),
     reports: createReportService({ db, clock }),

@@ -124,6 +124,12 @@ const wrongValues: Record<Name, { values: string[]; expected: RegExp }> = {
     values: ['-1', '3600001', '1.5', 'soon'],
     expected: /from 0 to 3600000/,
   },
+  CUSTOS_REENCRYPT_INTERVAL_MS: {
+    values: ['-1', '3600001', 'often'],
+    expected: /from 0 to 3600000/,
+  },
+  CUSTOS_REENCRYPT_BATCH_SIZE: { values: ['0', '10001', 'many'], expected: /from 1 to 10000/ },
+  CUSTOS_REENCRYPT_PAUSE_MS: { values: ['-1', '60001', '1s'], expected: /from 0 to 60000/ },
 };
 
 const keyDefaults = {
@@ -156,6 +162,9 @@ const keyDefaults = {
   auditRetentionDays: 2192,
   auditPruneMs: 24 * 3_600_000,
   detectionIntervalMs: 1000,
+  reencryptIntervalMs: 10_000,
+  reencryptBatchSize: 200,
+  reencryptPauseMs: 100,
 };
 
 describe('loadConfig', () => {

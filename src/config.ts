@@ -288,6 +288,25 @@ export const variables = {
     description:
       'How often the detection worker reads new audit events (milliseconds); 0: not on this node.',
   },
+  CUSTOS_REENCRYPT_INTERVAL_MS: {
+    schema: Type.Integer({ minimum: 0, maximum: 3_600_000 }),
+    expected: 'an integer from 0 to 3600000',
+    default: '10000',
+    description:
+      'How often the server looks for re-encryption to do after a key rotation (milliseconds); 0: not on this node.',
+  },
+  CUSTOS_REENCRYPT_BATCH_SIZE: {
+    schema: Type.Integer({ minimum: 1, maximum: 10_000 }),
+    expected: 'an integer from 1 to 10000',
+    default: '200',
+    description: 'Records (or subject keys) the re-encryption job handles per batch.',
+  },
+  CUSTOS_REENCRYPT_PAUSE_MS: {
+    schema: Type.Integer({ minimum: 0, maximum: 60_000 }),
+    expected: 'an integer from 0 to 60000',
+    default: '100',
+    description: 'Pause of the re-encryption job after each batch (milliseconds): its throttle.',
+  },
 } satisfies Record<string, VariableSpec>;
 
 type Env = Record<string, string | undefined>;
@@ -349,6 +368,10 @@ export interface Config {
   auditPruneMs: number;
   /** 0: this node runs no detection worker. */
   detectionIntervalMs: number;
+  /** 0: this node runs no re-encryption job. */
+  reencryptIntervalMs: number;
+  reencryptBatchSize: number;
+  reencryptPauseMs: number;
 }
 
 export class ConfigError extends Error {
@@ -398,6 +421,9 @@ export function loadConfig(env: Env = process.env): Readonly<Config> {
     auditRetentionDays: read(env, 'CUSTOS_AUDIT_RETENTION_DAYS') as number,
     auditPruneMs: (read(env, 'CUSTOS_AUDIT_PRUNE_HOURS') as number) * 3_600_000,
     detectionIntervalMs: read(env, 'CUSTOS_DETECTION_INTERVAL_MS') as number,
+    reencryptIntervalMs: read(env, 'CUSTOS_REENCRYPT_INTERVAL_MS') as number,
+    reencryptBatchSize: read(env, 'CUSTOS_REENCRYPT_BATCH_SIZE') as number,
+    reencryptPauseMs: read(env, 'CUSTOS_REENCRYPT_PAUSE_MS') as number,
   };
   return Object.freeze(config);
 }

@@ -44,6 +44,7 @@ async function main() {
   // The worker is built before the app whose logger reports its failures.
   const siemLog: { current?: { warn(obj: object, msg: string): void } } = {};
   let onBackgroundError = (_error: unknown): void => undefined;
+  const reencryptionLog: { current?: { info(obj: object, msg: string): void } } = {};
   const services = createServices({
     config,
     database,
@@ -63,12 +64,32 @@ async function main() {
         'SIEM delivery failed; the batch will be resent',
       ),
     onBackgroundError: (error) => onBackgroundError(error),
+    onReencryption: (tenantId, result) => {
+      if (result.outcome === 'busy' || result.outcome === 'up_to_date') return;
+      reencryptionLog.current?.info(
+        {
+          tenantId,
+          outcome: result.outcome,
+          targetVersion: result.targetVersion,
+          subjectKeysRewrapped: result.rewrap.rewrapped,
+          valuesReencrypted: result.values?.reencrypted,
+          valuesEncryptedFromClear: result.values?.encryptedClear,
+          remaining: result.values?.remaining,
+        },
+        'key re-encryption run',
+      );
+    },
   });
   const app = await buildApp({ config, services });
   siemLog.current = app.log;
-  onBackgroundError = (error) => app.log.error({ err: error }, 'detection worker failed');
+  reencryptionLog.current = app.log;
+  onBackgroundError = (error) => app.log.error({ err: error }, 'background job failed');
   // Detection rules over every tenant's audit log; several nodes may run it (the cursor is locked).
   if (config.detectionIntervalMs > 0) services.detectionWorker.start(config.detectionIntervalMs);
+  // Re-encryption after key rotations; several nodes may run it (one per tenant holds a lease).
+  if (config.reencryptIntervalMs > 0) {
+    services.reencryptionWorker.start(config.reencryptIntervalMs);
+  }
   if ((await runAsSystem('startup', () => countTenants(database.db))) === 0) {
     app.log.warn(
       'No tenant exists yet. Create the first one and its owner with: ' +
@@ -91,6 +112,7 @@ async function main() {
     await stopPurge();
     await services.siem.stop();
     await services.detectionWorker.stop();
+    await services.reencryptionWorker.stop();
     await app.close();
     await services.throttleStore.close();
     await services.mailer.settled();

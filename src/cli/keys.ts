@@ -7,8 +7,13 @@ import { createAuditService } from '../modules/audit/service.ts';
 import type { AuditRecorder } from '../modules/audit/service.ts';
 import { assertKeysUsable, openKeys } from '../modules/keys/open.ts';
 import { createProtectedValueCounter } from '../modules/records/protected-values.ts';
-import { censusOfValues, createReencryptionJob } from '../modules/records/reencrypt.ts';
-import type { ReencryptionJob, ValueCensus } from '../modules/records/reencrypt.ts';
+import { hostname } from 'node:os';
+import { censusOfValues } from '../modules/records/reencrypt.ts';
+import type { ValueCensus } from '../modules/records/reencrypt.ts';
+import { createTenantReencryption, pendingValues } from '../modules/records/reencrypt-run.ts';
+import type { TenantReencryption } from '../modules/records/reencrypt-run.ts';
+import { decodeCensus, readReencryption } from '../modules/records/reencrypt-progress.ts';
+import type { ReencryptionRow } from '../modules/records/reencrypt-progress.ts';
 import type { RecordSpec } from '../modules/records/spec.ts';
 import { activitySpec } from '../modules/activities/spec.ts';
 import { companySpec } from '../modules/companies/spec.ts';
@@ -64,7 +69,7 @@ interface KeyContext {
   tenants: Tenants;
   database: DatabaseHandle;
   audit: AuditRecorder;
-  reencryption: ReencryptionJob;
+  reencryption: TenantReencryption;
   /** Runs a key operation and records its audit events (system actor `cli`). */
   audited: <T>(op: () => Promise<{ result: T; events: readonly KeyEvent[] }>) => Promise<T>;
 }
@@ -94,10 +99,15 @@ function withKeys<T>(deps: CliDeps, fn: (ctx: KeyContext) => Promise<T>): Promis
         tenants,
         database,
         audit,
-        reencryption: createReencryptionJob({
+        // The server's job runs the same code; the lease keeps the two off the same tenant.
+        reencryption: createTenantReencryption({
           db: database.db,
           keys: keys.service,
+          audit,
+          clock: systemClock,
           specs: RECORD_SPECS,
+          owner: `cli:${hostname()}:${process.pid}`,
+          actor: CLI_ACTOR,
         }),
         audited: (op) => withKeyEvent({ db: database.db, audit }, op),
       });
@@ -109,12 +119,51 @@ function withKeys<T>(deps: CliDeps, fn: (ctx: KeyContext) => Promise<T>): Promis
 
 const dataKey = (version: number) => ({ type: 'tenant_data_key' as const, id: `v${version}` });
 
+/** The values a tenant's keys protect: as the re-encryption job last counted them, or now. */
+async function valueCounts(
+  database: DatabaseHandle,
+  tenantId: string,
+  scan: boolean,
+): Promise<{ census: ValueCensus; run: ReencryptionRow | undefined; countedAt?: string }> {
+  const found = await readReencryption(database.db, tenantId);
+  const run = found !== undefined && found.target_version > 0 ? found : undefined;
+  if (run !== undefined && !scan) {
+    return { census: decodeCensus(run.census), run, countedAt: run.census_at };
+  }
+  // No run yet (or --scan): read every protected value of the tenant.
+  return { census: await censusOfValues(database.db, RECORD_SPECS, tenantId), run };
+}
+
+function printRun(
+  status: TenantKeyStatus,
+  run: ReencryptionRow,
+  census: ValueCensus,
+  out: (l: string) => void,
+) {
+  const moved = run.reencrypted + run.encrypted_clear;
+  const counts = `${run.rewrapped} subject keys re-wrapped, ${moved} values re-encrypted`;
+  if (status.activeVersion !== undefined && run.target_version < status.activeVersion) {
+    out(
+      `  re-encryption to v${status.activeVersion}: pending (the server's job starts it, or "custos keys reencrypt")`,
+    );
+  } else if (run.state === 'done') {
+    out(`  re-encryption to v${run.target_version}: done at ${run.finished_at ?? '?'}, ${counts}`);
+  } else {
+    const holder =
+      run.lease_owner === null ? 'paused' : `by ${run.lease_owner} until ${run.lease_until ?? '?'}`;
+    out(
+      `  re-encryption to v${run.target_version}: running (${run.phase}), ${counts}, ${pendingValues(census, run.target_version)} values left, last batch ${run.last_batch_at ?? 'none yet'}, ${holder}`,
+    );
+  }
+}
+
 function printStatus(
   status: TenantKeyStatus,
-  census: ValueCensus,
+  counts: Awaited<ReturnType<typeof valueCounts>>,
   tenants: Tenants,
   out: (l: string) => void,
 ) {
+  const { census } = counts;
   const active = status.activeVersion === undefined ? 'none' : `v${status.activeVersion}`;
   const index = status.indexVersion === undefined ? 'none' : `v${status.indexVersion}`;
   out(
@@ -133,11 +182,19 @@ function printStatus(
     );
   }
   if (census.damaged > 0) out(`  ${census.damaged} values damaged (not readable envelopes)`);
+  if (counts.run !== undefined) printRun(status, counts.run, census, out);
+  if (counts.countedAt !== undefined) {
+    out(
+      `  values as counted by the re-encryption job at ${counts.countedAt} ("--scan" counts them now)`,
+    );
+  }
 }
 
 /**
- * Re-wraps subject keys, then re-encrypts values, for one tenant; prints progress; records
- * `keys.reencrypted` once nothing is left under an older version or in clear.
+ * Re-wraps subject keys, then re-encrypts values, for one tenant (the run the server's job also
+ * does, resumed where any process left it); prints progress. The run records
+ * `keys.reencryption_started` and, once nothing is left under an older version or in clear,
+ * `keys.reencrypted`.
  */
 async function finishRotation(
   ctx: KeyContext,
@@ -157,47 +214,40 @@ async function finishRotation(
     }
     await service.tenantDataKey(id);
   }
-  const rewrap = await service.rewrapSubjectKeys(id, {
+  const result = await ctx.reencryption.runTenant(id, {
     ...options,
-    onProgress: (p) => out(`${name}: re-wrapped ${p.rewrapped}, ${p.remaining} left`),
-  });
-  if (!rewrap.done) {
-    out(
-      `${name}: stopped with ${rewrap.remaining} subject keys left; run "custos keys reencrypt" to continue`,
-    );
-    return false;
-  }
-  out(`${name}: every subject key is wrapped by v${rewrap.targetVersion}`);
-  const values = await ctx.reencryption.run(id, {
-    ...options,
-    onProgress: (p) =>
+    onRewrap: (p) => out(`${name}: re-wrapped ${p.rewrapped}, ${p.remaining} left`),
+    onValues: (p) =>
       out(`${name}: re-encrypted ${p.reencrypted + p.encryptedClear} values, ${p.remaining} left`),
   });
-  if (values.failed > 0) {
-    out(`${name}: ${values.failed} records could not be read (damaged values or erased keys)`);
-  }
-  if (values.duplicates > 0) {
-    out(`${name}: ${values.duplicates} contacts in clear shared an e-mail address with another`);
-  }
-  if (!values.done) {
+  if (result.outcome === 'busy') {
     out(
-      `${name}: stopped with ${values.remaining} values left; run "custos keys reencrypt" to continue`,
+      `${name}: another process is re-encrypting this tenant (${result.holder ?? '?'}, until ${result.until ?? '?'}); "custos keys status" shows its progress`,
     );
     return false;
   }
-  await ctx.audited(async () => ({
-    result: undefined,
-    events: [
-      {
-        type: 'keys.reencrypted',
-        tenantId: id,
-        actor: CLI_ACTOR,
-        target: dataKey(values.targetVersion),
-        reason: `values_${values.reencrypted};clear_${values.encryptedClear};subject_keys_${rewrap.rewrapped}`,
-      },
-    ],
-  }));
-  out(`${name}: every value is encrypted under v${values.targetVersion} or its subject's key`);
+  if (result.outcome === 'up_to_date') return true;
+  if (!result.rewrap.done) {
+    out(
+      `${name}: stopped with ${result.rewrap.remaining} subject keys left; run "custos keys reencrypt" to continue`,
+    );
+    return false;
+  }
+  out(`${name}: every subject key is wrapped by v${result.targetVersion}`);
+  const values = result.values;
+  if (values !== undefined && values.failed > 0) {
+    out(`${name}: ${values.failed} records could not be read (damaged values or erased keys)`);
+  }
+  if (values !== undefined && values.duplicates > 0) {
+    out(`${name}: ${values.duplicates} contacts in clear shared an e-mail address with another`);
+  }
+  if (result.outcome !== 'done') {
+    out(
+      `${name}: stopped with ${values?.remaining ?? '?'} values left; run "custos keys reencrypt" to continue`,
+    );
+    return false;
+  }
+  out(`${name}: every value is encrypted under v${result.targetVersion} or its subject's key`);
   return true;
 }
 
@@ -209,14 +259,18 @@ export function registerKeyCommands(program: Command, deps: CliDeps): void {
     .command('status')
     .description('key versions per tenant, and how many subject keys and values each protects')
     .option('--tenant <slug>', 'only this tenant')
-    .action(async (opts: { tenant?: string }) => {
+    .option(
+      '--scan',
+      "count the values now (reads every protected value) instead of the re-encryption job's count",
+    )
+    .action(async (opts: { tenant?: string; scan?: boolean }) => {
       await withKeys(deps, async ({ keys: { service }, tenants, database }) => {
         const id = opts.tenant === undefined ? undefined : tenants.idOf(opts.tenant);
         const all = await service.status(id);
         if (all.length === 0) out('No tenant keys yet: they are created on first use.');
         for (const status of all) {
-          const census = await censusOfValues(database.db, RECORD_SPECS, status.tenantId);
-          printStatus(status, census, tenants, out);
+          const counts = await valueCounts(database, status.tenantId, opts.scan === true);
+          printStatus(status, counts, tenants, out);
         }
       });
     });

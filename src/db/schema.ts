@@ -433,6 +433,30 @@ export interface BreakGlassGrantTable {
   ended_by: string | null;
 }
 
+/** A tenant's re-encryption run after a key rotation (migration 0017). */
+export interface KeyReencryptionTable {
+  tenant_id: string;
+  target_version: number;
+  state: 'running' | 'done';
+  phase: 'rewrap' | 'values';
+  /** Where the values phase stopped: the table, and the last record id done in it. */
+  cursor_table: string | null;
+  cursor_id: string | null;
+  rewrapped: number;
+  reencrypted: number;
+  encrypted_clear: number;
+  failed: number;
+  /** JSON `StoredCensus` (records/reencrypt-progress.ts). */
+  census: string;
+  census_at: Timestamp;
+  started_at: Timestamp;
+  last_batch_at: Timestamp | null;
+  finished_at: Timestamp | null;
+  /** The process working on it, until `lease_until` (then another may take over). */
+  lease_owner: string | null;
+  lease_until: Timestamp | null;
+}
+
 export interface Database {
   tenants: TenantTable;
   users: UserTable;
@@ -466,6 +490,7 @@ export interface Database {
   teams: TeamTable;
   team_members: TeamMemberTable;
   break_glass_grants: BreakGlassGrantTable;
+  key_reencryption: KeyReencryptionTable;
 }
 
 export type RecordTableName = 'companies' | 'contacts' | 'deals' | 'activities';

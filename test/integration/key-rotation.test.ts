@@ -159,7 +159,9 @@ describe('key rotation under traffic', () => {
           : { body: `updated by ${worker} at ${i}` };
         await patch(s, target, change);
         expected.set(target, { ...expected.get(target), ...change });
-        const read = list[(i * 13 + worker) % list.length] as string;
+        // Read one of this worker's own records: another worker's may change between the read
+        // and the look at `expected` (its PATCH committed, its `expected.set` not yet run).
+        const read = mine[(i * 13 + worker) % mine.length] as string;
         expect(await get(s, read), read).toMatchObject(expected.get(read) as Values);
         await sleep(1);
       }

@@ -165,13 +165,20 @@ describe('custos keys', () => {
       'keys-wait: every subject key is wrapped by v2',
       "keys-wait: every value is encrypted under v2 or its subject's key",
     ]);
-    // Both steps are in the tenant's audit log, by the system actor `cli`.
+    // Both steps are in the tenant's audit log, by the system actor `cli`: the rotation, then
+    // one started/finished pair for the re-encryption run (not one event per batch).
     expect(await keyEvents(id)).toEqual([
       {
         type: 'keys.rotated',
         actor: 'system:cli',
         target: 'tenant_data_key:v2',
         reason: 'previous_v1',
+      },
+      {
+        type: 'keys.reencryption_started',
+        actor: 'system:cli',
+        target: 'tenant_data_key:v2',
+        reason: 'pending_values_0;pending_subject_keys_3',
       },
       {
         type: 'keys.reencrypted',
@@ -254,6 +261,7 @@ describe('custos keys', () => {
     );
     expect((await keyEvents(id)).map((e) => `${e.type} ${e.reason}`)).toEqual([
       'keys.rotated previous_v1',
+      'keys.reencryption_started pending_values_8;pending_subject_keys_0',
       'keys.reencrypted values_6;clear_2;subject_keys_0',
       'keys.version_retired min_decrypt_v2',
     ]);

@@ -15,6 +15,8 @@ import type { AuditRecorder } from '../audit/service.ts';
 export type KeyEventType =
   /** A new tenant data key version is active; older ones decrypt only. */
   | 'keys.rotated'
+  /** A re-encryption run to the active version began (once per run, not per batch). */
+  | 'keys.reencryption_started'
   /** Every subject key and value of the tenant is under the active version (job finished). */
   | 'keys.reencrypted'
   /** A data key version was destroyed; the minimum decryption version rose. */

@@ -146,6 +146,7 @@ export function createLazyKeyService(
     rotateTenantKey: async (...a) => (await get()).rotateTenantKey(...a),
     rewrapSubjectKeys: async (...a) => (await get()).rewrapSubjectKeys(...a),
     status: async (...a) => (await get()).status(...a),
+    openRotations: async () => (await get()).openRotations(),
     retireVersion: async (...a) => (await get()).retireVersion(...a),
     ping: async () => (await get()).ping(),
     async close() {

@@ -8,8 +8,8 @@ import {
   rotateTenantKeyVersion,
 } from './rotation.ts';
 import type { RewrapOptions, RewrapProgress } from './rotation.ts';
-import { readKeyStatus } from './status.ts';
-import type { TenantKeyStatus } from './status.ts';
+import { readKeyStatus, readOpenRotations } from './status.ts';
+import type { OpenRotation, TenantKeyStatus } from './status.ts';
 import type { KeyStore } from './store.ts';
 import {
   SUBJECT_KEY_VERSION,
@@ -71,6 +71,8 @@ export interface KeyService {
   /** Re-wraps subject keys still under older versions, in throttled, resumable batches. */
   rewrapSubjectKeys(tenantId: string, options?: RewrapOptions): Promise<RewrapProgress>;
   status(tenantId?: string): Promise<TenantKeyStatus[]>;
+  /** Tenants rotated whose older data key versions are not all retired (for the re-encryption job). */
+  openRotations(): Promise<OpenRotation[]>;
   /** Destroys a decrypt-only version nothing depends on; `keys.version_in_use` otherwise. */
   retireVersion(tenantId: string, version: number): Promise<{ minDecryptVersion: number }>;
   /** Readiness: the key store answers and the root key provider round-trips a test value. */
@@ -208,6 +210,7 @@ export function createKeyService(deps: KeyServiceDeps): KeyService {
       return rewrapSubjectKeyBatches(inner, tenantId, options);
     },
     status: (tenantId) => readKeyStatus(deps.store, tenantId),
+    openRotations: () => readOpenRotations(deps.store),
     async retireVersion(tenantId, version) {
       const result = await retireTenantKeyVersion(
         { ...inner, settleMs: 2 * ttl, protectedValues: deps.protectedValues },

@@ -88,3 +88,39 @@ export async function readKeyStatus(
   for (const row of settingRows) entry(row.tenant_id).minDecryptVersion = row.min_decrypt_version;
   return [...byTenant.values()];
 }
+
+/** A tenant whose data key was rotated and whose older version is not retired yet. */
+export interface OpenRotation {
+  tenantId: string;
+  /** The active version, and since when it is (values are moved to it). */
+  activeVersion: number;
+  activeSince: string;
+}
+
+/**
+ * Tenants with an active data key version and an older one still live (decrypt-only): where the
+ * re-encryption job may have work. Reads only the tenant key rows (a few per tenant).
+ */
+export async function readOpenRotations(store: KeyStore): Promise<OpenRotation[]> {
+  const rows = await store.db
+    .selectFrom('tenant_keys')
+    .select(['tenant_id', 'version', 'state', 'created_at'])
+    .where('purpose', '=', 'data')
+    .where('state', '!=', 'retired')
+    .orderBy('tenant_id')
+    .orderBy('version')
+    .execute();
+  const open = new Map<string, { active?: OpenRotation; older: boolean }>();
+  for (const row of rows) {
+    const entry = open.get(row.tenant_id) ?? { older: false };
+    if (row.state === 'active') {
+      entry.active = {
+        tenantId: row.tenant_id,
+        activeVersion: row.version,
+        activeSince: row.created_at,
+      };
+    } else entry.older = true;
+    open.set(row.tenant_id, entry);
+  }
+  return [...open.values()].flatMap((e) => (e.older && e.active ? [e.active] : []));
+}

@@ -1,6 +1,7 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { sql, type Kysely } from 'kysely';
 import { isCryptoError, parseEnvelope } from '../../core/crypto/index.ts';
+import type { FieldKey } from '../../core/crypto/index.ts';
 import type { Database } from '../../db/schema.ts';
 import { AppError } from '../../errors.ts';
 import type { KeyService } from '../keys/service.ts';
@@ -76,8 +77,9 @@ async function* pages(
   tenantId: string,
   columns: readonly string[],
   size: number,
+  from?: string,
 ): AsyncGenerator<Row[]> {
-  let after: string | undefined;
+  let after: string | undefined = from;
   for (;;) {
     let query = (db as unknown as AnyDb)
       .selectFrom(spec.table)
@@ -127,6 +129,12 @@ export async function censusOfValues(
   return census;
 }
 
+/** Where a run stopped: the last record done in a table (record types go in `specs` order). */
+export interface ReencryptCursor {
+  table: string;
+  id: string;
+}
+
 export interface ReencryptOptions {
   /** Rows read per batch. Default 200. */
   batchSize?: number;
@@ -135,6 +143,18 @@ export interface ReencryptOptions {
   /** Stops after the current row (a shutdown, a test's "kill"); running again resumes. */
   signal?: AbortSignal;
   onProgress?: (progress: ReencryptProgress) => void;
+  /**
+   * Starts the first pass after this record instead of at the beginning (a run resumed from its
+   * saved cursor). Rows before it are not read again unless a later pass is needed.
+   */
+  resumeAfter?: ReencryptCursor | undefined;
+  /** The census to start from (a resumed run's saved one), instead of counting all values. */
+  census?: ValueCensus | undefined;
+  /**
+   * Awaited after every batch with the cursor of its last row (the server job saves it and
+   * renews its lease there); a throw stops the run and is passed on.
+   */
+  onBatch?: (progress: ReencryptProgress, cursor: ReencryptCursor) => Promise<void>;
 }
 
 export interface ReencryptProgress {
@@ -153,7 +173,16 @@ export interface ReencryptProgress {
   duplicates: number;
   /** Values still under an older version or in clear (damaged ones not included). */
   remaining: number;
+  /**
+   * How the tenant's values are stored: counted at the start (or given), kept current with the
+   * job's own writes, counted again at the end. Users' writes meanwhile show at the next count.
+   */
+  census: ValueCensus;
   done: boolean;
+}
+
+export function copyCensus(census: ValueCensus): ValueCensus {
+  return { ...census, byVersion: new Map(census.byVersion) };
 }
 
 export interface ReencryptDeps {
@@ -189,6 +218,29 @@ export function createReencryptionJob(deps: ReencryptDeps) {
     for (const [version, count] of census.byVersion) if (version !== target) n += count;
     return n;
   };
+
+  /** Moves the values of `columns` just re-sealed under `key` in the census. */
+  function count(
+    census: ValueCensus,
+    tenantId: string,
+    row: Row,
+    columns: readonly (readonly [string, string])[],
+    key: FieldKey,
+  ): void {
+    const add = (version: number, n: number) =>
+      census.byVersion.set(version, Math.max(0, (census.byVersion.get(version) ?? 0) + n));
+    for (const [, column] of columns) {
+      const stored = row[column];
+      if (typeof stored !== 'string') continue;
+      const before = classifyStored(stored);
+      if (before.kind === 'clear') census.clear = Math.max(0, census.clear - 1);
+      else if (before.kind !== 'sealed') continue;
+      else if (before.keyId === tenantKeyId(tenantId)) add(before.keyVersion, -1);
+      else census.subjectValues = Math.max(0, census.subjectValues - 1);
+      if (key.keyId === tenantKeyId(tenantId)) add(key.keyVersion, 1);
+      else census.subjectValues += 1;
+    }
+  }
 
   /** Seals one row again; 'raced' when the stored row changed since it was read. */
   async function redo(
@@ -231,15 +283,16 @@ export function createReencryptionJob(deps: ReencryptDeps) {
     }
     const redone = t.protectedColumns.filter(([, column]) => !damagedColumns.has(column));
     for (const [field] of redone) values[field] = record[field] ?? null;
-    let sealed: { values: Row; indexColumns: Row };
+    let sealed: { values: Row; indexColumns: Row; key: FieldKey };
     try {
       const key = await crypto.writeKey(tenantId, id, record);
-      sealed = await crypto.seal(tenantId, id, values, record, key);
+      sealed = { ...(await crypto.seal(tenantId, id, values, record, key)), key };
     } catch (err) {
       // A destroyed subject key (an erased person whose row remains) is left alone.
       if (err instanceof AppError) return 'failed';
       throw err;
     }
+    const key = sealed.key;
     const changes: Row = { ...sealed.indexColumns };
     for (const [field, column] of redone) changes[column] = sealed.values[field] ?? null;
     const write = async (set: Row) => {
@@ -275,6 +328,7 @@ export function createReencryptionJob(deps: ReencryptDeps) {
       if (written) progress.duplicates += 1;
     }
     if (!written) return 'raced';
+    count(progress.census, tenantId, row, redone, key);
     progress.reencrypted += moved;
     progress.encryptedClear += clearColumns.size;
     progress.remaining = Math.max(0, progress.remaining - moved - clearColumns.size);
@@ -291,6 +345,7 @@ export function createReencryptionJob(deps: ReencryptDeps) {
     if (!Number.isInteger(batchSize) || batchSize < 1) throw new RangeError('batchSize >= 1');
     const stopped = (): boolean => options.signal?.aborted === true;
     const { keyVersion: target } = await keys.tenantDataKey(tenantId);
+    const census = options.census ?? (await censusOfValues(db, deps.specs, tenantId));
     const progress: ReencryptProgress = {
       tenantId,
       targetVersion: target,
@@ -299,22 +354,37 @@ export function createReencryptionJob(deps: ReencryptDeps) {
       raced: 0,
       failed: 0,
       duplicates: 0,
-      remaining: pending(await censusOfValues(db, deps.specs, tenantId), target),
+      remaining: pending(census, target),
+      census: copyCensus(census),
       done: false,
     };
     const failed = new Set<string>();
     // Rows a user changed meanwhile are taken up by another pass (a few at most).
-    for (let pass = 0; pass < 5 && progress.remaining > 0 && !stopped(); pass += 1) {
+    // A resumed run starts after its cursor: at its table, after its record.
+    let resume = options.resumeAfter;
+    if (resume !== undefined && !targets.some((t) => t.spec.table === resume?.table)) {
+      resume = undefined;
+    }
+    for (let pass = 0; pass < 5 && (progress.remaining > 0 || resume) && !stopped(); pass += 1) {
       let raced = 0;
       for (const t of targets) {
-        for await (const rows of pages(db, t.spec, tenantId, t.columns, batchSize)) {
+        if (resume !== undefined && t.spec.table !== resume.table) continue;
+        const from = resume?.id;
+        resume = undefined;
+        for await (const rows of pages(db, t.spec, tenantId, t.columns, batchSize, from)) {
           let wrote = false;
+          let last: string | undefined;
           for (const row of rows) {
             if (stopped()) break;
             const outcome = await redo(t, tenantId, row, progress);
             if (outcome === 'raced') raced += 1;
             else if (outcome === 'failed') failed.add(`${t.spec.table}:${String(row.id)}`);
             if (outcome === 'done') wrote = true;
+            last = String(row.id);
+          }
+          progress.failed = failed.size;
+          if (last !== undefined) {
+            await options.onBatch?.({ ...progress }, { table: t.spec.table, id: last });
           }
           if (stopped()) break;
           if (wrote) {
@@ -330,8 +400,10 @@ export function createReencryptionJob(deps: ReencryptDeps) {
       progress.failed = failed.size;
       if (raced === 0) break;
     }
-    progress.remaining = pending(await censusOfValues(db, deps.specs, tenantId), target);
-    progress.done = progress.remaining === 0;
+    // A stopped run keeps its running count; a finished one counts again (users' writes too).
+    if (!stopped()) progress.census = await censusOfValues(db, deps.specs, tenantId);
+    progress.remaining = pending(progress.census, target);
+    progress.done = progress.remaining === 0 && !stopped();
     return progress;
   }
 

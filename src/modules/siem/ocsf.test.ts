@@ -124,6 +124,7 @@ describe('OCSF mapping of identity events', () => {
 /** Every key-management event and its class and activity (the compiler checks all are here). */
 const KEY_EVENTS: Record<KeyEventType, [classUid: number, activityId: number, severity: number]> = {
   'keys.rotated': [3004, 3, 2],
+  'keys.reencryption_started': [3004, 3, 1],
   'keys.reencrypted': [3004, 3, 1],
   'keys.version_retired': [3004, 4, 3],
   'keys.root_key_created': [3004, 1, 3],

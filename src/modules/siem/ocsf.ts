@@ -146,6 +146,7 @@ export function classify(e: Pick<AuditEventBody, 'type' | 'outcome'>): OcsfClass
     // Key management: which key changed is in `entity`.
     case 'keys.rotated':
       return { class: ENTITY_MANAGEMENT, activityId: 3, activityName: 'Update', severityId: 2 };
+    case 'keys.reencryption_started':
     case 'keys.reencrypted':
       return { class: ENTITY_MANAGEMENT, activityId: 3, activityName: 'Update', severityId: 1 };
     case 'keys.version_retired':
