@@ -37,7 +37,8 @@ const config = loadConfig({
   CUSTOS_TRUST_PROXY: 'true',
   CUSTOS_LOGIN_FAILURES_PER_ADDRESS_PER_DAY: '1000000',
 });
-const database = openDatabase({ dataDir });
+// As in src/server.ts: checkpoints off the event loop.
+const database = openDatabase({ dataDir, walCheckpoints: 'thread' });
 await migrateToLatest(database.db);
 const services = createServices({ config, database, clock: systemClock });
 await setupTenant(
