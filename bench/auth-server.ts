@@ -37,7 +37,8 @@ const config = loadConfig({
   CUSTOS_TRUST_PROXY: 'true',
   CUSTOS_LOGIN_FAILURES_PER_ADDRESS_PER_DAY: '1000000',
 });
-const database = openDatabase({ dataDir });
+// As in src/server.ts: checkpoints off the event loop.
+const database = openDatabase({ dataDir, walCheckpoints: 'thread' });
 await migrateToLatest(database.db);
 const services = createServices({ config, database, clock: systemClock });
 await setupTenant(
@@ -82,7 +83,44 @@ await app.listen({ host: '127.0.0.1', port: 0 });
 
 const loop = monitorEventLoopDelay({ resolution: 1 });
 loop.enable();
+// BENCH_LONG_TASKS=<ms>: every stall of the event loop longer than that, with its monotonic time
+// (µs, the clock of --cpu-prof and --trace-gc's process uptime), on standard error.
+const longTaskMs = Number(process.env.BENCH_LONG_TASKS ?? 0);
+const micros = () => Number(process.hrtime.bigint() / 1000n);
+// Linux: /proc/thread-self/schedstat splits each stall into time on a CPU (work on the main
+// thread), time runnable but waiting for a CPU (other threads or processes had it) and the rest
+// (blocked in a system call, e.g. fsync).
+const schedstat = (): [number, number] => {
+  try {
+    const [run = 0, wait = 0] = fs
+      .readFileSync('/proc/thread-self/schedstat', 'utf8')
+      .split(' ')
+      .map(Number);
+    return [run / 1e6, wait / 1e6];
+  } catch {
+    return [NaN, NaN];
+  }
+};
+if (longTaskMs > 0) {
+  let last = performance.now();
+  let [lastRun, lastWait] = schedstat();
+  setInterval(() => {
+    const now = performance.now();
+    const [run, wait] = schedstat();
+    const gap = now - last;
+    if (gap > longTaskMs + 1) {
+      process.stderr.write(
+        `long task: ${gap.toFixed(1)} ms ending at ${micros()} us: on CPU ${(run - lastRun).toFixed(1)} ms, ` +
+          `waiting for a CPU ${(wait - lastWait).toFixed(1)} ms, blocked ${(gap - (run - lastRun) - (wait - lastWait)).toFixed(1)} ms\n`,
+      );
+    }
+    last = now;
+    lastRun = run;
+    lastWait = wait;
+  }, 1).unref();
+}
 process.on('message', (message: { cmd: string }) => {
+  if (longTaskMs > 0) process.stderr.write(`${message.cmd} at ${micros()} us\n`);
   if (message.cmd === 'loop-start') loop.reset();
   if (message.cmd === 'loop-stop') {
     process.send?.({

@@ -33,15 +33,28 @@ interface Server {
 }
 
 async function start(): Promise<Server> {
-  const child = spawn(process.execPath, ['--import', 'tsx', path.join(here, 'auth-server.ts')], {
-    stdio: ['ignore', 'pipe', 'inherit', 'ipc'],
-  });
+  // BENCH_SERVER_ARGS: extra node flags for the server only (diagnostics: --trace-gc, --cpu-prof).
+  const extra = (process.env.BENCH_SERVER_ARGS ?? '').split(/\s+/).filter(Boolean);
+  const child = spawn(
+    process.execPath,
+    [...extra, '--import', 'tsx', path.join(here, 'auth-server.ts')],
+    { stdio: ['ignore', 'pipe', 'inherit', 'ipc'] },
+  );
+  // The first JSON line says where the server listens; anything else it prints (--trace-gc)
+  // goes on to standard error, read to the end so that the pipe never fills.
   const rl = readline.createInterface({ input: child.stdout! });
-  for await (const line of rl) {
-    rl.close();
-    return { child, ...(JSON.parse(line) as { port: number; users: number }) };
-  }
-  throw new Error('auth benchmark server did not start');
+  return new Promise((resolve, reject) => {
+    let started = false;
+    rl.on('line', (line) => {
+      if (!started && line.startsWith('{')) {
+        started = true;
+        resolve({ child, ...(JSON.parse(line) as { port: number; users: number }) });
+      } else process.stderr.write(`${line}\n`);
+    });
+    rl.on('close', () => {
+      if (!started) reject(new Error('auth benchmark server did not start'));
+    });
+  });
 }
 
 function ask<T>(child: ChildProcess, cmd: string): Promise<T> {

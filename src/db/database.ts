@@ -15,6 +15,11 @@ import {
 import type { Database } from './schema.ts';
 import { migrations } from './migrations/index.ts';
 import { createWriteWatches, type WriteWatch } from './write-watch.ts';
+import {
+  FALLBACK_CHECKPOINT_PAGES,
+  startWalCheckpointer,
+  type WalCheckpointer,
+} from './wal-checkpointer.ts';
 import { currentScope, runAsMigration, type TenantScope } from './tenant-scope.ts';
 import { APP_ROLE } from './tenant-walls.ts';
 
@@ -31,6 +36,13 @@ export interface DatabaseOptions {
    * for tests' own inspection of what the application wrote, never for the application.
    */
   tenantWalls?: boolean;
+  /**
+   * SQLite: where write-ahead-log checkpoints run. `inline` (default): SQLite's automatic
+   * checkpoint, inside the commit that crosses 1000 pages, on the event loop. `thread`: on a
+   * thread of their own (wal-checkpointer.ts), so the event loop never waits for their fsyncs;
+   * the server uses it.
+   */
+  walCheckpoints?: 'inline' | 'thread';
 }
 
 export interface DatabaseHandle {
@@ -49,6 +61,8 @@ export interface DatabaseHandle {
    * of what every request reads. Absent on PostgreSQL, where other nodes write too.
    */
   watchWrites?: (affects: (sql: string) => boolean) => WriteWatch;
+  /** SQLite with `walCheckpoints: 'thread'`: the checkpointing thread. */
+  walCheckpointer?: WalCheckpointer;
   /** A trivial query: is the database reachable? */
   ping(): Promise<void>;
   close(): Promise<void>;
@@ -81,6 +95,12 @@ export function openDatabase(options: DatabaseOptions): DatabaseHandle {
   sqlite.pragma('foreign_keys = ON');
   sqlite.pragma('busy_timeout = 5000');
   fs.chmodSync(file, 0o600);
+  let walCheckpointer: WalCheckpointer | undefined;
+  if (options.walCheckpoints === 'thread') {
+    // A safety net only: the thread keeps the log far below it.
+    sqlite.pragma(`wal_autocheckpoint = ${FALLBACK_CHECKPOINT_PAGES}`);
+    walCheckpointer = startWalCheckpointer({ file });
+  }
   const watches = createWriteWatches();
   const db = new Kysely<Database>({
     dialect: new SqliteDialect({ database: withStatementCache(sqlite, watches.wrap) }),
@@ -103,8 +123,10 @@ export function openDatabase(options: DatabaseOptions): DatabaseHandle {
     file,
     reader,
     watchWrites: watches.watch,
+    ...(walCheckpointer ? { walCheckpointer } : {}),
     ping: () => ping(db),
     close: async () => {
+      await walCheckpointer?.stop();
       readConnection?.close();
       await db.destroy();
     },

@@ -3,6 +3,7 @@ import type { Static } from '@sinclair/typebox';
 import type { FastifyInstance, FastifyReply } from 'fastify';
 import { actorOf, requestMeta, SESSION_COOKIE } from '../../http/auth.ts';
 import { problemResponses, RoleSchema, Text } from '../../http/schemas.ts';
+import { createTurnGate } from '../../http/turns.ts';
 import { csrfTokenFor } from '../identity/tokens.ts';
 import {
   AuthenticationCredential,
@@ -136,6 +137,8 @@ export function sessionStarted(reply: FastifyReply, result: LoginResult) {
 }
 
 export function registerAuthRoutes(app: FastifyInstance, auth: AuthService) {
+  // A storm of sign-ins arriving together starts one per event-loop turn (see turns.ts).
+  const signIns = createTurnGate();
   app.post(
     '/api/v1/auth/login',
     {
@@ -149,6 +152,7 @@ export function registerAuthRoutes(app: FastifyInstance, auth: AuthService) {
     },
     async (request, reply) => {
       const body = request.body as { tenant: string; email: string; password: string };
+      await signIns.wait();
       const result = await auth.login(body, requestMeta(request));
       if (result.mfaRequired) {
         return { mfaRequired: true, mfaToken: result.mfaToken, expiresAt: result.expiresAt };

@@ -1,12 +1,13 @@
-import { hash, verify, type Options } from '@node-rs/argon2';
-import { createTaskQueue, defaultHashConcurrency } from './hash-queue.ts';
+import type { Options } from '@node-rs/argon2';
+import { defaultHashConcurrency } from './hash-queue.ts';
+import { createHashWorkers } from './hash-workers.ts';
 
 /** `Algorithm.Argon2id` of @node-rs/argon2 (an ambient const enum, not importable as a value). */
 const ARGON2ID = 2 as Options['algorithm'];
 
 /**
  * Password hashing with argon2id at the OWASP baseline (19 MiB, 2 passes, 1 lane). Hashing runs on
- * libuv's thread pool, never on the event loop.
+ * threads of its own at a lower scheduling priority, never on the event loop (hash-workers.ts).
  */
 export const argon2Params: Options = {
   algorithm: ARGON2ID,
@@ -16,13 +17,14 @@ export const argon2Params: Options = {
 };
 
 /**
- * Every argon2 call of the process goes through this queue: at most (cores - 1) at once, so a
- * storm of sign-ins never takes the event loop's core (see hash-queue.ts). Unknown users, wrong
- * passwords and locked accounts all wait in it alike, so their answer times stay equal.
+ * Every argon2 call of the process goes through these threads: at most (cores - 1) at once, so a
+ * storm of sign-ins never takes the event loop's core (see hash-queue.ts), and at niceness 10,
+ * so the event loop has the CPU whenever it wakes (see hash-workers.ts). Unknown users, wrong
+ * passwords and locked accounts all wait in the same queue alike, so their answer times stay equal.
  */
-const hashing = createTaskQueue(defaultHashConcurrency());
+const hashing = createHashWorkers({ threads: defaultHashConcurrency(), niceness: 10 });
 
-/** Hashes running and waiting (bench and tests). */
+/** Hashes running and waiting, and the hashing threads' niceness (bench and tests). */
 export const passwordHashingStats = () => hashing.stats();
 
 export const MIN_PASSWORD_LENGTH = 15;
@@ -30,13 +32,13 @@ export const MAX_PASSWORD_LENGTH = 1024;
 
 export function hashPassword(password: string): Promise<string> {
   const normalized = password.normalize('NFC');
-  return hashing.run(() => hash(normalized, argon2Params));
+  return hashing.hash(normalized, argon2Params);
 }
 
 export async function verifyPassword(stored: string, password: string): Promise<boolean> {
   try {
     const normalized = password.normalize('NFC');
-    return await hashing.run(() => verify(stored, normalized));
+    return await hashing.verify(stored, normalized);
   } catch {
     // A malformed stored hash is a failed sign-in, never a crash.
     return false;
