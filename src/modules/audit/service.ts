@@ -83,6 +83,25 @@ export interface AuditRecorder {
 }
 
 /**
+ * Records events that go with no change (reads, refusals) in a transaction of their own, all or
+ * none: through `appendAlone` when the recorder has it, else in a Kysely transaction.
+ */
+export async function appendAlone(
+  db: Kysely<Database>,
+  recorder: AuditRecorder,
+  events: readonly AuditEventInput[],
+): Promise<void> {
+  if (events.length === 0) return;
+  if (recorder.appendAlone) {
+    await recorder.appendAlone(events);
+    return;
+  }
+  await db.transaction().execute(async (trx) => {
+    for (const event of events) await recorder.append(trx, event);
+  });
+}
+
+/**
  * Appends events to the tenant's Merkle tree inside the caller's transaction (if the append
  * fails, the change it records fails) and signs checkpoints.
  */

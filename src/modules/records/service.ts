@@ -33,7 +33,7 @@ import type { RecordSpec } from './spec.ts';
 import { createFieldCrypto } from './field-crypto.ts';
 import type { KeyService } from '../keys/service.ts';
 import { auditActor, type AuditEventInput } from '../audit/event.ts';
-import type { AuditRecorder } from '../audit/service.ts';
+import { appendAlone, type AuditRecorder } from '../audit/service.ts';
 import type { OptionalCategories } from '../audit/settings.ts';
 import { fieldsClassified, type DataObject } from '../../core/privacy/index.ts';
 import { createRecordShaper, type FieldView } from './shape.ts';
@@ -156,12 +156,7 @@ export function createRecordService(spec: RecordSpec, deps: RecordDeps) {
       });
     }
     // All or none, committed before the values leave.
-    if (audit.appendAlone) await audit.appendAlone(events);
-    else {
-      await db.transaction().execute(async (trx) => {
-        for (const event of events) await audit.append(trx, event);
-      });
-    }
+    await appendAlone(db, audit, events);
   }
   const columns = [...COMMON_COLUMNS, ...Object.values(spec.fields)];
   const bigints = new Set(spec.bigintFields ?? []);
