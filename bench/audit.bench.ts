@@ -3,8 +3,9 @@
  * baseline measured in the same run (alternating rounds, so machine noise hits both), on SQLite:
  *
  * 1. events appended/s with the Merkle tree maintained (one transaction per event, as a change
- *    does) vs plain inserts of the same rows into a plain table with the same columns and key;
- *    goal ratio >= 0.5;
+ *    does) vs plain inserts of the same rows, in the same kind of transaction, into a plain table
+ *    of the same shape (the columns, key, foreign key and secondary indexes of `audit_events`),
+ *    with the cheapest insert there is (one statement prepared once); goal ratio >= 0.5;
  * 2. events verified/s: `verifyTenantLog` over the appended log (database reads included) and
  *    core `verifyLog` over in-memory pages (the verification code alone, one core); goal
  *    >= 100,000/s;
@@ -66,16 +67,32 @@ const [tenantA, tenantC, tenantP] = tenants as [
   (typeof tenants)[0],
   (typeof tenants)[0],
 ];
-const audit = createAuditService({ db, dialect: 'sqlite', clock: systemClock, dataDir: dir });
+// As the server composes it (compose.ts): appends use the connection's synchronous statements.
+const writer = database.writer!;
+const audit = createAuditService({
+  db,
+  dialect: 'sqlite',
+  clock: systemClock,
+  dataDir: dir,
+  writer,
+});
 const rate = (n: number, ms: number) => (n / ms) * 1000;
 const fmt = (n: number) => Math.round(n).toLocaleString('en');
 const out = (line: string) => process.stdout.write(`${line}\n`);
 
-// A plain table: the same columns and primary key, no tree, no lock, no hashing.
-await sql`create table bench_plain_events as select * from audit_events where 0`.execute(db);
-await sql`create unique index bench_plain_pk on bench_plain_events (tenant_id, leaf_index)`.execute(
+// A plain table of the same shape: audit_events' own DDL (columns, primary key, foreign key) and
+// its secondary indexes, renamed; no tree, no lock, no hashing.
+const ddl = await sql<{
+  type: string;
+  sql: string;
+}>`select type, sql from sqlite_master where tbl_name = 'audit_events' and sql is not null order by type desc`.execute(
   db,
 );
+for (const { sql: text } of ddl.rows) {
+  await sql.raw(text.replace(/\baudit_events/g, 'bench_plain_events')).execute(db);
+}
+const secondary = ddl.rows.filter((r) => r.type === 'index').length;
+const insertPlain = `insert into bench_plain_events (${EVENT_COLUMNS.join(', ')}) values (${EVENT_COLUMNS.map(() => '?').join(', ')})`;
 
 const event = (i: number) => ({
   tenantId: tenantA.id,
@@ -105,13 +122,10 @@ for (let round = 0; round < ROUNDS; round++) {
     .execute();
   t0 = performance.now();
   for (const row of rows) {
-    await db
-      .transaction()
-      .execute((trx) =>
-        sql`insert into bench_plain_events (${sql.join(EVENT_COLUMNS.map((c) => sql.ref(c)))}) values (${sql.join(EVENT_COLUMNS.map((c) => row[c]))})`.execute(
-          trx,
-        ),
-      );
+    const values = EVENT_COLUMNS.map((c) => row[c]);
+    await db.transaction().execute(async () => {
+      writer.execute(insertPlain, values);
+    });
   }
   plainMs += performance.now() - t0;
 }
@@ -119,7 +133,7 @@ const appended = ROUNDS * EVENTS;
 const appendRate = rate(appended, appendMs);
 const plainRate = rate(appended, plainMs);
 out(
-  `append with Merkle tree: ${fmt(appendRate)} events/s; plain insert of the same rows: ${fmt(plainRate)} events/s; ratio ${(appendRate / plainRate).toFixed(2)} (goal >= 0.5)`,
+  `append with Merkle tree: ${fmt(appendRate)} events/s; plain insert of the same rows (same table shape: ${secondary} secondary indexes): ${fmt(plainRate)} events/s; ratio ${(appendRate / plainRate).toFixed(2)} (goal >= 0.5)`,
 );
 
 // 2. Verification.

@@ -123,6 +123,7 @@ export function createServices(deps: {
     checkpointEvery: deps.config.auditCheckpointEvery,
     checkpointIntervalMs: deps.config.auditCheckpointMs,
     witness: deps.witness ?? witnessFromConfig(deps.config),
+    writer: deps.database.writer,
   });
   const keys = deps.keys ?? createLazyKeyService(deps.config, { clock });
   const auditSettings = createAuditSettings({

@@ -57,6 +57,12 @@ export interface DatabaseHandle {
    */
   reader?: SyncReader;
   /**
+   * SQLite only: synchronous statements on the connection Kysely writes through, for the hot
+   * statements of an audit append. Valid only while the caller holds that connection inside a
+   * transaction (`inTransaction`): then they are part of it, as Kysely's own queries would be.
+   */
+  writer?: SyncWriter;
+  /**
    * SQLite only: a watch over this process's writes (see write-watch.ts), for in-memory caches
    * of what every request reads. Absent on PostgreSQL, where other nodes write too.
    */
@@ -70,6 +76,13 @@ export interface DatabaseHandle {
 
 export interface SyncReader {
   all(sql: string, parameters: readonly unknown[]): unknown[];
+}
+
+export interface SyncWriter {
+  /** True while a transaction is open on the connection. */
+  readonly inTransaction: boolean;
+  /** Runs one statement; the rows when it returns any (as Kysely's SQLite driver does). */
+  execute(sql: string, parameters: readonly unknown[]): unknown[];
 }
 
 export const SQLITE_FILE = 'custos.db';
@@ -102,9 +115,20 @@ export function openDatabase(options: DatabaseOptions): DatabaseHandle {
     walCheckpointer = startWalCheckpointer({ file });
   }
   const watches = createWriteWatches();
-  const db = new Kysely<Database>({
-    dialect: new SqliteDialect({ database: withStatementCache(sqlite, watches.wrap) }),
-  });
+  const statements = withStatementCache(sqlite, watches.wrap);
+  const db = new Kysely<Database>({ dialect: new SqliteDialect({ database: statements }) });
+  // The same statement cache and write watches as Kysely's queries on this connection.
+  const writer: SyncWriter = {
+    get inTransaction() {
+      return sqlite.inTransaction;
+    },
+    execute(text, parameters) {
+      const statement = statements.prepare(text);
+      if (statement.reader) return statement.all(parameters);
+      statement.run(parameters);
+      return [];
+    },
+  };
   let readConnection: SQLite.Database | undefined;
   let readStatements: SqliteDatabase | undefined;
   const reader: SyncReader = {
@@ -122,6 +146,7 @@ export function openDatabase(options: DatabaseOptions): DatabaseHandle {
     dialect: 'sqlite',
     file,
     reader,
+    writer,
     watchWrites: watches.watch,
     ...(walCheckpointer ? { walCheckpointer } : {}),
     ping: () => ping(db),

@@ -3,7 +3,7 @@ import type { Kysely } from 'kysely';
 import type { Database } from '../../db/schema.ts';
 import { AppError } from '../../errors.ts';
 import { auditActor } from './event.ts';
-import type { AuditRecorder } from './service.ts';
+import { appendAlone, type AuditRecorder } from './service.ts';
 import type { OptionalCategories } from './settings.ts';
 
 /**
@@ -32,16 +32,16 @@ export function registerHttpAudit(
     const actor = request.actor;
     if (!actor || !(error instanceof AppError) || error.kind !== 'forbidden') return;
     try {
-      await deps.db.transaction().execute((trx) =>
-        deps.log.append(trx, {
+      await appendAlone(deps.db, deps.log, [
+        {
           tenantId: actor.tenantId,
           type: 'authz.denied',
           ...auditActor(actor),
           target: { type: 'route', id: `${request.method} ${request.routeOptions.url ?? '?'}` },
           outcome: 'failure',
           reason: error.code,
-        }),
-      );
+        },
+      ]);
     } catch (failure) {
       request.log.error({ err: failure }, 'authz.denied audit event not recorded');
     }
@@ -53,16 +53,16 @@ export function registerHttpAudit(
     if (!actor || pattern === undefined || !pattern.startsWith('/api/')) return;
     try {
       if (!(await deps.policy.categories(actor.tenantId)).apiCalls) return;
-      await deps.db.transaction().execute((trx) =>
-        deps.log.append(trx, {
+      await appendAlone(deps.db, deps.log, [
+        {
           tenantId: actor.tenantId,
           type: 'api.call',
           ...auditActor(actor),
           target: { type: 'route', id: `${request.method} ${pattern}` },
           outcome: reply.statusCode < 400 ? 'success' : 'failure',
           reason: String(reply.statusCode),
-        }),
-      );
+        },
+      ]);
     } catch (error) {
       // Warn, not error: the request's own failure (e.g. the database gone) is already logged.
       request.log.warn({ err: error }, 'api.call audit event not recorded');

@@ -1,7 +1,8 @@
-import type { Kysely, Transaction } from 'kysely';
+import { CompiledQuery, type Kysely, type Transaction } from 'kysely';
 import type { Database } from '../../db/schema.ts';
-import type { Dialect } from '../../db/database.ts';
+import type { Dialect, SyncWriter } from '../../db/database.ts';
 import { prepared } from '../../db/prepared.ts';
+import { EVENT_COLUMNS } from './event.ts';
 import {
   CompactTree,
   hashFromHex,
@@ -19,6 +20,123 @@ export interface TreeHead {
 }
 
 const EMPTY_FRONTIER = JSON.stringify(new CompactTree().toState());
+
+/** The tree head row as stored (bigints come back as strings from PostgreSQL). */
+export interface HeadRow {
+  tree_size: number | string;
+  frontier: string;
+  checkpoint_size: number | string;
+  checkpoint_at: string | null;
+}
+
+/** What one append writes: its event row, the subtree hashes it completes, the new head. */
+export interface LeafWrite {
+  tenantId: string;
+  /** The event's values in `EVENT_COLUMNS` order. */
+  event: readonly unknown[];
+  nodes: readonly { level: number; index: number; hash: string }[];
+  size: number;
+  /** The new frontier (`FrontierState` JSON). */
+  frontier: string;
+  /** Set when the append signed a checkpoint of the new head. */
+  checkpoint?: { size: number; at: string } | undefined;
+}
+
+const HEAD_COLUMNS = 'tree_size, frontier, checkpoint_size, checkpoint_at';
+const INSERT_EVENT = `insert into audit_events (${EVENT_COLUMNS.join(', ')}) values (${EVENT_COLUMNS.map(() => '?').join(', ')})`;
+const SQLITE = {
+  head: `select ${HEAD_COLUMNS} from audit_tree where tenant_id = ?`,
+  createHead: `insert into audit_tree (tenant_id, tree_size, frontier, checkpoint_size, checkpoint_at) values (?, 0, ?, 0, null) on conflict (tenant_id) do nothing`,
+  insertEvent: INSERT_EVENT,
+  insertNode: 'insert into audit_nodes (tenant_id, level, idx, hash) values (?, ?, ?, ?)',
+  updateHead: 'update audit_tree set tree_size = ?, frontier = ? where tenant_id = ?',
+  updateHeadSigned:
+    'update audit_tree set tree_size = ?, frontier = ?, checkpoint_size = ?, checkpoint_at = ? where tenant_id = ?',
+};
+// PostgreSQL: the event, its subtree hashes and the new head in one statement (one round trip).
+const E = EVENT_COLUMNS.length;
+const POSTGRES = {
+  head: `select ${HEAD_COLUMNS} from audit_tree where tenant_id = $1 for update`,
+  createHead: `insert into audit_tree (tenant_id, tree_size, frontier, checkpoint_size, checkpoint_at) values ($1, 0, $2, 0, null) on conflict (tenant_id) do nothing`,
+  writeLeaf: `with event as (
+    insert into audit_events (${EVENT_COLUMNS.join(', ')})
+    values (${EVENT_COLUMNS.map((_, i) => `$${i + 1}`).join(', ')})
+  ), nodes as (
+    insert into audit_nodes (tenant_id, level, idx, hash)
+    select $1, n.level, n.idx, n.hash
+    from unnest($${E + 1}::integer[], $${E + 2}::bigint[], $${E + 3}::text[]) as n (level, idx, hash)
+  )
+  update audit_tree
+  set tree_size = $${E + 4}, frontier = $${E + 5},
+    checkpoint_size = coalesce($${E + 6}::bigint, checkpoint_size),
+    checkpoint_at = coalesce($${E + 7}::text, checkpoint_at)
+  where tenant_id = $1`,
+};
+
+/**
+ * The statements of an append, run in the caller's transaction with SQL written once (no query
+ * building per call). SQLite: synchronously on the connection when `writer` is given (no promise
+ * and executor per statement), else through Kysely; the one connection serialises writers.
+ * PostgreSQL: the head row is read `FOR UPDATE` (appends of one tenant serialise across
+ * processes) and the event, its subtree hashes and the new head are written in one statement.
+ */
+export function appendStatements(dialect: Dialect, writer?: SyncWriter) {
+  const pg = dialect === 'postgres';
+  const sql = pg ? POSTGRES : SQLITE;
+  const sync = pg ? undefined : writer;
+  async function exec(trx: Db, text: string, parameters: readonly unknown[]): Promise<unknown[]> {
+    if (sync) return sync.execute(text, parameters);
+    return (await trx.executeQuery(CompiledQuery.raw(text, [...parameters]))).rows;
+  }
+
+  return {
+    /** Locks the tenant's head row for the rest of `trx` (creating it at the first event). */
+    async lockHead(trx: Db, tenantId: string): Promise<HeadRow> {
+      // The synchronous statements join whatever transaction the connection is in: there must be
+      // one (the change's), or the event would commit apart from the change it records.
+      if (sync && !sync.inTransaction) {
+        throw new TypeError('an audit append must run in the transaction of what it records');
+      }
+      let [row] = (await exec(trx, sql.head, [tenantId])) as HeadRow[];
+      if (row === undefined) {
+        // First event of the tenant: two writers may race here; the loser waits, then locks.
+        await exec(trx, sql.createHead, [tenantId, EMPTY_FRONTIER]);
+        [row] = (await exec(trx, sql.head, [tenantId])) as HeadRow[];
+        if (row === undefined) throw new TypeError('audit_tree row vanished');
+      }
+      return row;
+    },
+
+    async writeLeaf(trx: Db, leaf: LeafWrite): Promise<void> {
+      const { tenantId, nodes, checkpoint } = leaf;
+      if (pg) {
+        await exec(trx, POSTGRES.writeLeaf, [
+          ...leaf.event,
+          nodes.map((n) => n.level),
+          nodes.map((n) => n.index),
+          nodes.map((n) => n.hash),
+          leaf.size,
+          leaf.frontier,
+          checkpoint?.size ?? null,
+          checkpoint?.at ?? null,
+        ]);
+        return;
+      }
+      await exec(trx, SQLITE.insertEvent, leaf.event);
+      for (const n of nodes)
+        await exec(trx, SQLITE.insertNode, [tenantId, n.level, n.index, n.hash]);
+      await (checkpoint
+        ? exec(trx, SQLITE.updateHeadSigned, [
+            leaf.size,
+            leaf.frontier,
+            checkpoint.size,
+            checkpoint.at,
+            tenantId,
+          ])
+        : exec(trx, SQLITE.updateHead, [leaf.size, leaf.frontier, tenantId]));
+    },
+  };
+}
 
 /**
  * Locks the tenant's tree row for the rest of `trx` (creating it at the first event) and returns
@@ -137,32 +255,6 @@ export async function saveTree(
       checkpoint_at: checkpoint.at,
     })
     .where('tenant_id', '=', tenantId)
-    .execute();
-}
-
-const insertNode = prepared<Database, never, 'tenantId' | 'level' | 'idx' | 'hash'>((db, p) =>
-  db.insertInto('audit_nodes').values({
-    tenant_id: p('tenantId'),
-    level: p('level') as unknown as number,
-    idx: p('idx') as unknown as number,
-    hash: p('hash'),
-  }),
-);
-
-export async function insertNodes(
-  trx: Db,
-  tenantId: string,
-  nodes: readonly { level: number; index: number; hash: string }[],
-): Promise<void> {
-  if (nodes.length === 0) return;
-  if (nodes.length === 1) {
-    const [n] = nodes as [(typeof nodes)[0]];
-    await insertNode.run(trx, { tenantId, level: n.level, idx: n.index, hash: n.hash });
-    return;
-  }
-  await trx
-    .insertInto('audit_nodes')
-    .values(nodes.map((n) => ({ tenant_id: tenantId, level: n.level, idx: n.index, hash: n.hash })))
     .execute();
 }
 

@@ -1,28 +1,30 @@
 import { Buffer } from 'node:buffer';
-import type { Insertable, Kysely, Transaction } from 'kysely';
+import type { Kysely, Transaction } from 'kysely';
 import type { Clock } from '../../clock.ts';
-import type { Dialect } from '../../db/database.ts';
+import type { Dialect, SyncWriter } from '../../db/database.ts';
 import type { Database } from '../../db/schema.ts';
 import {
+  CompactTree,
   canonicalBytes,
   leafHash,
   nodeHash,
   signCheckpoint,
   toHex,
+  type FrontierState,
   type LogVerificationSummary,
   type SignedCheckpoint,
 } from '../../core/audit/index.ts';
 import { newId } from '../../ids.ts';
 import { EVENT_COLUMNS, eventBody, type AuditEventInput } from './event.ts';
-import { prepared } from '../../db/prepared.ts';
 import {
+  appendStatements,
   insertCheckpoint,
-  insertNodes,
   checkpointAt,
   lockTree,
   registerPublicKey,
   saveTree,
   type Db,
+  type HeadRow,
 } from './repository.ts';
 import { verifyTenantLog } from './verify.ts';
 import { loadOrCreateSigningKey, type SigningKey } from './signing-key.ts';
@@ -30,16 +32,18 @@ import type { Witness } from './witness.ts';
 
 type EventColumn = (typeof EVENT_COLUMNS)[number];
 
-/** The event insert, compiled once (it runs on every audited change). */
-const insertEvent = prepared<Database, never, EventColumn>((db, p) =>
-  db
-    .insertInto('audit_events')
-    .values(
-      Object.fromEntries(EVENT_COLUMNS.map((c) => [c, p(c)])) as unknown as Insertable<
-        Database['audit_events']
-      >,
-    ),
-);
+/** A tenant's frontier as read from (or written to) its head row, parsed. */
+interface Frontier {
+  /** The stored JSON it was parsed from / written as. */
+  text: string;
+  size: number;
+  /** Right-edge perfect subtree hashes, largest first, and their hex forms. */
+  hashes: readonly Uint8Array[];
+  hexes: readonly string[];
+}
+
+// Parsed frontiers kept per tenant, used only when the stored text is the same string.
+const FRONTIER_CACHE_SIZE = 10_000;
 
 export interface AuditDeps {
   db: Kysely<Database>;
@@ -53,6 +57,12 @@ export interface AuditDeps {
   checkpointIntervalMs?: number;
   /** Outside witness given every committed checkpoint (`publishToWitness`). */
   witness?: Witness;
+  /**
+   * SQLite: the connection's synchronous statements (`DatabaseHandle.writer`), so an append
+   * runs its statements without Kysely's per-query machinery. Optional: without it they go
+   * through Kysely.
+   */
+  writer?: SyncWriter | undefined;
 }
 
 export interface AppendedEvent {
@@ -64,6 +74,31 @@ export interface AppendedEvent {
 /** The slice of the audit service other modules use to record events. */
 export interface AuditRecorder {
   append(trx: Transaction<Database>, event: AuditEventInput): Promise<AppendedEvent>;
+  /**
+   * Appends events that record no change (a read) in a transaction of their own: all or none,
+   * committed when the promise resolves. Cheaper than a Kysely transaction around `append` on
+   * SQLite. Optional so that test doubles need not implement it.
+   */
+  appendAlone?(events: readonly AuditEventInput[]): Promise<AppendedEvent[]>;
+}
+
+/**
+ * Records events that go with no change (reads, refusals) in a transaction of their own, all or
+ * none: through `appendAlone` when the recorder has it, else in a Kysely transaction.
+ */
+export async function appendAlone(
+  db: Kysely<Database>,
+  recorder: AuditRecorder,
+  events: readonly AuditEventInput[],
+): Promise<void> {
+  if (events.length === 0) return;
+  if (recorder.appendAlone) {
+    await recorder.appendAlone(events);
+    return;
+  }
+  await db.transaction().execute(async (trx) => {
+    for (const event of events) await recorder.append(trx, event);
+  });
 }
 
 /**
@@ -95,17 +130,35 @@ export function createAuditService(deps: AuditDeps) {
     return cp;
   }
 
+  const statements = appendStatements(dialect, deps.writer);
+  const frontiers = new Map<string, Frontier>();
+
+  /** The head's frontier: the one this process wrote last when the stored text is the same. */
+  function frontierOf(tenantId: string, head: HeadRow): Frontier {
+    const size = Number(head.tree_size);
+    const known = frontiers.get(tenantId);
+    if (known !== undefined && known.text === head.frontier && known.size === size) return known;
+    const tree = CompactTree.fromState(JSON.parse(head.frontier) as FrontierState);
+    if (tree.size !== size) throw new TypeError('audit_tree frontier and tree_size disagree');
+    const hashes = tree.hashes;
+    return { text: head.frontier, size, hashes, hexes: hashes.map(toHex) };
+  }
+
+  /** Remembers the frontier written; never mutated afterwards (a rollback leaves it unused). */
+  function remember(tenantId: string, frontier: Frontier) {
+    if (frontiers.size >= FRONTIER_CACHE_SIZE && !frontiers.has(tenantId)) frontiers.clear();
+    frontiers.set(tenantId, frontier);
+  }
+
   /**
-   * Appends one event as the next leaf of its tenant's tree. MUST be given the transaction of
-   * the change it records. Locks the tenant's tree row until that transaction ends.
+   * Appends one event as the next leaf of its tenant's tree in `trx` (a transaction, or on
+   * SQLite a connection in one), locking the tenant's head row until that transaction ends.
    */
-  async function append(
-    trx: Transaction<Database>,
-    input: AuditEventInput,
-  ): Promise<AppendedEvent> {
-    const head = await lockTree(trx, dialect, input.tenantId);
-    const { tree } = head;
-    const leafIndex = tree.size;
+  async function appendIn(trx: Db, input: AuditEventInput): Promise<AppendedEvent> {
+    const { tenantId } = input;
+    const head = await statements.lockHead(trx, tenantId);
+    const frontier = frontierOf(tenantId, head);
+    const leafIndex = frontier.size;
     const now = clock.now();
     const id = newId();
     const body = eventBody(input, { leafIndex, id, occurredAt: now.toISOString() });
@@ -114,19 +167,38 @@ export function createAuditService(deps: AuditDeps) {
     const leafHex = toHex(leaf);
 
     // Every perfect subtree this leaf completes: one per trailing 1 bit of the old size.
-    const frontier = tree.hashes;
+    const hashes = frontier.hashes.slice();
+    const hexes = frontier.hexes.slice();
     const nodes: { level: number; index: number; hash: string }[] = [];
     let hash = leaf;
+    let hex = leafHex;
     let index = leafIndex;
     let level = 0;
     while (index % 2 === 1) {
-      hash = nodeHash(frontier.pop()!, hash);
+      hash = nodeHash(hashes.pop()!, hash);
+      hexes.pop();
       index = (index - 1) / 2;
       level++;
-      nodes.push({ level, index, hash: toHex(hash) });
+      hex = toHex(hash);
+      nodes.push({ level, index, hash: hex });
     }
+    hashes.push(hash);
+    hexes.push(hex);
+    const size = leafIndex + 1;
+    const state: FrontierState = { treeSize: size, hashes: hexes };
+    const next: Frontier = { text: JSON.stringify(state), size, hashes, hexes };
 
-    await insertEvent.run(trx, {
+    const due =
+      size - Number(head.checkpoint_size) >= every ||
+      head.checkpoint_at === null ||
+      now.getTime() - Date.parse(head.checkpoint_at) >= intervalMs;
+    let checkpoint: { size: number; at: string } | undefined;
+    if (due) {
+      const root = CompactTree.fromHashes(size, hashes).root();
+      const cp = await sign(trx, tenantId, { treeSize: size, root });
+      checkpoint = { size, at: cp.timestamp };
+    }
+    const row: Record<EventColumn, unknown> = {
       tenant_id: body.tenantId,
       leaf_index: leafIndex,
       id,
@@ -142,24 +214,54 @@ export function createAuditService(deps: AuditDeps) {
       outcome: body.outcome,
       reason: body.reason,
       fields: JSON.stringify(body.fields),
-      canonical: Buffer.from(bytes).toString('utf8'),
+      canonical: Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('utf8'),
       leaf_hash: leafHex,
       break_glass_id: body.breakGlassId ?? null,
+    };
+    await statements.writeLeaf(trx, {
+      tenantId,
+      event: EVENT_COLUMNS.map((c) => row[c]),
+      nodes,
+      size,
+      frontier: next.text,
+      checkpoint,
     });
-    await insertNodes(trx, input.tenantId, nodes);
-    tree.append(leaf);
-
-    const due =
-      tree.size - head.checkpointSize >= every ||
-      head.checkpointAt === null ||
-      now.getTime() - Date.parse(head.checkpointAt) >= intervalMs;
-    if (due) {
-      const cp = await sign(trx, input.tenantId, { treeSize: tree.size, root: tree.root() });
-      await saveTree(trx, input.tenantId, tree, { size: tree.size, at: cp.timestamp });
-    } else {
-      await saveTree(trx, input.tenantId, tree);
-    }
+    remember(tenantId, next);
     return { leafIndex, leafHash: leafHex, id };
+  }
+
+  /**
+   * Appends one event as the next leaf of its tenant's tree. MUST be given the transaction of
+   * the change it records. Locks the tenant's tree row until that transaction ends.
+   */
+  function append(trx: Transaction<Database>, input: AuditEventInput): Promise<AppendedEvent> {
+    return appendIn(trx, input);
+  }
+
+  /**
+   * `AuditRecorder.appendAlone`. SQLite: holds Kysely's connection and runs BEGIN IMMEDIATE
+   * (the write lock up front: no upgrade that could fail half-way), the appends and COMMIT on it
+   * synchronously; ROLLBACK if anything fails, so no event is left half-written.
+   */
+  async function appendAlone(events: readonly AuditEventInput[]): Promise<AppendedEvent[]> {
+    const writer = dialect === 'sqlite' ? deps.writer : undefined;
+    const all = async (trx: Db) => {
+      const out: AppendedEvent[] = [];
+      for (const event of events) out.push(await appendIn(trx, event));
+      return out;
+    };
+    if (writer === undefined) return db.transaction().execute(all);
+    return db.connection().execute(async (connection) => {
+      writer.execute('begin immediate', []);
+      try {
+        const out = await all(connection);
+        writer.execute('commit', []);
+        return out;
+      } catch (error) {
+        if (writer.inTransaction) writer.execute('rollback', []);
+        throw error;
+      }
+    });
   }
 
   /** A checkpoint of the tenant's current tree: the stored one, else signed now. */
@@ -251,6 +353,7 @@ export function createAuditService(deps: AuditDeps) {
 
   return {
     append,
+    appendAlone,
     checkpoint,
     verify,
     publishToWitness,

@@ -32,8 +32,8 @@ import {
 import type { RecordSpec } from './spec.ts';
 import { createFieldCrypto } from './field-crypto.ts';
 import type { KeyService } from '../keys/service.ts';
-import { auditActor } from '../audit/event.ts';
-import type { AuditRecorder } from '../audit/service.ts';
+import { auditActor, type AuditEventInput } from '../audit/event.ts';
+import { appendAlone, type AuditRecorder } from '../audit/service.ts';
 import type { OptionalCategories } from '../audit/settings.ts';
 import { fieldsClassified, type DataObject } from '../../core/privacy/index.ts';
 import { createRecordShaper, type FieldView } from './shape.ts';
@@ -143,19 +143,20 @@ export function createRecordService(spec: RecordSpec, deps: RecordDeps) {
     const audit = deps.audit;
     const clear = watched.filter((f) => view.get(f)?.read === 'full');
     if (!items.some((item) => clear.some((f) => item[f] != null))) return;
-    await db.transaction().execute(async (trx) => {
-      for (const item of items) {
-        const fields = clear.filter((f) => item[f] != null);
-        if (fields.length === 0) continue;
-        await audit.append(trx, {
-          tenantId: actor.tenantId,
-          type: 'record.read',
-          ...auditActor(actor),
-          target: { type: spec.resource, id: item.id },
-          fields,
-        });
-      }
-    });
+    const events: AuditEventInput[] = [];
+    for (const item of items) {
+      const fields = clear.filter((f) => item[f] != null);
+      if (fields.length === 0) continue;
+      events.push({
+        tenantId: actor.tenantId,
+        type: 'record.read',
+        ...auditActor(actor),
+        target: { type: spec.resource, id: item.id },
+        fields,
+      });
+    }
+    // All or none, committed before the values leave.
+    await appendAlone(db, audit, events);
   }
   const columns = [...COMMON_COLUMNS, ...Object.values(spec.fields)];
   const bigints = new Set(spec.bigintFields ?? []);
