@@ -21,13 +21,14 @@ export {
   emptyRoot,
   foldRight,
   leafHash,
+  leafHashOfText,
   nodeHash,
   perfectLevels,
   rootFromLeafHashes,
   splitPoint,
 } from './merkle.ts';
 export { CompactTree } from './compact-tree.ts';
-export type { FrontierState } from './compact-tree.ts';
+export type { FrontierState, SubtreeListener } from './compact-tree.ts';
 export {
   consistencyProof,
   consistencyProofPlan,
