@@ -15,7 +15,7 @@
  */
 export { AuditIntegrityError } from './errors.ts';
 export type { AuditIntegrityErrorCode, AuditIntegrityErrorOptions } from './errors.ts';
-export { bytesEqual, HASH_SIZE, hashFromHex, toHex } from './bytes.ts';
+export { bytesEqual, bytesEqualHex, HASH_SIZE, hashFromHex, isHashHex, toHex } from './bytes.ts';
 export { canonicalBytes } from './canonical.ts';
 export {
   emptyRoot,

@@ -8,8 +8,11 @@ export interface StoredAuditLeaf {
   readonly canonicalBytes?: Uint8Array | string;
   /** The event object; canonicalised when `canonicalBytes` is absent, cross-checked when not. */
   readonly event?: unknown;
-  /** The leaf hash stored beside the event. */
-  readonly storedLeafHash: Uint8Array;
+  /**
+   * The leaf hash stored beside the event: bytes, or its lower-case hex as stored (compared in
+   * place; anything but 64 lower-case hex digits is malformed).
+   */
+  readonly storedLeafHash: Uint8Array | string;
 }
 
 /** A stored leaf or a page of them, as a database cursor yields rows. */

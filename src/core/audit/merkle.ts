@@ -8,9 +8,9 @@ const NODE_PREFIX = 0x01;
 
 // One-shot crypto.hash (Node >= 20.12) over a reused scratch buffer is about a third faster than
 // createHash().update().digest(), which is most of the cost of verifying a log. Safe because
-// hashing is synchronous and the scratch never escapes. The digest is taken as a latin1 string
-// (one character per byte) and copied into a Uint8Array: asking crypto.hash for a Buffer costs
-// about three times as much as the hashing of a 65-byte node itself.
+// hashing is synchronous and the scratch never escapes. The digest is taken as a 'binary'
+// (latin1, one character per byte) string and copied into a Uint8Array: asking crypto.hash for
+// a Buffer costs about three times as much as hashing a 65-byte node.
 const oneShot = typeof crypto.hash === 'function' ? crypto.hash : undefined;
 const SCRATCH_MAX = 64 * 1024; // larger inputs are hashed in parts rather than kept in memory
 let scratch = Buffer.alloc(4096);
@@ -36,7 +36,7 @@ function sha256(parts: readonly Uint8Array[], prefix: number): Uint8Array {
     scratch.set(part, at);
     at += part.byteLength;
   }
-  return digestBytes(oneShot('sha256', scratch.subarray(0, length), 'latin1'));
+  return digestBytes(oneShot('sha256', scratch.subarray(0, length), 'binary'));
 }
 
 // A UTF-16 code unit is at most 3 bytes of UTF-8, so text up to this length always fits.
@@ -54,7 +54,7 @@ function sha256Text(text: string, prefix: number): Uint8Array {
   if (text.length * 3 + 1 > scratch.byteLength) scratch = Buffer.alloc(SCRATCH_MAX);
   scratch[0] = prefix;
   const length = 1 + scratch.write(text, 1, 'utf8');
-  return digestBytes(oneShot('sha256', scratch.subarray(0, length), 'latin1'));
+  return digestBytes(oneShot('sha256', scratch.subarray(0, length), 'binary'));
 }
 
 /**

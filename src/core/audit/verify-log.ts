@@ -1,5 +1,5 @@
 import type { KeyObject } from 'node:crypto';
-import { bytesEqual, HASH_SIZE, isIndex, toHex } from './bytes.ts';
+import { bytesEqual, bytesEqualHex, HASH_SIZE, isHashHex, isIndex, toHex } from './bytes.ts';
 import { canonicalBytes } from './canonical.ts';
 import { parseCheckpoint, type SignedCheckpoint, verifyCheckpoint } from './checkpoint.ts';
 import { checkpointKeyring } from './keys.ts';
@@ -225,7 +225,11 @@ const encoder = new TextEncoder();
 
 function checkLeaf(leaf: StoredAuditLeaf): Uint8Array {
   const { leafIndex, storedLeafHash } = leaf;
-  if (!(storedLeafHash instanceof Uint8Array) || storedLeafHash.byteLength !== HASH_SIZE) {
+  if (typeof storedLeafHash === 'string') {
+    if (!isHashHex(storedLeafHash)) {
+      fail('LEAF_MALFORMED', 'stored leaf hash is not 64 lower-case hex digits', leafIndex);
+    }
+  } else if (!(storedLeafHash instanceof Uint8Array) || storedLeafHash.byteLength !== HASH_SIZE) {
     fail('LEAF_MALFORMED', 'stored leaf hash is not 32 bytes', leafIndex);
   }
   let bytes = leaf.canonicalBytes;
@@ -242,7 +246,11 @@ function checkLeaf(leaf: StoredAuditLeaf): Uint8Array {
     }
   }
   const hash = typeof bytes === 'string' ? leafHashOfText(bytes) : leafHash(bytes);
-  if (!bytesEqual(hash, storedLeafHash)) {
+  const matches =
+    typeof storedLeafHash === 'string'
+      ? bytesEqualHex(hash, storedLeafHash)
+      : bytesEqual(hash, storedLeafHash);
+  if (!matches) {
     fail('LEAF_HASH_MISMATCH', `leaf ${leafIndex} hashes to ${toHex(hash)}`, leafIndex);
   }
   return hash;

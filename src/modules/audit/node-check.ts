@@ -1,4 +1,4 @@
-import { toHex, type SubtreeListener } from '../../core/audit/index.ts';
+import { bytesEqualHex, type SubtreeListener } from '../../core/audit/index.ts';
 import type { AuditSnapshot } from './verify-source.ts';
 
 export interface BadNode {
@@ -15,22 +15,27 @@ export interface BadNode {
 export function createNodeChecker(snapshot: Pick<AuditSnapshot, 'nodes'>) {
   // Per level, the first index added since the last flush and the hex hashes from there on:
   // subtrees of one level complete in index order, so each level's run is contiguous.
-  const pending = new Map<number, { from: number; hashes: string[] }>();
+  const pending = new Map<number, { from: number; hashes: Uint8Array[] }>();
   let first: BadNode | undefined;
 
   const add: SubtreeListener = (level, index, hash) => {
     if (first !== undefined) return;
+    count++;
     const run = pending.get(level);
     if (run === undefined) {
-      pending.set(level, { from: index, hashes: [toHex(hash)] });
+      pending.set(level, { from: index, hashes: [hash] });
     } else if (index === run.from + run.hashes.length) {
-      run.hashes.push(toHex(hash));
+      run.hashes.push(hash);
     } else {
       throw new TypeError(`subtree ${level}/${index} added out of order`);
     }
   };
 
-  async function flush(): Promise<void> {
+  let count = 0;
+
+  /** Checks what was added, or with `whenAtLeast`, only once that many nodes wait. */
+  async function flush(whenAtLeast = 0): Promise<void> {
+    if (count < whenAtLeast) return;
     const levels = [...pending.keys()].sort((a, b) => a - b);
     try {
       for (const level of levels) {
@@ -40,7 +45,11 @@ export function createNodeChecker(snapshot: Pick<AuditSnapshot, 'nodes'>) {
         for (let i = 0; i < hashes.length; i++) {
           const row = rows[i];
           // Rows come in index order, so a missing one shifts the rest: the first gap shows.
-          if (row === undefined || Number(row[0]) !== from + i || row[1] !== hashes[i]) {
+          if (
+            row === undefined ||
+            Number(row[0]) !== from + i ||
+            !bytesEqualHex(hashes[i]!, row[1])
+          ) {
             first = { level, index: from + i };
             break;
           }
@@ -48,6 +57,7 @@ export function createNodeChecker(snapshot: Pick<AuditSnapshot, 'nodes'>) {
       }
     } finally {
       pending.clear();
+      count = 0;
     }
   }
 

@@ -1,8 +1,8 @@
 import SQLite from 'better-sqlite3';
-import { PostgresAdapter, type Kysely } from 'kysely';
+import { PostgresAdapter, sql, type Kysely, type Selectable } from 'kysely';
 import type { SignedCheckpoint } from '../../core/audit/index.ts';
 import { sqliteFileOf } from '../../db/database.ts';
-import type { Database } from '../../db/schema.ts';
+import type { AuditEventTable, Database } from '../../db/schema.ts';
 
 /**
  * An event row's columns, in this order (the tenant is the one the snapshot reads): arrays, not
@@ -59,12 +59,17 @@ export interface AuditSnapshot {
   /** The tree head row: frontier JSON and where retention resumed the log. */
   head(): Promise<{ frontier: string; prunedSize: number } | undefined>;
   checkpoints(): Promise<SignedCheckpoint[]>;
-  /** Up to `limit` events with a leaf index above `after`, in leaf order. */
-  events(after: number, limit: number): Promise<EventTuple[]>;
+  /** The events with a leaf index above `after`, in leaf order, read `limit` at a time. */
+  events(after: number): EventReader;
   /** Leaf hashes retention kept (level 0 of `audit_nodes`) in [from, to), in order. */
   keptLeafHashes(from: number, to: number, limit: number): Promise<IndexedHash[]>;
   /** Stored subtree hashes of `level` with index in [from, to], in order. */
   nodes(level: number, from: number, to: number): Promise<IndexedHash[]>;
+}
+
+export interface EventReader {
+  /** The next up to `limit` events; an empty page at the end. */
+  next(limit: number): Promise<EventTuple[]>;
 }
 
 /**
@@ -122,13 +127,51 @@ function sqliteSnapshot(conn: SQLite.Database, tenantId: string): AuditSnapshot 
       return Promise.resolve(row && { frontier: row[0], prunedSize: Number(row[1]) });
     },
     checkpoints: () => Promise.resolve(checkpoints.all(tenantId).map(toCheckpoint)),
-    events: (after, limit) => Promise.resolve(events.all(tenantId, after, limit)),
+    events(after) {
+      // Keyset pages: the connection must stay free between pages for the node queries.
+      let last = after;
+      return {
+        next(limit) {
+          const rows = events.all(tenantId, last, limit);
+          if (rows.length > 0) last = Number(rows.at(-1)![0]);
+          return Promise.resolve(rows);
+        },
+      };
+    },
     keptLeafHashes: (from, to, limit) => Promise.resolve(kept.all(tenantId, from, to, limit)),
     nodes: (level, from, to) => Promise.resolve(nodes.all(tenantId, level, from, to)),
   };
 }
 
+// Cursor names, unique within a process (a caller's transaction may verify twice).
+let cursors = 0;
+
+type EventRow = Pick<Selectable<AuditEventTable>, (typeof TUPLE_COLUMNS)[number]>;
+
+function toTuple(r: EventRow): EventTuple {
+  return [
+    r.leaf_index,
+    r.canonical,
+    r.leaf_hash,
+    r.id,
+    r.type,
+    r.occurred_at,
+    r.actor_kind,
+    r.actor_id,
+    r.ip,
+    r.user_agent,
+    r.request_id,
+    r.target_type,
+    r.target_id,
+    r.outcome,
+    r.reason,
+    r.fields,
+    r.break_glass_id,
+  ];
+}
+
 function kyselySnapshot(db: Kysely<Database>, tenantId: string): AuditSnapshot {
+  const postgres = db.getExecutor().adapter instanceof PostgresAdapter;
   return {
     async head() {
       const row = await db
@@ -149,34 +192,39 @@ function kyselySnapshot(db: Kysely<Database>, tenantId: string): AuditSnapshot {
         toCheckpoint([r.tenant_id, r.tree_size, r.root_hash, r.signed_at, r.key_id, r.signature]),
       );
     },
-    async events(after, limit) {
-      const rows = await db
+    events(after) {
+      const query = db
         .selectFrom('audit_events')
         .select(TUPLE_COLUMNS)
         .where('tenant_id', '=', tenantId)
-        .where('leaf_index', '>', after)
-        .orderBy('leaf_index')
-        .limit(limit)
-        .execute();
-      return rows.map((r): EventTuple => [
-        r.leaf_index,
-        r.canonical,
-        r.leaf_hash,
-        r.id,
-        r.type,
-        r.occurred_at,
-        r.actor_kind,
-        r.actor_id,
-        r.ip,
-        r.user_agent,
-        r.request_id,
-        r.target_type,
-        r.target_id,
-        r.outcome,
-        r.reason,
-        r.fields,
-        r.break_glass_id,
-      ]);
+        .orderBy('leaf_index');
+      if (!postgres) {
+        let last = after;
+        return {
+          async next(limit) {
+            const rows = await query.where('leaf_index', '>', last).limit(limit).execute();
+            if (rows.length > 0) last = Number(rows.at(-1)!.leaf_index);
+            return rows.map(toTuple);
+          },
+        };
+      }
+      // One cursor instead of a query per page: planned once, for the first rows fast (an index
+      // scan in leaf order), whatever the table's statistics say.
+      const cursor = sql.id(`audit_verify_${++cursors}`);
+      let opened: Promise<unknown> | undefined;
+      return {
+        async next(limit) {
+          opened ??=
+            sql`declare ${cursor} no scroll cursor for ${query.where('leaf_index', '>', after)}`.execute(
+              db,
+            );
+          await opened;
+          const result =
+            await sql<EventRow>`fetch forward ${sql.lit(limit)} from ${cursor}`.execute(db);
+          if (result.rows.length < limit) await sql`close ${cursor}`.execute(db);
+          return result.rows.map(toTuple);
+        },
+      };
     },
     async keptLeafHashes(from, to, limit) {
       const rows = await db
