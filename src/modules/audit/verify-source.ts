@@ -56,6 +56,11 @@ export type IndexedHash = [index: number | string, hash: string];
  * appends that commit meanwhile neither break nor join the verification.
  */
 export interface AuditSnapshot {
+  /**
+   * Whether reading the next page ahead overlaps with verifying this one (a database server),
+   * or only keeps two pages alive at once (SQLite reads in this thread).
+   */
+  readonly readAhead: boolean;
   /** The tree head row: frontier JSON and where retention resumed the log. */
   head(): Promise<{ frontier: string; prunedSize: number } | undefined>;
   checkpoints(): Promise<SignedCheckpoint[]>;
@@ -122,6 +127,7 @@ function sqliteSnapshot(conn: SQLite.Database, tenantId: string): AuditSnapshot 
     'select idx, hash from audit_nodes where tenant_id = ? and level = ? and idx >= ? and idx <= ? order by idx',
   ) as SQLite.Statement<[string, number, number, number], IndexedHash>;
   return {
+    readAhead: false,
     head: () => {
       const row = head.get(tenantId);
       return Promise.resolve(row && { frontier: row[0], prunedSize: Number(row[1]) });
@@ -173,6 +179,7 @@ function toTuple(r: EventRow): EventTuple {
 function kyselySnapshot(db: Kysely<Database>, tenantId: string): AuditSnapshot {
   const postgres = db.getExecutor().adapter instanceof PostgresAdapter;
   return {
+    readAhead: postgres,
     async head() {
       const row = await db
         .selectFrom('audit_tree')

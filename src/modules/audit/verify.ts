@@ -121,6 +121,9 @@ function rowOf(tenantId: string, t: EventTuple): AuditEventRow {
  * subtree hashes; the checkpoint signed at the prune point then anchors them, and an
  * `audit.pruned` event naming that size or more must be among the retained events
  * (`PRUNE_UNANCHORED` otherwise: events removed without a recorded prune).
+ *
+ * Everything is read from one snapshot (see `withAuditSnapshot`): events appended while it runs
+ * are neither seen nor mistaken for a log longer than its stored head.
  */
 export async function verifyTenantLog(
   db: Kysely<Database>,
@@ -182,18 +185,19 @@ async function verifySnapshot(
 
   async function* leaves(): AsyncGenerator<StoredAuditLeaf[]> {
     const events = snapshot.events(pruned - 1);
-    let next = events.next(PAGE);
+    let ahead: Promise<EventTuple[]> | undefined;
     for (;;) {
       // The subtrees the leaves verified so far complete, checked a few thousand at a time
       // (one query per level) while the next page is read.
-      const checked = nodes.flush(NODE_BATCH);
-      const rows = await next;
-      await checked;
+      const [rows] = await Promise.all([ahead ?? events.next(PAGE), nodes.flush(NODE_BATCH)]);
       if (rows.length === 0) return;
-      // Read ahead (PostgreSQL works on it while this page is verified); a failure surfaces
-      // when awaited, or not at all if verification stopped first.
-      next = rows.length < PAGE ? Promise.resolve([]) : events.next(PAGE);
-      next.catch(() => undefined);
+      if (rows.length < PAGE) ahead = Promise.resolve([]);
+      else if (snapshot.readAhead) {
+        // The server reads the next page while this one is verified; a failure surfaces when
+        // awaited, or not at all if verification stopped first.
+        ahead = events.next(PAGE);
+        ahead.catch(() => undefined);
+      } else ahead = undefined;
       const page = new Array<StoredAuditLeaf>(rows.length);
       for (let i = 0; i < rows.length; i++) page[i] = toLeaf(rows[i]!);
       yield page;
