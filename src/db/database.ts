@@ -87,6 +87,19 @@ export interface SyncWriter {
 
 export const SQLITE_FILE = 'custos.db';
 
+// The file behind each SQLite Kysely instance openDatabase made (see sqliteFileOf).
+const sqliteFiles = new WeakMap<Kysely<Database>, string>();
+
+/**
+ * The SQLite file behind `db` when openDatabase opened it (undefined on PostgreSQL and for a
+ * transaction): for bulk reads that open a read-only connection of their own, e.g. a
+ * consistent snapshot that long reads keep across awaits without holding up the connection
+ * Kysely writes on.
+ */
+export function sqliteFileOf(db: Kysely<Database>): string | undefined {
+  return sqliteFiles.get(db);
+}
+
 /** Opens the database: SQLite (WAL, foreign keys on) by default, PostgreSQL with a URL. */
 export function openDatabase(options: DatabaseOptions): DatabaseHandle {
   if (options.databaseUrl) {
@@ -141,6 +154,7 @@ export function openDatabase(options: DatabaseOptions): DatabaseHandle {
       return readStatements.prepare(text).all(parameters);
     },
   };
+  sqliteFiles.set(db, file);
   return {
     db,
     dialect: 'sqlite',

@@ -302,6 +302,90 @@ describe('custos audit verify', () => {
   });
 });
 
+describe('columns against canonical bytes', () => {
+  it('names an event when any one of its columns is edited, and passes once it is put back', async () => {
+    const { tenantId } = await tenantWithLog();
+    const at = 6;
+    const original = await db()
+      .selectFrom('audit_events')
+      .select([
+        'id',
+        'type',
+        'occurred_at',
+        'actor_kind',
+        'actor_id',
+        'ip',
+        'user_agent',
+        'request_id',
+        'target_type',
+        'target_id',
+        'outcome',
+        'reason',
+        'fields',
+        'break_glass_id',
+      ])
+      .where('tenant_id', '=', tenantId)
+      .where('leaf_index', '=', at)
+      .executeTakeFirstOrThrow();
+    const edits: Partial<typeof original>[] = [
+      { id: 'forged-id' },
+      { type: 'record.deleted' },
+      { occurred_at: '2020-01-01T00:00:00.000Z' },
+      { actor_kind: 'system' },
+      { actor_id: null },
+      { ip: '198.51.100.1' },
+      { user_agent: 'curl/8' },
+      { request_id: 'forged-request' },
+      { target_type: 'deal' },
+      { target_id: 'c999' },
+      { target_type: null }, // half a target
+      { target_type: null, target_id: null },
+      { outcome: 'failure' },
+      { reason: 'forged' },
+      { fields: '["email"]' },
+      { fields: '["name","email"]' },
+      { break_glass_id: 'forged-grant' },
+    ];
+    for (const edit of edits) {
+      await events(tenantId).set(edit).where('leaf_index', '=', at).execute();
+      const error = await failure(tenantId);
+      expect([Object.keys(edit).join(), error.code, error.leafIndex]).toEqual([
+        Object.keys(edit).join(),
+        'LEAF_HASH_MISMATCH',
+        at,
+      ]);
+      await events(tenantId).set(original).where('leaf_index', '=', at).execute();
+    }
+    expect((await verifyTenantLog(db(), tenantId, trusted())).treeSize).toBe(SIZE);
+  });
+
+  it('verifies values that need escaping or are not ASCII, and names them when edited', async () => {
+    const { tenantId } = await tenantWithLog();
+    const userAgent = 'Agent "quoted" \\ back\nslash\u0001 é 中文 😀';
+    await db()
+      .transaction()
+      .execute((trx) =>
+        ctx.services.auditLog.append(trx, {
+          tenantId,
+          type: 'auth.login_succeeded',
+          actor: { kind: 'anonymous', id: null },
+          request: { ip: '2001:db8::1', userAgent, requestId: 'req "1"' },
+          reason: 'ok',
+        }),
+      );
+    expect((await verifyTenantLog(db(), tenantId, trusted())).treeSize).toBe(SIZE + 1);
+    for (const edit of [
+      { user_agent: userAgent.replace('😀', '😁') },
+      { user_agent: userAgent.replace('"quoted"', 'quoted') },
+      { request_id: 'req "2"' },
+    ]) {
+      await events(tenantId).set(edit).where('leaf_index', '=', SIZE).execute();
+      const error = await failure(tenantId);
+      expect([error.code, error.leafIndex]).toEqual(['LEAF_HASH_MISMATCH', SIZE]);
+    }
+  });
+});
+
 describe('checkpoint policy', () => {
   it('signs a checkpoint every N events and after T seconds of events', async () => {
     const owner = await ctx.tenant();

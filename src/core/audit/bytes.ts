@@ -49,6 +49,44 @@ export function bytesEqual(a: Uint8Array, b: Uint8Array): boolean {
   return true;
 }
 
+// Value of each lower-case hex digit by character code; -1 for every other code below 128.
+const HEX_VALUE = new Int8Array(128).fill(-1);
+for (let i = 0; i < 16; i++) HEX_VALUE['0123456789abcdef'.charCodeAt(i)] = i;
+
+/**
+ * True when `hex` is a 64-character lower-case hex SHA-256 hash (what `hashFromHex` accepts).
+ *
+ * @example
+ * ```ts
+ * isHashHex('e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855'); // true
+ * ```
+ */
+export function isHashHex(hex: unknown): hex is string {
+  return typeof hex === 'string' && HEX_HASH.test(hex);
+}
+
+/**
+ * True when `bytes` equal the bytes `hex` spells (lower-case hex only: 'AB' never equals 0xab).
+ * Compares in place, without decoding `hex` into a new array: for checking hashes stored as hex
+ * against computed ones row by row.
+ *
+ * @example
+ * ```ts
+ * bytesEqualHex(new Uint8Array([0, 255]), '00ff'); // true
+ * ```
+ */
+export function bytesEqualHex(bytes: Uint8Array, hex: string): boolean {
+  if (typeof hex !== 'string' || hex.length !== bytes.byteLength * 2) return false;
+  for (let i = 0; i < bytes.byteLength; i++) {
+    const hi = hex.charCodeAt(2 * i);
+    const lo = hex.charCodeAt(2 * i + 1);
+    if (hi >= 128 || lo >= 128 || HEX_VALUE[hi]! * 16 + HEX_VALUE[lo]! !== bytes[i]) {
+      return false; // a non-hex digit is -1: the sum then never equals a byte
+    }
+  }
+  return true;
+}
+
 /** Throws `HASH_INVALID` unless `hash` is a 32-byte `Uint8Array`. */
 export function assertHash(hash: unknown, what: string): asserts hash is Uint8Array {
   if (!(hash instanceof Uint8Array) || hash.byteLength !== HASH_SIZE) {

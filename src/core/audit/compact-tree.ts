@@ -13,6 +13,9 @@ export interface FrontierState {
   readonly hashes: readonly string[];
 }
 
+/** Told of a perfect subtree completed by an append: its level (>= 1), index and hash. */
+export type SubtreeListener = (level: number, index: number, hash: Uint8Array) => void;
+
 /**
  * An append-only Merkle tree that keeps only its frontier (the "compact range" [0, size)):
  * O(log n) memory, amortised one node hash per append, and the RFC 6962 root at any time.
@@ -48,21 +51,27 @@ export class CompactTree {
   }
 
   /**
-   * Appends one leaf hash (32 bytes) and returns the new tree size.
+   * Appends one leaf hash (32 bytes) and returns the new tree size. `completed`, when given, is
+   * called with every perfect subtree the leaf completes (level >= 1, index at that level, hash),
+   * lowest first: the interior nodes a proof store keeps, computed here anyway.
    *
    * @example
    * ```ts
    * tree.append(leafHash(new TextEncoder().encode('event')));
+   * tree.append(leaf, (level, index, hash) => expected.push({ level, index, hash }));
    * ```
    */
-  append(leaf: Uint8Array): number {
+  append(leaf: Uint8Array, completed?: SubtreeListener): number {
     assertHash(leaf, 'leaf hash');
     let hash = leaf;
     // Each trailing 1 bit of the old size is a perfect subtree the new leaf completes.
     let size = this.#size;
+    let level = 0;
     while (size % 2 === 1) {
       hash = nodeHash(this.#hashes.pop()!, hash);
       size = (size - 1) / 2;
+      level++;
+      completed?.(level, size, hash);
     }
     this.#hashes.push(hash === leaf ? new Uint8Array(leaf) : hash);
     this.#size++;

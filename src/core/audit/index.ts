@@ -15,19 +15,20 @@
  */
 export { AuditIntegrityError } from './errors.ts';
 export type { AuditIntegrityErrorCode, AuditIntegrityErrorOptions } from './errors.ts';
-export { bytesEqual, HASH_SIZE, hashFromHex, toHex } from './bytes.ts';
+export { bytesEqual, bytesEqualHex, HASH_SIZE, hashFromHex, isHashHex, toHex } from './bytes.ts';
 export { canonicalBytes } from './canonical.ts';
 export {
   emptyRoot,
   foldRight,
   leafHash,
+  leafHashOfText,
   nodeHash,
   perfectLevels,
   rootFromLeafHashes,
   splitPoint,
 } from './merkle.ts';
 export { CompactTree } from './compact-tree.ts';
-export type { FrontierState } from './compact-tree.ts';
+export type { FrontierState, SubtreeListener } from './compact-tree.ts';
 export {
   consistencyProof,
   consistencyProofPlan,

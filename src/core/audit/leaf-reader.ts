@@ -1,12 +1,18 @@
 /** One stored audit event, as read back from the database in leaf order. */
 export interface StoredAuditLeaf {
   readonly leafIndex: number;
-  /** The canonical bytes as stored. Hashed as is when present. */
-  readonly canonicalBytes?: Uint8Array;
+  /**
+   * The canonical bytes as stored, or the stored canonical JSON text (hashed as its UTF-8
+   * bytes, without converting it first). Hashed as is when present.
+   */
+  readonly canonicalBytes?: Uint8Array | string;
   /** The event object; canonicalised when `canonicalBytes` is absent, cross-checked when not. */
   readonly event?: unknown;
-  /** The leaf hash stored beside the event. */
-  readonly storedLeafHash: Uint8Array;
+  /**
+   * The leaf hash stored beside the event: bytes, or its lower-case hex as stored (compared in
+   * place; anything but 64 lower-case hex digits is malformed).
+   */
+  readonly storedLeafHash: Uint8Array | string;
 }
 
 /** A stored leaf or a page of them, as a database cursor yields rows. */

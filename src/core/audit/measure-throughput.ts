@@ -36,7 +36,7 @@ async function measureVerifier(): Promise<void> {
   const clock = { now: () => new Date('2026-01-15T09:00:00.000Z') };
   const keys = generateCheckpointKeyPair();
   const events = Array.from({ length: EVENTS }, (_, i) => eventAt(i));
-  const withBytes: StoredAuditLeaf[] = events.map((event, leafIndex) => {
+  const withBytes = events.map((event, leafIndex) => {
     const bytes = canonicalBytes(event);
     return { leafIndex, canonicalBytes: bytes, storedLeafHash: leafHash(bytes) };
   });

@@ -4,6 +4,7 @@ import { CompactTree } from './compact-tree.ts';
 import {
   emptyRoot,
   leafHash,
+  leafHashOfText,
   nodeHash,
   perfectLevels,
   rootFromLeafHashes,
@@ -130,5 +131,13 @@ describe('rootFromLeafHashes', () => {
 
   it('round-trips hex', () => {
     expect(toHex(hashFromHex(CT_ROOTS[8]!))).toBe(CT_ROOTS[8]);
+  });
+});
+
+describe('leafHashOfText', () => {
+  it('hashes the UTF-8 bytes of the text, as leafHash of the encoded text', () => {
+    for (const text of ['', '{"a":1}', 'é 中文 😀 "\\\\', 'x'.repeat(70_000), '\ud800 lone']) {
+      expect(toHex(leafHashOfText(text))).toBe(toHex(leafHash(new TextEncoder().encode(text))));
+    }
   });
 });

@@ -4,7 +4,7 @@ import { canonicalBytes } from './canonical.ts';
 import { type SignedCheckpoint, signCheckpoint } from './checkpoint.ts';
 import { generateCheckpointKeyPair } from './keys.ts';
 import { CompactTree } from './compact-tree.ts';
-import { leafHash } from './merkle.ts';
+import { leafHash, nodeHash } from './merkle.ts';
 import { MemoryMerkleStore } from './memory-store.ts';
 import type { StoredAuditLeaf } from './leaf-reader.ts';
 import { verifyLog } from './verify-log.ts';
@@ -330,5 +330,73 @@ describe('verifyLog after the oldest events were pruned', () => {
     await expect(
       verifyLog({ tenantId, leaves: [], publicKeys, start: { treeSize: 3, hashes: [] } }),
     ).rejects.toThrow(expect.objectContaining({ code: 'FRONTIER_INVALID' }));
+  });
+});
+
+describe('verifyLog over stored text and hex', () => {
+  const decoder = new TextDecoder();
+  const asText = (r: Row) => ({
+    leafIndex: r.leafIndex,
+    canonicalBytes: decoder.decode(r.canonicalBytes),
+    storedLeafHash: toHex(r.storedLeafHash),
+  });
+
+  it('verifies canonical text and hex leaf hashes as it verifies bytes', async () => {
+    const { rows, checkpoints } = makeLog(9, [4, 9]);
+    const fromBytes = await verifyLog({ tenantId, leaves: rows, checkpoints, publicKeys });
+    const fromText = await verifyLog({
+      tenantId,
+      leaves: rows.map(asText),
+      checkpoints,
+      publicKeys,
+    });
+    expect(toHex(fromText.root)).toBe(toHex(fromBytes.root));
+    expect(fromText.checkpointsVerified).toBe(2);
+  });
+
+  it('names changed text, a different stored hash, and a hash not in lower-case hex', async () => {
+    const { rows, checkpoints } = makeLog(6, [6]);
+    const text = rows.map(asText);
+    const changed = text.map((r, i) =>
+      i === 2 ? { ...r, canonicalBytes: r.canonicalBytes.replace('email', 'iban') } : r,
+    );
+    await expect(verifyLog({ tenantId, leaves: changed, checkpoints, publicKeys })).rejects.toEqual(
+      failure('LEAF_HASH_MISMATCH', 2),
+    );
+    const otherHash = text.map((r, i) =>
+      i === 3 ? { ...r, storedLeafHash: text[4]!.storedLeafHash } : r,
+    );
+    await expect(
+      verifyLog({ tenantId, leaves: otherHash, checkpoints, publicKeys }),
+    ).rejects.toEqual(failure('LEAF_HASH_MISMATCH', 3));
+    const upper = text.map((r, i) =>
+      i === 1 ? { ...r, storedLeafHash: r.storedLeafHash.toUpperCase() } : r,
+    );
+    await expect(verifyLog({ tenantId, leaves: upper, checkpoints, publicKeys })).rejects.toEqual(
+      failure('LEAF_MALFORMED', 1),
+    );
+  });
+
+  it('tells onSubtree every interior node the leaves complete, as the tree stores them', async () => {
+    const { rows } = makeLog(7, []);
+    const told: string[] = [];
+    await verifyLog({
+      tenantId,
+      leaves: rows,
+      publicKeys,
+      onSubtree: (level, index, hash) => told.push(`${level}/${index}/${toHex(hash)}`),
+    });
+    // 7 leaves complete 1/0, 1/1, 2/0 and 1/2, in that order.
+    const l = rows.map((r) => r.storedLeafHash);
+    const n10 = nodeHash(l[0]!, l[1]!);
+    const n11 = nodeHash(l[2]!, l[3]!);
+    const node = (level: number, index: number, hash: Uint8Array) =>
+      `${level}/${index}/${toHex(hash)}`;
+    expect(told).toEqual([
+      node(1, 0, n10),
+      node(1, 1, n11),
+      node(2, 0, nodeHash(n10, n11)),
+      node(1, 2, nodeHash(l[4]!, l[5]!)),
+    ]);
   });
 });

@@ -1,12 +1,12 @@
 import type { KeyObject } from 'node:crypto';
-import { bytesEqual, HASH_SIZE, isIndex, toHex } from './bytes.ts';
+import { bytesEqual, bytesEqualHex, HASH_SIZE, isHashHex, isIndex, toHex } from './bytes.ts';
 import { canonicalBytes } from './canonical.ts';
 import { parseCheckpoint, type SignedCheckpoint, verifyCheckpoint } from './checkpoint.ts';
 import { checkpointKeyring } from './keys.ts';
-import { CompactTree, type FrontierState } from './compact-tree.ts';
+import { CompactTree, type FrontierState, type SubtreeListener } from './compact-tree.ts';
 import { AuditIntegrityError, type AuditIntegrityErrorCode } from './errors.ts';
 import { END, LeafReader, type LeafSource, type StoredAuditLeaf } from './leaf-reader.ts';
-import { leafHash } from './merkle.ts';
+import { leafHash, leafHashOfText } from './merkle.ts';
 
 export interface VerifyLogInput {
   readonly tenantId: string;
@@ -26,6 +26,12 @@ export interface VerifyLogInput {
   readonly start?: CompactTree | FrontierState;
   /** The log length recorded elsewhere (e.g. a sequence row): a shorter log is truncated. */
   readonly expectedTreeSize?: number;
+  /**
+   * Told of every perfect subtree (level >= 1) the verified leaves complete, as the tree is
+   * rebuilt: lets a caller check a stored node table against verified hashes without hashing
+   * the tree a second time. Called only after the leaves below it passed every check.
+   */
+  readonly onSubtree?: SubtreeListener;
 }
 
 export interface LogVerificationSummary {
@@ -169,7 +175,7 @@ export async function verifyLog(input: VerifyLogInput): Promise<LogVerificationS
       if (input.expectedTreeSize !== undefined && expected >= input.expectedTreeSize) {
         fail('LEAF_INDEX_ORDER', `leaf ${expected} lies past the expected end`, expected);
       }
-      tree.append(checkLeaf(leaf));
+      tree.append(checkLeaf(leaf), input.onSubtree);
       checkReached();
       leaf = following;
     }
@@ -215,9 +221,15 @@ function sortCheckpoints(input: readonly unknown[], startIndex: number): SignedC
   return parsed.sort((a, b) => a.treeSize - b.treeSize);
 }
 
+const encoder = new TextEncoder();
+
 function checkLeaf(leaf: StoredAuditLeaf): Uint8Array {
   const { leafIndex, storedLeafHash } = leaf;
-  if (!(storedLeafHash instanceof Uint8Array) || storedLeafHash.byteLength !== HASH_SIZE) {
+  if (typeof storedLeafHash === 'string') {
+    if (!isHashHex(storedLeafHash)) {
+      fail('LEAF_MALFORMED', 'stored leaf hash is not 64 lower-case hex digits', leafIndex);
+    }
+  } else if (!(storedLeafHash instanceof Uint8Array) || storedLeafHash.byteLength !== HASH_SIZE) {
     fail('LEAF_MALFORMED', 'stored leaf hash is not 32 bytes', leafIndex);
   }
   let bytes = leaf.canonicalBytes;
@@ -225,16 +237,20 @@ function checkLeaf(leaf: StoredAuditLeaf): Uint8Array {
     if (leaf.event === undefined)
       fail('LEAF_MALFORMED', 'leaf has no bytes and no event', leafIndex);
     bytes = canonicalOrFail(leaf.event, leafIndex);
-  } else if (!(bytes instanceof Uint8Array)) {
+  } else if (typeof bytes !== 'string' && !(bytes instanceof Uint8Array)) {
     fail('LEAF_MALFORMED', 'canonical bytes are not bytes', leafIndex);
-  } else if (
-    leaf.event !== undefined &&
-    !bytesEqual(bytes, canonicalOrFail(leaf.event, leafIndex))
-  ) {
-    fail('LEAF_HASH_MISMATCH', 'stored event differs from its stored canonical bytes', leafIndex);
+  } else if (leaf.event !== undefined) {
+    const stored = typeof bytes === 'string' ? encoder.encode(bytes) : bytes;
+    if (!bytesEqual(stored, canonicalOrFail(leaf.event, leafIndex))) {
+      fail('LEAF_HASH_MISMATCH', 'stored event differs from its stored canonical bytes', leafIndex);
+    }
   }
-  const hash = leafHash(bytes);
-  if (!bytesEqual(hash, storedLeafHash)) {
+  const hash = typeof bytes === 'string' ? leafHashOfText(bytes) : leafHash(bytes);
+  const matches =
+    typeof storedLeafHash === 'string'
+      ? bytesEqualHex(hash, storedLeafHash)
+      : bytesEqual(hash, storedLeafHash);
+  if (!matches) {
     fail('LEAF_HASH_MISMATCH', `leaf ${leafIndex} hashes to ${toHex(hash)}`, leafIndex);
   }
   return hash;

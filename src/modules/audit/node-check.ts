@@ -1,5 +1,5 @@
-import { nodeHash, toHex, HASH_SIZE } from '../../core/audit/index.ts';
-import type { Db } from './repository.ts';
+import { bytesEqualHex, type SubtreeListener } from '../../core/audit/index.ts';
+import type { AuditSnapshot } from './verify-source.ts';
 
 export interface BadNode {
   level: number;
@@ -7,58 +7,59 @@ export interface BadNode {
 }
 
 /**
- * Recomputes, from leaf hashes arriving in order, every perfect subtree they complete and
- * compares it with `audit_nodes` (the store proofs are served from), one query per level per
- * page. Records the first missing or wrong node; stops checking if leaves arrive out of order
- * (the log verifier reports that itself).
+ * Compares `audit_nodes` (the store proofs are served from) with the perfect subtree hashes the
+ * verifier computes as it rebuilds the tree (`add`, given as `onSubtree`), so the tree is hashed
+ * once. `flush` checks what was added since the last flush, one query per level; the first
+ * missing or wrong node is kept and checking stops there.
  */
-export function createNodeChecker(db: Db, tenantId: string) {
-  const frontier: Uint8Array[] = [];
-  let next = 0;
-  let broken = false;
+export function createNodeChecker(snapshot: Pick<AuditSnapshot, 'nodes'>) {
+  // Per level, the first index added since the last flush and the hex hashes from there on:
+  // subtrees of one level complete in index order, so each level's run is contiguous.
+  const pending = new Map<number, { from: number; hashes: Uint8Array[] }>();
   let first: BadNode | undefined;
 
-  async function page(leaves: readonly { leafIndex: number; hash: Uint8Array }[]): Promise<void> {
-    if (broken || first !== undefined) return;
-    const expected = new Map<number, Map<number, string>>();
-    for (const { leafIndex, hash } of leaves) {
-      if (leafIndex !== next || hash.byteLength !== HASH_SIZE) {
-        broken = true;
-        return;
-      }
-      let h = hash;
-      let index = leafIndex;
-      let level = 0;
-      while (index % 2 === 1) {
-        h = nodeHash(frontier.pop()!, h);
-        index = (index - 1) / 2;
-        level++;
-        let byIndex = expected.get(level);
-        if (!byIndex) expected.set(level, (byIndex = new Map<number, string>()));
-        byIndex.set(index, toHex(h));
-      }
-      frontier.push(h);
-      next++;
+  const add: SubtreeListener = (level, index, hash) => {
+    if (first !== undefined) return;
+    count++;
+    const run = pending.get(level);
+    if (run === undefined) {
+      pending.set(level, { from: index, hashes: [hash] });
+    } else if (index === run.from + run.hashes.length) {
+      run.hashes.push(hash);
+    } else {
+      throw new TypeError(`subtree ${level}/${index} added out of order`);
     }
-    for (const [level, byIndex] of [...expected].sort((a, b) => a[0] - b[0])) {
-      const indexes = [...byIndex.keys()];
-      const rows = await db
-        .selectFrom('audit_nodes')
-        .select(['idx', 'hash'])
-        .where('tenant_id', '=', tenantId)
-        .where('level', '=', level)
-        .where('idx', '>=', Math.min(...indexes))
-        .where('idx', '<=', Math.max(...indexes))
-        .execute();
-      const stored = new Map(rows.map((r) => [Number(r.idx), r.hash]));
-      for (const [index, hash] of byIndex) {
-        if (stored.get(index) !== hash) {
-          first = { level, index };
-          return;
+  };
+
+  let count = 0;
+
+  /** Checks what was added, or with `whenAtLeast`, only once that many nodes wait. */
+  async function flush(whenAtLeast = 0): Promise<void> {
+    if (count < whenAtLeast) return;
+    const levels = [...pending.keys()].sort((a, b) => a - b);
+    try {
+      for (const level of levels) {
+        if (first !== undefined) return;
+        const { from, hashes } = pending.get(level)!;
+        const rows = await snapshot.nodes(level, from, from + hashes.length - 1);
+        for (let i = 0; i < hashes.length; i++) {
+          const row = rows[i];
+          // Rows come in index order, so a missing one shifts the rest: the first gap shows.
+          if (
+            row === undefined ||
+            Number(row[0]) !== from + i ||
+            !bytesEqualHex(hashes[i]!, row[1])
+          ) {
+            first = { level, index: from + i };
+            break;
+          }
         }
       }
+    } finally {
+      pending.clear();
+      count = 0;
     }
   }
 
-  return { page, firstBad: () => first };
+  return { add, flush, firstBad: () => first };
 }

@@ -6,87 +6,101 @@ import {
   CompactTree,
   hashFromHex,
   verifyLog,
+  type FrontierState,
   type LogVerificationSummary,
   type StoredAuditLeaf,
 } from '../../core/audit/index.ts';
-import { bodyFromRow, EVENT_COLUMNS, type AuditEventRow } from './event.ts';
+import { bodyFromRow, type AuditEventRow } from './event.ts';
 import { createNodeChecker } from './node-check.ts';
-import { allCheckpoints, prunedSize, readTree } from './repository.ts';
-
-const PAGE = 5000;
-
-/** The members of an event body in RFC 8785 order (sorted by code unit). */
-const BODY_KEYS = [
-  'actor',
-  'fields',
-  'id',
-  'ip',
-  'leafIndex',
-  'occurredAt',
-  'outcome',
-  'reason',
-  'requestId',
-  'target',
-  'tenantId',
-  'type',
-  'userAgent',
-  'v',
-].join();
+import { withAuditSnapshot, type AuditSnapshot, type EventTuple } from './verify-source.ts';
 
 /**
- * Do the row's columns say what its stored canonical bytes say? The bytes are parsed (JSON) and
- * compared member by member with the columns: far cheaper than canonicalising the columns again
- * (RFC 8785) and comparing bytes, and as strict: a member that differs, is missing or extra, or
- * bytes that are not JSON, fail. The bytes must also be canonical: members in sorted order
- * (checked) and serialised as JSON.stringify does (RFC 8785 shares its string and number forms),
- * so re-serialising the parsed value gives the stored text back. Whether the bytes hash to the
- * leaf is verifyLog's.
+ * Events per read: one await per page. Small enough that a page's rows die young (a page of
+ * 10,000 rows outlives the young generation and doubled the time spent collecting garbage).
  */
-function columnsMatch(row: AuditEventRow, parsed: unknown): boolean {
-  if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) return false;
-  const b = parsed as Record<string, unknown>;
-  if (Object.keys(b).join() !== BODY_KEYS || b.v !== 1) return false;
-  if (JSON.stringify(parsed) !== row.canonical) return false;
-  const actor = b.actor as { kind?: unknown; id?: unknown } | null;
-  const target = b.target as { type?: unknown; id?: unknown } | null;
-  if (typeof actor !== 'object' || actor === null || Object.keys(actor).join() !== 'id,kind') {
-    return false;
+const PAGE = 1000;
+/** Stored subtree hashes compared per round of queries (one per level). */
+const NODE_BATCH = 8192;
+
+// A string RFC 8785 writes as is between quotes: no quote, backslash, control character or
+// surrogate. Others are escaped as JSON.stringify does (RFC 8785 shares its string form), but a
+// surrogate sends the row the general way: JSON.stringify escapes a lone one, RFC 8785 refuses it.
+// eslint-disable-next-line no-control-regex -- JSON escapes the control characters
+const ESCAPED = /["\\\u0000-\u001f\ud800-\udfff]/;
+const SURROGATE = /[\ud800-\udfff]/;
+// A `fields` column already in canonical form: an array of strings that need no escaping.
+const PLAIN_FIELDS =
+  // eslint-disable-next-line no-control-regex -- as above
+  /^\[(?:"[^"\\\u0000-\u001f\ud800-\udfff]*"(?:,"[^"\\\u0000-\u001f\ud800-\udfff]*")*)?\]$/;
+
+// Thrown by `str` for a value the direct writer leaves to the general path.
+const UNPLAIN = new Error('left to the general path');
+
+function str(value: string | null): string {
+  if (value === null) return 'null';
+  // A BLOB (SQLite) with a string's bytes is not that string: the general path refuses it.
+  if (typeof value !== 'string') throw UNPLAIN;
+  if (!ESCAPED.test(value)) return `"${value}"`;
+  if (SURROGATE.test(value)) throw UNPLAIN;
+  return JSON.stringify(value);
+}
+
+/**
+ * The RFC 8785 text of the body `bodyFromRow` builds from the row's columns (keys in code-unit
+ * order), written directly for this one known shape. The stored canonical text must equal it
+ * exactly: then the columns agree with the hashed bytes member by member, and the bytes are
+ * canonical. Undefined for rows it leaves to the general path (verifyLog canonicalises the
+ * columns and compares bytes): a surrogate, a `fields` column not in canonical form, half a
+ * target, a value of another type.
+ */
+export function canonicalTextOfColumns(tenantId: string, row: EventTuple): string | undefined {
+  const [leafIndex, , , id, type, occurredAt, actorKind, actorId, ip, userAgent, requestId] = row;
+  const [, , , , , , , , , , , targetType, targetId, outcome, reason, fields, breakGlassId] = row;
+  const index = Number(leafIndex);
+  if (!Number.isSafeInteger(index) || typeof fields !== 'string' || !PLAIN_FIELDS.test(fields)) {
+    return undefined;
   }
-  if (target === null) {
-    if (row.target_type !== null || row.target_id !== null) return false;
-  } else if (
-    typeof target !== 'object' ||
-    Object.keys(target).join() !== 'id,type' ||
-    target.type !== row.target_type ||
-    target.id !== row.target_id
-  ) {
-    return false;
-  }
-  let fields: unknown;
   try {
-    fields = JSON.parse(row.fields);
-  } catch {
-    return false;
+    let target = 'null';
+    if (targetType !== null || targetId !== null) {
+      if (targetType === null || targetId === null) return undefined;
+      target = `{"id":${str(targetId)},"type":${str(targetType)}}`;
+    }
+    return (
+      `{"actor":{"id":${str(actorId)},"kind":${str(actorKind)}},` +
+      (breakGlassId === null ? '' : `"breakGlassId":${str(breakGlassId)},`) +
+      `"fields":${fields},"id":${str(id)},"ip":${str(ip)},"leafIndex":${index},` +
+      `"occurredAt":${str(occurredAt)},"outcome":${str(outcome)},"reason":${str(reason)},` +
+      `"requestId":${str(requestId)},"target":${target},"tenantId":${str(tenantId)},` +
+      `"type":${str(type)},"userAgent":${str(userAgent)},"v":1}`
+    );
+  } catch (error) {
+    if (error === UNPLAIN) return undefined;
+    throw error;
   }
-  const stored = b.fields;
-  return (
-    b.tenantId === row.tenant_id &&
-    b.leafIndex === Number(row.leaf_index) &&
-    b.id === row.id &&
-    b.type === row.type &&
-    b.occurredAt === row.occurred_at &&
-    actor.kind === row.actor_kind &&
-    actor.id === row.actor_id &&
-    b.ip === row.ip &&
-    b.userAgent === row.user_agent &&
-    b.requestId === row.request_id &&
-    b.outcome === row.outcome &&
-    b.reason === row.reason &&
-    Array.isArray(stored) &&
-    Array.isArray(fields) &&
-    stored.length === fields.length &&
-    stored.every((f, i) => typeof f === 'string' && f === fields[i])
-  );
+}
+
+function rowOf(tenantId: string, t: EventTuple): AuditEventRow {
+  return {
+    tenant_id: tenantId,
+    leaf_index: t[0],
+    canonical: t[1],
+    leaf_hash: t[2],
+    id: t[3],
+    type: t[4],
+    occurred_at: t[5],
+    actor_kind: t[6],
+    actor_id: t[7],
+    ip: t[8],
+    user_agent: t[9],
+    request_id: t[10],
+    target_type: t[11],
+    target_id: t[12],
+    outcome: t[13],
+    reason: t[14],
+    fields: t[15],
+    break_glass_id: t[16],
+  };
 }
 
 /**
@@ -107,71 +121,86 @@ function columnsMatch(row: AuditEventRow, parsed: unknown): boolean {
  * subtree hashes; the checkpoint signed at the prune point then anchors them, and an
  * `audit.pruned` event naming that size or more must be among the retained events
  * (`PRUNE_UNANCHORED` otherwise: events removed without a recorded prune).
+ *
+ * Everything is read from one snapshot (see `withAuditSnapshot`): events appended while it runs
+ * are neither seen nor mistaken for a log longer than its stored head.
  */
 export async function verifyTenantLog(
   db: Kysely<Database>,
   tenantId: string,
   trustedKeys: readonly KeyObject[],
 ): Promise<LogVerificationSummary> {
-  const checkpoints = await allCheckpoints(db, tenantId);
-  const stored = await readTree(db, tenantId);
+  return withAuditSnapshot(db, tenantId, (snapshot) =>
+    verifySnapshot(snapshot, tenantId, trustedKeys),
+  );
+}
+
+async function verifySnapshot(
+  snapshot: AuditSnapshot,
+  tenantId: string,
+  trustedKeys: readonly KeyObject[],
+): Promise<LogVerificationSummary> {
+  const head = await snapshot.head();
+  const checkpoints = await snapshot.checkpoints();
+  const stored = head
+    ? CompactTree.fromState(JSON.parse(head.frontier) as FrontierState)
+    : new CompactTree();
+  const pruned = head?.prunedSize ?? 0;
   const misplaced = new Set<number>();
-  const nodes = createNodeChecker(db, tenantId);
-  const pruned = await prunedSize(db, tenantId);
-  const start = await prunedFrontier(db, tenantId, pruned, nodes);
+  const nodes = createNodeChecker(snapshot);
+  const start = await prunedFrontier(snapshot, pruned, nodes);
   let pruneRecorded = false;
-  const encoder = new TextEncoder();
+
+  function toLeaf(row: EventTuple): StoredAuditLeaf {
+    const [rawIndex, canonical, leafHashHex, , type, , , , , , , targetType, targetId] = row;
+    const leafIndex = Number(rawIndex);
+    if (type === 'audit.pruned' && targetType === 'audit_log' && Number(targetId) >= pruned) {
+      // Pruning announces its end point first, then removes leaves up to it in chunks.
+      pruneRecorded = true;
+    }
+    // Compared as hex in place by verifyLog; a non-string is malformed there.
+    const storedLeafHash = typeof leafHashHex === 'string' ? leafHashHex : '';
+    if (typeof canonical === 'string' && canonical === canonicalTextOfColumns(tenantId, row)) {
+      return { leafIndex, canonicalBytes: canonical, storedLeafHash };
+    }
+    // The columns disagree with the bytes (or need the general canonicaliser): the event goes
+    // through verifyLog's own comparison, which fails at this leaf, in order with every other
+    // check, unless the two are the same JSON after all.
+    let parsed: unknown;
+    try {
+      parsed = JSON.parse(String(canonical));
+    } catch {
+      parsed = undefined;
+    }
+    if ((parsed as { leafIndex?: unknown } | undefined)?.leafIndex !== leafIndex) {
+      misplaced.add(leafIndex);
+    }
+    return {
+      leafIndex,
+      canonicalBytes: canonical,
+      event: bodyFromRow(rowOf(tenantId, row)),
+      storedLeafHash,
+    };
+  }
 
   async function* leaves(): AsyncGenerator<StoredAuditLeaf[]> {
-    let after = pruned - 1;
+    const events = snapshot.events(pruned - 1);
+    let ahead: Promise<EventTuple[]> | undefined;
     for (;;) {
-      const rows = await db
-        .selectFrom('audit_events')
-        .select(EVENT_COLUMNS)
-        .where('tenant_id', '=', tenantId)
-        .where('leaf_index', '>', after)
-        .orderBy('leaf_index')
-        .limit(PAGE)
-        .execute();
+      // The subtrees the leaves verified so far complete, checked a few thousand at a time
+      // (one query per level) while the next page is read.
+      const [rows] = await Promise.all([ahead ?? events.next(PAGE), nodes.flush(NODE_BATCH)]);
       if (rows.length === 0) return;
-      const page = rows.map((row): StoredAuditLeaf => {
-        const leafIndex = Number(row.leaf_index);
-        let parsed: unknown;
-        try {
-          parsed = JSON.parse(row.canonical);
-        } catch {
-          parsed = undefined;
-        }
-        if ((parsed as { leafIndex?: unknown } | undefined)?.leafIndex !== leafIndex) {
-          misplaced.add(leafIndex);
-        }
-        if (
-          row.type === 'audit.pruned' &&
-          row.target_type === 'audit_log' &&
-          Number(row.target_id) >= pruned
-        ) {
-          // Pruning announces its end point first, then removes leaves up to it in chunks.
-          pruneRecorded = true;
-        }
-        let storedLeafHash: Uint8Array;
-        try {
-          storedLeafHash = hashFromHex(row.leaf_hash);
-        } catch {
-          storedLeafHash = new Uint8Array(0);
-        }
-        // Only a row whose columns disagree goes through verifyLog's own (canonicalising)
-        // comparison, which then fails at that leaf, in order with every other check.
-        const agrees = columnsMatch(row, parsed);
-        return {
-          leafIndex,
-          canonicalBytes: encoder.encode(row.canonical),
-          ...(agrees ? {} : { event: bodyFromRow(row) }),
-          storedLeafHash,
-        };
-      });
-      await nodes.page(page.map((l) => ({ leafIndex: l.leafIndex, hash: l.storedLeafHash })));
+      if (rows.length < PAGE) ahead = Promise.resolve([]);
+      else if (snapshot.readAhead) {
+        // The server reads the next page while this one is verified; a failure surfaces when
+        // awaited, or not at all if verification stopped first.
+        ahead = events.next(PAGE);
+        ahead.catch(() => undefined);
+      } else ahead = undefined;
+      const page = new Array<StoredAuditLeaf>(rows.length);
+      for (let i = 0; i < rows.length; i++) page[i] = toLeaf(rows[i]!);
       yield page;
-      after = Number(rows.at(-1)!.leaf_index);
     }
   }
 
@@ -184,6 +213,7 @@ export async function verifyTenantLog(
       publicKeys: trustedKeys,
       expectedTreeSize: stored.size,
       start,
+      onSubtree: nodes.add,
     });
   } catch (error) {
     if (
@@ -200,6 +230,7 @@ export async function verifyTenantLog(
     }
     throw error;
   }
+  await nodes.flush(); // the subtrees the last leaf completed
   const frontier = stored.toState();
   if (JSON.stringify(frontier) !== JSON.stringify(summary.frontier)) {
     throw new AuditIntegrityError('ROOT_MISMATCH', 'stored tree head differs from the events', {
@@ -227,48 +258,37 @@ export async function verifyTenantLog(
 }
 
 /**
- * The tree of the first `pruned` leaves, rebuilt from the leaf hashes retention kept; each page
- * also goes through the node checker, so the stored subtree hashes above them are checked too.
+ * The tree of the first `pruned` leaves, rebuilt from the leaf hashes retention kept; the
+ * subtrees they complete go to the node checker, so the stored subtree hashes above them are
+ * checked too.
  */
 async function prunedFrontier(
-  db: Kysely<Database>,
-  tenantId: string,
+  snapshot: AuditSnapshot,
   pruned: number,
   nodes: ReturnType<typeof createNodeChecker>,
 ): Promise<CompactTree> {
   const tree = new CompactTree();
   while (tree.size < pruned) {
-    const rows = await db
-      .selectFrom('audit_nodes')
-      .select(['idx', 'hash'])
-      .where('tenant_id', '=', tenantId)
-      .where('level', '=', 0)
-      .where('idx', '>=', tree.size)
-      .where('idx', '<', pruned)
-      .orderBy('idx')
-      .limit(PAGE * 10)
-      .execute();
-    const page: { leafIndex: number; hash: Uint8Array }[] = [];
-    for (const row of rows) {
-      const leafIndex = Number(row.idx);
+    const rows = await snapshot.keptLeafHashes(tree.size, pruned, PAGE * 5);
+    const before = tree.size;
+    for (const [idx, hex] of rows) {
       let hash: Uint8Array | undefined;
       try {
-        hash = hashFromHex(row.hash);
+        hash = hashFromHex(hex);
       } catch {
         hash = undefined;
       }
-      if (leafIndex !== tree.size || hash === undefined) break;
-      tree.append(hash);
-      page.push({ leafIndex, hash });
+      if (Number(idx) !== tree.size || hash === undefined) break;
+      tree.append(hash, nodes.add);
     }
-    if (page.length === 0) {
+    if (tree.size === before) {
       throw new AuditIntegrityError(
         'NODE_UNAVAILABLE',
         `the kept hash of pruned leaf ${tree.size} is missing or malformed`,
         { leafIndex: tree.size },
       );
     }
-    await nodes.page(page);
+    await nodes.flush();
   }
   return tree;
 }
