@@ -184,3 +184,19 @@ export async function createMailTestContext(
     },
   };
 }
+
+/**
+ * Asks for a password reset of `s` (the answer is not checked) and returns the token of the
+ * `/reset-password` link in the newest reset mail to its address.
+ */
+export async function mailedResetToken(
+  ctx: MailTestContext,
+  s: { tenant: string; email: string },
+): Promise<string> {
+  await ctx.app.inject({
+    method: 'POST',
+    url: '/api/v1/auth/password-reset',
+    payload: { tenant: s.tenant, email: s.email },
+  });
+  return ctx.mailedToken(s.email, 'Reset your Custos password', '/reset-password');
+}

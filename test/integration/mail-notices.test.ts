@@ -4,6 +4,7 @@ import { createTestContext, PASSWORD, type Session } from '../helpers/context.ts
 import {
   createMailTestContext,
   deadSmtpUrl,
+  mailedResetToken,
   silentSmtpServer,
   type MailTestContext,
 } from '../helpers/smtp.ts';
@@ -92,16 +93,7 @@ describe('security notices by mail', () => {
 
   it('tells a user their password was reset through a link', async () => {
     const owner = await ctx.tenant();
-    await ctx.app.inject({
-      method: 'POST',
-      url: '/api/v1/auth/password-reset',
-      payload: { tenant: owner.tenant, email: owner.email },
-    });
-    const token = await ctx.mailedToken(
-      owner.email,
-      'Reset your Custos password',
-      '/reset-password',
-    );
+    const token = await mailedResetToken(ctx, owner);
     const res = await ctx.app.inject({
       method: 'POST',
       url: '/api/v1/auth/password-reset/confirm',

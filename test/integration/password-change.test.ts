@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createCollectingSink, type IdentityEvent } from '../../src/modules/auth/events.ts';
 import { PASSWORD, sessionCookie, type Session } from '../helpers/context.ts';
-import { createMailTestContext, type MailTestContext } from '../helpers/smtp.ts';
+import { createMailTestContext, mailedResetToken, type MailTestContext } from '../helpers/smtp.ts';
 import { expectCode } from '../helpers/problem.ts';
 
 const NEW_PASSWORD = 'amber glacier whistles 58 times';
@@ -116,16 +116,7 @@ describe('POST /api/v1/auth/password', () => {
 
   it('makes an open reset link useless', async () => {
     const owner = await ctx.tenant();
-    await ctx.app.inject({
-      method: 'POST',
-      url: '/api/v1/auth/password-reset',
-      payload: { tenant: owner.tenant, email: owner.email },
-    });
-    const token = await ctx.mailedToken(
-      owner.email,
-      'Reset your Custos password',
-      '/reset-password',
-    );
+    const token = await mailedResetToken(ctx, owner);
     expect(
       (await change(owner, { currentPassword: PASSWORD, newPassword: NEW_PASSWORD })).statusCode,
     ).toBe(200);
