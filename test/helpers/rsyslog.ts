@@ -19,81 +19,68 @@ export interface TlsFiles {
   key: string;
 }
 
+const openssl = (args: string[]) => execFileSync('openssl', args, { stdio: 'ignore' });
+
+/** The certificate and key files of `name` in `dir`. */
+const tlsFiles = (dir: string, name: string): TlsFiles => ({
+  cert: path.join(dir, `${name}.crt`),
+  key: path.join(dir, `${name}.key`),
+});
+
+/** `openssl req` with a new unencrypted P-256 key (to `key`) for CN=`name`, written to `out`. */
+function requestWithNewKey(name: string, key: string, out: string, options: string[]): void {
+  openssl([
+    'req',
+    ...options,
+    '-newkey',
+    'ec',
+    '-pkeyopt',
+    'ec_paramgen_curve:prime256v1',
+    '-nodes',
+    '-keyout',
+    key,
+    '-out',
+    out,
+    '-subj',
+    `/CN=${name}`,
+  ]);
+}
+
 /** A client certificate (P-256) issued by `ca`, for receivers that demand one. */
 export function clientCertificate(dir: string, ca: TlsFiles, name = 'client'): TlsFiles {
-  const cert = path.join(dir, `${name}.crt`);
-  const key = path.join(dir, `${name}.key`);
+  const { cert, key } = tlsFiles(dir, name);
   const csr = path.join(dir, `${name}.csr`);
-  execFileSync(
-    'openssl',
-    [
-      'req',
-      '-new',
-      '-newkey',
-      'ec',
-      '-pkeyopt',
-      'ec_paramgen_curve:prime256v1',
-      '-nodes',
-      '-keyout',
-      key,
-      '-out',
-      csr,
-      '-subj',
-      `/CN=${name}`,
-    ],
-    { stdio: 'ignore' },
-  );
-  execFileSync(
-    'openssl',
-    [
-      'x509',
-      '-req',
-      '-in',
-      csr,
-      '-CA',
-      ca.cert,
-      '-CAkey',
-      ca.key,
-      '-CAcreateserial',
-      '-out',
-      cert,
-      '-days',
-      '2',
-    ],
-    { stdio: 'ignore' },
-  );
+  requestWithNewKey(name, key, csr, ['-new']);
+  openssl([
+    'x509',
+    '-req',
+    '-in',
+    csr,
+    '-CA',
+    ca.cert,
+    '-CAkey',
+    ca.key,
+    '-CAcreateserial',
+    '-out',
+    cert,
+    '-days',
+    '2',
+  ]);
   return { cert, key };
 }
 
 /** A self-signed P-256 certificate for 127.0.0.1 and localhost, made by the openssl CLI. */
 export function selfSignedCertificate(dir: string, name = 'server'): TlsFiles {
-  const cert = path.join(dir, `${name}.crt`);
-  const key = path.join(dir, `${name}.key`);
-  execFileSync(
-    'openssl',
-    [
-      'req',
-      '-x509',
-      '-newkey',
-      'ec',
-      '-pkeyopt',
-      'ec_paramgen_curve:prime256v1',
-      '-nodes',
-      '-keyout',
-      key,
-      '-out',
-      cert,
-      '-days',
-      '2',
-      '-subj',
-      `/CN=${name}`,
-      '-addext',
-      'subjectAltName=IP:127.0.0.1,DNS:localhost',
-      '-addext',
-      'basicConstraints=critical,CA:TRUE',
-    ],
-    { stdio: 'ignore' },
-  );
+  const { cert, key } = tlsFiles(dir, name);
+  requestWithNewKey(name, key, cert, [
+    '-x509',
+    '-days',
+    '2',
+    '-addext',
+    'subjectAltName=IP:127.0.0.1,DNS:localhost',
+    '-addext',
+    'basicConstraints=critical,CA:TRUE',
+  ]);
   return { cert, key };
 }
 
@@ -215,4 +202,16 @@ export class Rsyslog {
     await this.stop();
     fs.rmSync(this.dir, { recursive: true, force: true });
   }
+}
+
+/** A `Rsyslog` (see there) on a free loopback port, started. */
+export async function startRsyslog(tls?: TlsFiles, requireClientCert = false): Promise<Rsyslog> {
+  const rsyslog = new Rsyslog(await freePort(), tls, requireClientCert);
+  try {
+    await rsyslog.start();
+  } catch (error) {
+    await rsyslog.dispose();
+    throw error;
+  }
+  return rsyslog;
 }

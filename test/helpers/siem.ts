@@ -1,5 +1,6 @@
 import type { Kysely } from 'kysely';
 import type { Database } from '../../src/db/schema.ts';
+import { createTestContext, type Session, type TestContext } from './context.ts';
 
 /** Every audit event id in the database (all tenants). */
 export async function allEventIds(db: Kysely<Database>): Promise<string[]> {
@@ -35,4 +36,50 @@ export async function eventually(check: () => Promise<boolean> | boolean, timeou
     if (Date.now() > deadline) return false;
     await new Promise((r) => setTimeout(r, 50));
   }
+}
+
+/** SIEM settings for tests that run the worker's loop: a 50 ms poll, retries capped at 1 s. */
+export const QUICK_SIEM_LOOP = {
+  CUSTOS_SIEM_INTERVAL_MS: '50',
+  CUSTOS_SIEM_RETRY_MAX_SECONDS: '1',
+} as const;
+
+/** A test context that streams to a SIEM receiver, with a tenant's owner signed in. */
+export interface SiemTestContext extends TestContext {
+  owner: Session;
+  /** Stops the SIEM worker, closes the context, then shuts the receiver. */
+  close(): Promise<void>;
+}
+
+/**
+ * `createTestContext(env)` (`env` names the receiver the caller started) and a new tenant.
+ * `closeReceiver` runs last at `close`, or at once when the context cannot be made.
+ */
+export async function createSiemTestContext(
+  env: Record<string, string>,
+  closeReceiver: () => Promise<void>,
+): Promise<SiemTestContext> {
+  let ctx: TestContext | undefined;
+  let owner: Session;
+  try {
+    ctx = await createTestContext(env);
+    owner = await ctx.tenant();
+  } catch (error) {
+    await ctx?.close();
+    await closeReceiver();
+    throw error;
+  }
+  const made = ctx;
+  return {
+    ...made,
+    owner,
+    async close() {
+      try {
+        await made.services.siem.stop();
+        await made.close();
+      } finally {
+        await closeReceiver();
+      }
+    },
+  };
 }

@@ -1,5 +1,6 @@
 import { createServer, type AddressInfo, type Socket } from 'node:net';
 import { SMTPServer } from 'smtp-server';
+import { createTestContext, type TestContext } from './context.ts';
 
 /** A message as the SMTP server received it, its single text part decoded. */
 export interface ReceivedMail {
@@ -11,12 +12,15 @@ export interface ReceivedMail {
   raw: string;
 }
 
+/** A subject to pick mails by: the whole subject, or a pattern it matches. */
+export type SubjectMatch = string | RegExp;
+
 export interface Inbox {
   /** `smtp://127.0.0.1:<port>` */
   url: string;
   mails: ReceivedMail[];
-  /** Mails to one address, oldest first. */
-  to(address: string): ReceivedMail[];
+  /** Mails to one address (with `subject` when given), oldest first. */
+  to(address: string, subject?: SubjectMatch): ReceivedMail[];
   close(): Promise<void>;
 }
 
@@ -80,8 +84,13 @@ export async function startInbox(): Promise<Inbox> {
   return {
     url: `smtp://127.0.0.1:${port}`,
     mails,
-    to: (address) =>
-      mails.filter((m) => m.to.some((t) => t.toLowerCase() === address.toLowerCase())),
+    to: (address, subject) =>
+      mails.filter(
+        (m) =>
+          m.to.some((t) => t.toLowerCase() === address.toLowerCase()) &&
+          (subject === undefined ||
+            (typeof subject === 'string' ? m.subject === subject : subject.test(m.subject))),
+      ),
     close: () => new Promise<void>((resolve) => server.close(() => resolve())),
   };
 }
@@ -121,4 +130,73 @@ export function linkToken(mail: ReceivedMail, path: string): string {
   );
   if (!match?.[1]) throw new Error(`no ${path} link in: ${mail.text}`);
   return match[1];
+}
+
+/** A test context whose mail goes to its own inbox (`CUSTOS_SMTP_URL`). */
+export interface MailTestContext extends TestContext {
+  inbox: Inbox;
+  /**
+   * Waits until the app's mailer has sent what it queued, then: the mails to `address` (with
+   * `subject` when given), oldest first.
+   */
+  mailsTo(address: string, subject?: SubjectMatch): Promise<ReceivedMail[]>;
+  /**
+   * Waits for the mailer, then: the token of the first link to `path` in the newest mail to
+   * `address` with `subject`. Throws when no such mail arrived.
+   */
+  mailedToken(address: string, subject: SubjectMatch, path: string): Promise<string>;
+  /** Closes the context, then the inbox. */
+  close(): Promise<void>;
+}
+
+/** `createTestContext` with `env` and `options`, sending its mail to a fresh `startInbox()`. */
+export async function createMailTestContext(
+  env: Record<string, string> = {},
+  options: Parameters<typeof createTestContext>[1] = {},
+): Promise<MailTestContext> {
+  const inbox = await startInbox();
+  let ctx: TestContext;
+  try {
+    ctx = await createTestContext({ CUSTOS_SMTP_URL: inbox.url, ...env }, options);
+  } catch (error) {
+    await inbox.close();
+    throw error;
+  }
+  const mailsTo = async (address: string, subject?: SubjectMatch) => {
+    await ctx.services.mailer.settled();
+    return inbox.to(address, subject);
+  };
+  return {
+    ...ctx,
+    inbox,
+    mailsTo,
+    async mailedToken(address, subject, path) {
+      const mail = (await mailsTo(address, subject)).at(-1);
+      if (!mail) throw new Error(`no mail to ${address} with the subject ${String(subject)}`);
+      return linkToken(mail, path);
+    },
+    async close() {
+      try {
+        await ctx.close();
+      } finally {
+        await inbox.close();
+      }
+    },
+  };
+}
+
+/**
+ * Asks for a password reset of `s` (the answer is not checked) and returns the token of the
+ * `/reset-password` link in the newest reset mail to its address.
+ */
+export async function mailedResetToken(
+  ctx: MailTestContext,
+  s: { tenant: string; email: string },
+): Promise<string> {
+  await ctx.app.inject({
+    method: 'POST',
+    url: '/api/v1/auth/password-reset',
+    payload: { tenant: s.tenant, email: s.email },
+  });
+  return ctx.mailedToken(s.email, 'Reset your Custos password', '/reset-password');
 }

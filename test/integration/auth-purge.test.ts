@@ -1,8 +1,8 @@
 import { setTimeout as sleep } from 'node:timers/promises';
-import { Secret, TOTP } from 'otpauth';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ENDED_SESSION_RETENTION_MS, startAuthPurge } from '../../src/modules/auth/purge.ts';
 import { createTestContext, PASSWORD, type Session, type TestContext } from '../helpers/context.ts';
+import { enrolTotp } from '../helpers/totp.ts';
 
 let ctx: TestContext;
 const HOUR = 3_600_000;
@@ -18,23 +18,7 @@ const count = async (table: 'sessions' | 'mfa_challenges', userId: string) =>
 
 async function withTotp(owner: Session) {
   const user = await ctx.user(owner, 'agent');
-  const start = await ctx.app.inject({
-    method: 'POST',
-    url: '/api/v1/auth/mfa/totp',
-    headers: user.headers,
-  });
-  const { secret } = start.json<{ secret: string }>();
-  const code = TOTP.generate({
-    secret: Secret.fromBase32(secret),
-    timestamp: ctx.clock.now().getTime(),
-  });
-  const confirm = await ctx.app.inject({
-    method: 'POST',
-    url: '/api/v1/auth/mfa/totp/confirm',
-    headers: user.headers,
-    payload: { code },
-  });
-  expect(confirm.statusCode).toBe(200);
+  await enrolTotp(ctx, user);
   return user;
 }
 

@@ -1,20 +1,15 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { AuditEventInput } from '../../src/modules/audit/event.ts';
 import { expectCode } from '../helpers/problem.ts';
-import { createTestContext, type Session, type TestContext } from '../helpers/context.ts';
-import { startInbox, type Inbox } from '../helpers/smtp.ts';
+import type { Session } from '../helpers/context.ts';
+import { createMailTestContext, type MailTestContext } from '../helpers/smtp.ts';
 
-let ctx: TestContext;
-let inbox: Inbox;
+let ctx: MailTestContext;
 
 beforeAll(async () => {
-  inbox = await startInbox();
-  ctx = await createTestContext({ CUSTOS_SMTP_URL: inbox.url });
+  ctx = await createMailTestContext();
 });
-afterAll(async () => {
-  await ctx?.close();
-  await inbox?.close();
-});
+afterAll(async () => ctx?.close());
 
 const DAY = 24 * 3_600_000;
 const run = () => ctx.services.detectionWorker.runOnce();
@@ -49,10 +44,7 @@ async function alerts(s: Session, rule: string) {
 }
 
 /** Mails about alerts received by `address` once the mailer's queue drained. */
-async function alertMails(address: string) {
-  await ctx.services.mailer.settled();
-  return inbox.to(address).filter((m) => m.subject.startsWith('Custos security alert'));
-}
+const alertMails = (address: string) => ctx.mailsTo(address, /^Custos security alert/);
 
 describe('alert e-mail', () => {
   it('mails a new alert to the active owners and admins, once, and not to agents', async () => {

@@ -1,26 +1,18 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { FRESH_AUTH_MS } from '../../src/core/policy/index.ts';
 import { createCollectingSink } from '../../src/modules/auth/events.ts';
-import { createTestContext, PASSWORD, type Session, type TestContext } from '../helpers/context.ts';
-import { linkToken, startInbox, type Inbox } from '../helpers/smtp.ts';
+import { PASSWORD, type Session } from '../helpers/context.ts';
+import { createMailTestContext, type MailTestContext } from '../helpers/smtp.ts';
 import { expectCode } from '../helpers/problem.ts';
 
 const PUBLIC_URL = 'https://crm.email.example';
 const sink = createCollectingSink();
-let ctx: TestContext;
-let inbox: Inbox;
+let ctx: MailTestContext;
 
 beforeAll(async () => {
-  inbox = await startInbox();
-  ctx = await createTestContext(
-    { CUSTOS_SMTP_URL: inbox.url, CUSTOS_PUBLIC_URL: PUBLIC_URL },
-    { audit: sink },
-  );
+  ctx = await createMailTestContext({ CUSTOS_PUBLIC_URL: PUBLIC_URL }, { audit: sink });
 });
-afterAll(async () => {
-  await ctx?.close();
-  await inbox?.close();
-});
+afterAll(async () => ctx?.close());
 
 const ask = (s: Session, email: string) =>
   ctx.app.inject({
@@ -42,13 +34,7 @@ const login = (tenant: string, email: string) =>
 async function tokenFor(s: Session, email: string): Promise<string> {
   const res = await ask(s, email);
   expect(res.statusCode).toBe(202);
-  await ctx.services.mailer.settled();
-  const mail = inbox
-    .to(email)
-    .filter((m) => m.subject.startsWith('Confirm your new'))
-    .at(-1);
-  if (!mail) throw new Error('no confirmation mail');
-  return linkToken(mail, `${PUBLIC_URL}/confirm-email`);
+  return ctx.mailedToken(email, /^Confirm your new/, `${PUBLIC_URL}/confirm-email`);
 }
 
 describe('changing the sign-in e-mail', () => {
@@ -56,7 +42,7 @@ describe('changing the sign-in e-mail', () => {
     const owner = await ctx.tenant();
     const newEmail = `renamed@${owner.tenant}.example`;
     const token = await tokenFor(owner, newEmail);
-    const notice = inbox.to(owner.email).at(-1)!;
+    const notice = ctx.inbox.to(owner.email).at(-1)!;
     expect(notice.subject).toBe('A change of your Custos e-mail address was requested');
     // The old address is not told the new one, nor given the link.
     expect(notice.raw).not.toContain(newEmail);

@@ -1,14 +1,14 @@
-import { Secret, TOTP } from 'otpauth';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createMailer } from '../../src/modules/mail/mailer.ts';
-import { createTestContext, PASSWORD, type Session, type TestContext } from '../helpers/context.ts';
+import { createTestContext, PASSWORD, type Session } from '../helpers/context.ts';
 import {
+  createMailTestContext,
   deadSmtpUrl,
-  linkToken,
+  mailedResetToken,
   silentSmtpServer,
-  startInbox,
-  type Inbox,
+  type MailTestContext,
 } from '../helpers/smtp.ts';
+import { enrolTotp, totpCode } from '../helpers/totp.ts';
 
 const FIREFOX_LINUX = 'Mozilla/5.0 (X11; Linux x86_64; rv:133.0) Gecko/20100101 Firefox/133.0';
 const FIREFOX_LINUX_NEXT = 'Mozilla/5.0 (X11; Linux x86_64; rv:134.0) Gecko/20100101 Firefox/134.0';
@@ -16,19 +16,13 @@ const SAFARI_IPHONE =
   'Mozilla/5.0 (iPhone; CPU iPhone OS 18_1 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/18.1 Mobile/15E148 Safari/604.1';
 
 describe('security notices by mail', () => {
-  let ctx: TestContext;
-  let inbox: Inbox;
+  let ctx: MailTestContext;
   beforeAll(async () => {
-    inbox = await startInbox();
-    ctx = await createTestContext({
-      CUSTOS_SMTP_URL: inbox.url,
+    ctx = await createMailTestContext({
       CUSTOS_MAIL_FROM: 'Custos Security <security@crm.notices.example>',
     });
   });
-  afterAll(async () => {
-    await ctx?.close();
-    await inbox?.close();
-  });
+  afterAll(async () => ctx?.close());
 
   const signIn = (s: Session, userAgent: string) =>
     ctx.app.inject({
@@ -38,10 +32,7 @@ describe('security notices by mail', () => {
       payload: { tenant: s.tenant, email: s.email, password: PASSWORD },
     });
 
-  const notices = async (email: string, subject: string) => {
-    await ctx.services.mailer.settled();
-    return inbox.to(email).filter((m) => m.subject === subject);
-  };
+  const notices = (email: string, subject: string) => ctx.mailsTo(email, subject);
 
   it('tells a user about a sign-in from a new device, not the first sign-in nor a browser update', async () => {
     const owner = await ctx.tenant();
@@ -82,20 +73,8 @@ describe('security notices by mail', () => {
 
   it('tells a user when a second factor is added and when it is removed', async () => {
     const owner = await ctx.tenant();
-    const enrol = await ctx.app.inject({
-      method: 'POST',
-      url: '/api/v1/auth/mfa/totp',
-      headers: owner.headers,
-    });
-    const secret = Secret.fromBase32(enrol.json<{ secret: string }>().secret);
-    const code = () => TOTP.generate({ secret, timestamp: ctx.clock.now().getTime() });
-    const on = await ctx.app.inject({
-      method: 'POST',
-      url: '/api/v1/auth/mfa/totp/confirm',
-      headers: owner.headers,
-      payload: { code: code() },
-    });
-    expect(on.statusCode).toBe(200);
+    const { secret } = await enrolTotp(ctx, owner);
+    const code = () => totpCode(ctx.clock, secret);
     const added = await notices(owner.email, 'A second factor was added to your Custos account');
     expect(added).toHaveLength(1);
     expect(added[0]!.text).toContain('authenticator app (TOTP)');
@@ -114,17 +93,12 @@ describe('security notices by mail', () => {
 
   it('tells a user their password was reset through a link', async () => {
     const owner = await ctx.tenant();
-    await ctx.app.inject({
-      method: 'POST',
-      url: '/api/v1/auth/password-reset',
-      payload: { tenant: owner.tenant, email: owner.email },
-    });
-    const [mail] = await notices(owner.email, 'Reset your Custos password');
+    const token = await mailedResetToken(ctx, owner);
     const res = await ctx.app.inject({
       method: 'POST',
       url: '/api/v1/auth/password-reset/confirm',
       payload: {
-        token: linkToken(mail!, '/reset-password'),
+        token,
         newPassword: 'copper meadow 61 unfolds slowly',
       },
     });

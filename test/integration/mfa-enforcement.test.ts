@@ -1,4 +1,3 @@
-import { Secret, TOTP } from 'otpauth';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { FRESH_AUTH_MS } from '../../src/core/policy/index.ts';
 import { hasSecondFactor } from '../../src/modules/mfa/factors.ts';
@@ -9,17 +8,14 @@ import {
   type TestContext,
 } from '../helpers/context.ts';
 import { expectCode } from '../helpers/problem.ts';
+import { enrolTotp, TOTP_STEP } from '../helpers/totp.ts';
 
 let ctx: TestContext;
-const STEP = 30_000;
 
 beforeAll(async () => {
   ctx = await createTestContext();
 });
 afterAll(async () => ctx?.close());
-
-const codeFor = (secret: string) =>
-  TOTP.generate({ secret: Secret.fromBase32(secret), timestamp: ctx.clock.now().getTime() });
 
 const settings = (s: Session, payload: object) =>
   ctx.app.inject({ method: 'PATCH', url: '/api/v1/tenant/settings', headers: s.headers, payload });
@@ -29,21 +25,8 @@ const get = (headers: Record<string, string>, url: string) =>
 
 /** Starts and confirms TOTP; returns the confirm answer. */
 async function enrol(s: Session) {
-  const start = await ctx.app.inject({
-    method: 'POST',
-    url: '/api/v1/auth/mfa/totp',
-    headers: s.headers,
-  });
-  expect(start.statusCode).toBe(200);
-  const { secret } = start.json<{ secret: string }>();
-  const confirm = await ctx.app.inject({
-    method: 'POST',
-    url: '/api/v1/auth/mfa/totp/confirm',
-    headers: s.headers,
-    payload: { code: codeFor(secret) },
-  });
-  expect(confirm.statusCode).toBe(200);
-  ctx.clock.advance(STEP);
+  const { confirm } = await enrolTotp(ctx, s);
+  ctx.clock.advance(TOTP_STEP);
   return confirm;
 }
 

@@ -1,5 +1,4 @@
 import { execFileSync } from 'node:child_process';
-import { Secret, TOTP } from 'otpauth';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { decryptFieldText, parseEnvelope } from '../../src/core/crypto/index.ts';
 import { createCollectingSink, type IdentityEvent } from '../../src/modules/auth/events.ts';
@@ -7,6 +6,7 @@ import { hashToken } from '../../src/modules/identity/tokens.ts';
 import { createTestContext, PASSWORD, type Session, type TestContext } from '../helpers/context.ts';
 import { sessionCookie } from '../helpers/context.ts';
 import { expectCode } from '../helpers/problem.ts';
+import { enrolTotp, TOTP_STEP as STEP, totpCode } from '../helpers/totp.ts';
 
 const sink = createCollectingSink();
 let ctx: TestContext;
@@ -14,7 +14,6 @@ let owner: Session;
 let address = 0;
 /** Each test signs in from its own address, so the per-address budget stays out of the way. */
 const nextAddress = () => `192.0.2.${++address}`;
-const STEP = 30_000;
 
 beforeAll(async () => {
   ctx = await createTestContext({}, { audit: sink });
@@ -22,11 +21,7 @@ beforeAll(async () => {
 });
 afterAll(async () => ctx?.close());
 
-const codeFor = (secret: string, offsetSteps = 0) =>
-  TOTP.generate({
-    secret: Secret.fromBase32(secret),
-    timestamp: ctx.clock.now().getTime() + offsetSteps * STEP,
-  });
+const codeFor = (secret: string, offsetSteps = 0) => totpCode(ctx.clock, secret, offsetSteps);
 
 function hasOathtool(): boolean {
   try {
@@ -46,22 +41,9 @@ async function eventsOf(run: () => Promise<unknown>): Promise<IdentityEvent[]> {
 /** A member with TOTP on; the clock is moved past the confirming code's step. */
 async function enrolled() {
   const user = await ctx.user(owner, 'agent');
-  const start = await ctx.app.inject({
-    method: 'POST',
-    url: '/api/v1/auth/mfa/totp',
-    headers: user.headers,
-  });
-  expect(start.statusCode).toBe(200);
-  const { secret } = start.json<{ secret: string }>();
-  const confirm = await ctx.app.inject({
-    method: 'POST',
-    url: '/api/v1/auth/mfa/totp/confirm',
-    headers: user.headers,
-    payload: { code: codeFor(secret) },
-  });
-  expect(confirm.statusCode).toBe(200);
+  const { secret, recoveryCodes } = await enrolTotp(ctx, user);
   ctx.clock.advance(STEP);
-  return { user, secret, recoveryCodes: confirm.json<{ recoveryCodes: string[] }>().recoveryCodes };
+  return { user, secret, recoveryCodes };
 }
 
 function password(user: Session, remoteAddress: string, pw = PASSWORD) {

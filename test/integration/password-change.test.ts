@@ -1,28 +1,17 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createCollectingSink, type IdentityEvent } from '../../src/modules/auth/events.ts';
-import {
-  createTestContext,
-  PASSWORD,
-  sessionCookie,
-  type Session,
-  type TestContext,
-} from '../helpers/context.ts';
-import { linkToken, startInbox, type Inbox } from '../helpers/smtp.ts';
+import { PASSWORD, sessionCookie, type Session } from '../helpers/context.ts';
+import { createMailTestContext, mailedResetToken, type MailTestContext } from '../helpers/smtp.ts';
 import { expectCode } from '../helpers/problem.ts';
 
 const NEW_PASSWORD = 'amber glacier whistles 58 times';
 const sink = createCollectingSink();
-let ctx: TestContext;
-let inbox: Inbox;
+let ctx: MailTestContext;
 
 beforeAll(async () => {
-  inbox = await startInbox();
-  ctx = await createTestContext({ CUSTOS_SMTP_URL: inbox.url }, { audit: sink });
+  ctx = await createMailTestContext({}, { audit: sink });
 });
-afterAll(async () => {
-  await ctx?.close();
-  await inbox?.close();
-});
+afterAll(async () => ctx?.close());
 
 const change = (s: Session, payload: object, remoteAddress = '198.51.100.20') =>
   ctx.app.inject({
@@ -81,10 +70,7 @@ describe('POST /api/v1/auth/password', () => {
     expect((await login(PASSWORD)).statusCode).toBe(401);
     expect((await login(NEW_PASSWORD)).statusCode).toBe(200);
     // A notice went to the user, without the password.
-    await ctx.services.mailer.settled();
-    const notice = inbox
-      .to(member.email)
-      .find((m) => m.subject === 'Your Custos password was changed');
+    const [notice] = await ctx.mailsTo(member.email, 'Your Custos password was changed');
     expect(notice?.text).toContain('was changed');
     expect(notice?.raw).not.toContain(NEW_PASSWORD);
   });
@@ -130,14 +116,7 @@ describe('POST /api/v1/auth/password', () => {
 
   it('makes an open reset link useless', async () => {
     const owner = await ctx.tenant();
-    await ctx.app.inject({
-      method: 'POST',
-      url: '/api/v1/auth/password-reset',
-      payload: { tenant: owner.tenant, email: owner.email },
-    });
-    await ctx.services.mailer.settled();
-    const mail = inbox.to(owner.email).find((m) => m.subject === 'Reset your Custos password')!;
-    const token = linkToken(mail, '/reset-password');
+    const token = await mailedResetToken(ctx, owner);
     expect(
       (await change(owner, { currentPassword: PASSWORD, newPassword: NEW_PASSWORD })).statusCode,
     ).toBe(200);

@@ -1,28 +1,20 @@
-import { Secret, TOTP } from 'otpauth';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createCollectingSink, type IdentityEvent } from '../../src/modules/auth/events.ts';
 import { createTestContext, PASSWORD, type Session, type TestContext } from '../helpers/context.ts';
-import { linkToken, startInbox, type Inbox } from '../helpers/smtp.ts';
+import { createMailTestContext, linkToken, type MailTestContext } from '../helpers/smtp.ts';
 import { expectCode } from '../helpers/problem.ts';
+import { enrolTotp, totpCode } from '../helpers/totp.ts';
 import { SoftwareAuthenticator } from '../helpers/webauthn-authenticator.ts';
 
 const PUBLIC_URL = 'https://crm.reset.example';
 const NEW_PASSWORD = 'violet quarry lantern 42 drifts';
 const sink = createCollectingSink();
-let ctx: TestContext;
-let inbox: Inbox;
+let ctx: MailTestContext;
 
 beforeAll(async () => {
-  inbox = await startInbox();
-  ctx = await createTestContext(
-    { CUSTOS_SMTP_URL: inbox.url, CUSTOS_PUBLIC_URL: PUBLIC_URL },
-    { audit: sink },
-  );
+  ctx = await createMailTestContext({ CUSTOS_PUBLIC_URL: PUBLIC_URL }, { audit: sink });
 });
-afterAll(async () => {
-  await ctx?.close();
-  await inbox?.close();
-});
+afterAll(async () => ctx?.close());
 
 const requestReset = (tenant: string, email: string, remoteAddress = '203.0.113.7') =>
   ctx.app.inject({
@@ -45,16 +37,15 @@ const login = (tenant: string, email: string, password: string) =>
 const me = (s: Session) =>
   ctx.app.inject({ method: 'GET', url: '/api/v1/auth/me', headers: s.headers });
 
-/** Asks for a reset and returns the token of the link that arrived. */
-const resetMails = (email: string) =>
-  inbox.to(email).filter((m) => m.subject === 'Reset your Custos password');
+const RESET_SUBJECT = 'Reset your Custos password';
+const resetMails = (email: string) => ctx.inbox.to(email, RESET_SUBJECT);
 
+/** Asks for a reset and returns the token of the link that arrived. */
 async function resetToken(s: Session): Promise<string> {
   const before = resetMails(s.email).length;
   const res = await requestReset(s.tenant, s.email);
   expect(res.statusCode).toBe(202);
-  await ctx.services.mailer.settled();
-  const mails = resetMails(s.email);
+  const mails = await ctx.mailsTo(s.email, RESET_SUBJECT);
   expect(mails.length).toBe(before + 1);
   return linkToken(mails[mails.length - 1]!, `${PUBLIC_URL}/reset-password`);
 }
@@ -109,7 +100,7 @@ describe('password reset by mail', () => {
     const owner = await ctx.tenant();
     const known = await requestReset(owner.tenant, owner.email);
     await ctx.services.mailer.settled();
-    const count = inbox.mails.length;
+    const count = ctx.inbox.mails.length;
     const answers = [
       await requestReset(owner.tenant, `nobody@${owner.tenant}.example`),
       await requestReset('no-such-tenant', owner.email),
@@ -128,7 +119,7 @@ describe('password reset by mail', () => {
       expect(res.body).toBe(known.body);
       expect(res.headers['content-type']).toBe(known.headers['content-type']);
     }
-    expect(inbox.mails.length).toBe(count);
+    expect(ctx.inbox.mails.length).toBe(count);
     const recorded = sink.events.filter(
       (e) => e.type === 'auth.password_reset.requested' && e.tenantId === owner.tenantId,
     );
@@ -199,20 +190,8 @@ describe('password reset by mail', () => {
   it('never bypasses TOTP: no code is refused, a wrong one too, a current one or a recovery code works', async () => {
     const owner = await ctx.tenant();
     // Enrol TOTP (the sign-in is fresh, so no step-up is needed).
-    const enrol = await ctx.app.inject({
-      method: 'POST',
-      url: '/api/v1/auth/mfa/totp',
-      headers: owner.headers,
-    });
-    const secret = Secret.fromBase32(enrol.json<{ secret: string }>().secret);
-    const code = () => TOTP.generate({ secret, timestamp: ctx.clock.now().getTime() });
-    const confirmed = await ctx.app.inject({
-      method: 'POST',
-      url: '/api/v1/auth/mfa/totp/confirm',
-      headers: owner.headers,
-      payload: { code: code() },
-    });
-    const recoveryCodes = confirmed.json<{ recoveryCodes: string[] }>().recoveryCodes;
+    const { secret, recoveryCodes } = await enrolTotp(ctx, owner);
+    const code = () => totpCode(ctx.clock, secret);
     ctx.clock.advance(30_000);
 
     const token = await resetToken(owner);

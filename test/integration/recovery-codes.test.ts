@@ -1,4 +1,3 @@
-import { Secret, TOTP } from 'otpauth';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { FRESH_AUTH_MS } from '../../src/core/policy/index.ts';
 import { createCollectingSink, type IdentityEvent } from '../../src/modules/auth/events.ts';
@@ -10,11 +9,11 @@ import {
   type TestContext,
 } from '../helpers/context.ts';
 import { expectCode } from '../helpers/problem.ts';
+import { enrolTotp, TOTP_STEP } from '../helpers/totp.ts';
 
 const sink = createCollectingSink();
 let ctx: TestContext;
 let owner: Session;
-const STEP = 30_000;
 let address = 0;
 const nextAddress = () => `198.51.100.${++address}`;
 
@@ -30,26 +29,11 @@ async function eventsOf(run: () => Promise<unknown>): Promise<IdentityEvent[]> {
   return sink.events.slice(start);
 }
 
-const codeFor = (secret: string) =>
-  TOTP.generate({ secret: Secret.fromBase32(secret), timestamp: ctx.clock.now().getTime() });
-
 async function enrolled() {
   const user = await ctx.user(owner, 'agent');
-  const start = await ctx.app.inject({
-    method: 'POST',
-    url: '/api/v1/auth/mfa/totp',
-    headers: user.headers,
-  });
-  const { secret } = start.json<{ secret: string }>();
-  const confirm = await ctx.app.inject({
-    method: 'POST',
-    url: '/api/v1/auth/mfa/totp/confirm',
-    headers: user.headers,
-    payload: { code: codeFor(secret) },
-  });
-  expect(confirm.statusCode).toBe(200);
-  ctx.clock.advance(STEP);
-  return { user, secret, recoveryCodes: confirm.json<{ recoveryCodes: string[] }>().recoveryCodes };
+  const { secret, recoveryCodes } = await enrolTotp(ctx, user);
+  ctx.clock.advance(TOTP_STEP);
+  return { user, secret, recoveryCodes };
 }
 
 const regenerate = (s: Session) =>

@@ -1,8 +1,8 @@
-import { Secret, TOTP } from 'otpauth';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createCollectingSink, type IdentityEvent } from '../../src/modules/auth/events.ts';
 import { createTestContext, PASSWORD, type Session, type TestContext } from '../helpers/context.ts';
 import { expectCode } from '../helpers/problem.ts';
+import { enrolTotp, totpCode } from '../helpers/totp.ts';
 
 const MINUTE = 60_000;
 const sink = createCollectingSink();
@@ -201,15 +201,7 @@ describe('administrators end a user’s sessions', () => {
 describe('removing the second factor', () => {
   it("revokes the user's other sessions and keeps the one that removed it", async () => {
     const user = await ctx.user(owner, 'agent');
-    const start = await inject('POST', '/api/v1/auth/mfa/totp', user);
-    const { secret } = start.json<{ secret: string }>();
-    const code = TOTP.generate({
-      secret: Secret.fromBase32(secret),
-      timestamp: ctx.clock.now().getTime(),
-    });
-    expect((await inject('POST', '/api/v1/auth/mfa/totp/confirm', user, { code })).statusCode).toBe(
-      200,
-    );
+    const { secret } = await enrolTotp(ctx, user);
     // A second session, signed in with the password and a later code.
     ctx.clock.advance(MINUTE);
     const login = await ctx.app.inject({
@@ -223,10 +215,7 @@ describe('removing the second factor', () => {
       url: '/api/v1/auth/login/mfa',
       payload: {
         mfaToken,
-        code: TOTP.generate({
-          secret: Secret.fromBase32(secret),
-          timestamp: ctx.clock.now().getTime(),
-        }),
+        code: totpCode(ctx.clock, secret),
       },
     });
     expect(second.statusCode).toBe(200);

@@ -3,34 +3,39 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { sendSyslogBatch, SyslogDeliveryError } from '../../src/core/siem/index.ts';
 import { createSyslogDestination } from '../../src/modules/siem/destinations.ts';
 import { createSiemWorker } from '../../src/modules/siem/worker.ts';
-import { createTestContext, type Session, type TestContext } from '../helpers/context.ts';
-import { freePort, Rsyslog } from '../helpers/rsyslog.ts';
-import { allEventIds, cursorTotal, eventually, receivedIds } from '../helpers/siem.ts';
+import type { Session } from '../helpers/context.ts';
+import type { Rsyslog } from '../helpers/rsyslog.ts';
+import { startRsyslog } from '../helpers/rsyslog.ts';
+import {
+  allEventIds,
+  createSiemTestContext,
+  cursorTotal,
+  eventually,
+  QUICK_SIEM_LOOP,
+  receivedIds,
+  type SiemTestContext,
+} from '../helpers/siem.ts';
 
 let rsyslog: Rsyslog;
-let ctx: TestContext;
+let ctx: SiemTestContext;
 let owner: Session;
 let url: string;
 
 beforeAll(async () => {
-  const port = await freePort();
-  rsyslog = new Rsyslog(port);
-  await rsyslog.start();
-  url = `tcp://127.0.0.1:${port}`;
-  ctx = await createTestContext({
-    CUSTOS_SIEM_SYSLOG_URL: url,
-    CUSTOS_SIEM_FORMAT: 'json',
-    CUSTOS_SIEM_BATCH_SIZE: '7',
-    CUSTOS_SIEM_INTERVAL_MS: '50',
-    CUSTOS_SIEM_RETRY_MAX_SECONDS: '1',
-  });
-  owner = await ctx.tenant();
+  rsyslog = await startRsyslog();
+  url = `tcp://127.0.0.1:${rsyslog.port}`;
+  ctx = await createSiemTestContext(
+    {
+      CUSTOS_SIEM_SYSLOG_URL: url,
+      CUSTOS_SIEM_FORMAT: 'json',
+      CUSTOS_SIEM_BATCH_SIZE: '7',
+      ...QUICK_SIEM_LOOP,
+    },
+    () => rsyslog.dispose(),
+  );
+  owner = ctx.owner;
 });
-afterAll(async () => {
-  await ctx?.services.siem.stop();
-  await ctx?.close();
-  await rsyslog?.dispose();
-});
+afterAll(async () => ctx?.close());
 
 const db = () => ctx.database.handle.db;
 const treeTotal = async () => {

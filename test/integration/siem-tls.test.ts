@@ -6,41 +6,54 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseCefExtension } from '../../src/core/siem/index.ts';
 import { createSyslogDestination } from '../../src/modules/siem/destinations.ts';
 import { createSiemWorker } from '../../src/modules/siem/worker.ts';
-import { createTestContext, type Session, type TestContext } from '../helpers/context.ts';
+import type { Session } from '../helpers/context.ts';
+import type { Rsyslog } from '../helpers/rsyslog.ts';
 import {
   clientCertificate,
-  freePort,
-  Rsyslog,
   selfSignedCertificate,
+  startRsyslog,
   type TlsFiles,
 } from '../helpers/rsyslog.ts';
-import { allEventIds, cursorTotal, receivedIds } from '../helpers/siem.ts';
+import {
+  allEventIds,
+  createSiemTestContext,
+  cursorTotal,
+  receivedIds,
+  type SiemTestContext,
+} from '../helpers/siem.ts';
 
 let dir: string;
 let certs: TlsFiles;
 let rsyslog: Rsyslog;
 let port: number;
-let ctx: TestContext;
+let ctx: SiemTestContext;
 let owner: Session;
 
 beforeAll(async () => {
   dir = fs.mkdtempSync(path.join(os.tmpdir(), 'custos-siem-tls-'));
-  certs = selfSignedCertificate(dir);
-  port = await freePort();
-  rsyslog = new Rsyslog(port, certs);
-  await rsyslog.start();
-  ctx = await createTestContext({
-    CUSTOS_SIEM_SYSLOG_URL: `tls://127.0.0.1:${port}`,
-    CUSTOS_SIEM_FORMAT: 'cef',
-    CUSTOS_SIEM_CA_FILE: certs.cert,
-  });
-  owner = await ctx.tenant();
+  const removeDir = async () => fs.rmSync(dir, { recursive: true, force: true });
+  try {
+    certs = selfSignedCertificate(dir);
+    rsyslog = await startRsyslog(certs);
+  } catch (error) {
+    await removeDir();
+    throw error;
+  }
+  port = rsyslog.port;
+  ctx = await createSiemTestContext(
+    {
+      CUSTOS_SIEM_SYSLOG_URL: `tls://127.0.0.1:${port}`,
+      CUSTOS_SIEM_FORMAT: 'cef',
+      CUSTOS_SIEM_CA_FILE: certs.cert,
+    },
+    async () => {
+      await rsyslog.dispose();
+      await removeDir();
+    },
+  );
+  owner = ctx.owner;
 });
-afterAll(async () => {
-  await ctx?.close();
-  await rsyslog?.dispose();
-  if (dir) fs.rmSync(dir, { recursive: true, force: true });
-});
+afterAll(async () => ctx?.close());
 
 const db = () => ctx.database.handle.db;
 
@@ -137,9 +150,8 @@ describe('SIEM streaming to rsyslog over TLS (gtls, self-signed CA)', () => {
   });
 
   it('presents the configured client certificate to a receiver that demands one', async () => {
-    const mtlsPort = await freePort();
-    const strict = new Rsyslog(mtlsPort, certs, true);
-    await strict.start();
+    const strict = await startRsyslog(certs, true);
+    const mtlsPort = strict.port;
     try {
       const client = clientCertificate(dir, certs);
       const destination = (withCert: boolean) =>

@@ -3,9 +3,16 @@ import http from 'node:http';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createWebhookDestination } from '../../src/modules/siem/destinations.ts';
 import { createSiemWorker } from '../../src/modules/siem/worker.ts';
-import { createTestContext, type Session, type TestContext } from '../helpers/context.ts';
+import type { Session } from '../helpers/context.ts';
 import { freePort } from '../helpers/rsyslog.ts';
-import { allEventIds, cursorTotal, eventually } from '../helpers/siem.ts';
+import {
+  allEventIds,
+  createSiemTestContext,
+  cursorTotal,
+  eventually,
+  QUICK_SIEM_LOOP,
+  type SiemTestContext,
+} from '../helpers/siem.ts';
 
 const SECRET = 'webhook-secret-for-tests-0123456789abcdef';
 
@@ -73,7 +80,7 @@ class Receiver {
 }
 
 let receiver: Receiver;
-let ctx: TestContext;
+let ctx: SiemTestContext;
 let owner: Session;
 let url: string;
 
@@ -82,20 +89,18 @@ beforeAll(async () => {
   receiver = new Receiver(port);
   await receiver.start();
   url = `http://127.0.0.1:${port}/siem`;
-  ctx = await createTestContext({
-    CUSTOS_SIEM_WEBHOOK_URL: url,
-    CUSTOS_SIEM_WEBHOOK_SECRET: SECRET,
-    CUSTOS_SIEM_BATCH_SIZE: '4',
-    CUSTOS_SIEM_INTERVAL_MS: '50',
-    CUSTOS_SIEM_RETRY_MAX_SECONDS: '1',
-  });
-  owner = await ctx.tenant();
+  ctx = await createSiemTestContext(
+    {
+      CUSTOS_SIEM_WEBHOOK_URL: url,
+      CUSTOS_SIEM_WEBHOOK_SECRET: SECRET,
+      CUSTOS_SIEM_BATCH_SIZE: '4',
+      ...QUICK_SIEM_LOOP,
+    },
+    () => receiver.stop(),
+  );
+  owner = ctx.owner;
 });
-afterAll(async () => {
-  await ctx?.services.siem.stop();
-  await ctx?.close();
-  await receiver?.stop();
-});
+afterAll(async () => ctx?.close());
 
 const db = () => ctx.database.handle.db;
 async function produceEvents(count: number) {

@@ -1,4 +1,3 @@
-import { Secret, TOTP } from 'otpauth';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { FRESH_AUTH_MS } from '../../src/core/policy/index.ts';
 import { createCollectingSink, type IdentityEvent } from '../../src/modules/auth/events.ts';
@@ -11,10 +10,10 @@ import {
   type TestContext,
 } from '../helpers/context.ts';
 import { expectCode } from '../helpers/problem.ts';
+import { enrolTotp, TOTP_STEP, totpCode } from '../helpers/totp.ts';
 
 const sink = createCollectingSink();
 let ctx: TestContext;
-const STEP = 30_000;
 
 beforeAll(async () => {
   ctx = await createTestContext({}, { audit: sink });
@@ -37,8 +36,7 @@ async function eventsOf(run: () => Promise<unknown>): Promise<IdentityEvent[]> {
   return sink.events.slice(start);
 }
 
-const codeFor = (secret: string) =>
-  TOTP.generate({ secret: Secret.fromBase32(secret), timestamp: ctx.clock.now().getTime() });
+const codeFor = (secret: string) => totpCode(ctx.clock, secret);
 
 /** A step-up; when it succeeds, the session goes on under its new token. */
 const stepUp = (s: Session, proof: StepUpProof) =>
@@ -239,15 +237,7 @@ describe('step-up authentication', () => {
   it('asks a TOTP user for the code, not the password, and refuses a replayed code', async () => {
     const owner = await ctx.tenant();
     const user = await ctx.user(owner, 'agent');
-    const start = await sensitive(user, owner).enrolTotp();
-    const { secret } = start.json<{ secret: string }>();
-    const confirm = await ctx.app.inject({
-      method: 'POST',
-      url: '/api/v1/auth/mfa/totp/confirm',
-      headers: user.headers,
-      payload: { code: codeFor(secret) },
-    });
-    expect(confirm.statusCode).toBe(200);
+    const { secret } = await enrolTotp(ctx, user);
     ctx.clock.advance(FRESH_AUTH_MS);
     expectCode(await stepUp(user, { password: PASSWORD }), 400, 'auth.step_up_code_required');
     expectStepUpRequired(await sensitive(user, owner).exportContacts());
@@ -270,14 +260,8 @@ describe('step-up authentication', () => {
   it('counts a sign-in completed with the second factor as fresh', async () => {
     const owner = await ctx.tenant();
     const user = await ctx.user(owner, 'agent');
-    const { secret } = (await sensitive(user, owner).enrolTotp()).json<{ secret: string }>();
-    await ctx.app.inject({
-      method: 'POST',
-      url: '/api/v1/auth/mfa/totp/confirm',
-      headers: user.headers,
-      payload: { code: codeFor(secret) },
-    });
-    ctx.clock.advance(FRESH_AUTH_MS + STEP);
+    const { secret } = await enrolTotp(ctx, user);
+    ctx.clock.advance(FRESH_AUTH_MS + TOTP_STEP);
     const first = await ctx.app.inject({
       method: 'POST',
       url: '/api/v1/auth/login',
