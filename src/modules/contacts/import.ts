@@ -9,7 +9,7 @@ import { isUniqueViolation, ownerInScope, ownerScopeOf } from '../records/reposi
 import { readCsv, type CsvFault, type CsvRecord } from './csv-read.ts';
 import { mapRow, resolveMapping, type ColumnMapping, type MappedRow } from './csv-mapping.ts';
 import {
-  BATCH_SIZE,
+  IMPORT_BATCH_ROWS,
   findContactsByEmailHash,
   insertContacts,
   mergeContact,
@@ -131,7 +131,7 @@ export function importReason(report: ImportReport, source: string): string {
  * Audited as one `contacts.imported` event (target `contact_import` with a fresh id, fields = the
  * imported field names, reason = `importReason`): all-or-nothing writes it in the import's
  * transaction, or, when it refuses the file, as a `failure` in its own transaction; best-effort
- * commits every 500-row batch on its own and writes the event in the transaction of the last
+ * commits every batch (IMPORT_BATCH_ROWS rows) on its own and writes the event in the transaction of the last
  * batch, so the counts are final (an import killed midway leaves its earlier batches without
  * the event).
  */
@@ -296,7 +296,7 @@ class ImportRun {
       // After a failure all-or-nothing only reads on, to report every bad row.
       if (r.mode === 'all-or-nothing' && r.failed > 0) continue;
       this.enqueue({ row: item.row, mapped });
-      if (this.batch.length >= BATCH_SIZE) await this.flush(inTrx);
+      if (this.batch.length >= IMPORT_BATCH_ROWS) await this.flush(inTrx);
     }
     if (r.mode === 'best-effort' || r.failed === 0) await this.flush(inTrx, last);
   }
