@@ -21,6 +21,7 @@ import { createFieldCrypto } from '../src/modules/records/field-crypto.ts';
 import { openKeys } from '../src/modules/keys/open.ts';
 import { loadConfig } from '../src/config.ts';
 import { setupTenant } from '../src/modules/tenants/service.ts';
+import { runAsSystem, runInTenant } from '../src/db/tenant-scope.ts';
 import type { Actor } from '../src/core/policy/index.ts';
 
 const ROWS = Number(process.env.BENCH_IMPORT_ROWS ?? 100_000);
@@ -57,15 +58,18 @@ async function freshDatabase(url: string | undefined) {
   const handle = openDatabase({ databaseUrl, dataDir, poolSize: 2 });
   await migrateToLatest(handle.db);
   const clock = createManualClock();
-  const { tenant } = await setupTenant(
-    { db: handle.db, clock },
-    {
-      slug: 'bench',
-      name: 'Bench',
-      ownerEmail: 'owner@bench.example',
-      ownerName: 'Owner',
-      password: 'correct horse battery staple',
-    },
+  // PostgreSQL's tenant walls: the tenant is created as the CLI does, the rest runs in it.
+  const { tenant } = await runAsSystem('cli', () =>
+    setupTenant(
+      { db: handle.db, clock },
+      {
+        slug: 'bench',
+        name: 'Bench',
+        ownerEmail: 'owner@bench.example',
+        ownerName: 'Owner',
+        password: 'correct horse battery staple',
+      },
+    ),
   );
   const drop = async () => {
     await handle.close();
@@ -111,7 +115,7 @@ async function baseline(handle: DatabaseHandle, tenantId: string, rows: number):
 
 async function measure(label: string, url: string | undefined, csv: Buffer) {
   const base = await freshDatabase(url);
-  const bare = await baseline(base.handle, base.tenantId, ROWS);
+  const bare = await runInTenant(base.tenantId, () => baseline(base.handle, base.tenantId, ROWS));
   await base.drop();
 
   const run = await freshDatabase(url);
@@ -132,11 +136,13 @@ async function measure(label: string, url: string | undefined, csv: Buffer) {
   const chunks: Buffer[] = [];
   for (let i = 0; i < csv.length; i += 64 * 1024) chunks.push(csv.subarray(i, i + 64 * 1024));
   const started = performance.now();
-  const report = await importContacts(
-    { db: run.handle.db, clock: run.clock, keys: keys.service, crypto },
-    actor,
-    Readable.from(chunks),
-    { mode: 'all-or-nothing' },
+  const report = await runInTenant(run.tenantId, () =>
+    importContacts(
+      { db: run.handle.db, clock: run.clock, keys: keys.service, crypto },
+      actor,
+      Readable.from(chunks),
+      { mode: 'all-or-nothing' },
+    ),
   );
   const seconds = (performance.now() - started) / 1000;
   await keys.service.close();

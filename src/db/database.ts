@@ -3,6 +3,7 @@ import path from 'node:path';
 import SQLite from 'better-sqlite3';
 import pg from 'pg';
 import {
+  CompiledQuery,
   Kysely,
   Migrator,
   sql,
@@ -258,13 +259,68 @@ async function ping(db: Kysely<Database>): Promise<void> {
 
 const STATEMENT_CACHE_SIZE = 500;
 
+/** Marks a query `eachRowQuery` built: a `custos:each-row:<width>` comment, then the text. */
+const EACH_ROW = /^\/\*custos:each-row:(\d+)\*\/ /;
+
+/**
+ * SQLite: many rows of one single-row statement (`text`, with `width` placeholders) in ONE call
+ * to the driver, which runs the statement once per row from its prepared-statement cache
+ * (`withStatementCache`). Faster than a multi-row VALUES list there: better-sqlite3 binds and
+ * steps a small cached statement for a fraction of what SQLite spends on a 500-row VALUES list,
+ * and Kysely's per-query machinery (an async call each) runs once for all the rows. A reader
+ * statement (`... returning x`) returns the rows of every run, in order. `parameters` holds the
+ * rows one after another. PostgreSQL has no such path: use a multi-row INSERT there.
+ *
+ * @example
+ * ```ts
+ * await trx.executeQuery(eachRowQuery('insert into t (a, b) values (?, ?)', 2, [1, 'x', 2, 'y']));
+ * ```
+ */
+export function eachRowQuery(
+  text: string,
+  width: number,
+  parameters: readonly unknown[],
+): CompiledQuery {
+  if (!Number.isInteger(width) || width < 1 || parameters.length % width !== 0) {
+    throw new TypeError('parameters must hold whole rows of `width` values');
+  }
+  return CompiledQuery.raw(`/*custos:each-row:${width}*/ ${text}`, [...parameters]);
+}
+
+/** The statement run once per `width` parameters (see `eachRowQuery`). */
+function eachRow(statement: SQLite.Statement, width: number): SqliteStatement {
+  return {
+    reader: statement.reader,
+    all(parameters) {
+      const found: unknown[] = [];
+      for (let i = 0; i < parameters.length; i += width) {
+        for (const r of statement.all(parameters.slice(i, i + width))) found.push(r);
+      }
+      return found;
+    },
+    run(parameters) {
+      let changes = 0;
+      let lastInsertRowid: number | bigint = 0;
+      for (let i = 0; i < parameters.length; i += width) {
+        const result = statement.run(parameters.slice(i, i + width));
+        changes += result.changes;
+        lastInsertRowid = result.lastInsertRowid;
+      }
+      return { changes, lastInsertRowid };
+    },
+    iterate() {
+      throw new TypeError('an each-row statement cannot be streamed');
+    },
+  };
+}
+
 /**
  * better-sqlite3 compiles SQL on every `prepare`, which Kysely calls for every query: the largest
  * single cost of a request in profiles. The queries are parameterised, so their text repeats;
  * prepared statements are kept by text (bounded, least recently used out first). Safe because
  * Kysely runs one statement at a time on the single SQLite connection.
  */
-function withStatementCache(
+export function withStatementCache(
   sqlite: SQLite.Database,
   wrap: (text: string, statement: SqliteStatement) => SqliteStatement = (_, s) => s,
 ): SqliteDatabase {
@@ -272,18 +328,19 @@ function withStatementCache(
   return {
     close: () => sqlite.close(),
     prepare(text: string) {
+      const each = EACH_ROW.exec(text);
       let statement = cache.get(text);
       if (statement) {
         cache.delete(text);
       } else {
-        statement = sqlite.prepare(text);
+        statement = sqlite.prepare(each === null ? text : text.slice(each[0].length));
         if (cache.size >= STATEMENT_CACHE_SIZE) {
           const oldest = cache.keys().next().value;
           if (oldest !== undefined) cache.delete(oldest);
         }
       }
       cache.set(text, statement);
-      return wrap(text, statement);
+      return wrap(text, each === null ? statement : eachRow(statement, Number(each[1])));
     },
   };
 }

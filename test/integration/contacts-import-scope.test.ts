@@ -1,5 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createTestContext, type Session, type TestContext } from '../helpers/context.ts';
+import { IMPORT_BATCH_ROWS } from '../../src/modules/contacts/import-store.ts';
 
 /**
  * A contact import keeps to the caller's record scope: it merges only into contacts the caller
@@ -109,8 +110,9 @@ describe('contact import within the record scope', () => {
   it('keeps refusing the colleague’s e-mail when it comes again in a later batch', async () => {
     const { owner, agent, theirs } = await seeded();
     const before = await stored(owner, theirs.id);
-    // Row 2 and row 503 carry the colleague's e-mail; 500 new rows between fill the first batch.
-    const fillers = Array.from({ length: 500 }, (_, i) => `F${i},f${i}@x.example`);
+    // The first and the last row carry the colleague's e-mail; new rows between fill the first
+    // batch.
+    const fillers = Array.from({ length: IMPORT_BATCH_ROWS }, (_, i) => `F${i},f${i}@x.example`);
     const csv = ['first_name,email', 'Evil,theirs@x.example', ...fillers, 'Late,theirs@x.example'];
     const res = await importCsv(
       agent,
@@ -118,7 +120,12 @@ describe('contact import within the record scope', () => {
       '?mode=best-effort&onDuplicate=merge',
     );
     expect(res.statusCode, res.body).toBe(200);
-    expect(res.json()).toMatchObject({ total: 502, created: 500, updated: 0, skipped: 2 });
+    expect(res.json()).toMatchObject({
+      total: IMPORT_BATCH_ROWS + 2,
+      created: IMPORT_BATCH_ROWS,
+      updated: 0,
+      skipped: 2,
+    });
     expect(await stored(owner, theirs.id)).toEqual(before);
   });
 

@@ -1,7 +1,7 @@
 import type { KeyObject } from 'node:crypto';
 import { requireNonEmpty } from './encoding.ts';
 import { deriveSubkey, hkdfInfo } from './hkdf.ts';
-import { hmacSha256 } from './hmac.ts';
+import { hmacSha256Hex } from './hmac.ts';
 
 /**
  * Exact-match search over encrypted values.
@@ -84,11 +84,12 @@ export function blindIndex(
     throw new RangeError(`bits must be ${MIN_BLIND_INDEX_BITS}..${MAX_BLIND_INDEX_BITS}`);
   }
   requireNonEmpty(normalizedValue, 'normalizedValue');
-  const mac = hmacSha256(indexKey, normalizedValue);
-  const out = mac.subarray(0, Math.ceil(bits / 8));
-  const spare = out.length * 8 - bits;
-  if (spare > 0) out[out.length - 1] = (out[out.length - 1] ?? 0) & (0xff << spare);
-  return out.toString('hex');
+  const bytes = Math.ceil(bits / 8);
+  const hex = hmacSha256Hex(indexKey, normalizedValue);
+  const spare = bytes * 8 - bits;
+  if (spare === 0) return hex.slice(0, 2 * bytes);
+  const last = Number.parseInt(hex.slice(2 * bytes - 2, 2 * bytes), 16) & (0xff << spare);
+  return hex.slice(0, 2 * bytes - 2) + last.toString(16).padStart(2, '0');
 }
 
 /**
@@ -102,5 +103,5 @@ export function blindIndex(
  */
 export function equalityHash(equalityKey: KeyObject, normalizedValue: string): string {
   requireNonEmpty(normalizedValue, 'normalizedValue');
-  return hmacSha256(equalityKey, normalizedValue).toString('hex');
+  return hmacSha256Hex(equalityKey, normalizedValue);
 }

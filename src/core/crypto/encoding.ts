@@ -12,15 +12,20 @@ function hasLoneSurrogate(value: string): boolean {
   return ANY_SURROGATE.test(value) && LONE_SURROGATE.test(value);
 }
 
+/** Throws `TypeError` for a string holding a lone surrogate (see `utf8`). */
+export function checkWellFormed(value: string, what: string): void {
+  if (hasLoneSurrogate(value)) {
+    throw new TypeError(`${what} is not well-formed UTF-16 (lone surrogate)`);
+  }
+}
+
 /**
  * UTF-8 bytes of a string, refusing lone surrogates: `Buffer.from` would silently turn them
  * into U+FFFD, so two different strings could encode to the same bytes (and a value would not
  * round-trip). That is a caller bug, hence `TypeError`.
  */
 export function utf8(value: string, what: string): Buffer {
-  if (hasLoneSurrogate(value)) {
-    throw new TypeError(`${what} is not well-formed UTF-16 (lone surrogate)`);
-  }
+  checkWellFormed(value, what);
   return Buffer.from(value, 'utf8');
 }
 

@@ -1,6 +1,6 @@
 import { createHmac, timingSafeEqual } from 'node:crypto';
 import type { SymmetricKey } from './aes-gcm.ts';
-import { toBytes } from './encoding.ts';
+import { checkWellFormed, toBytes } from './encoding.ts';
 
 /**
  * HMAC-SHA256 (RFC 2104) through `node:crypto`; the full 32-byte tag.
@@ -12,6 +12,26 @@ import { toBytes } from './encoding.ts';
  */
 export function hmacSha256(key: SymmetricKey, message: Uint8Array | string): Buffer {
   return createHmac('sha256', key).update(toBytes(message, 'message')).digest();
+}
+
+/**
+ * `hmacSha256` as lower-case hex, digested straight to a string (no Buffer per call: a large
+ * import computes three per contact, and their buffers weighed on garbage collection).
+ *
+ * @example
+ * ```ts
+ * const hex = hmacSha256Hex(key, 'message'); // 64 hex characters
+ * ```
+ */
+export function hmacSha256Hex(key: SymmetricKey, message: Uint8Array | string): string {
+  const hmac = createHmac('sha256', key);
+  if (typeof message === 'string') {
+    checkWellFormed(message, 'message');
+    hmac.update(message, 'utf8');
+  } else {
+    hmac.update(toBytes(message, 'message'));
+  }
+  return hmac.digest('hex');
 }
 
 /**

@@ -6,10 +6,10 @@ import { authorize, scopeOf, type Actor, type Scope } from '../../core/policy/in
 import { AppError } from '../../errors.ts';
 import { newId } from '../../ids.ts';
 import { isUniqueViolation, ownerInScope, ownerScopeOf } from '../records/repository.ts';
-import { readCsv, type CsvFault, type CsvRecord } from './csv-read.ts';
+import { readCsvBatches, type CsvFault, type CsvRecord } from './csv-read.ts';
 import { mapRow, resolveMapping, type ColumnMapping, type MappedRow } from './csv-mapping.ts';
 import {
-  BATCH_SIZE,
+  IMPORT_BATCH_ROWS,
   findContactsByEmailHash,
   insertContacts,
   mergeContact,
@@ -67,6 +67,8 @@ interface Pending {
   existingId?: string;
   /** Later rows of the file with the same e-mail folded into this one (each counted updated). */
   folded?: number;
+  /** The normalised e-mail (the key of `seen`), when the row has one. */
+  key?: string;
 }
 
 /**
@@ -131,7 +133,7 @@ export function importReason(report: ImportReport, source: string): string {
  * Audited as one `contacts.imported` event (target `contact_import` with a fresh id, fields = the
  * imported field names, reason = `importReason`): all-or-nothing writes it in the import's
  * transaction, or, when it refuses the file, as a `failure` in its own transaction; best-effort
- * commits every 500-row batch on its own and writes the event in the transaction of the last
+ * commits every batch (IMPORT_BATCH_ROWS rows) on its own and writes the event in the transaction of the last
  * batch, so the counts are final (an import killed midway leaves its earlier batches without
  * the event).
  */
@@ -144,15 +146,18 @@ export async function importContacts(
   authorize(actor, 'import', 'contact');
   const mode = options.mode ?? 'all-or-nothing';
   const onDuplicate = options.onDuplicate ?? 'skip';
-  const records = readCsv(input)[Symbol.asyncIterator]();
+  const records = readCsvBatches(input)[Symbol.asyncIterator]();
   try {
     const first = await records.next();
-    if (first.done || !('values' in first.value) || first.value.values.every((v) => !v.trim())) {
+    const header = first.done ? undefined : first.value[0];
+    if (header === undefined || !('values' in header) || header.values.every((v) => !v.trim())) {
       throw new AppError('invalid', 'import.invalid_header', 'no header line', {
         detail: 'The file is empty or its first line cannot be read as column names.',
       });
     }
-    const columns = resolveMapping(first.value.values, options.mapping);
+    const columns = resolveMapping(header.values, options.mapping);
+    // The rows that came with the header line, then the rest of the file.
+    const rows = first.done ? [] : first.value.slice(1);
     const run = new ImportRun(deps, actor, columns, mode, onDuplicate, options.companies);
     const importId = newId();
     const source = actor.kind === 'system' ? actor.job : 'api';
@@ -168,6 +173,7 @@ export async function importContacts(
       });
     if (mode === 'best-effort') {
       await run.consume(
+        rows,
         records,
         (work) => deps.db.transaction().execute(work),
         async (trx) => void (await record(trx, 'success')),
@@ -175,7 +181,7 @@ export async function importContacts(
     } else {
       try {
         await deps.db.transaction().execute(async (trx) => {
-          await run.consume(records, (work) => work(trx));
+          await run.consume(rows, records, (work) => work(trx));
           if (run.report.failed > 0) throw new Rollback();
           await record(trx, 'success');
         });
@@ -260,45 +266,56 @@ class ImportRun {
 
   /** `last` runs in the transaction of the final batch (best-effort: even an empty one). */
   async consume(
-    records: AsyncIterator<CsvRecord | CsvFault>,
+    first: (CsvRecord | CsvFault)[],
+    rest: AsyncIterator<(CsvRecord | CsvFault)[]>,
     inTrx: InTransaction,
     last?: (trx: Transaction<Database>) => Promise<void>,
   ) {
     const r = this.report;
-    for (let next = await records.next(); !next.done; next = await records.next()) {
-      const item = next.value;
-      if (!('values' in item)) {
-        r.total++;
-        this.fail([{ row: item.row, field: null, reason: item.reason }]);
-        break;
-      }
-      if (item.values.every((v) => v.trim() === '')) continue;
-      r.total++;
-      if (item.values.length > this.columns.headers.length) {
-        const extra = item.values.slice(this.columns.headers.length);
-        if (extra.some((v) => v.trim() !== '')) {
-          this.fail([
-            {
-              row: item.row,
-              field: null,
-              reason: `has ${item.values.length} values but the header names ${this.columns.headers.length} columns`,
-            },
-          ]);
-          continue;
+    reading: for (let items = first; ;) {
+      for (const item of items) {
+        if (!('values' in item)) {
+          r.total++;
+          this.fail([{ row: item.row, field: null, reason: item.reason }]);
+          break reading;
         }
+        if (this.take(item)) await this.flush(inTrx);
       }
-      const mapped = mapRow(this.columns, item.values);
-      const errors = validateRow(item.row, mapped);
-      if (errors.length > 0) {
-        this.fail(errors);
-        continue;
-      }
-      // After a failure all-or-nothing only reads on, to report every bad row.
-      if (r.mode === 'all-or-nothing' && r.failed > 0) continue;
-      this.enqueue({ row: item.row, mapped });
-      if (this.batch.length >= BATCH_SIZE) await this.flush(inTrx);
+      const next = await rest.next();
+      if (next.done) break;
+      items = next.value;
     }
     if (r.mode === 'best-effort' || r.failed === 0) await this.flush(inTrx, last);
+  }
+
+  /** One record: validated, then queued. True when the batch is full (time to write it). */
+  private take(item: CsvRecord): boolean {
+    const r = this.report;
+    if (item.values.every((v) => v.trim() === '')) return false;
+    r.total++;
+    if (item.values.length > this.columns.headers.length) {
+      const extra = item.values.slice(this.columns.headers.length);
+      if (extra.some((v) => v.trim() !== '')) {
+        this.fail([
+          {
+            row: item.row,
+            field: null,
+            reason: `has ${item.values.length} values but the header names ${this.columns.headers.length} columns`,
+          },
+        ]);
+        return false;
+      }
+    }
+    const mapped = mapRow(this.columns, item.values);
+    const errors = validateRow(item.row, mapped);
+    if (errors.length > 0) {
+      this.fail(errors);
+      return false;
+    }
+    // After a failure all-or-nothing only reads on, to report every bad row.
+    if (r.mode === 'all-or-nothing' && r.failed > 0) return false;
+    this.enqueue({ row: item.row, mapped });
+    return this.batch.length >= IMPORT_BATCH_ROWS;
   }
 
   rolledBack() {
@@ -324,6 +341,7 @@ class ImportRun {
     }
     // Validated as an e-mail address, so it normalises; the raw text is a safe fallback key.
     const key = normalizeEmail(email) ?? email;
+    p.key = key;
     const earlier = this.seen.get(key);
     if (earlier === undefined) {
       this.seen.set(key, p);
@@ -443,10 +461,7 @@ class ImportRun {
     for (const p of batch) {
       const { values, company } = p.mapped;
       const fields: Record<string, unknown> = { ...values };
-      const key =
-        typeof values.email === 'string'
-          ? (normalizeEmail(values.email) ?? values.email)
-          : undefined;
+      const key = p.key;
       const hash = indexOf.get(p)?.email_eq;
       if (company !== null) {
         const companyId = companyIds.get(company);

@@ -4,7 +4,7 @@ import SQLite from 'better-sqlite3';
 import pg from 'pg';
 import { Kysely, Migrator, PostgresDialect, SqliteDialect, sql } from 'kysely';
 import type { Migration, MigrationResult } from 'kysely';
-import { MigrationError } from '../../db/database.ts';
+import { MigrationError, withStatementCache } from '../../db/database.ts';
 
 /**
  * The key store, kept apart from the data so that a backup of the data alone decrypts nothing:
@@ -179,7 +179,10 @@ function openSqlite(dataDir: string): KeyStore {
   sqlite.pragma('synchronous = FULL');
   sqlite.pragma('secure_delete = ON');
   sqlite.pragma('busy_timeout = 5000');
-  const db = new Kysely<KeyTables>({ dialect: new SqliteDialect({ database: sqlite }) });
+  // Cached prepared statements (as for the data database), so each-row inserts can run there.
+  const db = new Kysely<KeyTables>({
+    dialect: new SqliteDialect({ database: withStatementCache(sqlite) }),
+  });
   return {
     db,
     dialect: 'sqlite',

@@ -8,6 +8,7 @@ import {
   wrapKey,
 } from '../../core/crypto/index.ts';
 import { AppError } from '../../errors.ts';
+import { eachRowQuery } from '../../db/database.ts';
 import {
   activeVersion,
   ensureActiveVersion,
@@ -22,6 +23,11 @@ import type { TenantKeyDeps } from './tenant-keys.ts';
  * and subject, wrapping key id naming the tenant key version). Destroying one makes every value
  * encrypted under it unrecoverable, from any backup of the data database.
  */
+
+/** SQLite: one new subject key, unless the subject has one (or a tombstone), which wins. */
+const INSERT_SUBJECT_KEY =
+  'insert into "subject_keys" ("tenant_id", "subject_id", "tenant_key_version", "wrapped", "created_at", "destroyed_at") ' +
+  'values (?, ?, ?, ?, ?, null) on conflict ("tenant_id", "subject_id") do nothing returning "subject_id"';
 
 /** Subject keys are not versioned: the envelope carries this constant. */
 export const SUBJECT_KEY_VERSION = 1;
@@ -167,6 +173,18 @@ export async function createSubjectKeyRows(
       // One statement per 500 keys: those inserted come back; the others already had a key
       // (or a tombstone), which wins.
       const existing = new Set(ids);
+      if (deps.store.dialect === 'sqlite') {
+        // One cached single-row statement run per key, in one driver call (eachRowQuery).
+        const parameters: unknown[] = [];
+        for (const r of rows) {
+          parameters.push(r.tenant_id, r.subject_id, r.tenant_key_version, r.wrapped, r.created_at);
+        }
+        const result = await trx.executeQuery<{ subject_id: string }>(
+          eachRowQuery(INSERT_SUBJECT_KEY, 5, parameters),
+        );
+        for (const row of result.rows) existing.delete(row.subject_id);
+        return existing;
+      }
       for (let i = 0; i < rows.length; i += 500) {
         const inserted = await trx
           .insertInto('subject_keys')
