@@ -2,6 +2,7 @@ import { Readable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Actor } from '../../src/core/policy/index.ts';
 import { importContacts } from '../../src/modules/contacts/import.ts';
+import { IMPORT_BATCH_ROWS } from '../../src/modules/contacts/import-store.ts';
 import { createTestContext, type Session, type TestContext } from '../helpers/context.ts';
 
 let ctx: TestContext;
@@ -142,5 +143,56 @@ describe('contacts.imported audit event', () => {
       ).rejects.toThrow('audit log unavailable');
     }
     expect(await contactCount(s.tenantId)).toBe(1);
+  });
+  it('best-effort: every committed batch has its event, so an import stopped midway leaves no unaudited rows', async () => {
+    const s = await ctx.tenant();
+    const cli: Actor = {
+      kind: 'system',
+      tenantId: s.tenantId,
+      job: 'cli',
+      role: 'owner',
+      request: { requestId: 'r-2', ip: null, userAgent: 'custos-cli' },
+    };
+    const deps = {
+      db: ctx.database.handle.db,
+      clock: ctx.clock,
+      keys: ctx.services.keys,
+      crypto: ctx.services.contacts.crypto,
+    };
+    const rows = 2 * IMPORT_BATCH_ROWS + 5;
+    const csv = () =>
+      Readable.from([
+        Buffer.from(
+          `first_name,email\n${Array.from({ length: rows }, (_, i) => `P${i},p${i}@batch.example\n`).join('')}`,
+        ),
+      ]);
+    // The audit log goes away after two appends: the third batch (and its event) must not commit.
+    let appends = 0;
+    const failing = {
+      append: (...args: Parameters<typeof ctx.services.auditLog.append>) =>
+        ++appends > 2
+          ? Promise.reject(new Error('audit log unavailable'))
+          : ctx.services.auditLog.append(...args),
+    };
+    await expect(
+      importContacts({ ...deps, audit: failing }, cli, csv(), { mode: 'best-effort' }),
+    ).rejects.toThrow('audit log unavailable');
+    expect(await contactCount(s.tenantId)).toBe(2 * IMPORT_BATCH_ROWS);
+    const events = await imported(s);
+    expect(events.map((e) => e.reason).sort()).toEqual([
+      `mode=best-effort;source=cli;created=${IMPORT_BATCH_ROWS};merged=0;skipped=0;failed=0;batch=1`,
+      `mode=best-effort;source=cli;created=${2 * IMPORT_BATCH_ROWS};merged=0;skipped=0;failed=0;batch=2`,
+    ]);
+    expect(new Set(events.map((e) => e.target?.id)).size).toBe(1);
+
+    // Run to the end, the last batch carries the final counts without a batch number.
+    const done = await importContacts({ ...deps, audit: ctx.services.auditLog }, cli, csv(), {
+      mode: 'best-effort',
+    });
+    expect(done.created).toBe(5);
+    const reasons = (await imported(s)).map((e) => e.reason);
+    expect(reasons).toContain(
+      `mode=best-effort;source=cli;created=5;merged=0;skipped=${2 * IMPORT_BATCH_ROWS};failed=0`,
+    );
   });
 });

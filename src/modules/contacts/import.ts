@@ -133,9 +133,9 @@ export function importReason(report: ImportReport, source: string): string {
  * Audited as one `contacts.imported` event (target `contact_import` with a fresh id, fields = the
  * imported field names, reason = `importReason`): all-or-nothing writes it in the import's
  * transaction, or, when it refuses the file, as a `failure` in its own transaction; best-effort
- * commits every batch (IMPORT_BATCH_ROWS rows) on its own and writes the event in the transaction of the last
- * batch, so the counts are final (an import killed midway leaves its earlier batches without
- * the event).
+ * commits every batch (IMPORT_BATCH_ROWS rows) on its own, each with an event in its transaction:
+ * the counts so far and `;batch=N` for the earlier batches, the final counts for the last one.
+ * All events of one import share its target id.
  */
 export async function importContacts(
   deps: ImportDeps,
@@ -172,11 +172,33 @@ export async function importContacts(
         fields: [...columns.sources.keys()],
       });
     if (mode === 'best-effort') {
+      // Every committed batch carries an event in its own transaction, so an import stopped
+      // midway (killed, or a later batch failing) leaves no committed rows unaudited: earlier
+      // batches record the counts so far with `batch=N`, the last one the final counts.
+      let batches = 0;
+      let final = false;
       await run.consume(
         rows,
         records,
-        (work) => deps.db.transaction().execute(work),
-        async (trx) => void (await record(trx, 'success')),
+        (work) =>
+          deps.db.transaction().execute(async (trx) => {
+            await work(trx);
+            if (final) return;
+            batches++;
+            await deps.audit?.append(trx, {
+              tenantId: actor.tenantId,
+              type: 'contacts.imported',
+              ...auditActor(actor),
+              target: { type: 'contact_import', id: importId },
+              outcome: 'success',
+              reason: `${importReason(run.report, source)};batch=${batches}`,
+              fields: [...columns.sources.keys()],
+            });
+          }),
+        async (trx) => {
+          final = true;
+          await record(trx, 'success');
+        },
       );
     } else {
       try {
