@@ -54,3 +54,41 @@ export function recordRoutes<T extends { id: string }>(ctx: () => TestContext, b
 
   return { post, create, made, get, patch, del, listAll };
 }
+
+type Values = Record<string, unknown>;
+
+/**
+ * Calls that expect success, for tests that drive traffic through the API (key rotation): `post`
+ * expects 201, `get` 200, and `patch` sends the record's current ETag and retries when another
+ * writer changed it meanwhile (412), so concurrent workers never overwrite each other blindly.
+ */
+export function trafficClient(ctx: () => TestContext) {
+  async function post(s: Session, url: string, payload: Values) {
+    const res = await ctx().app.inject({ method: 'POST', url, headers: s.headers, payload });
+    if (res.statusCode !== 201) throw new Error(`${url}: ${res.statusCode} ${res.body}`);
+    return res.json<Values & { id: string; version: number }>();
+  }
+
+  async function get(s: Session, url: string) {
+    const res = await ctx().app.inject({ url, headers: s.headers });
+    if (res.statusCode !== 200) throw new Error(`${url}: ${res.statusCode} ${res.body}`);
+    return res.json<Values & { version: number }>();
+  }
+
+  async function patch(s: Session, url: string, payload: Values) {
+    for (;;) {
+      const current = await get(s, url);
+      const res = await ctx().app.inject({
+        method: 'PATCH',
+        url,
+        headers: { ...s.headers, 'if-match': `"${current.version}"` },
+        payload,
+      });
+      if (res.statusCode === 412) continue;
+      if (res.statusCode !== 200) throw new Error(`${url}: ${res.statusCode} ${res.body}`);
+      return res.json<Values>();
+    }
+  }
+
+  return { post, get, patch };
+}

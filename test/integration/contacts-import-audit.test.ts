@@ -47,6 +47,24 @@ async function contactCount(tenantId: string): Promise<number> {
   return Number(row.n);
 }
 
+/** What `custos import` passes to the import: the CLI as actor, the import's dependencies. */
+function asCli(s: Session, requestId: string) {
+  const cli: Actor = {
+    kind: 'system',
+    tenantId: s.tenantId,
+    job: 'cli',
+    role: 'owner',
+    request: { requestId, ip: null, userAgent: 'custos-cli' },
+  };
+  const deps = {
+    db: ctx.database.handle.db,
+    clock: ctx.clock,
+    keys: ctx.services.keys,
+    crypto: ctx.services.contacts.crypto,
+  };
+  return { cli, deps };
+}
+
 const CSV = [
   'first_name,last_name,email,title',
   'Ada,Lovelace,ada@example.com,Countess',
@@ -107,19 +125,7 @@ describe('contacts.imported audit event', () => {
 
   it('names the CLI as source, and imports nothing when the event cannot be written', async () => {
     const s = await ctx.tenant();
-    const cli: Actor = {
-      kind: 'system',
-      tenantId: s.tenantId,
-      job: 'cli',
-      role: 'owner',
-      request: { requestId: 'r-1', ip: null, userAgent: 'custos-cli' },
-    };
-    const deps = {
-      db: ctx.database.handle.db,
-      clock: ctx.clock,
-      keys: ctx.services.keys,
-      crypto: ctx.services.contacts.crypto,
-    };
+    const { cli, deps } = asCli(s, 'r-1');
     const csv = () => Readable.from([Buffer.from('first_name,email\nLin,lin@example.com\n')]);
     const report = await importContacts({ ...deps, audit: ctx.services.auditLog }, cli, csv(), {
       mode: 'best-effort',
@@ -146,19 +152,7 @@ describe('contacts.imported audit event', () => {
   });
   it('best-effort: every committed batch has its event, so an import stopped midway leaves no unaudited rows', async () => {
     const s = await ctx.tenant();
-    const cli: Actor = {
-      kind: 'system',
-      tenantId: s.tenantId,
-      job: 'cli',
-      role: 'owner',
-      request: { requestId: 'r-2', ip: null, userAgent: 'custos-cli' },
-    };
-    const deps = {
-      db: ctx.database.handle.db,
-      clock: ctx.clock,
-      keys: ctx.services.keys,
-      crypto: ctx.services.contacts.crypto,
-    };
+    const { cli, deps } = asCli(s, 'r-2');
     const rows = 2 * IMPORT_BATCH_ROWS + 5;
     const csv = () =>
       Readable.from([

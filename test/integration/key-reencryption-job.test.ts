@@ -12,6 +12,7 @@ import { readReencryption } from '../../src/modules/records/reencrypt-progress.t
 import { createTenantReencryption } from '../../src/modules/records/reencrypt-run.ts';
 import { createReencryptionWorker } from '../../src/modules/records/reencrypt-worker.ts';
 import { createTestContext, type Session, type TestContext } from '../helpers/context.ts';
+import { trafficClient } from '../helpers/records.ts';
 
 /**
  * The server's re-encryption job (issue 3, item 5): after a rotation the running server moves
@@ -47,32 +48,7 @@ const db = () => ctx.database.handle.db;
 /** The settle time the job waits after a rotation (other servers' idea of the active version). */
 const settle = () => ctx.clock.advance(11_000);
 
-async function post(s: Session, url: string, payload: Values) {
-  const res = await ctx.app.inject({ method: 'POST', url, headers: s.headers, payload });
-  if (res.statusCode !== 201) throw new Error(`${url}: ${res.statusCode} ${res.body}`);
-  return res.json<Values & { id: string; version: number }>();
-}
-
-async function get(s: Session, url: string) {
-  const res = await ctx.app.inject({ url, headers: s.headers });
-  if (res.statusCode !== 200) throw new Error(`${url}: ${res.statusCode} ${res.body}`);
-  return res.json<Values & { version: number }>();
-}
-
-async function patch(s: Session, url: string, payload: Values) {
-  for (;;) {
-    const current = await get(s, url);
-    const res = await ctx.app.inject({
-      method: 'PATCH',
-      url,
-      headers: { ...s.headers, 'if-match': `"${current.version}"` },
-      payload,
-    });
-    if (res.statusCode === 412) continue;
-    if (res.statusCode !== 200) throw new Error(`${url}: ${res.statusCode} ${res.body}`);
-    return res.json<Values>();
-  }
-}
+const { post, get, patch } = trafficClient(() => ctx);
 
 let n = 0;
 const contactInput = () => {

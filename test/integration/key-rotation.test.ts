@@ -1,6 +1,7 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createTestContext, type Session, type TestContext } from '../helpers/context.ts';
+import { trafficClient } from '../helpers/records.ts';
 import { newId } from '../../src/ids.ts';
 import { activitySpec } from '../../src/modules/activities/spec.ts';
 import { companySpec } from '../../src/modules/companies/spec.ts';
@@ -35,33 +36,7 @@ const census = (tenantId: string) => censusOfValues(db(), SPECS, tenantId);
 const job = (keys: KeyService = ctx.services.keys) =>
   createReencryptionJob({ db: db(), keys, specs: SPECS });
 
-async function post(s: Session, url: string, payload: Values) {
-  const res = await ctx.app.inject({ method: 'POST', url, headers: s.headers, payload });
-  if (res.statusCode !== 201) throw new Error(`${url}: ${res.statusCode} ${res.body}`);
-  return res.json<Values & { id: string; version: number }>();
-}
-
-async function get(s: Session, url: string) {
-  const res = await ctx.app.inject({ url, headers: s.headers });
-  if (res.statusCode !== 200) throw new Error(`${url}: ${res.statusCode} ${res.body}`);
-  return res.json<Values & { version: number }>();
-}
-
-/** A PATCH with the record's current ETag; retried when someone else changed it meanwhile. */
-async function patch(s: Session, url: string, payload: Values) {
-  for (;;) {
-    const current = await get(s, url);
-    const res = await ctx.app.inject({
-      method: 'PATCH',
-      url,
-      headers: { ...s.headers, 'if-match': `"${current.version}"` },
-      payload,
-    });
-    if (res.statusCode === 412) continue;
-    if (res.statusCode !== 200) throw new Error(`${url}: ${res.statusCode} ${res.body}`);
-    return res.json<Values>();
-  }
-}
+const { post, get, patch } = trafficClient(() => ctx);
 
 let n = 0;
 const contactInput = () => {
