@@ -11,6 +11,7 @@ import { notifyAlert } from './notify.ts';
 import { applyResponses } from './responses.ts';
 import { evaluate, isDetectionOutput, type DetectionEvent } from './rules.ts';
 import { readSettings } from './settings.ts';
+import { intervalJob } from '../../interval-job.ts';
 
 export interface DetectionWorkerDeps {
   db: Kysely<Database>;
@@ -211,29 +212,8 @@ export function createDetectionWorker(deps: DetectionWorkerDeps) {
     return { events, alerts };
   }
 
-  let timer: NodeJS.Timeout | undefined;
-  let running: Promise<unknown> | undefined;
-
-  /** Runs `runOnce` every `intervalMs` (never two at once) until `stop`. */
-  function start(intervalMs: number): void {
-    if (timer) return;
-    timer = setInterval(() => {
-      if (running) return;
-      running = runOnce()
-        .catch((error: unknown) => deps.onError?.(error))
-        .finally(() => {
-          running = undefined;
-        });
-    }, intervalMs);
-    timer.unref();
-  }
-
-  /** Stops the interval and waits for a run in progress. */
-  async function stop(): Promise<void> {
-    if (timer) clearInterval(timer);
-    timer = undefined;
-    await running;
-  }
+  /** `start(intervalMs)` runs `runOnce` every interval (never two at once); `stop` waits for it. */
+  const { start, stop } = intervalJob(runOnce, (error) => deps.onError?.(error));
 
   return { runOnce, start, stop };
 }

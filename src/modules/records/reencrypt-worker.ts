@@ -5,6 +5,7 @@ import { runInTenant } from '../../db/tenant-scope.ts';
 import type { KeyService } from '../keys/service.ts';
 import { readReencryptions } from './reencrypt-progress.ts';
 import type { TenantReencryption, TenantRunResult } from './reencrypt-run.ts';
+import { intervalJob } from '../../interval-job.ts';
 
 /**
  * The server's re-encryption job: every `intervalMs` it looks for tenants whose data key was
@@ -83,30 +84,19 @@ export function createReencryptionWorker(deps: ReencryptionWorkerDeps) {
     return results;
   }
 
-  let timer: NodeJS.Timeout | undefined;
-  let running: Promise<unknown> | undefined;
+  const job = intervalJob(runOnce, (error) => deps.onError?.(error));
 
   /** Runs `runOnce` every `intervalMs` (never two at once) until `stop`. */
   function start(intervalMs: number): void {
-    if (timer) return;
+    if (job.isStarted()) return;
     stopping = new AbortController();
-    timer = setInterval(() => {
-      if (running) return;
-      running = runOnce()
-        .catch((error: unknown) => deps.onError?.(error))
-        .finally(() => {
-          running = undefined;
-        });
-    }, intervalMs);
-    timer.unref();
+    job.start(intervalMs);
   }
 
   /** Stops the interval, stops a run in progress after its batch, and waits for it. */
   async function stop(): Promise<void> {
-    if (timer) clearInterval(timer);
-    timer = undefined;
     stopping.abort();
-    await running;
+    await job.stop();
   }
 
   return { runOnce, start, stop };
