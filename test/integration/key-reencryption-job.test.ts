@@ -11,8 +11,8 @@ import { censusOfValues } from '../../src/modules/records/reencrypt.ts';
 import { readReencryption } from '../../src/modules/records/reencrypt-progress.ts';
 import { createTenantReencryption } from '../../src/modules/records/reencrypt-run.ts';
 import { createReencryptionWorker } from '../../src/modules/records/reencrypt-worker.ts';
-import { createTestContext, type Session, type TestContext } from '../helpers/context.ts';
-import { trafficClient } from '../helpers/records.ts';
+import { createTestContext, type TestContext } from '../helpers/context.ts';
+import { trafficClient, versionsInUse as versionsInUseOf } from '../helpers/records.ts';
 
 /**
  * The server's re-encryption job (issue 3, item 5): after a rotation the running server moves
@@ -48,7 +48,7 @@ const db = () => ctx.database.handle.db;
 /** The settle time the job waits after a rotation (other servers' idea of the active version). */
 const settle = () => ctx.clock.advance(11_000);
 
-const { post, get, patch } = trafficClient(() => ctx);
+const { post, expectAll, traffic } = trafficClient(() => ctx);
 
 let n = 0;
 const contactInput = () => {
@@ -66,17 +66,7 @@ const activityInput = (companyId: string) => {
   return { type: 'note', subject: `about ${n}`, body: `body ${n}`, companyId };
 };
 
-async function expectAll(s: Session, expected: Map<string, Values>) {
-  for (const [url, values] of expected) expect(await get(s, url), url).toMatchObject(values);
-}
-
-async function versionsInUse(tenantId: string): Promise<number[]> {
-  const census = await censusOfValues(db(), SPECS, tenantId);
-  return [...census.byVersion.entries()]
-    .filter(([, count]) => count > 0)
-    .map(([v]) => v)
-    .sort();
-}
+const versionsInUse = (tenantId: string) => versionsInUseOf(db(), SPECS, tenantId);
 
 async function subjectKeyCount(tenantId: string): Promise<number> {
   const [status] = await ctx.services.keys.status(tenantId);
@@ -136,36 +126,9 @@ describe('the server re-encryption job', () => {
 
     let jobDone = false;
     const job = reencryptionWorker.runOnce().finally(() => (jobDone = true));
-    const traffic = async (worker: number) => {
-      let i = 0;
-      while (!jobDone || i < 3) {
-        i += 1;
-        if (i % 3 === 0) {
-          const input = contactInput();
-          const made = await post(s, '/api/v1/contacts', input);
-          expected.set(`/api/v1/contacts/${made.id}`, input);
-        } else if (i % 3 === 1) {
-          const input = activityInput(company.id);
-          const made = await post(s, '/api/v1/activities', input);
-          expected.set(`/api/v1/activities/${made.id}`, input);
-        }
-        const list = [...expected.keys()];
-        const mine = list.filter((_, k) => k % 2 === worker - 1);
-        const target = mine[(i * 7) % mine.length] as string;
-        const change = target.includes('/contacts/')
-          ? { notes: `updated by ${worker} at ${i}` }
-          : { body: `updated by ${worker} at ${i}` };
-        await patch(s, target, change);
-        expected.set(target, { ...expected.get(target), ...change });
-        // Read one of this worker's own records: another worker's may change between the read
-        // and the look at `expected` (its PATCH committed, its `expected.set` not yet run).
-        const read = mine[(i * 13 + worker) % mine.length] as string;
-        expect(await get(s, read), read).toMatchObject(expected.get(read) as Values);
-        await sleep(1);
-      }
-      return i;
-    };
-    const [results, ...rounds] = await Promise.all([job, traffic(1), traffic(2)]);
+    const inputs = { contact: contactInput, activity: () => activityInput(company.id) };
+    const worker = (n: 1 | 2) => traffic(s, expected, n, () => jobDone, inputs);
+    const [results, ...rounds] = await Promise.all([job, worker(1), worker(2)]);
     expect(rounds.every((r) => r >= 3)).toBe(true);
     const result = results.get(s.tenantId);
     expect(result).toMatchObject({ outcome: 'done', targetVersion: 2, started: true });

@@ -1,7 +1,6 @@
-import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createTestContext, type Session, type TestContext } from '../helpers/context.ts';
-import { trafficClient } from '../helpers/records.ts';
+import { createTestContext, type TestContext } from '../helpers/context.ts';
+import { trafficClient, versionsInUse as versionsInUseOf } from '../helpers/records.ts';
 import { newId } from '../../src/ids.ts';
 import { activitySpec } from '../../src/modules/activities/spec.ts';
 import { companySpec } from '../../src/modules/companies/spec.ts';
@@ -36,7 +35,7 @@ const census = (tenantId: string) => censusOfValues(db(), SPECS, tenantId);
 const job = (keys: KeyService = ctx.services.keys) =>
   createReencryptionJob({ db: db(), keys, specs: SPECS });
 
-const { post, get, patch } = trafficClient(() => ctx);
+const { post, get, patch, expectAll, traffic } = trafficClient(() => ctx);
 
 let n = 0;
 const contactInput = () => {
@@ -55,20 +54,7 @@ const activityInput = (companyId: string) => {
   return { type: 'note', subject: `about ${n}`, body: `body ${n}`, companyId };
 };
 
-/** Every record reads back through the API exactly as expected. */
-async function expectAll(s: Session, expected: Map<string, Values>) {
-  for (const [url, values] of expected) {
-    expect(await get(s, url), url).toMatchObject(values);
-  }
-}
-
-/** The tenant key versions named by the tenant's stored values. */
-async function versionsInUse(tenantId: string): Promise<number[]> {
-  return [...(await census(tenantId)).byVersion.entries()]
-    .filter(([, count]) => count > 0)
-    .map(([v]) => v)
-    .sort();
-}
+const versionsInUse = (tenantId: string) => versionsInUseOf(db(), SPECS, tenantId);
 
 /** Lets the rotation settle (other servers' idea of the active version) before retiring. */
 const settle = () => ctx.clock.advance(11_000);
@@ -118,31 +104,9 @@ describe('key rotation under traffic', () => {
       return { rewrap, values };
     })();
     // Traffic until the jobs are done (and a little after): creates, updates, reads.
-    const traffic = async (worker: number) => {
-      let i = 0;
-      const urls = () => [...expected.keys()];
-      while (!jobsDone || i < 3) {
-        i += 1;
-        if (i % 3 === 0) await add('/api/v1/contacts', contactInput());
-        else if (i % 3 === 1) await add('/api/v1/activities', activityInput(company.id));
-        const list = urls();
-        // Each worker edits its own half, so the expected values follow one writer per record.
-        const mine = list.filter((_, k) => k % 2 === worker - 1);
-        const target = mine[(i * 7) % mine.length] as string;
-        const change = target.includes('/contacts/')
-          ? { notes: `updated by ${worker} at ${i}` }
-          : { body: `updated by ${worker} at ${i}` };
-        await patch(s, target, change);
-        expected.set(target, { ...expected.get(target), ...change });
-        // Read one of this worker's own records: another worker's may change between the read
-        // and the look at `expected` (its PATCH committed, its `expected.set` not yet run).
-        const read = mine[(i * 13 + worker) % mine.length] as string;
-        expect(await get(s, read), read).toMatchObject(expected.get(read) as Values);
-        await sleep(1);
-      }
-      return i;
-    };
-    const [result, ...rounds] = await Promise.all([jobs, traffic(1), traffic(2)]);
+    const inputs = { contact: contactInput, activity: () => activityInput(company.id) };
+    const worker = (n: 1 | 2) => traffic(s, expected, n, () => jobsDone, inputs);
+    const [result, ...rounds] = await Promise.all([jobs, worker(1), worker(2)]);
     expect(rounds.every((r) => r >= 3)).toBe(true);
     expect(result.rewrap.done).toBe(true);
     expect(rewrapBatches.length).toBeGreaterThan(1);
