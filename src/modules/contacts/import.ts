@@ -161,14 +161,15 @@ export async function importContacts(
     const run = new ImportRun(deps, actor, columns, mode, onDuplicate, options.companies);
     const importId = newId();
     const source = actor.kind === 'system' ? actor.job : 'api';
-    const record = (trx: Transaction<Database>, outcome: 'success' | 'failure') =>
+    /** The event with the counts so far; `batch` names an earlier batch of a best-effort import. */
+    const record = (trx: Transaction<Database>, outcome: 'success' | 'failure', batch?: number) =>
       deps.audit?.append(trx, {
         tenantId: actor.tenantId,
         type: 'contacts.imported',
         ...auditActor(actor),
         target: { type: 'contact_import', id: importId },
         outcome,
-        reason: importReason(run.report, source),
+        reason: `${importReason(run.report, source)}${batch === undefined ? '' : `;batch=${batch}`}`,
         fields: [...columns.sources.keys()],
       });
     if (mode === 'best-effort') {
@@ -183,17 +184,7 @@ export async function importContacts(
         (work) =>
           deps.db.transaction().execute(async (trx) => {
             await work(trx);
-            if (final) return;
-            batches++;
-            await deps.audit?.append(trx, {
-              tenantId: actor.tenantId,
-              type: 'contacts.imported',
-              ...auditActor(actor),
-              target: { type: 'contact_import', id: importId },
-              outcome: 'success',
-              reason: `${importReason(run.report, source)};batch=${batches}`,
-              fields: [...columns.sources.keys()],
-            });
+            if (!final) await record(trx, 'success', ++batches);
           }),
         async (trx) => {
           final = true;
