@@ -148,6 +148,33 @@ describe('phone region', () => {
     await ctx.services.auditLog.verify(s.tenantId);
   });
 
+  it('clears the index of a phone it cannot decrypt, and still changes the region', async () => {
+    const s = await ctx.tenant();
+    await setRegion(s, 'US');
+    const damaged = await createContact(s, { phone: '(415) 555-2671' });
+    const donor = await createContact(s, { phone: '(415) 555-2671' });
+    const intact = await createContact(s, { phone: '+1 212 555 0100' });
+    expect((await byPhone(s, '+14155552671')).sort()).toEqual([damaged, donor].sort());
+    // Another contact's sealed values copied over this one's: they fail authentication here.
+    const db = ctx.database.handle.db;
+    const from = await db
+      .selectFrom('contacts')
+      .select(['first_name', 'phone'])
+      .where('id', '=', donor)
+      .executeTakeFirstOrThrow();
+    await db.updateTable('contacts').set(from).where('id', '=', damaged).execute();
+
+    await setRegion(s, 'CA');
+    const index = await db
+      .selectFrom('contacts')
+      .select(['id', 'phone_bidx'])
+      .where('id', 'in', [damaged, donor, intact])
+      .execute();
+    expect(index.find((r) => r.id === damaged)?.phone_bidx).toBeNull();
+    expect(index.find((r) => r.id === donor)?.phone_bidx).not.toBeNull();
+    expect(await byPhone(s, '+12125550100')).toEqual([intact]);
+  });
+
   it('records nothing and re-indexes nothing when the region is set to what it is', async () => {
     const s = await ctx.tenant();
     await setRegion(s, 'GB');
