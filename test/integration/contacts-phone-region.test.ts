@@ -1,5 +1,8 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runInTenant } from '../../src/db/tenant-scope.ts';
+import { newId } from '../../src/ids.ts';
+import { contactSpec } from '../../src/modules/contacts/spec.ts';
+import { createReencryptionJob } from '../../src/modules/records/reencrypt.ts';
 import { setupTenant } from '../../src/modules/tenants/service.ts';
 import { readPhoneRegion } from '../../src/modules/tenant-settings/phone-region.ts';
 import { createTestContext, PASSWORD, type Session, type TestContext } from '../helpers/context.ts';
@@ -173,6 +176,39 @@ describe('phone region', () => {
     expect(index.find((r) => r.id === damaged)?.phone_bidx).toBeNull();
     expect(index.find((r) => r.id === donor)?.phone_bidx).not.toBeNull();
     expect(await byPhone(s, '+12125550100')).toEqual([intact]);
+  });
+
+  it('leaves a phone stored in clear (before encryption) to the encryption job, which indexes it in the region', async () => {
+    const s = await ctx.tenant();
+    const db = ctx.database.handle.db;
+    const now = new Date().toISOString();
+    const id = newId();
+    await db
+      .insertInto('contacts')
+      .values({
+        id,
+        tenant_id: s.tenantId,
+        first_name: 'Clara',
+        phone: '(415) 555-0199',
+        created_at: now,
+        updated_at: now,
+        version: 1,
+      })
+      .execute();
+    // Not indexed by the change: a filter would find the row, then refuse to read it.
+    await setRegion(s, 'US');
+    expect(await byPhone(s, '+14155550199')).toEqual([]);
+    const bidx = await db
+      .selectFrom('contacts')
+      .select('phone_bidx')
+      .where('id', '=', id)
+      .executeTakeFirstOrThrow();
+    expect(bidx.phone_bidx).toBeNull();
+
+    const job = createReencryptionJob({ db, keys: ctx.services.keys, specs: [contactSpec] });
+    expect(await job.run(s.tenantId, { pauseMs: 0 })).toMatchObject({ done: true, failed: 0 });
+    expect(await byPhone(s, '(415) 555-0199')).toEqual([id]);
+    expect(await byPhone(s, '+14155550199')).toEqual([id]);
   });
 
   it('records nothing and re-indexes nothing when the region is set to what it is', async () => {

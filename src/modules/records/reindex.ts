@@ -106,7 +106,9 @@ function nulls(columns: readonly string[]): Row {
 
 /**
  * The clear values (API names) of the protected fields of each row, or null for a row that
- * cannot be opened. Values still stored in clear (before encryption) are taken as they are.
+ * cannot be opened. A value still stored in clear (written before encryption) counts as absent:
+ * such values have no index until the re-encryption job encrypts them, which indexes them in the
+ * region of its day (a filter would find the row, then fail to read it).
  */
 async function openAll(
   crypto: FieldCrypto,
@@ -151,11 +153,7 @@ async function openAll(
     const open = openedOf.get(p);
     if (open === undefined || open === null) return { row: p.row, values: null };
     const values: Row = {};
-    for (const [field, column] of protectedColumns) {
-      const stored = p.row[column];
-      const clear = typeof stored === 'string' && classifyStored(stored).kind === 'clear';
-      values[field] = clear ? stored : (open[column] ?? null);
-    }
+    for (const [field, column] of protectedColumns) values[field] = open[column] ?? null;
     return { row: p.row, values };
   });
 }
