@@ -60,7 +60,8 @@ interface IndexKeys {
 /** A tenant's index keys per field, and what the normal forms depend on (`indexKeys`). */
 export interface TenantIndexing {
   keys: Map<string, IndexKeys>;
-  context: IndexContext;
+  /** Undefined when it was not read (no regional field among the values it was read for). */
+  context: IndexContext | undefined;
 }
 
 const NO_CONTEXT: IndexContext = { phoneRegion: null };
@@ -94,7 +95,7 @@ export function createFieldCrypto(spec: RecordSpec, deps: FieldCryptoDeps) {
     if (!protectedSet.has(field))
       throw new TypeError(`${object}.${field} is indexed, not protected`);
   }
-  const regional = indexes.some(([, ix]) => ix.regional === true);
+  const regionalFields = indexes.filter(([, ix]) => ix.regional === true).map(([f]) => f);
   const derived = new Map<string, Promise<Map<string, IndexKeys>>>();
 
   function derivedKeys(tenantId: string): Promise<Map<string, IndexKeys>> {
@@ -123,9 +124,16 @@ export function createFieldCrypto(spec: RecordSpec, deps: FieldCryptoDeps) {
    * the tenant's phone region when an index is regional, read in `conn`. A write of index
    * columns reads it in its own transaction: the region then cannot change before it commits
    * (a change waits, then re-indexes what is committed; see tenant-settings/phone-region.ts).
+   * Given the `values` the columns will be computed for, the region is read only when a regional
+   * field is among them (no query, no lock, for a write of the e-mail alone).
    */
-  async function indexKeys(tenantId: string, conn: Kysely<Database>): Promise<TenantIndexing> {
-    const context = regional ? { phoneRegion: await readPhoneRegion(conn, tenantId) } : NO_CONTEXT;
+  async function indexKeys(
+    tenantId: string,
+    conn: Kysely<Database>,
+    values?: Row,
+  ): Promise<TenantIndexing> {
+    const needed = regionalFields.some((f) => values === undefined || f in values);
+    const context = needed ? { phoneRegion: await readPhoneRegion(conn, tenantId) } : undefined;
     return { keys: await derivedKeys(tenantId), context };
   }
 
@@ -177,8 +185,12 @@ export function createFieldCrypto(spec: RecordSpec, deps: FieldCryptoDeps) {
     for (const [field, ix] of indexes) {
       if (!(field in values)) continue;
       const k = indexing.keys.get(field) as IndexKeys;
+      const context = indexing.context ?? NO_CONTEXT;
+      if (ix.regional === true && indexing.context === undefined) {
+        throw new TypeError(`${object}.${field} is regional: read indexKeys for these values`);
+      }
       const value = values[field];
-      const normal = typeof value === 'string' ? ix.normalize(value, indexing.context) : null;
+      const normal = typeof value === 'string' ? ix.normalize(value, context) : null;
       out[ix.column] = normal === null ? null : blindIndex(k.index, normal, { bits });
       if (ix.uniqueColumn !== undefined) {
         out[ix.uniqueColumn] =
@@ -407,17 +419,18 @@ export function createFieldCrypto(spec: RecordSpec, deps: FieldCryptoDeps) {
     // value can never match, and the HMAC would refuse to encode it.
     if (LONE_SURROGATE.test(raw)) return null;
     // The value is read as the index was written: a national number in the tenant's region.
-    const indexing = await indexKeys(tenantId, conn);
-    const normal = ix.normalize(raw, indexing.context);
+    const context =
+      ix.regional === true ? { phoneRegion: await readPhoneRegion(conn, tenantId) } : NO_CONTEXT;
+    const normal = ix.normalize(raw, context);
     if (normal === null) return null;
-    const k = indexing.keys.get(field) as IndexKeys;
+    const k = (await derivedKeys(tenantId)).get(field) as IndexKeys;
     const column = spec.fields[field] as string;
     return {
       column: ix.column,
       value: blindIndex(k.index, normal, { bits }),
       confirm: (row) => {
         const plain = row[column];
-        return typeof plain === 'string' && ix.normalize(plain, indexing.context) === normal;
+        return typeof plain === 'string' && ix.normalize(plain, context) === normal;
       },
     };
   }

@@ -299,7 +299,7 @@ export function createReencryptionJob(deps: ReencryptDeps) {
     // index is computed in) cannot change before it commits.
     const write = (set: Row) =>
       db.transaction().execute(async (trx) => {
-        const indexing = await crypto.indexKeys(tenantId, trx);
+        const indexing = await crypto.indexKeys(tenantId, trx, values);
         return writeIf(trx, { ...crypto.indexColumnsWith(indexing, values), ...set });
       });
     const writeIf = async (trx: Kysely<Database>, set: Row) => {

@@ -445,7 +445,7 @@ export function createRecordService(spec: RecordSpec, deps: RecordDeps) {
         await checkReferences(trx, actor, values);
         // In the transaction: the tenant's phone region cannot change before it commits.
         if (crypto.touchesIndex(values)) {
-          const indexing = await crypto.indexKeys(actor.tenantId, trx);
+          const indexing = await crypto.indexKeys(actor.tenantId, trx, values);
           Object.assign(row, crypto.indexColumnsWith(indexing, values));
         }
         await insertRow(trx, spec.table, row);
@@ -487,7 +487,7 @@ export function createRecordService(spec: RecordSpec, deps: RecordDeps) {
           : changed;
         const sealed = await crypto.seal(actor.tenantId, id, toSeal, merged);
         const indexColumns = crypto.touchesIndex(toSeal)
-          ? crypto.indexColumnsWith(await crypto.indexKeys(actor.tenantId, trx), toSeal)
+          ? crypto.indexColumnsWith(await crypto.indexKeys(actor.tenantId, trx, toSeal), toSeal)
           : {};
         const changes = {
           ...toColumns(sealed.values, merged),
