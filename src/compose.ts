@@ -28,6 +28,7 @@ import type { KeysConfig } from './modules/keys/open.ts';
 import type { KeyService } from './modules/keys/service.ts';
 import { createRecordService } from './modules/records/service.ts';
 import { createRevealService } from './modules/records/reveal.ts';
+import { reindexRegional } from './modules/records/reindex.ts';
 import { createBreakGlassService } from './modules/break-glass/service.ts';
 import { createReportService } from './modules/reports/service.ts';
 import { createUserService } from './modules/users/service.ts';
@@ -289,6 +290,9 @@ export function createServices(deps: {
       audit: auditLog,
       sessionIdleMs: deps.config.sessionIdleMs,
       sessionAbsoluteMs: deps.config.sessionAbsoluteMs,
+      // Contacts hold the only phone index (the other records have no regional index).
+      reindexPhones: (trx, tenantId) =>
+        reindexRegional(trx, contactSpec, contacts.crypto, tenantId),
     }),
     apiKeys: createApiKeyService({ db, clock, audit: auditLog }),
     contacts,

@@ -37,6 +37,14 @@ async function withDatabase<T>(fn: (database: DatabaseHandle) => Promise<T>): Pr
   }
 }
 
+interface SetupOptions {
+  tenant: string;
+  name: string;
+  email: string;
+  ownerName?: string;
+  phoneRegion?: string;
+}
+
 export function buildCli(
   out: (line: string) => void = (l) => process.stdout.write(`${l}\n`),
 ): Command {
@@ -73,8 +81,13 @@ export function buildCli(
     .requiredOption('--name <organisation>', 'organisation name')
     .requiredOption('--email <email>', "owner's e-mail address")
     .option('--owner-name <name>', "owner's display name (defaults to the e-mail)")
-    .action(async (opts: { tenant: string; name: string; email: string; ownerName?: string }) => {
+    .option(
+      '--phone-region <code>',
+      'region national phone numbers are read in, e.g. US or DE (default CUSTOS_DEFAULT_PHONE_REGION; none: international numbers only)',
+    )
+    .action(async (opts: SetupOptions) => {
       const password = setupPasswordFrom() ?? (await promptSecret('Owner password: '));
+      const phoneRegion = opts.phoneRegion ?? loadConfig().defaultPhoneRegion;
       await withDatabase(async ({ db }) => {
         const { tenant } = await setupTenant(
           { db, clock: systemClock },
@@ -84,6 +97,7 @@ export function buildCli(
             ownerEmail: opts.email,
             ownerName: opts.ownerName ?? opts.email,
             password,
+            phoneRegion,
           },
         );
         out(

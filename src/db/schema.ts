@@ -61,6 +61,8 @@ export interface TenantSettingsTable {
   mfa_required: ColumnType<MfaRequiredMode, MfaRequiredMode | undefined, MfaRequiredMode>;
   /** With `roles`: the roles, comma-separated. */
   mfa_required_roles: ColumnType<string, string | undefined, string>;
+  /** ISO 3166-1 alpha-2 region national phone numbers are read in; null: none (migration 0020). */
+  phone_region: ColumnType<string | null, string | null | undefined, string | null>;
   updated_at: Timestamp;
 }
 

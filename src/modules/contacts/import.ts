@@ -461,7 +461,7 @@ class ImportRun {
       r.companiesCreated += unknown.length;
     }
     const { crypto } = this.deps;
-    const ixKeys = await crypto.indexKeys(tenantId);
+    const ixKeys = await crypto.indexKeys(tenantId, trx);
     // Index columns of every row, from its clear values; e-mail duplicates by the exact hash.
     const indexOf = new Map<Pending, Record<string, unknown>>();
     for (const p of batch) indexOf.set(p, crypto.indexColumnsWith(ixKeys, p.mapped.values));
@@ -513,7 +513,10 @@ class ImportRun {
         // form one group (see field-crypto.ts), re-sealed whole.
         const current = await readProtected(trx, tenantId, existingId, crypto);
         const sealed = await crypto.seal(tenantId, existingId, fields, { ...current, ...fields });
-        const columns = { ...toContactColumns(sealed.values), ...sealed.indexColumns };
+        const columns = {
+          ...toContactColumns(sealed.values),
+          ...crypto.indexColumnsWith(ixKeys, fields),
+        };
         await mergeContact(trx, tenantId, existingId, columns, this.now);
         r.updated++;
         continue;

@@ -1,4 +1,5 @@
 import type { KeyObject } from 'node:crypto';
+import type { Kysely } from 'kysely';
 import {
   DEFAULT_BLIND_INDEX_BITS,
   GROUP_ENVELOPE_PREFIX,
@@ -20,13 +21,16 @@ import type { KeyService } from '../keys/service.ts';
 import { SUBJECT_KEY_VERSION, keyDestroyed, subjectKeyId } from '../keys/subject-keys.ts';
 import { newId } from '../../ids.ts';
 import { keyNotFound } from '../keys/tenant-keys.ts';
-import type { BlindIndexSpec, RecordSpec } from './spec.ts';
+import type { Database } from '../../db/schema.ts';
+import { readPhoneRegion } from '../tenant-settings/phone-region.ts';
+import type { BlindIndexSpec, IndexContext, RecordSpec } from './spec.ts';
 
 /**
  * Encryption at rest for one record type, driven by the data map: every field the map classes
  * `personal` or `sensitive` is sealed on write and opened on read; nothing is decided per call
  * site. The key is the record's data subject's (`spec.subjectOf`) or else the tenant data key;
- * blind-index columns are computed here too, because they need the tenant's index key.
+ * blind-index columns are computed here too, because they need the tenant's index key (and, for
+ * a regional index such as the phone's, the tenant's phone region: see `indexKeys`).
  *
  * Format: the protected fields of a record are sealed together, ONE AES-GCM call per record
  * (`encryptGroup`, format `cv2.`; AD = tenant, object, record id and every field's name and
@@ -52,6 +56,15 @@ interface IndexKeys {
   index: KeyObject;
   unique: KeyObject | undefined;
 }
+
+/** A tenant's index keys per field, and what the normal forms depend on (`indexKeys`). */
+export interface TenantIndexing {
+  keys: Map<string, IndexKeys>;
+  /** Undefined when it was not read (no regional field among the values it was read for). */
+  context: IndexContext | undefined;
+}
+
+const NO_CONTEXT: IndexContext = { phoneRegion: null };
 
 /** At most this many tenants' derived index keys are kept (then the map starts afresh). */
 const MAX_TENANTS = 1000;
@@ -82,9 +95,10 @@ export function createFieldCrypto(spec: RecordSpec, deps: FieldCryptoDeps) {
     if (!protectedSet.has(field))
       throw new TypeError(`${object}.${field} is indexed, not protected`);
   }
+  const regionalFields = indexes.filter(([, ix]) => ix.regional === true).map(([f]) => f);
   const derived = new Map<string, Promise<Map<string, IndexKeys>>>();
 
-  function indexKeys(tenantId: string): Promise<Map<string, IndexKeys>> {
+  function derivedKeys(tenantId: string): Promise<Map<string, IndexKeys>> {
     let found = derived.get(tenantId);
     if (found === undefined) {
       found = keys.tenantIndexKey(tenantId).then((root) => {
@@ -103,6 +117,24 @@ export function createFieldCrypto(spec: RecordSpec, deps: FieldCryptoDeps) {
       derived.set(tenantId, found);
     }
     return found;
+  }
+
+  /**
+   * What index columns and filter values of the tenant are computed with: the derived keys, and
+   * the tenant's phone region when an index is regional, read in `conn`. A write of index
+   * columns reads it in its own transaction: the region then cannot change before it commits
+   * (a change waits, then re-indexes what is committed; see tenant-settings/phone-region.ts).
+   * Given the `values` the columns will be computed for, the region is read only when a regional
+   * field is among them (no query, no lock, for a write of the e-mail alone).
+   */
+  async function indexKeys(
+    tenantId: string,
+    conn: Kysely<Database>,
+    values?: Row,
+  ): Promise<TenantIndexing> {
+    const needed = regionalFields.some((f) => values === undefined || f in values);
+    const context = needed ? { phoneRegion: await readPhoneRegion(conn, tenantId) } : undefined;
+    return { keys: await derivedKeys(tenantId), context };
   }
 
   /** The data subject whose key seals a record, or null for the tenant key. */
@@ -148,13 +180,17 @@ export function createFieldCrypto(spec: RecordSpec, deps: FieldCryptoDeps) {
   }
 
   /** Index columns for the indexed fields present in `values` (null when not indexable). */
-  function indexColumnsWith(ixKeys: Map<string, IndexKeys>, values: Row): Row {
+  function indexColumnsWith(indexing: TenantIndexing, values: Row): Row {
     const out: Row = {};
     for (const [field, ix] of indexes) {
       if (!(field in values)) continue;
-      const k = ixKeys.get(field) as IndexKeys;
+      const k = indexing.keys.get(field) as IndexKeys;
+      const context = indexing.context ?? NO_CONTEXT;
+      if (ix.regional === true && indexing.context === undefined) {
+        throw new TypeError(`${object}.${field} is regional: read indexKeys for these values`);
+      }
       const value = values[field];
-      const normal = typeof value === 'string' ? ix.normalize(value) : null;
+      const normal = typeof value === 'string' ? ix.normalize(value, context) : null;
       out[ix.column] = normal === null ? null : blindIndex(k.index, normal, { bits });
       if (ix.uniqueColumn !== undefined) {
         out[ix.uniqueColumn] =
@@ -169,11 +205,17 @@ export function createFieldCrypto(spec: RecordSpec, deps: FieldCryptoDeps) {
     return fields.some((f) => values[f] !== undefined);
   }
 
+  /** Does a write of `values` change an index column (so it needs `indexKeys`)? */
+  function touchesIndex(values: Row): boolean {
+    return indexes.some(([f]) => f in values);
+  }
+
   /**
    * Seals `values` (API fields of record `id`; `record` is the whole record after the write,
    * which decides the key). When `values` sets or clears any protected field, every protected
    * field of `record` is sealed again as one group and returned (null for the absent ones), so
-   * store them all. Returns the sealed fields and the index columns of `values` to store.
+   * store them all. The index columns of `values` are the caller's to add (`indexColumnsWith`,
+   * inside the write's transaction).
    */
   async function seal(
     tenantId: string,
@@ -181,16 +223,12 @@ export function createFieldCrypto(spec: RecordSpec, deps: FieldCryptoDeps) {
     values: Row,
     record: Row = values,
     key?: FieldKey,
-  ): Promise<{ values: Row; indexColumns: Row }> {
-    let sealed = values;
-    if (touchesProtected(values)) {
-      const whole: Row = { ...values };
-      for (const f of fields) whole[f] = values[f] !== undefined ? values[f] : (record[f] ?? null);
-      sealed = sealWith(key ?? (await writeKey(tenantId, id, record)), tenantId, id, whole);
-    }
-    const indexed = indexes.length > 0 && indexes.some(([f]) => f in values);
-    const indexColumns = indexed ? indexColumnsWith(await indexKeys(tenantId), values) : {};
-    return { values: sealed, indexColumns };
+  ): Promise<{ values: Row }> {
+    if (!touchesProtected(values)) return { values };
+    const whole: Row = { ...values };
+    for (const f of fields) whole[f] = values[f] !== undefined ? values[f] : (record[f] ?? null);
+    const sealed = sealWith(key ?? (await writeKey(tenantId, id, record)), tenantId, id, whole);
+    return { values: sealed };
   }
 
   /** Does a change of `before` into `after` move the record to another key (re-seal all)? */
@@ -370,6 +408,7 @@ export function createFieldCrypto(spec: RecordSpec, deps: FieldCryptoDeps) {
    * normal form candidates must have after decryption; null if the value can never match.
    */
   async function indexFilter(
+    conn: Kysely<Database>,
     tenantId: string,
     field: string,
     raw: string,
@@ -379,16 +418,19 @@ export function createFieldCrypto(spec: RecordSpec, deps: FieldCryptoDeps) {
     // Stored values are well-formed text (the schemas refuse lone surrogates): such a query
     // value can never match, and the HMAC would refuse to encode it.
     if (LONE_SURROGATE.test(raw)) return null;
-    const normal = ix.normalize(raw);
+    // The value is read as the index was written: a national number in the tenant's region.
+    const context =
+      ix.regional === true ? { phoneRegion: await readPhoneRegion(conn, tenantId) } : NO_CONTEXT;
+    const normal = ix.normalize(raw, context);
     if (normal === null) return null;
-    const k = (await indexKeys(tenantId)).get(field) as IndexKeys;
+    const k = (await derivedKeys(tenantId)).get(field) as IndexKeys;
     const column = spec.fields[field] as string;
     return {
       column: ix.column,
       value: blindIndex(k.index, normal, { bits }),
       confirm: (row) => {
         const plain = row[column];
-        return typeof plain === 'string' && ix.normalize(plain) === normal;
+        return typeof plain === 'string' && ix.normalize(plain, context) === normal;
       },
     };
   }
@@ -396,9 +438,10 @@ export function createFieldCrypto(spec: RecordSpec, deps: FieldCryptoDeps) {
   /** The unique keyed hash of a value of an indexed field (exact; for duplicate checks). */
   async function uniqueHash(tenantId: string, field: string, raw: string): Promise<string | null> {
     const ix: BlindIndexSpec | undefined = spec.blindIndexes?.[field];
-    const normal = ix?.normalize(raw) ?? null;
+    if (ix?.regional === true) throw new TypeError(`${object}.${field} is regional, not unique`);
+    const normal = ix?.normalize(raw, NO_CONTEXT) ?? null;
     if (normal === null) return null;
-    const k = (await indexKeys(tenantId)).get(field)?.unique;
+    const k = (await derivedKeys(tenantId)).get(field)?.unique;
     if (k === undefined) throw new TypeError(`${object}.${field} has no unique hash`);
     return equalityHash(k, normal);
   }
@@ -445,6 +488,7 @@ export function createFieldCrypto(spec: RecordSpec, deps: FieldCryptoDeps) {
     fields,
     seal,
     sealWith,
+    touchesIndex,
     indexKeys,
     indexColumnsWith,
     keyChanges,

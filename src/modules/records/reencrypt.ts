@@ -283,7 +283,7 @@ export function createReencryptionJob(deps: ReencryptDeps) {
     }
     const redone = t.protectedColumns.filter(([, column]) => !damagedColumns.has(column));
     for (const [field] of redone) values[field] = record[field] ?? null;
-    let sealed: { values: Row; indexColumns: Row; key: FieldKey };
+    let sealed: { values: Row; key: FieldKey };
     try {
       const key = await crypto.writeKey(tenantId, id, record);
       sealed = { ...(await crypto.seal(tenantId, id, values, record, key)), key };
@@ -293,10 +293,17 @@ export function createReencryptionJob(deps: ReencryptDeps) {
       throw err;
     }
     const key = sealed.key;
-    const changes: Row = { ...sealed.indexColumns };
+    const changes: Row = {};
     for (const [field, column] of redone) changes[column] = sealed.values[field] ?? null;
-    const write = async (set: Row) => {
-      let query = (db as unknown as AnyDb)
+    // The index columns in the write's transaction: the tenant's phone region (which a regional
+    // index is computed in) cannot change before it commits.
+    const write = (set: Row) =>
+      db.transaction().execute(async (trx) => {
+        const indexing = await crypto.indexKeys(tenantId, trx, values);
+        return writeIf(trx, { ...crypto.indexColumnsWith(indexing, values), ...set });
+      });
+    const writeIf = async (trx: Kysely<Database>, set: Row) => {
+      let query = (trx as unknown as AnyDb)
         .updateTable(spec.table)
         .set(set)
         .where(sql.ref('tenant_id'), '=', tenantId)

@@ -339,7 +339,7 @@ export function createRecordService(spec: RecordSpec, deps: RecordDeps) {
       const filter = spec.filters[name];
       if (!filter) throw new TypeError(`filter ${name} has no spec`);
       if ('blindIndex' in filter) {
-        const index = await crypto.indexFilter(actor.tenantId, filter.blindIndex, raw);
+        const index = await crypto.indexFilter(db, actor.tenantId, filter.blindIndex, raw);
         if (index === null) return { items: [], nextCursor: null };
         equals.push({ column: index.column, value: index.value });
         confirms.push(index.confirm);
@@ -432,9 +432,8 @@ export function createRecordService(spec: RecordSpec, deps: RecordDeps) {
     const subject = spec.isSubject ? await crypto.newSubject(actor.tenantId) : undefined;
     const id = subject?.id ?? newId();
     const sealed = await crypto.seal(actor.tenantId, id, values, values, subject?.key);
-    const row = {
+    const row: Record<string, unknown> & { id: string } = {
       ...toColumns(sealed.values, values),
-      ...sealed.indexColumns,
       id,
       tenant_id: actor.tenantId,
       created_at: now,
@@ -444,6 +443,11 @@ export function createRecordService(spec: RecordSpec, deps: RecordDeps) {
     try {
       await db.transaction().execute(async (trx) => {
         await checkReferences(trx, actor, values);
+        // In the transaction: the tenant's phone region cannot change before it commits.
+        if (crypto.touchesIndex(values)) {
+          const indexing = await crypto.indexKeys(actor.tenantId, trx, values);
+          Object.assign(row, crypto.indexColumnsWith(indexing, values));
+        }
         await insertRow(trx, spec.table, row);
         const set = Object.keys(values).filter((f) => values[f] != null);
         await record(trx, actor, 'record.created', row.id, set);
@@ -482,9 +486,12 @@ export function createRecordService(spec: RecordSpec, deps: RecordDeps) {
           ? { ...pick(merged, crypto.fields), ...changed }
           : changed;
         const sealed = await crypto.seal(actor.tenantId, id, toSeal, merged);
+        const indexColumns = crypto.touchesIndex(toSeal)
+          ? crypto.indexColumnsWith(await crypto.indexKeys(actor.tenantId, trx, toSeal), toSeal)
+          : {};
         const changes = {
           ...toColumns(sealed.values, merged),
-          ...sealed.indexColumns,
+          ...indexColumns,
           updated_at: clock.now().toISOString(),
         };
         if (!(await updateRowAtVersion(trx, spec.table, actor.tenantId, id, version, changes))) {

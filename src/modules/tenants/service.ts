@@ -5,7 +5,7 @@ import { AppError } from '../../errors.ts';
 import { newId } from '../../ids.ts';
 import { hashPassword } from '../identity/passwords.ts';
 import { checkPassword } from '../identity/password-policy.ts';
-import { normalizeEmail } from '../../core/crypto/normalize.ts';
+import { isPhoneRegion, normalizeEmail } from '../../core/crypto/normalize.ts';
 
 export interface SetupInput {
   slug: string;
@@ -13,6 +13,8 @@ export interface SetupInput {
   ownerEmail: string;
   ownerName: string;
   password: string;
+  /** Region national phone numbers are read in (ISO 3166-1 alpha-2); absent: none. */
+  phoneRegion?: string | undefined;
 }
 
 const SLUG = /^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$/;
@@ -30,6 +32,12 @@ export async function setupTenant(
   if (input.name.trim() === '') problems.push({ field: 'name', reason: 'must not be empty' });
   if (!EMAIL.test(input.ownerEmail))
     problems.push({ field: 'email', reason: 'not an e-mail address' });
+  if (input.phoneRegion !== undefined && !isPhoneRegion(input.phoneRegion)) {
+    problems.push({
+      field: 'phone-region',
+      reason: 'not an upper-case ISO 3166-1 alpha-2 region with phone numbering rules',
+    });
+  }
   const weak = await checkPassword(input.password, {
     email: input.ownerEmail,
     name: input.ownerName,
@@ -82,6 +90,12 @@ export async function setupTenant(
         version: 1,
       })
       .execute();
+    if (input.phoneRegion !== undefined) {
+      await trx
+        .insertInto('tenant_settings')
+        .values({ tenant_id: tenant.id, phone_region: input.phoneRegion, updated_at: now })
+        .execute();
+    }
     return { tenant, ownerId };
   });
 }
