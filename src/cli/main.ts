@@ -9,6 +9,7 @@ import { registerTransferCommands } from './import-export.ts';
 import { registerAuditCommands } from './audit.ts';
 import { registerReportCommands } from './report.ts';
 import { registerKeyCommands } from './keys.ts';
+import { withUserCrypto } from './user-keys.ts';
 import { promptSecret } from './prompt.ts';
 
 /** Thrown by commands for a clean exit with a message and status. */
@@ -75,16 +76,18 @@ export function buildCli(
     .option('--owner-name <name>', "owner's display name (defaults to the e-mail)")
     .action(async (opts: { tenant: string; name: string; email: string; ownerName?: string }) => {
       const password = setupPasswordFrom() ?? (await promptSecret('Owner password: '));
-      await withDatabase(async ({ db }) => {
-        const { tenant } = await setupTenant(
-          { db, clock: systemClock },
-          {
-            slug: opts.tenant,
-            name: opts.name,
-            ownerEmail: opts.email,
-            ownerName: opts.ownerName ?? opts.email,
-            password,
-          },
+      await withDatabase(async (database) => {
+        const { tenant } = await withUserCrypto(database, (users) =>
+          setupTenant(
+            { db: database.db, clock: systemClock, users },
+            {
+              slug: opts.tenant,
+              name: opts.name,
+              ownerEmail: opts.email,
+              ownerName: opts.ownerName ?? opts.email,
+              password,
+            },
+          ),
         );
         out(
           `Created tenant "${tenant.slug}" with owner ${opts.email}. Sign in with POST /api/v1/auth/login.`,

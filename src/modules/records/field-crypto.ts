@@ -20,7 +20,7 @@ import type { KeyService } from '../keys/service.ts';
 import { SUBJECT_KEY_VERSION, keyDestroyed, subjectKeyId } from '../keys/subject-keys.ts';
 import { newId } from '../../ids.ts';
 import { keyNotFound } from '../keys/tenant-keys.ts';
-import type { BlindIndexSpec, RecordSpec } from './spec.ts';
+import type { BlindIndexSpec, SealedSpec } from './spec.ts';
 
 /**
  * Encryption at rest for one record type, driven by the data map: every field the map classes
@@ -70,7 +70,7 @@ const NEED_KEY = Symbol('need key');
 
 export type FieldCrypto = ReturnType<typeof createFieldCrypto>;
 
-export function createFieldCrypto(spec: RecordSpec, deps: FieldCryptoDeps) {
+export function createFieldCrypto(spec: SealedSpec, deps: FieldCryptoDeps) {
   const { keys } = deps;
   const bits = deps.indexBits ?? DEFAULT_BLIND_INDEX_BITS;
   const object = spec.object;

@@ -1,7 +1,7 @@
 import type { Kysely } from 'kysely';
 import type { Database } from '../../db/schema.ts';
 import { censusOfValues } from './reencrypt.ts';
-import type { RecordSpec } from './spec.ts';
+import type { SealedSpec } from './spec.ts';
 
 /**
  * The key service's `protectedValues` hook: how many stored values of a tenant are still sealed
@@ -10,7 +10,7 @@ import type { RecordSpec } from './spec.ts';
  * is 0, so retiring never makes a value unreadable. A damaged value counts as protected (never
  * retire on doubt). The re-encryption job (reencrypt.ts) moves such values to the active version.
  */
-export function createProtectedValueCounter(db: Kysely<Database>, specs: readonly RecordSpec[]) {
+export function createProtectedValueCounter(db: Kysely<Database>, specs: readonly SealedSpec[]) {
   return async function protectedValues(tenantId: string, version: number): Promise<number> {
     const census = await censusOfValues(db, specs, tenantId);
     return (census.byVersion.get(version) ?? 0) + census.damaged;

@@ -9,7 +9,7 @@ import { tenantKeyId } from '../keys/tenant-keys.ts';
 import { isProtected } from '../../core/privacy/index.ts';
 import { createFieldCrypto } from './field-crypto.ts';
 import { isUniqueViolation } from './repository.ts';
-import type { RecordSpec } from './spec.ts';
+import type { SealedSpec } from './spec.ts';
 
 /**
  * Re-encryption after a tenant key rotation, and encryption of values left in clear.
@@ -66,14 +66,14 @@ export interface ValueCensus {
 const PAGE = 1000;
 
 /** The data map's protected fields of a record type, with their columns. */
-function protectedColumns(spec: RecordSpec): [field: string, column: string][] {
+function protectedColumns(spec: SealedSpec): [field: string, column: string][] {
   return Object.entries(spec.fields).filter(([field]) => isProtected(spec.object, field as never));
 }
 
 /** Pages through a tenant's rows of `spec` by id, `size` rows at a time. */
 async function* pages(
   db: Kysely<Database>,
-  spec: RecordSpec,
+  spec: SealedSpec,
   tenantId: string,
   columns: readonly string[],
   size: number,
@@ -100,7 +100,7 @@ async function* pages(
  */
 export async function censusOfValues(
   db: Kysely<Database>,
-  specs: readonly RecordSpec[],
+  specs: readonly SealedSpec[],
   tenantId: string,
 ): Promise<ValueCensus> {
   const census: ValueCensus = { byVersion: new Map(), subjectValues: 0, clear: 0, damaged: 0 };
@@ -188,7 +188,7 @@ export function copyCensus(census: ValueCensus): ValueCensus {
 export interface ReencryptDeps {
   db: Kysely<Database>;
   keys: KeyService;
-  specs: readonly RecordSpec[];
+  specs: readonly SealedSpec[];
   /** Blind-index truncation in bits (as the record services use). */
   indexBits?: number | undefined;
 }

@@ -1,0 +1,113 @@
+import { createSecretKey, randomBytes } from 'node:crypto';
+import { blindIndex } from '../../core/crypto/index.ts';
+import type { KeyService } from '../keys/service.ts';
+import { createFieldCrypto } from '../records/field-crypto.ts';
+import { userSpec } from './spec.ts';
+
+const DECOY_ADDRESS = 'nobody@decoy.invalid';
+
+/** The stored columns of a user's e-mail and name. */
+export interface SealedUserColumns {
+  email: string;
+  name: string;
+  email_bidx: string | null;
+  email_eq: string | null;
+}
+
+/**
+ * A user's e-mail and name at rest (see spec.ts): sealed on write, opened on read, and the
+ * e-mail found through its blind index, candidates confirmed after decryption. Every module that
+ * reads or writes `users.email` / `users.name` goes through this, built once in compose.ts.
+ *
+ * @example
+ * ```ts
+ * const users = createUserCrypto({ keys });
+ * const columns = await users.seal(tenantId, userId, { email, name });
+ * const [user] = await users.open(tenantId, [row]);
+ * ```
+ */
+export function createUserCrypto(deps: { keys: KeyService; indexBits?: number | undefined }) {
+  const crypto = createFieldCrypto(userSpec, deps);
+  const bits = deps.indexBits;
+  // A lookup in a tenant that does not exist still computes one HMAC (under a key nobody has)
+  // and runs its query, so that it costs what a lookup in a real tenant costs.
+  const decoyKey = createSecretKey(randomBytes(32));
+
+  /** E-mail and name sealed as one group (both always written together) with the lookup hashes. */
+  async function seal(
+    tenantId: string,
+    userId: string,
+    values: { email: string; name: string },
+  ): Promise<SealedUserColumns> {
+    const sealed = await crypto.seal(tenantId, userId, values);
+    return {
+      email: sealed.values.email as string,
+      name: sealed.values.name as string,
+      email_bidx: (sealed.indexColumns.email_bidx as string | null | undefined) ?? null,
+      email_eq: (sealed.indexColumns.email_eq as string | null | undefined) ?? null,
+    };
+  }
+
+  /**
+   * Rows of one tenant with `email` and `name` opened (both must be selected: they are one
+   * group). A value that fails authentication throws `resource.integrity_failed`.
+   */
+  function open<R extends { id: string; email: string; name: string }>(
+    tenantId: string,
+    rows: readonly R[],
+  ): Promise<R[]> {
+    return crypto.open(tenantId, rows);
+  }
+
+  async function openOne<R extends { id: string; email: string; name: string }>(
+    tenantId: string,
+    row: R,
+  ): Promise<R> {
+    const [opened] = await open(tenantId, [row]);
+    return opened as R;
+  }
+
+  /**
+   * The user of the tenant with this e-mail, if any: `query` selects the tenant's users whose
+   * `email_bidx` is the given index (a truncated index collides by design), each candidate is
+   * opened and the one whose e-mail normalises to the same address is returned. With a null
+   * tenant (an unknown one) the same work is done against nothing.
+   */
+  async function findByEmail<R extends { id: string; email: string; name: string }>(
+    tenantId: string | null,
+    email: string,
+    query: (emailBidx: string) => Promise<R[]>,
+  ): Promise<R | undefined> {
+    const filter = tenantId === null ? null : await crypto.indexFilter(tenantId, 'email', email);
+    if (tenantId === null || filter === null) {
+      await query(blindIndex(decoyKey, DECOY_ADDRESS, { bits }));
+      return undefined;
+    }
+    const candidates = await query(filter.value);
+    if (candidates.length === 0) return undefined;
+    return (await open(tenantId, candidates)).find((row) => filter.confirm(row));
+  }
+
+  /** The unique keyed hash of an e-mail in the tenant (null when it is not an address). */
+  function emailHash(tenantId: string, email: string): Promise<string | null> {
+    return crypto.uniqueHash(tenantId, 'email', email);
+  }
+
+  /**
+   * An address waiting for confirmation (an e-mail change link): sealed alone under the tenant
+   * data key, bound to the link's id, so it cannot pass for a user's stored e-mail.
+   */
+  async function sealPendingEmail(tenantId: string, linkId: string, email: string) {
+    const key = await crypto.writeKey(tenantId, linkId, {});
+    return crypto.sealWith(key, tenantId, linkId, { email }).email as string;
+  }
+
+  async function openPendingEmail(tenantId: string, linkId: string, stored: string) {
+    const [row] = await crypto.open(tenantId, [{ id: linkId, email: stored, name: null }]);
+    return row?.email as string;
+  }
+
+  return { seal, open, openOne, findByEmail, emailHash, sealPendingEmail, openPendingEmail };
+}
+
+export type UserCrypto = ReturnType<typeof createUserCrypto>;
