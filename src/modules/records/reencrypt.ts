@@ -15,11 +15,12 @@ import type { SealedSpec } from './spec.ts';
  * Re-encryption after a tenant key rotation, and encryption of values left in clear.
  *
  * Rotating the tenant data key re-wraps subject keys (see keys/rotation.ts); the values sealed
- * directly under the tenant key (activities without a contact) must be opened and sealed again
- * under the new version before the old one can be retired. The same pass encrypts protected
- * values still stored in clear (rows written before migration 0007) and computes their blind
- * indexes. What is left to do is read from the data (values whose envelope names an older
- * version, or that are not envelopes at all), so a killed job simply runs again.
+ * directly under the tenant key (users' e-mail and name, activities without a contact) must be
+ * opened and sealed again under the new version before the old one can be retired. The same pass
+ * encrypts protected values still stored in clear (contacts written before migration 0007, users
+ * before 0019) and computes their blind indexes. What is left to do is read from the data (values
+ * whose envelope names an older version, or that are not envelopes at all), so a killed job
+ * simply runs again.
  *
  * A row is written back only if it is still the row that was read: same `version` and the same
  * stored values (compare-and-set). A user's write in between wins; the row is taken up again in a
