@@ -191,6 +191,44 @@ describe("users' e-mail and name at rest", () => {
     expect(await users.findByEmail(null, made[0]!.email, query)).toBeUndefined();
   });
 
+  it('opens a sealed pair for an unknown address as for a known one (the same work at sign-in)', async () => {
+    const s = await ctx.tenant();
+    const opened: string[] = [];
+    const keys = ctx.services.keys;
+    const counting = {
+      ...keys,
+      keyFor: (tenantId: string, ref: Parameters<typeof keys.keyFor>[1]) => {
+        opened.push(ref.keyId);
+        return keys.keyFor(tenantId, ref);
+      },
+    };
+    const users = createUserCrypto({ keys: counting });
+    const query = (bidx: string) =>
+      db()
+        .selectFrom('users')
+        .select(['id', 'email', 'name'])
+        .where('tenant_id', '=', s.tenantId)
+        .where('email_bidx', '=', bidx)
+        .execute();
+    const work = async (tenantId: string | null, email: string) => {
+      opened.length = 0;
+      const found = await users.findByEmail(tenantId, email, query);
+      return { found: found?.id, opened: [...opened] };
+    };
+    const tenantKey = `tenant:${s.tenantId}`;
+    expect(await work(s.tenantId, s.email)).toEqual({ found: s.userId, opened: [tenantKey] });
+    expect(await work(s.tenantId, 'nobody@nowhere.example')).toEqual({
+      found: undefined,
+      opened: [tenantKey],
+    });
+    expect(await work(s.tenantId, 'not an address')).toEqual({
+      found: undefined,
+      opened: [tenantKey],
+    });
+    // No tenant, no tenant key: a local decoy is opened instead.
+    expect(await work(null, s.email)).toEqual({ found: undefined, opened: [] });
+  });
+
   it('seals the address an e-mail change waits to confirm', async () => {
     const m = marker();
     const res = await ctx.app.inject({

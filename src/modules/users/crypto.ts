@@ -1,10 +1,15 @@
 import { createSecretKey, randomBytes } from 'node:crypto';
-import { blindIndex } from '../../core/crypto/index.ts';
+import { blindIndex, decryptGroupText, encryptGroup } from '../../core/crypto/index.ts';
+import { AppError } from '../../errors.ts';
+import { newId } from '../../ids.ts';
 import type { KeyService } from '../keys/service.ts';
 import { createFieldCrypto } from '../records/field-crypto.ts';
 import { userSpec } from './spec.ts';
 
 const DECOY_ADDRESS = 'nobody@decoy.invalid';
+const DECOY_NAME = 'Nobody';
+/** At most this many tenants' decoys are kept (then the map starts afresh). */
+const MAX_DECOYS = 1000;
 
 /** The stored columns of a user's e-mail and name. */
 export interface SealedUserColumns {
@@ -32,6 +37,48 @@ export function createUserCrypto(deps: { keys: KeyService; indexBits?: number | 
   // A lookup in a tenant that does not exist still computes one HMAC (under a key nobody has)
   // and runs its query, so that it costs what a lookup in a real tenant costs.
   const decoyKey = createSecretKey(randomBytes(32));
+  // A miss still opens one sealed pair, as a hit does: the tenant's decoy (sealed once per
+  // process under its data key), or, for a tenant that does not exist, one under a local key.
+  const decoyRef = { key: createSecretKey(randomBytes(32)), keyId: 'decoy', keyVersion: 1 };
+  const decoyAd = { tenantId: 'decoy', object: 'user', recordId: 'decoy' };
+  const localDecoy = encryptGroup(decoyRef.key, decoyRef, decoyAd, [
+    ['email', DECOY_ADDRESS],
+    ['name', DECOY_NAME],
+  ]);
+  const decoys = new Map<string, Promise<{ id: string; email: string; name: string }>>();
+
+  function tenantDecoy(tenantId: string) {
+    let decoy = decoys.get(tenantId);
+    if (decoy === undefined) {
+      const id = newId();
+      decoy = seal(tenantId, id, { email: DECOY_ADDRESS, name: DECOY_NAME }).then((sealed) => ({
+        id,
+        email: sealed.email,
+        name: sealed.name,
+      }));
+      if (decoys.size >= MAX_DECOYS) decoys.clear();
+      decoys.set(tenantId, decoy);
+    }
+    return decoy;
+  }
+
+  /** The work of opening a candidate, for a lookup that found none. */
+  async function decoyWork(tenantId: string | null): Promise<void> {
+    if (tenantId === null) {
+      decryptGroupText(decoyRef, decoyAd, [
+        ['email', localDecoy[0]!],
+        ['name', localDecoy[1]!],
+      ]);
+      return;
+    }
+    try {
+      await open(tenantId, [await tenantDecoy(tenantId)]);
+    } catch (err) {
+      // Sealed under a version retired since: seal another next time.
+      decoys.delete(tenantId);
+      if (!(err instanceof AppError)) throw err;
+    }
+  }
 
   /** E-mail and name sealed as one group (both always written together) with the lookup hashes. */
   async function seal(
@@ -81,10 +128,14 @@ export function createUserCrypto(deps: { keys: KeyService; indexBits?: number | 
     const filter = tenantId === null ? null : await crypto.indexFilter(tenantId, 'email', email);
     if (tenantId === null || filter === null) {
       await query(blindIndex(decoyKey, DECOY_ADDRESS, { bits }));
+      await decoyWork(tenantId);
       return undefined;
     }
     const candidates = await query(filter.value);
-    if (candidates.length === 0) return undefined;
+    if (candidates.length === 0) {
+      await decoyWork(tenantId);
+      return undefined;
+    }
     return (await open(tenantId, candidates)).find((row) => filter.confirm(row));
   }
 
