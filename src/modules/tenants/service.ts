@@ -50,6 +50,8 @@ export async function setupTenant(
   }
   const passwordHash = await hashPassword(input.password);
   const now = deps.clock.now().toISOString();
+  // Checked again in the transaction; here so that a taken slug creates no keys.
+  await assertSlugFree(deps.db, input.slug);
   const tenantId = newId();
   const ownerId = newId();
   const owner = await deps.users.seal(tenantId, ownerId, {
@@ -57,16 +59,7 @@ export async function setupTenant(
     name: input.ownerName.trim() || input.ownerEmail.trim(),
   });
   return deps.db.transaction().execute(async (trx) => {
-    const existing = await trx
-      .selectFrom('tenants')
-      .select('id')
-      .where('slug', '=', input.slug)
-      .executeTakeFirst();
-    if (existing) {
-      throw new AppError('conflict', 'tenant.slug_taken', 'tenant slug taken', {
-        detail: `A tenant named "${input.slug}" already exists.`,
-      });
-    }
+    await assertSlugFree(trx, input.slug);
     const tenant: TenantRow = {
       id: tenantId,
       slug: input.slug,
@@ -98,4 +91,17 @@ export async function countTenants(db: Kysely<Database>): Promise<number> {
     .select((eb) => eb.fn.countAll<number | string>().as('n'))
     .executeTakeFirstOrThrow();
   return Number(row.n);
+}
+
+async function assertSlugFree(db: Kysely<Database>, slug: string): Promise<void> {
+  const existing = await db
+    .selectFrom('tenants')
+    .select('id')
+    .where('slug', '=', slug)
+    .executeTakeFirst();
+  if (existing) {
+    throw new AppError('conflict', 'tenant.slug_taken', 'tenant slug taken', {
+      detail: `A tenant named "${slug}" already exists.`,
+    });
+  }
 }
