@@ -139,11 +139,6 @@ export function createUserCrypto(deps: { keys: KeyService; indexBits?: number | 
     return (await open(tenantId, candidates)).find((row) => filter.confirm(row));
   }
 
-  /** The unique keyed hash of an e-mail in the tenant (null when it is not an address). */
-  function emailHash(tenantId: string, email: string): Promise<string | null> {
-    return crypto.uniqueHash(tenantId, 'email', email);
-  }
-
   /**
    * An address waiting for confirmation (an e-mail change link): sealed alone under the tenant
    * data key, bound to the link's id, so it cannot pass for a user's stored e-mail.
@@ -158,7 +153,7 @@ export function createUserCrypto(deps: { keys: KeyService; indexBits?: number | 
     return row?.email as string;
   }
 
-  return { seal, open, openOne, findByEmail, emailHash, sealPendingEmail, openPendingEmail };
+  return { seal, open, openOne, findByEmail, sealPendingEmail, openPendingEmail };
 }
 
 export type UserCrypto = ReturnType<typeof createUserCrypto>;
