@@ -9,6 +9,7 @@ import { registerTransferCommands } from './import-export.ts';
 import { registerAuditCommands } from './audit.ts';
 import { registerReportCommands } from './report.ts';
 import { registerKeyCommands } from './keys.ts';
+import { withUserCrypto } from './user-keys.ts';
 import { promptSecret } from './prompt.ts';
 
 /** Thrown by commands for a clean exit with a message and status. */
@@ -88,17 +89,19 @@ export function buildCli(
     .action(async (opts: SetupOptions) => {
       const password = setupPasswordFrom() ?? (await promptSecret('Owner password: '));
       const phoneRegion = opts.phoneRegion ?? loadConfig().defaultPhoneRegion;
-      await withDatabase(async ({ db }) => {
-        const { tenant } = await setupTenant(
-          { db, clock: systemClock },
-          {
-            slug: opts.tenant,
-            name: opts.name,
-            ownerEmail: opts.email,
-            ownerName: opts.ownerName ?? opts.email,
-            password,
-            phoneRegion,
-          },
+      await withDatabase(async (database) => {
+        const { tenant } = await withUserCrypto(database, (users) =>
+          setupTenant(
+            { db: database.db, clock: systemClock, users },
+            {
+              slug: opts.tenant,
+              name: opts.name,
+              ownerEmail: opts.email,
+              ownerName: opts.ownerName ?? opts.email,
+              password,
+              phoneRegion,
+            },
+          ),
         );
         out(
           `Created tenant "${tenant.slug}" with owner ${opts.email}. Sign in with POST /api/v1/auth/login.`,

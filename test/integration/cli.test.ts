@@ -51,9 +51,16 @@ async function cli(args: string[]) {
   return { status, out: out.join('\n'), err: err.join('') };
 }
 
-/** Signs in through a real app on the test database. */
+/**
+ * Signs in through a real app on the test database, with the key store the CLI used (users'
+ * e-mail addresses are found by a blind index under the tenant's key).
+ */
 async function signIn(tenant: string, email: string, password: string) {
-  const config = loadConfig({ CUSTOS_DATA_DIR: database.dataDir, CUSTOS_LOG_LEVEL: 'silent' });
+  const config = loadConfig({
+    CUSTOS_DATA_DIR: database.dataDir,
+    CUSTOS_LOG_LEVEL: 'silent',
+    ...(database.url ? { CUSTOS_DATABASE_URL: database.url } : {}),
+  });
   const services = createServices({ config, database: database.handle, clock: systemClock });
   const app = await buildApp({
     config,
@@ -68,6 +75,7 @@ async function signIn(tenant: string, email: string, password: string) {
     });
   } finally {
     await app.close();
+    await services.keys.close();
   }
 }
 

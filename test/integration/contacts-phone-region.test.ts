@@ -304,7 +304,7 @@ describe('phone region at tenant setup', () => {
   it('sets the region given at setup, and refuses an unknown one', async () => {
     const slug = `region-${process.pid}`;
     await setupTenant(
-      { db: ctx.database.handle.db, clock: ctx.clock },
+      { db: ctx.database.handle.db, clock: ctx.clock, users: ctx.services.userCrypto },
       {
         slug,
         name: 'Region',
@@ -321,7 +321,7 @@ describe('phone region at tenant setup', () => {
 
     await expect(
       setupTenant(
-        { db: ctx.database.handle.db, clock: ctx.clock },
+        { db: ctx.database.handle.db, clock: ctx.clock, users: ctx.services.userCrypto },
         {
           slug: `${slug}-bad`,
           name: 'Region',

@@ -507,6 +507,7 @@ describe('the worker', () => {
         audit: ctx.services.auditLog,
         throttle: { lock: async () => undefined },
         notifier: noopAlertNotifier,
+        users: ctx.services.userCrypto,
       });
     const breakGlass = () =>
       append({
@@ -575,6 +576,7 @@ describe('the worker', () => {
         notify: async (alert, recipients) =>
           void told.push({ rule: alert.rule, to: recipients.map((r) => r.email).sort() }),
       },
+      users: ctx.services.userCrypto,
     });
     await append({
       tenantId: owner.tenantId,

@@ -25,6 +25,7 @@ import type { MfaService } from '../mfa/service.ts';
 import type { PasskeySignIn } from '../passkeys/sign-in.ts';
 import type { LoginThrottle } from './throttle.ts';
 import type { SessionCache } from './session-cache.ts';
+import type { UserCrypto } from '../users/crypto.ts';
 
 export type { LoginOutcome } from './login.ts';
 export type { LoginResult } from './start-session.ts';
@@ -45,6 +46,8 @@ export interface AuthDeps {
     PasskeySignIn,
     'verifySecondFactor' | 'userAssertionStart' | 'verifyUserAssertion'
   >;
+  /** Users' e-mail and name at rest (sign-in looks users up by the e-mail's blind index). */
+  users: UserCrypto;
 }
 
 /** Sessions touch `last_seen_at` at most this often: the idle timeout needs no finer grain. */
@@ -334,7 +337,8 @@ export function createAuthService(deps: AuthDeps) {
       .where('users.id', '=', actor.userId)
       .where('users.tenant_id', '=', actor.tenantId)
       .executeTakeFirstOrThrow();
-    return { ...user, effectiveRole: actor.role, via: actor.kind };
+    const opened = await deps.users.openOne(actor.tenantId, user);
+    return { ...opened, effectiveRole: actor.role, via: actor.kind };
   }
 
   return {

@@ -23,7 +23,7 @@ import { newId } from '../../ids.ts';
 import { keyNotFound } from '../keys/tenant-keys.ts';
 import type { Database } from '../../db/schema.ts';
 import { readPhoneRegion } from '../tenant-settings/phone-region.ts';
-import type { BlindIndexSpec, IndexContext, RecordSpec } from './spec.ts';
+import type { BlindIndexSpec, IndexContext, SealedSpec } from './spec.ts';
 
 /**
  * Encryption at rest for one record type, driven by the data map: every field the map classes
@@ -83,7 +83,7 @@ const NEED_KEY = Symbol('need key');
 
 export type FieldCrypto = ReturnType<typeof createFieldCrypto>;
 
-export function createFieldCrypto(spec: RecordSpec, deps: FieldCryptoDeps) {
+export function createFieldCrypto(spec: SealedSpec, deps: FieldCryptoDeps) {
   const { keys } = deps;
   const bits = deps.indexBits ?? DEFAULT_BLIND_INDEX_BITS;
   const object = spec.object;
@@ -129,12 +129,18 @@ export function createFieldCrypto(spec: RecordSpec, deps: FieldCryptoDeps) {
    */
   async function indexKeys(
     tenantId: string,
-    conn: Kysely<Database>,
+    conn: Kysely<Database> | null,
     values?: Row,
   ): Promise<TenantIndexing> {
     const needed = regionalFields.some((f) => values === undefined || f in values);
-    const context = needed ? { phoneRegion: await readPhoneRegion(conn, tenantId) } : undefined;
+    const context = needed ? { phoneRegion: await regionFor(conn, tenantId) } : undefined;
     return { keys: await derivedKeys(tenantId), context };
+  }
+
+  /** The tenant's phone region, read through `conn` (null: a record type with no regional index). */
+  function regionFor(conn: Kysely<Database> | null, tenantId: string) {
+    if (conn === null) throw new TypeError(`${object} has a regional index: pass a connection`);
+    return readPhoneRegion(conn, tenantId);
   }
 
   /** The data subject whose key seals a record, or null for the tenant key. */
@@ -408,7 +414,7 @@ export function createFieldCrypto(spec: RecordSpec, deps: FieldCryptoDeps) {
    * normal form candidates must have after decryption; null if the value can never match.
    */
   async function indexFilter(
-    conn: Kysely<Database>,
+    conn: Kysely<Database> | null,
     tenantId: string,
     field: string,
     raw: string,
@@ -420,7 +426,7 @@ export function createFieldCrypto(spec: RecordSpec, deps: FieldCryptoDeps) {
     if (LONE_SURROGATE.test(raw)) return null;
     // The value is read as the index was written: a national number in the tenant's region.
     const context =
-      ix.regional === true ? { phoneRegion: await readPhoneRegion(conn, tenantId) } : NO_CONTEXT;
+      ix.regional === true ? { phoneRegion: await regionFor(conn, tenantId) } : NO_CONTEXT;
     const normal = ix.normalize(raw, context);
     if (normal === null) return null;
     const k = (await derivedKeys(tenantId)).get(field) as IndexKeys;

@@ -1,5 +1,5 @@
 import type { CountryCode } from '../../core/crypto/index.ts';
-import type { RecordTableName } from '../../db/schema.ts';
+import type { RecordTableName, SealedTableName } from '../../db/schema.ts';
 import type { RecordResource } from '../../core/policy/index.ts';
 import type { DataObject } from '../../core/privacy/index.ts';
 import type { ErrorCode } from '../../errors.ts';
@@ -94,6 +94,17 @@ export interface RecordSpec {
   /** Which error a unique-constraint violation means for this object. */
   uniqueConflict?: { code: ErrorCode; detail: string };
 }
+
+/**
+ * What encryption at rest needs to know of a stored object (field-crypto.ts, the re-encryption
+ * job and the census): its table, its fields and their columns (the data map decides which are
+ * sealed), its blind indexes and whose key seals it. Every `RecordSpec` is one; user accounts
+ * (src/modules/users/spec.ts) are one without being a CRM record.
+ */
+export type SealedSpec = Pick<
+  RecordSpec,
+  'object' | 'fields' | 'blindIndexes' | 'subjectOf' | 'isSubject'
+> & { table: SealedTableName };
 
 export const COMMON_SORTS: Record<string, SortSpec> = {
   createdAt: { column: 'created_at' },
