@@ -81,8 +81,12 @@ function sameOrigin(origin: string, host: string | undefined): boolean {
  * Tenant walls for HTTP: every request runs in a tenant scope holder. Until the actor is known it
  * is `system` (pre-auth: the session or API-key lookup, and the public routes that sign someone
  * in, whose tenant is what they establish); once the auth hook knows the actor it becomes the
- * actor's tenant for the rest of the request. The holder is entered again at each stage because
- * body parsing and the response's `finish` run outside the request's async context.
+ * actor's tenant for the rest of the request. The holder is entered again where the request
+ * resumes from a socket event, outside its async context: after its body was read
+ * (`preValidation`; every later stage, the handler and the answer's `onSend` follow from there),
+ * when an error is answered (a body that failed to parse) and when the response has finished.
+ * Each stage costs a hook call on every request, so there are no more of them than that
+ * (test/integration/tenant-scope-http.test.ts checks every stage).
  */
 function registerTenantScope(app: FastifyInstance) {
   app.decorateRequest('tenantScope', null);
@@ -96,10 +100,6 @@ function registerTenantScope(app: FastifyInstance) {
     else done();
   };
   app.addHook('preValidation', (request, _reply, done) => reenter(request, done));
-  app.addHook('preHandler', (request, _reply, done) => reenter(request, done));
-  app.addHook('onSend', (request, _reply, payload, done) =>
-    reenter(request, () => done(null, payload)),
-  );
   app.addHook('onResponse', (request, _reply, done) => reenter(request, done));
   app.addHook('onError', (request, _reply, _error, done) => reenter(request, done));
 }
@@ -113,8 +113,9 @@ export function registerAuthentication(app: FastifyInstance, auth: AuthService) 
   app.decorateRequest('actor', null);
   registerTenantScope(app);
   app.addHook('onRequest', async (request: FastifyRequest, _reply: FastifyReply) => {
-    if (request.routeOptions.config.public === true || request.routeOptions.url === undefined)
-      return;
+    // `routeOptions` is a getter that builds a new object on every read: read it once.
+    const route = request.routeOptions;
+    if (route.config.public === true || route.url === undefined) return;
     const meta = requestMeta(request);
     const header = request.headers.authorization;
     if (typeof header === 'string' && header.length > 0) {
@@ -143,6 +144,6 @@ export function registerAuthentication(app: FastifyInstance, auth: AuthService) 
     request.actor = await auth.actorFromSession(token, meta);
     enterActorTenant(request, request.actor);
     checkCsrf(request, token);
-    requireSecondFactorEnrolled(request.actor, request.routeOptions.config.mfaEnrolment === true);
+    requireSecondFactorEnrolled(request.actor, route.config.mfaEnrolment === true);
   });
 }

@@ -34,7 +34,7 @@ import { createFieldCrypto } from './field-crypto.ts';
 import type { KeyService } from '../keys/service.ts';
 import { auditActor, type AuditEventInput } from '../audit/event.ts';
 import { appendAlone, type AuditRecorder } from '../audit/service.ts';
-import type { OptionalCategories } from '../audit/settings.ts';
+import { categoriesOf, type CategoriesSource } from '../audit/settings.ts';
 import { fieldsClassified, type DataObject } from '../../core/privacy/index.ts';
 import { createRecordShaper, type FieldView } from './shape.ts';
 
@@ -81,7 +81,7 @@ export interface RecordDeps {
   /** Blind-index truncation in bits (default 32; tests force collisions with a tiny one). */
   indexBits?: number | undefined;
   /** The tenant's optional audit categories (cached): `recordReads` records `record.read`. */
-  auditPolicy?: { categories(tenantId: string): Promise<OptionalCategories> } | undefined;
+  auditPolicy?: CategoriesSource | undefined;
 }
 
 /** CRUD for one CRM object, scoped to the actor's tenant, authorised, versioned. */
@@ -134,10 +134,9 @@ export function createRecordService(spec: RecordSpec, deps: RecordDeps) {
   async function recordReads(actor: Actor, view: FieldView, items: readonly ApiRecord[]) {
     if (!deps.audit || personalFields.length === 0 || items.length === 0) return;
     const breakGlass = actor.kind === 'user' && actor.breakGlass !== undefined;
-    const everyPersonal =
-      breakGlass ||
-      (deps.auditPolicy !== undefined &&
-        (await deps.auditPolicy.categories(actor.tenantId)).recordReads);
+    let policy = deps.auditPolicy && categoriesOf(deps.auditPolicy, actor.tenantId);
+    if (policy instanceof Promise) policy = await policy;
+    const everyPersonal = breakGlass || policy?.recordReads === true;
     const watched = everyPersonal ? personalFields : sensitiveFields;
     if (watched.length === 0) return;
     const audit = deps.audit;
