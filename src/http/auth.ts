@@ -137,15 +137,20 @@ function authenticate(request: FastifyRequest, auth: AuthService): Promise<void>
       detail: 'Sign in or send an API key.',
     });
   }
-  const admitSession = (actor: Actor) => {
-    admit(request, actor);
-    checkCsrf(request, token);
-    requireSecondFactorEnrolled(actor, route.config.mfaEnrolment === true);
-  };
+  const enrolment = route.config.mfaEnrolment === true;
   const actor = auth.actorFromSession(token, meta);
-  if (actor instanceof Promise) return actor.then(admitSession);
-  admitSession(actor);
+  if (actor instanceof Promise) {
+    return actor.then((known) => admitSession(request, known, token, enrolment));
+  }
+  admitSession(request, actor, token, enrolment);
   return undefined;
+}
+
+// Module-level, not a closure per request: tsx names every named closure as it is created.
+function admitSession(request: FastifyRequest, actor: Actor, token: string, enrolment: boolean) {
+  admit(request, actor);
+  checkCsrf(request, token);
+  requireSecondFactorEnrolled(actor, enrolment);
 }
 
 /** From here on the request is `actor`'s and sees its tenant only. */
