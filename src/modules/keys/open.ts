@@ -125,10 +125,13 @@ export function createLazyKeyService(
   deps: { clock: Clock } & Partial<Pick<KeyServiceDeps, 'protectedValues' | 'random'>>,
 ): KeyService {
   let opened: Promise<OpenedKeys> | undefined;
+  // The opened service, for the one synchronous method (nothing is cached before it opens).
+  let ready: KeyService | undefined;
   const get = async (): Promise<KeyService> => {
     opened ??= openKeys(config, deps);
     try {
-      return (await opened).service;
+      ready = (await opened).service;
+      return ready;
     } catch (err) {
       opened = undefined;
       throw err;
@@ -142,6 +145,7 @@ export function createLazyKeyService(
     subjectKeys: async (...a) => (await get()).subjectKeys(...a),
     createSubjectKeys: async (...a) => (await get()).createSubjectKeys(...a),
     keyFor: async (...a) => (await get()).keyFor(...a),
+    cachedSubjectKey: (...a) => ready?.cachedSubjectKey(...a),
     destroySubjectKey: async (...a) => (await get()).destroySubjectKey(...a),
     rotateTenantKey: async (...a) => (await get()).rotateTenantKey(...a),
     rewrapSubjectKeys: async (...a) => (await get()).rewrapSubjectKeys(...a),
@@ -153,6 +157,7 @@ export function createLazyKeyService(
       if (opened === undefined) return;
       const pending = opened;
       opened = undefined;
+      ready = undefined;
       await (await pending).service.close();
     },
   };
