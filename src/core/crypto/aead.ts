@@ -184,10 +184,16 @@ export function readEnvelope(stored: string): RawEnvelope {
     throw malformed('truncated');
   }
   let keyId: string;
-  try {
-    keyId = strictUtf8.decode(bytes.subarray(2, 2 + idLength));
-  } catch {
-    throw malformed('key id is not UTF-8');
+  let ascii = true;
+  for (let i = 2; i < 2 + idLength && ascii; i++) ascii = bytes[i]! < 0x80;
+  // Key ids are ASCII (`subject:<uuid>`): then the bytes are their own UTF-8, no decoder needed.
+  if (ascii) keyId = bytes.toString('latin1', 2, 2 + idLength);
+  else {
+    try {
+      keyId = strictUtf8.decode(bytes.subarray(2, 2 + idLength));
+    } catch {
+      throw malformed('key id is not UTF-8');
+    }
   }
   return {
     formatVersion,

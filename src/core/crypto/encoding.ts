@@ -51,25 +51,39 @@ export function lengthPrefixed(
   parts: readonly string[],
   head?: Uint8Array,
 ): Buffer {
-  // Index loops, no spread or iterator: this runs for every AD and wrapped key.
+  // Index loops, no spread or iterator: this runs for every AD and wrapped key. Parts are
+  // nearly always ASCII (ids, field names, numbers): copied by a plain loop, which checks them
+  // too (an ASCII string holds no surrogate), instead of a size pass, a surrogate check and a
+  // native write per part. The buffer is sized for the worst case (3 UTF-8 bytes per UTF-16
+  // unit) and cut to what was written.
   const count = parts.length + 1;
   const start = head === undefined ? 0 : head.length;
-  let size = start;
+  let bound = start;
   for (let i = 0; i < count; i++) {
     const part = i === 0 ? domain : parts[i - 1];
     if (typeof part !== 'string') throw new TypeError(`part ${i} must be a string`);
-    if (hasLoneSurrogate(part)) throw new TypeError(`part ${i} is not well-formed UTF-16`);
-    size += 4 + Buffer.byteLength(part, 'utf8');
+    bound += 4 + 3 * part.length;
   }
-  const out = Buffer.allocUnsafe(size);
+  const out = Buffer.allocUnsafe(bound);
   if (head !== undefined) out.set(head, 0);
   let offset = start;
   for (let i = 0; i < count; i++) {
-    const length = out.write(i === 0 ? domain : (parts[i - 1] as string), offset + 4, 'utf8');
+    const part = i === 0 ? domain : (parts[i - 1] as string);
+    const at = offset + 4;
+    let length = part.length;
+    for (let k = 0; k < part.length; k++) {
+      const unit = part.charCodeAt(k);
+      if (unit > 0x7f) {
+        if (hasLoneSurrogate(part)) throw new TypeError(`part ${i} is not well-formed UTF-16`);
+        length = out.write(part, at, 'utf8');
+        break;
+      }
+      out[at + k] = unit;
+    }
     out.writeUInt32BE(length, offset);
-    offset += 4 + length;
+    offset = at + length;
   }
-  return out;
+  return offset === bound ? out : out.subarray(0, offset);
 }
 
 /** Asserts a non-empty string argument (a programming mistake otherwise). */

@@ -74,6 +74,12 @@ const LONE_SURROGATE = /\p{Surrogate}/u;
 /** A stored value names a key that `open` has not loaded yet. */
 const NEED_KEY = Symbol('need key');
 
+/** The keys `open` starts with (see `expectedKeys`). */
+interface ExpectedKeys {
+  loaded: Map<string, KeyObject | Error>;
+  only: FieldKey | undefined;
+}
+
 export type FieldCrypto = ReturnType<typeof createFieldCrypto>;
 
 export function createFieldCrypto(spec: RecordSpec, deps: FieldCryptoDeps) {
@@ -282,14 +288,15 @@ export function createFieldCrypto(spec: RecordSpec, deps: FieldCryptoDeps) {
   /**
    * The keys the rows are expected under (their subjects'), by `keyRefId`: synchronously when
    * this process holds them all (the usual read: no query, no promise), else loaded with one
-   * query for many subjects.
+   * query for many subjects. `only`: the one key, when all rows expect the same cached key.
    */
   function expectedKeys(
     tenantId: string,
     rows: readonly Row[],
-  ): Map<string, KeyObject | Error> | Promise<Map<string, KeyObject | Error>> {
+  ): ExpectedKeys | Promise<ExpectedKeys> {
     const expected = new Map<string, FieldKeyRef>();
     const cached = new Map<string, KeyObject | Error>();
+    let only: FieldKey | undefined;
     let missing = false;
     for (const row of rows) {
       const subject = subjectFor(String(row.id), apiView(row));
@@ -300,26 +307,30 @@ export function createFieldCrypto(spec: RecordSpec, deps: FieldCryptoDeps) {
       expected.set(id, ref);
       const key = missing ? undefined : keys.cachedSubjectKey(tenantId, subject);
       if (key === undefined) missing = true;
-      else cached.set(id, key);
+      else {
+        cached.set(id, key);
+        only = cached.size === 1 ? { key, ...ref } : undefined;
+      }
     }
-    return missing ? loadKeys(tenantId, expected) : cached;
+    if (!missing) return { loaded: cached, only };
+    return loadKeys(tenantId, expected).then((loaded) => ({ loaded, only: undefined }));
   }
 
   /** Opens a record group with the keys loaded; NEED_KEY (unless `last`) for a key not loaded. */
   function openGroupWith(
-    resolver: FieldKeyResolver,
+    resolver: FieldKeyResolver | FieldKey,
     ad: GroupAd,
     group: [string, string][],
     last: true,
   ): string[];
   function openGroupWith(
-    resolver: FieldKeyResolver,
+    resolver: FieldKeyResolver | FieldKey,
     ad: GroupAd,
     group: [string, string][],
     last: false,
   ): string[] | typeof NEED_KEY;
   function openGroupWith(
-    resolver: FieldKeyResolver,
+    resolver: FieldKeyResolver | FieldKey,
     ad: GroupAd,
     group: [string, string][],
     last: boolean,
@@ -334,19 +345,19 @@ export function createFieldCrypto(spec: RecordSpec, deps: FieldCryptoDeps) {
 
   /** Opens a value of the one-call-per-field format, as `openGroupWith`. */
   function openFieldWith(
-    resolver: FieldKeyResolver,
+    resolver: FieldKeyResolver | FieldKey,
     ad: FieldAd,
     stored: string,
     last: true,
   ): string;
   function openFieldWith(
-    resolver: FieldKeyResolver,
+    resolver: FieldKeyResolver | FieldKey,
     ad: FieldAd,
     stored: string,
     last: false,
   ): string | typeof NEED_KEY;
   function openFieldWith(
-    resolver: FieldKeyResolver,
+    resolver: FieldKeyResolver | FieldKey,
     ad: FieldAd,
     stored: string,
     last: boolean,
@@ -386,16 +397,23 @@ export function createFieldCrypto(spec: RecordSpec, deps: FieldCryptoDeps) {
   }
 
   /**
-   * `open` once the expected keys are known. No function is declared in here: the TypeScript
-   * loader names every function created at run time (`__name`, an `Object.defineProperty`),
-   * which profiles showed on every read when this declared its helpers per call.
+   * Opens the protected columns of stored rows of the tenant (in place of the envelopes).
+   * Refuses a value that fails authentication or names an unknown or destroyed key with a
+   * stable code (see `failure`); never returns a partly decrypted record. No function is
+   * declared in here: the TypeScript loader names every function created at run time (`__name`,
+   * an `Object.defineProperty`), which profiles showed on every read when this declared its
+   * helpers per call.
    */
-  async function openRows<R extends Row>(
-    tenantId: string,
-    rows: readonly R[],
-    loaded: Map<string, KeyObject | Error>,
-  ): Promise<R[]> {
+  async function open<R extends Row>(tenantId: string, rows: readonly R[]): Promise<R[]> {
+    if (columns.length === 0 || rows.length === 0) return [...rows];
+    // The key a row is expected under (its subject's) is looked up front, for many rows with one
+    // query; a value under another key (the tenant's, an older version) is looked up on a miss.
+    const expected = expectedKeys(tenantId, rows);
+    const { loaded, only } = expected instanceof Promise ? await expected : expected;
+    // The one expected key as a `FieldKey` (compared, not looked up); any other key through the
+    // map, once a value names it.
     const resolver = resolverOver(loaded);
+    const keysFor = only ?? resolver;
     const out: R[] = [];
     for (const row of rows) {
       const copy: Row = { ...row };
@@ -419,7 +437,7 @@ export function createFieldCrypto(spec: RecordSpec, deps: FieldCryptoDeps) {
         }
         // A value of the one-call-per-field format (written before record groups).
         const ad = { tenantId, object, field, recordId };
-        const plain = openFieldWith(resolver, ad, stored, false);
+        const plain = openFieldWith(keysFor, ad, stored, false);
         if (plain !== NEED_KEY) copy[column] = plain;
         else {
           await loadNamedKey(tenantId, loaded, stored, field, recordId);
@@ -428,7 +446,7 @@ export function createFieldCrypto(spec: RecordSpec, deps: FieldCryptoDeps) {
       }
       if (group.length > 0) {
         const ad = { tenantId, object, recordId };
-        let plain = openGroupWith(resolver, ad, group, false);
+        let plain = openGroupWith(keysFor, ad, group, false);
         if (plain === NEED_KEY) {
           const what = group.map(([field]) => field).join('+');
           await loadNamedKey(tenantId, loaded, group[0]![1], what, recordId);
@@ -439,26 +457,6 @@ export function createFieldCrypto(spec: RecordSpec, deps: FieldCryptoDeps) {
       out.push(copy as R);
     }
     return out;
-  }
-
-  /**
-   * Opens the protected columns of stored rows of the tenant (in place of the envelopes).
-   * Refuses a value that fails authentication or names an unknown or destroyed key with a
-   * stable code (see `failure`); never returns a partly decrypted record.
-   */
-  function open<R extends Row>(tenantId: string, rows: readonly R[]): Promise<R[]> {
-    if (columns.length === 0 || rows.length === 0) return Promise.resolve([...rows]);
-    // The key a row is expected under (its subject's) is looked up front, for many rows with one
-    // query; a value under another key (the tenant's, an older version) is looked up on a miss.
-    let loaded: ReturnType<typeof expectedKeys>;
-    try {
-      loaded = expectedKeys(tenantId, rows);
-    } catch (err) {
-      return Promise.reject(err);
-    }
-    return loaded instanceof Map
-      ? openRows(tenantId, rows, loaded)
-      : loaded.then((keys) => openRows(tenantId, rows, keys));
   }
 
   /**
