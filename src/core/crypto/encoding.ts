@@ -51,39 +51,53 @@ export function lengthPrefixed(
   parts: readonly string[],
   head?: Uint8Array,
 ): Buffer {
-  // Index loops, no spread or iterator: this runs for every AD and wrapped key. Parts are
-  // nearly always ASCII (ids, field names, numbers): copied by a plain loop, which checks them
-  // too (an ASCII string holds no surrogate), instead of a size pass, a surrogate check and a
-  // native write per part. The buffer is sized for the worst case (3 UTF-8 bytes per UTF-16
-  // unit) and cut to what was written.
+  // Index loops, no spread or iterator: this runs for every AD and wrapped key.
   const count = parts.length + 1;
   const start = head === undefined ? 0 : head.length;
-  let bound = start;
+  let size = start;
   for (let i = 0; i < count; i++) {
     const part = i === 0 ? domain : parts[i - 1];
     if (typeof part !== 'string') throw new TypeError(`part ${i} must be a string`);
-    bound += 4 + 3 * part.length;
+    size += 4 + part.length;
   }
-  const out = Buffer.allocUnsafe(bound);
-  if (head !== undefined) out.set(head, 0);
+  // Parts are nearly always ASCII (ids, field names, numbers): one byte per UTF-16 unit, copied
+  // by a plain loop that also checks them (ASCII holds no surrogate), instead of a surrogate
+  // check, a size and a native write per part. Any other part: the general encoding below.
+  const out = Buffer.allocUnsafe(size);
   let offset = start;
   for (let i = 0; i < count; i++) {
     const part = i === 0 ? domain : (parts[i - 1] as string);
-    const at = offset + 4;
-    let length = part.length;
+    out.writeUInt32BE(part.length, offset);
+    offset += 4;
     for (let k = 0; k < part.length; k++) {
       const unit = part.charCodeAt(k);
-      if (unit > 0x7f) {
-        if (hasLoneSurrogate(part)) throw new TypeError(`part ${i} is not well-formed UTF-16`);
-        length = out.write(part, at, 'utf8');
-        break;
-      }
-      out[at + k] = unit;
+      if (unit > 0x7f) return lengthPrefixedUtf8(domain, parts, head);
+      out[offset++] = unit;
     }
-    out.writeUInt32BE(length, offset);
-    offset = at + length;
   }
-  return offset === bound ? out : out.subarray(0, offset);
+  if (head !== undefined) out.set(head, 0);
+  return out;
+}
+
+/** `lengthPrefixed` for parts that are not all ASCII. */
+function lengthPrefixedUtf8(domain: string, parts: readonly string[], head?: Uint8Array): Buffer {
+  const count = parts.length + 1;
+  const start = head === undefined ? 0 : head.length;
+  let size = start;
+  for (let i = 0; i < count; i++) {
+    const part = i === 0 ? domain : (parts[i - 1] as string);
+    if (hasLoneSurrogate(part)) throw new TypeError(`part ${i} is not well-formed UTF-16`);
+    size += 4 + Buffer.byteLength(part, 'utf8');
+  }
+  const out = Buffer.allocUnsafe(size);
+  if (head !== undefined) out.set(head, 0);
+  let offset = start;
+  for (let i = 0; i < count; i++) {
+    const length = out.write(i === 0 ? domain : (parts[i - 1] as string), offset + 4, 'utf8');
+    out.writeUInt32BE(length, offset);
+    offset += 4 + length;
+  }
+  return out;
 }
 
 /** Asserts a non-empty string argument (a programming mistake otherwise). */

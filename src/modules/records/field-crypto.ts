@@ -318,25 +318,25 @@ export function createFieldCrypto(spec: RecordSpec, deps: FieldCryptoDeps) {
 
   /** Opens a record group with the keys loaded; NEED_KEY (unless `last`) for a key not loaded. */
   function openGroupWith(
-    resolver: FieldKeyResolver | FieldKey,
+    keysFor: FieldKeyResolver | FieldKey,
     ad: GroupAd,
     group: [string, string][],
     last: true,
   ): string[];
   function openGroupWith(
-    resolver: FieldKeyResolver | FieldKey,
+    keysFor: FieldKeyResolver | FieldKey,
     ad: GroupAd,
     group: [string, string][],
     last: false,
   ): string[] | typeof NEED_KEY;
   function openGroupWith(
-    resolver: FieldKeyResolver | FieldKey,
+    keysFor: FieldKeyResolver | FieldKey,
     ad: GroupAd,
     group: [string, string][],
     last: boolean,
   ): string[] | typeof NEED_KEY {
     try {
-      return decryptGroupText(resolver, ad, group);
+      return decryptGroupText(keysFor, ad, group);
     } catch (err) {
       if (!last && isCryptoError(err, 'KEY_NOT_FOUND')) return NEED_KEY;
       throw failure(err, group.map(([field]) => field).join('+'), ad.recordId);
@@ -345,25 +345,25 @@ export function createFieldCrypto(spec: RecordSpec, deps: FieldCryptoDeps) {
 
   /** Opens a value of the one-call-per-field format, as `openGroupWith`. */
   function openFieldWith(
-    resolver: FieldKeyResolver | FieldKey,
+    keysFor: FieldKeyResolver | FieldKey,
     ad: FieldAd,
     stored: string,
     last: true,
   ): string;
   function openFieldWith(
-    resolver: FieldKeyResolver | FieldKey,
+    keysFor: FieldKeyResolver | FieldKey,
     ad: FieldAd,
     stored: string,
     last: false,
   ): string | typeof NEED_KEY;
   function openFieldWith(
-    resolver: FieldKeyResolver | FieldKey,
+    keysFor: FieldKeyResolver | FieldKey,
     ad: FieldAd,
     stored: string,
     last: boolean,
   ): string | typeof NEED_KEY {
     try {
-      return decryptFieldText(resolver, ad, stored);
+      return decryptFieldText(keysFor, ad, stored);
     } catch (err) {
       if (!last && isCryptoError(err, 'KEY_NOT_FOUND')) return NEED_KEY;
       throw failure(err, ad.field, ad.recordId);
@@ -388,7 +388,7 @@ export function createFieldCrypto(spec: RecordSpec, deps: FieldCryptoDeps) {
     if (key instanceof Error) throw failure(key, what, recordId);
   }
 
-  /** A `FieldKeyResolver` over the keys loaded (an anonymous function: see `openRows`). */
+  /** A `FieldKeyResolver` over the keys loaded (an anonymous function, not named per call: see `open`). */
   function resolverOver(loaded: Map<string, KeyObject | Error>): FieldKeyResolver {
     return (ref) => {
       const key = loaded.get(keyRefId(ref));
