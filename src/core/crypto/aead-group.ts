@@ -49,7 +49,10 @@ import type { RandomSource } from './random.ts';
  * whole group under a fresh nonce.
  *
  * Cost: one cipher call per record plus ~1 us per field to split and encode; the header, nonce
- * and tag (~80 bytes with a subject key id) are repeated in every column, as in format 1.
+ * and tag (~80 bytes with a subject key id) are repeated in every column, as in format 1, and
+ * decoded once per record where their length allows it (`decodeShared`). Measured in-process
+ * (a contact with five personal fields, subject key cached): the cipher call is ~6 us of the
+ * ~9 us `decryptGroupText` takes.
  */
 
 /** Where a record group lives. Field names are bound per value (see the module comment). */
