@@ -59,6 +59,42 @@ describe.each([
     expect(bytesOf(stored[1]![1]).length - prefix).toBe(Buffer.byteLength('+14155550100'));
   });
 
+  it('decodes text strictly: ASCII, other UTF-8, and bytes that are no UTF-8 at all', () => {
+    const ascii = [
+      ['email', 'bob@example.com'],
+      ['phone', '+14155550100'],
+      ['title', ''],
+    ] as const;
+    const sealed = encryptGroup(key, ref, ad, ascii);
+    const stored = ascii.map(([name], i) => [name, sealed[i]!] as const);
+    expect(decryptGroupText(fieldKey, ad, stored)).toEqual(['bob@example.com', '+14155550100', '']);
+    expect(decryptGroupText(fieldKey, ad, [...stored].reverse())).toEqual([
+      '',
+      '+14155550100',
+      'bob@example.com',
+    ]);
+    const mixed = [
+      ['a', 'plain'],
+      ['b', 'Zoë 🙂'],
+    ] as const;
+    const sealedMixed = encryptGroup(key, ref, ad, mixed);
+    expect(
+      decryptGroupText(
+        fieldKey,
+        ad,
+        mixed.map(([name], i) => [name, sealedMixed[i]!] as const),
+      ),
+    ).toEqual(['plain', 'Zoë 🙂']);
+    const bytes = [
+      ['a', 'plain'],
+      ['b', Uint8Array.of(0x41, 0xff, 0x42)],
+    ] as const;
+    const sealedBytes = encryptGroup(key, ref, ad, bytes);
+    const storedBytes = bytes.map(([name], i) => [name, sealedBytes[i]!] as const);
+    expect([...decryptGroup(fieldKey, ad, storedBytes)[1]!]).toEqual([0x41, 0xff, 0x42]);
+    expect(() => decryptGroupText(fieldKey, ad, storedBytes)).toThrow(TypeError);
+  });
+
   it('uses a fresh nonce for every seal', () => {
     expect(seal()[0]![1]).not.toBe(seal()[0]![1]);
   });

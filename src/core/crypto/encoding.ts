@@ -67,9 +67,13 @@ export function lengthPrefixed(
   let offset = start;
   for (let i = 0; i < count; i++) {
     const part = i === 0 ? domain : (parts[i - 1] as string);
-    out.writeUInt32BE(part.length, offset);
+    const length = part.length;
+    out[offset] = length >>> 24;
+    out[offset + 1] = (length >>> 16) & 0xff;
+    out[offset + 2] = (length >>> 8) & 0xff;
+    out[offset + 3] = length & 0xff;
     offset += 4;
-    for (let k = 0; k < part.length; k++) {
+    for (let k = 0; k < length; k++) {
       const unit = part.charCodeAt(k);
       if (unit > 0x7f) return lengthPrefixedUtf8(domain, parts, head);
       out[offset++] = unit;
