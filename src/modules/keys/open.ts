@@ -147,6 +147,7 @@ export function createLazyKeyService(
     subjectKeys: (...a) => via((s) => s.subjectKeys(...a)),
     createSubjectKeys: (...a) => via((s) => s.createSubjectKeys(...a)),
     keyFor: (...a) => via((s) => s.keyFor(...a)),
+    cachedSubjectKey: (...a) => ready?.cachedSubjectKey(...a),
     destroySubjectKey: (...a) => via((s) => s.destroySubjectKey(...a)),
     rotateTenantKey: (...a) => via((s) => s.rotateTenantKey(...a)),
     rewrapSubjectKeys: (...a) => via((s) => s.rewrapSubjectKeys(...a)),

@@ -14,7 +14,13 @@ import {
   keyRefId,
   parseEnvelope,
 } from '../../core/crypto/index.ts';
-import type { FieldKey, FieldKeyRef } from '../../core/crypto/index.ts';
+import type {
+  FieldAd,
+  FieldKey,
+  FieldKeyRef,
+  FieldKeyResolver,
+  GroupAd,
+} from '../../core/crypto/index.ts';
 import { isProtected } from '../../core/privacy/index.ts';
 import { AppError } from '../../errors.ts';
 import type { KeyService } from '../keys/service.ts';
@@ -80,6 +86,12 @@ const SUBJECT_POOL_MAX = 256;
 const LONE_SURROGATE = /\p{Surrogate}/u;
 /** A stored value names a key that `open` has not loaded yet. */
 const NEED_KEY = Symbol('need key');
+
+/** The keys `open` starts with (see `expectedKeys`). */
+interface ExpectedKeys {
+  loaded: Map<string, KeyObject | Error>;
+  only: FieldKey | undefined;
+}
 
 export type FieldCrypto = ReturnType<typeof createFieldCrypto>;
 
@@ -318,57 +330,135 @@ export function createFieldCrypto(spec: SealedSpec, deps: FieldCryptoDeps) {
   }
 
   /**
-   * Opens the protected columns of stored rows of the tenant (in place of the envelopes).
-   * Refuses a value that fails authentication or names an unknown or destroyed key with a
-   * stable code (see `failure`); never returns a partly decrypted record.
+   * The keys the rows are expected under (their subjects'), by `keyRefId`: synchronously when
+   * this process holds them all (the usual read: no query, no promise), else loaded with one
+   * query for many subjects. `only`: the one key, when all rows expect the same cached key.
    */
-  async function open<R extends Row>(tenantId: string, rows: readonly R[]): Promise<R[]> {
-    if (columns.length === 0 || rows.length === 0) return [...rows];
-    // The key a row is expected under (its subject's) is loaded up front, for many rows with one
-    // query; a value under another key (the tenant's, an older version) is looked up on a miss.
+  function expectedKeys(
+    tenantId: string,
+    rows: readonly Row[],
+  ): ExpectedKeys | Promise<ExpectedKeys> {
     const expected = new Map<string, FieldKeyRef>();
+    const cached = new Map<string, KeyObject | Error>();
+    let only: FieldKey | undefined;
+    let missing = false;
     for (const row of rows) {
       const subject = subjectFor(String(row.id), apiView(row));
       if (subject === null) continue;
       const ref = { keyId: subjectKeyId(subject), keyVersion: SUBJECT_KEY_VERSION };
-      expected.set(keyRefId(ref), ref);
+      const id = keyRefId(ref);
+      if (expected.has(id)) continue;
+      expected.set(id, ref);
+      const key = missing ? undefined : keys.cachedSubjectKey(tenantId, subject);
+      if (key === undefined) missing = true;
+      else {
+        cached.set(id, key);
+        only = cached.size === 1 ? { key, ...ref } : undefined;
+      }
     }
-    const loaded = await loadKeys(tenantId, expected);
-    const resolver = (ref: FieldKeyRef) => {
+    if (!missing) return { loaded: cached, only };
+    return loadKeys(tenantId, expected).then((loaded) => ({ loaded, only: undefined }));
+  }
+
+  /** Opens a record group with the keys loaded; NEED_KEY (unless `last`) for a key not loaded. */
+  function openGroupWith(
+    keysFor: FieldKeyResolver | FieldKey,
+    ad: GroupAd,
+    group: [string, string][],
+    last: true,
+  ): string[];
+  function openGroupWith(
+    keysFor: FieldKeyResolver | FieldKey,
+    ad: GroupAd,
+    group: [string, string][],
+    last: false,
+  ): string[] | typeof NEED_KEY;
+  function openGroupWith(
+    keysFor: FieldKeyResolver | FieldKey,
+    ad: GroupAd,
+    group: [string, string][],
+    last: boolean,
+  ): string[] | typeof NEED_KEY {
+    try {
+      return decryptGroupText(keysFor, ad, group);
+    } catch (err) {
+      if (!last && isCryptoError(err, 'KEY_NOT_FOUND')) return NEED_KEY;
+      throw failure(err, group.map(([field]) => field).join('+'), ad.recordId);
+    }
+  }
+
+  /** Opens a value of the one-call-per-field format, as `openGroupWith`. */
+  function openFieldWith(
+    keysFor: FieldKeyResolver | FieldKey,
+    ad: FieldAd,
+    stored: string,
+    last: true,
+  ): string;
+  function openFieldWith(
+    keysFor: FieldKeyResolver | FieldKey,
+    ad: FieldAd,
+    stored: string,
+    last: false,
+  ): string | typeof NEED_KEY;
+  function openFieldWith(
+    keysFor: FieldKeyResolver | FieldKey,
+    ad: FieldAd,
+    stored: string,
+    last: boolean,
+  ): string | typeof NEED_KEY {
+    try {
+      return decryptFieldText(keysFor, ad, stored);
+    } catch (err) {
+      if (!last && isCryptoError(err, 'KEY_NOT_FOUND')) return NEED_KEY;
+      throw failure(err, ad.field, ad.recordId);
+    }
+  }
+
+  /** Loads the key `stored` names into `loaded` (a known failure is kept, and thrown). */
+  async function loadNamedKey(
+    tenantId: string,
+    loaded: Map<string, KeyObject | Error>,
+    stored: string,
+    what: string,
+    recordId: string,
+  ): Promise<void> {
+    const ref = parseEnvelope(stored);
+    const id = keyRefId(ref);
+    if (!loaded.has(id)) {
+      const more = await loadKeys(tenantId, new Map([[id, ref]]));
+      loaded.set(id, more.get(id) as KeyObject | Error);
+    }
+    const key = loaded.get(id);
+    if (key instanceof Error) throw failure(key, what, recordId);
+  }
+
+  /** A `FieldKeyResolver` over the keys loaded (an anonymous function, not named per call: see `open`). */
+  function resolverOver(loaded: Map<string, KeyObject | Error>): FieldKeyResolver {
+    return (ref) => {
       const key = loaded.get(keyRefId(ref));
       return key instanceof Error ? undefined : key;
     };
+  }
+
+  /**
+   * Opens the protected columns of stored rows of the tenant (in place of the envelopes).
+   * Refuses a value that fails authentication or names an unknown or destroyed key with a
+   * stable code (see `failure`); never returns a partly decrypted record. No function is
+   * declared in here: the TypeScript loader names every function created at run time (`__name`,
+   * an `Object.defineProperty`), which profiles showed on every read when this declared its
+   * helpers per call.
+   */
+  async function open<R extends Row>(tenantId: string, rows: readonly R[]): Promise<R[]> {
+    if (columns.length === 0 || rows.length === 0) return [...rows];
+    // The key a row is expected under (its subject's) is looked up front, for many rows with one
+    // query; a value under another key (the tenant's, an older version) is looked up on a miss.
+    const expected = expectedKeys(tenantId, rows);
+    const { loaded, only } = expected instanceof Promise ? await expected : expected;
+    // The one expected key as a `FieldKey` (compared, not looked up); any other key through the
+    // map, once a value names it.
+    const resolver = resolverOver(loaded);
+    const keysFor = only ?? resolver;
     const out: R[] = [];
-    /** Runs `decrypt`; NEED_KEY when the value names a key that is not loaded yet. */
-    function attempt<T>(what: string, recordId: string, decrypt: () => T): T | typeof NEED_KEY {
-      try {
-        return decrypt();
-      } catch (err) {
-        if (isCryptoError(err, 'KEY_NOT_FOUND')) return NEED_KEY;
-        throw failure(err, what, recordId);
-      }
-    }
-    /** Loads the key `stored` names (a known failure is kept) and runs `decrypt` again. */
-    async function withNamedKey<T>(
-      stored: string,
-      what: string,
-      recordId: string,
-      decrypt: () => T,
-    ) {
-      const ref = parseEnvelope(stored);
-      const id = keyRefId(ref);
-      if (!loaded.has(id)) {
-        const more = await loadKeys(tenantId, new Map([[id, ref]]));
-        loaded.set(id, more.get(id) as KeyObject | Error);
-      }
-      const key = loaded.get(id);
-      if (key instanceof Error) throw failure(key, what, recordId);
-      try {
-        return decrypt();
-      } catch (err) {
-        throw failure(err, what, recordId);
-      }
-    }
     for (const row of rows) {
       const copy: Row = { ...row };
       const recordId = String(row.id);
@@ -391,18 +481,22 @@ export function createFieldCrypto(spec: SealedSpec, deps: FieldCryptoDeps) {
         }
         // A value of the one-call-per-field format (written before record groups).
         const ad = { tenantId, object, field, recordId };
-        const decrypt = () => decryptFieldText(resolver, ad, stored);
-        const plain = attempt(field, recordId, decrypt);
-        copy[column] =
-          plain === NEED_KEY ? await withNamedKey(stored, field, recordId, decrypt) : plain;
+        const plain = openFieldWith(keysFor, ad, stored, false);
+        if (plain !== NEED_KEY) copy[column] = plain;
+        else {
+          await loadNamedKey(tenantId, loaded, stored, field, recordId);
+          copy[column] = openFieldWith(resolver, ad, stored, true);
+        }
       }
       if (group.length > 0) {
         const ad = { tenantId, object, recordId };
-        const what = group.map(([field]) => field).join('+');
-        const decrypt = () => decryptGroupText(resolver, ad, group);
-        let plain = attempt(what, recordId, decrypt);
-        if (plain === NEED_KEY) plain = await withNamedKey(group[0]![1], what, recordId, decrypt);
-        groupColumns.forEach((column, i) => (copy[column] = plain[i]));
+        let plain = openGroupWith(keysFor, ad, group, false);
+        if (plain === NEED_KEY) {
+          const what = group.map(([field]) => field).join('+');
+          await loadNamedKey(tenantId, loaded, group[0]![1], what, recordId);
+          plain = openGroupWith(resolver, ad, group, true);
+        }
+        for (let i = 0; i < groupColumns.length; i++) copy[groupColumns[i]!] = plain[i];
       }
       out.push(copy as R);
     }
