@@ -70,10 +70,13 @@ describe.skipIf(dialectUnderTest !== 'sqlite')('migration 0018 (audit_nodes clus
   });
 
   it('goes back to a rowid table with the same rows', async () => {
-    expect((await migrator.migrateDown()).error).toBeUndefined();
+    // The later migrations stay applied: 0018's own down and up, run directly.
+    const m0018 = migrations['0018-audit-nodes-clustered']!;
+    await m0018.down!(database.db);
     expect(await tableSql()).not.toMatch(/without rowid/i);
     expect(await stored()).toEqual(nodes);
-    expect((await migrator.migrateToLatest()).error).toBeUndefined();
+    await m0018.up(database.db);
+    expect(await tableSql()).toMatch(/without rowid\s*$/i);
     expect(await stored()).toEqual(nodes);
   });
 });
