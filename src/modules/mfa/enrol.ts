@@ -6,6 +6,7 @@ import { invalidCode, sessionUser, type FailureRecorder, type MfaDeps } from './
 import { replaceRecoveryCodes } from './recovery-codes.ts';
 import type { TotpSecretStore } from './secret-store.ts';
 import { checkTotp, newRecoveryCodes, newTotpSecret, totpUri } from './totp.ts';
+import { readOpenedUser } from '../users/crypto.ts';
 
 export interface ConfirmResult {
   recoveryCodes: string[];
@@ -26,15 +27,7 @@ export function createTotpEnrolment(
   /** Starts (or restarts) an enrolment: the secret is shown now and never again. */
   async function enrolTotp(who: Actor) {
     const actor = sessionUser(who);
-    const user = await deps.users.openOne(
-      actor.tenantId,
-      await db
-        .selectFrom('users')
-        .select(['id', 'email', 'name'])
-        .where('id', '=', actor.userId)
-        .where('tenant_id', '=', actor.tenantId)
-        .executeTakeFirstOrThrow(),
-    );
+    const user = await readOpenedUser(db, deps.users, actor.tenantId, actor.userId);
     const existing = await store.enrolment(actor.tenantId, actor.userId);
     if (existing?.status === 'active') {
       throw new AppError('conflict', 'auth.mfa_already_enabled', 'totp already enabled', {

@@ -23,7 +23,7 @@ import {
   type PasskeyRow,
 } from './repository.ts';
 
-import type { UserCrypto } from '../users/crypto.ts';
+import { readOpenedUser, type UserCrypto } from '../users/crypto.ts';
 
 export interface PasskeyDeps {
   db: Kysely<Database>;
@@ -93,15 +93,7 @@ export function createPasskeyService(deps: PasskeyDeps) {
   /** `navigator.credentials.create()` options; the challenge is bound to this session. */
   async function registrationStart(who: Actor) {
     const actor = fresh(who);
-    const user = await deps.users.openOne(
-      actor.tenantId,
-      await db
-        .selectFrom('users')
-        .select(['id', 'email', 'name'])
-        .where('id', '=', actor.userId)
-        .where('tenant_id', '=', actor.tenantId)
-        .executeTakeFirstOrThrow(),
-    );
+    const user = await readOpenedUser(db, deps.users, actor.tenantId, actor.userId);
     const existing = await listPasskeys(db, actor.tenantId, actor.userId);
     const challenge = await issueChallenge(db, clock, {
       purpose: 'register',

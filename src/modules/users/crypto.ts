@@ -1,4 +1,6 @@
 import { createSecretKey, randomBytes } from 'node:crypto';
+import type { Kysely } from 'kysely';
+import type { Database } from '../../db/schema.ts';
 import { blindIndex, decryptGroupText, encryptGroup } from '../../core/crypto/index.ts';
 import { AppError } from '../../errors.ts';
 import { newId } from '../../ids.ts';
@@ -160,3 +162,27 @@ export function createUserCrypto(deps: { keys: KeyService; indexBits?: number | 
 }
 
 export type UserCrypto = ReturnType<typeof createUserCrypto>;
+
+/**
+ * A user's id, e-mail and name, opened: for the account's own flows (TOTP enrolment, passkey
+ * registration) that show the user's address. Throws when the user is not in the tenant.
+ *
+ * @example
+ * ```ts
+ * const { email, name } = await readOpenedUser(db, users, actor.tenantId, actor.userId);
+ * ```
+ */
+export async function readOpenedUser(
+  db: Kysely<Database>,
+  users: UserCrypto,
+  tenantId: string,
+  userId: string,
+): Promise<{ id: string; email: string; name: string }> {
+  const row = await db
+    .selectFrom('users')
+    .select(['id', 'email', 'name'])
+    .where('id', '=', userId)
+    .where('tenant_id', '=', tenantId)
+    .executeTakeFirstOrThrow();
+  return users.openOne(tenantId, row);
+}
