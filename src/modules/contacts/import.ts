@@ -19,10 +19,13 @@ import {
   type NewContact,
 } from './import-store.ts';
 import { toContactColumns, validateRow, type RowError } from './import-row.ts';
+import { SEAL_INDEX_COLUMNS, SUBJECT_KEY_BYTES, type SealedBatch } from './import-seal.ts';
+import { createImportSealer, type ImportSealer, type SealThread } from './import-sealer.ts';
 import { contactSpec } from './spec.ts';
 import { normalizeEmail } from '../../core/crypto/normalize.ts';
 import type { FieldCrypto } from '../records/field-crypto.ts';
 import type { KeyService } from '../keys/service.ts';
+import type { SubjectKeyWrapping } from '../keys/subject-keys.ts';
 import { auditActor } from '../audit/event.ts';
 import type { AuditRecorder } from '../audit/service.ts';
 
@@ -69,6 +72,32 @@ interface Pending {
   folded?: number;
   /** The normalised e-mail (the key of `seen`), when the row has one. */
   key?: string;
+  /**
+   * Set when its batch goes to the sealer (then no later row folds into it): the id the new
+   * contact gets, and its place in the batch's `SealedBatch`.
+   */
+  id?: string;
+  slot?: number;
+  /**
+   * Same e-mail as a row of a batch handed to the sealer before this row was read: what that row
+   * became (created, merged, skipped, failed) is known once its batch is written, so this row is
+   * resolved then (merged, skipped, or created), after the other rows of its batch.
+   */
+  deferred?: true;
+}
+
+/** A batch's sealed rows, the key wrapping they were made under, and which keys are stored. */
+interface Sealed {
+  batch: SealedBatch;
+  wrapping: SubjectKeyWrapping;
+  /** Subject ids whose keys are in the key store (a retried write stores each once). */
+  stored: Set<string>;
+}
+
+/** A batch handed to the sealer and not yet written. */
+interface InFlight {
+  rows: Pending[];
+  sealed: Promise<Sealed | undefined>;
 }
 
 /**
@@ -107,6 +136,10 @@ export interface ImportDeps {
   crypto: FieldCrypto;
   /** Records `contacts.imported` (see `importContacts`); absent only in benchmarks. */
   audit?: AuditRecorder | undefined;
+  /** Where batches are sealed (default `auto`: a thread for files of more than one batch). */
+  sealThread?: SealThread | undefined;
+  /** Rows per batch (default IMPORT_BATCH_ROWS); tests use small batches. */
+  batchRows?: number | undefined;
 }
 
 /**
@@ -147,6 +180,8 @@ export async function importContacts(
   const mode = options.mode ?? 'all-or-nothing';
   const onDuplicate = options.onDuplicate ?? 'skip';
   const records = readCsvBatches(input)[Symbol.asyncIterator]();
+  const batchRows = deps.batchRows ?? IMPORT_BATCH_ROWS;
+  const sealer = createImportSealer({ thread: deps.sealThread, threshold: batchRows });
   try {
     const first = await records.next();
     const header = first.done ? undefined : first.value[0];
@@ -158,7 +193,14 @@ export async function importContacts(
     const columns = resolveMapping(header.values, options.mapping);
     // The rows that came with the header line, then the rest of the file.
     const rows = first.done ? [] : first.value.slice(1);
-    const run = new ImportRun(deps, actor, columns, mode, onDuplicate, options.companies);
+    const run = new ImportRun(
+      { ...deps, sealer, batchRows },
+      actor,
+      columns,
+      mode,
+      onDuplicate,
+      options.companies,
+    );
     const importId = newId();
     const source = actor.kind === 'system' ? actor.job : 'api';
     /** The event with the counts so far; `batch` names an earlier batch of a best-effort import. */
@@ -207,6 +249,7 @@ export async function importContacts(
     }
     return run.report;
   } finally {
+    await sealer.close();
     await records.return?.(undefined);
   }
 }
@@ -229,13 +272,25 @@ async function readProtected(
   return out;
 }
 
+interface RunDeps extends ImportDeps {
+  sealer: ImportSealer;
+  batchRows: number;
+}
+
+const EMAIL_EQ = SEAL_INDEX_COLUMNS.indexOf(contactSpec.blindIndexes?.email?.uniqueColumn ?? '');
+
 class ImportRun {
   readonly report: ImportReport;
   private batch: Pending[] = [];
+  /** The batch being sealed while the one before is written and the next one read. */
+  private inFlight: InFlight | undefined;
   /** Normalised e-mail -> the pending row or the contact written for it. */
   private seen = new Map<string, Seen>();
   private readonly now: string;
   private readonly ownerId: string | null;
+  /** Protected field -> its column in a `SealedBatch`; index column -> its place. */
+  private readonly sealedAt = new Map<string, number>();
+  private readonly indexAt = new Map<string, number>();
   /** The transaction of the batch being written (the scope checks read through it). */
   private trx: Db | undefined;
   /**
@@ -247,7 +302,7 @@ class ImportRun {
   private readonly mayReadCompany: (ownerId: string | null) => Promise<boolean>;
 
   constructor(
-    private readonly deps: ImportDeps,
+    private readonly deps: RunDeps,
     private readonly actor: Actor,
     private readonly columns: ColumnMapping,
     mode: ImportMode,
@@ -256,6 +311,8 @@ class ImportRun {
   ) {
     this.now = deps.clock.now().toISOString();
     this.ownerId = actor.kind === 'system' ? null : actor.userId;
+    deps.crypto.fields.forEach((f, i) => this.sealedAt.set(f, i));
+    SEAL_INDEX_COLUMNS.forEach((c, i) => this.indexAt.set(c, i));
     const trx = () => {
       if (this.trx === undefined) throw new TypeError('scope check outside a batch');
       return this.trx;
@@ -292,16 +349,23 @@ class ImportRun {
           this.fail([{ row: item.row, field: null, reason: item.reason }]);
           break reading;
         }
-        if (this.take(item)) await this.flush(inTrx);
+        if (this.take(item)) await this.handOver(inTrx);
       }
       const next = await rest.next();
       if (next.done) break;
       items = next.value;
     }
-    if (r.mode === 'best-effort' || r.failed === 0) await this.flush(inTrx, last);
+    if (r.mode === 'best-effort' || r.failed === 0) {
+      await this.handOver(inTrx);
+      const final = this.inFlight ?? { rows: [], sealed: Promise.resolve(undefined) };
+      this.inFlight = undefined;
+      if (final.rows.length > 0 || last !== undefined) await this.flush(inTrx, final, last);
+    }
+    // All-or-nothing refused the file: a batch still being sealed is dropped unwritten.
+    this.inFlight = undefined;
   }
 
-  /** One record: validated, then queued. True when the batch is full (time to write it). */
+  /** One record: validated, then queued. True when the batch is full (time to hand it over). */
   private take(item: CsvRecord): boolean {
     const r = this.report;
     if (item.values.every((v) => v.trim() === '')) return false;
@@ -328,7 +392,7 @@ class ImportRun {
     // After a failure all-or-nothing only reads on, to report every bad row.
     if (r.mode === 'all-or-nothing' && r.failed > 0) return false;
     this.enqueue({ row: item.row, mapped });
-    return this.batch.length >= IMPORT_BATCH_ROWS;
+    return this.batch.length >= this.deps.batchRows;
   }
 
   rolledBack() {
@@ -361,24 +425,84 @@ class ImportRun {
       this.batch.push(p);
     } else if (this.onDuplicate === 'skip' || 'locked' in earlier) {
       this.report.skipped++;
-    } else if ('mapped' in earlier) {
-      // The earlier row is not written yet: this row's values complete or overwrite it.
+    } else if ('mapped' in earlier && earlier.id === undefined) {
+      // The earlier row is not sealed yet: this row's values complete or overwrite it.
       Object.assign(earlier.mapped.values, p.mapped.values);
       earlier.mapped.company = p.mapped.company ?? earlier.mapped.company;
       earlier.folded = (earlier.folded ?? 0) + 1;
       this.report.updated++;
+    } else if ('mapped' in earlier) {
+      // Sealed already (its batch is being written or sealed): merged into it once it exists.
+      this.batch.push({ ...p, deferred: true });
     } else {
       this.batch.push({ ...p, existingId: earlier.id });
     }
   }
 
-  private async flush(inTrx: InTransaction, last?: (trx: Transaction<Database>) => Promise<void>) {
-    if (this.batch.length === 0 && last === undefined) return;
-    const batch = this.batch;
+  /**
+   * Hands the rows read so far to the sealer, then writes the batch handed over before them:
+   * the crypto of one batch (on the import's thread) overlaps with writing the previous batch
+   * and reading the next.
+   */
+  private async handOver(inTrx: InTransaction) {
+    const rows = this.batch;
     this.batch = [];
+    const previous = this.inFlight;
+    this.inFlight = rows.length > 0 ? { rows, sealed: this.seal(rows) } : undefined;
+    if (previous !== undefined) await this.flush(inTrx, previous);
+  }
+
+  /**
+   * Starts sealing the rows that would create a contact (not the known duplicates): each gets
+   * its id now. The promise is observed at once: a batch dropped unwritten (a refused file, an
+   * error) must not leave an unhandled rejection.
+   */
+  private seal(rows: Pending[]): Promise<Sealed | undefined> {
+    const fields = this.deps.crypto.fields;
+    const ids: string[] = [];
+    const values: (string | null)[] = [];
+    for (const p of rows) {
+      if (p.existingId !== undefined || p.deferred) continue;
+      p.id = newId();
+      p.slot = ids.length;
+      ids.push(p.id);
+      for (const f of fields) values.push(p.mapped.values[f] ?? null);
+    }
+    if (ids.length === 0) return Promise.resolve(undefined);
+    const { keys, crypto, sealer } = this.deps;
+    const tenantId = this.actor.tenantId;
+    const sealed = (async () => {
+      const [wrapping, index] = await Promise.all([
+        keys.subjectKeyWrapping(tenantId),
+        crypto.indexKeys(tenantId),
+      ]);
+      const batch = await sealer.seal(
+        {
+          tenantId,
+          wrapping: { key: wrapping.key, wrappingId: wrapping.wrappingId },
+          index,
+          bits: crypto.indexBits,
+        },
+        { ids, fields, values },
+      );
+      return { batch, wrapping, stored: new Set<string>() };
+    })();
+    sealed.catch(() => undefined);
+    return sealed;
+  }
+
+  private async flush(
+    inTrx: InTransaction,
+    flight: InFlight,
+    last?: (trx: Transaction<Database>) => Promise<void>,
+  ) {
+    const { rows } = flight;
+    // Sealed before the transaction opens: it never waits for the thread.
+    const sealed = await flight.sealed;
     const before = { ...this.report, errors: this.report.errors.length };
+    const seenBefore = rows.flatMap((p) => (p.key ? [[p.key, this.seen.get(p.key)] as const] : []));
     const work = async (trx: Transaction<Database>) => {
-      if (batch.length > 0) await this.write(trx, batch);
+      if (rows.length > 0) await this.write(trx, rows, sealed);
       await last?.(trx);
     };
     try {
@@ -387,111 +511,112 @@ class ImportRun {
       if (!isUniqueViolation(error) || this.report.mode !== 'best-effort') throw error;
       // Another writer created one of these e-mails meanwhile: read again and retry once.
       Object.assign(this.report, { ...before, errors: this.report.errors.slice(0, before.errors) });
+      for (const [key, value] of seenBefore) {
+        if (value === undefined) this.seen.delete(key);
+        else this.seen.set(key, value);
+      }
       await inTrx(work);
+    } finally {
+      sealed?.batch.keys.fill(0);
     }
   }
 
-  /**
-   * A fixed-shape row (the hot path of a large import: no spreads). `v` holds the sealed
-   * values, `ix` the index columns computed from the clear ones.
-   */
-  private newRow(
-    id: string,
-    v: Record<string, unknown>,
-    companyId: string | undefined,
-    ix: Record<string, unknown>,
-  ): NewContact {
-    const text = (x: unknown) => (typeof x === 'string' ? x : null);
+  /** A new contact's row: its sealed values and index columns, the clear ones as they are. */
+  private newRow(p: Pending, sealed: Sealed, companyId: string | undefined): NewContact {
+    const values = p.mapped.values;
+    const { batch } = sealed;
+    const width = this.deps.crypto.fields.length;
+    const base = (p.slot as number) * width;
+    const indexBase = (p.slot as number) * SEAL_INDEX_COLUMNS.length;
+    /** A protected field's sealed value, never its clear one; other fields as they are. */
+    const v = (field: string): string | null => {
+      const at = this.sealedAt.get(field);
+      return at === undefined ? (values[field] ?? null) : (batch.sealed[base + at] ?? null);
+    };
+    const ix = (column: string): string | null => {
+      const at = this.indexAt.get(column);
+      return at === undefined ? null : (batch.index[indexBase + at] ?? null);
+    };
     return {
-      id,
+      id: p.id as string,
       tenant_id: this.actor.tenantId,
       owner_id: this.ownerId,
       created_at: this.now,
       updated_at: this.now,
       version: 1,
-      first_name: text(v.firstName),
-      last_name: text(v.lastName),
-      email: text(v.email),
-      email_bidx: text(ix.email_bidx),
-      email_eq: text(ix.email_eq),
-      phone: text(v.phone),
-      phone_bidx: text(ix.phone_bidx),
-      title: text(v.title),
+      first_name: v('firstName'),
+      last_name: v('lastName'),
+      email: v('email'),
+      email_bidx: ix('email_bidx'),
+      email_eq: ix('email_eq'),
+      phone: v('phone'),
+      phone_bidx: ix('phone_bidx'),
+      title: v('title'),
       company_id: companyId ?? null,
-      date_of_birth: text(v.dateOfBirth),
-      national_id: text(v.nationalId),
-      national_id_bidx: text(ix.national_id_bidx),
-      address: text(v.address),
-      notes: text(v.notes),
+      date_of_birth: v('dateOfBirth'),
+      national_id: v('nationalId'),
+      national_id_bidx: ix('national_id_bidx'),
+      address: v('address'),
+      notes: v('notes'),
     };
   }
 
-  private async write(trx: Db, batch: Pending[]) {
+  private async write(trx: Db, rows: Pending[], sealed: Sealed | undefined) {
     this.trx = trx;
     try {
-      await this.writeBatch(trx, batch);
+      await this.writeRows(trx, rows, sealed);
     } finally {
       this.trx = undefined;
     }
   }
 
-  private async writeBatch(trx: Db, batch: Pending[]) {
+  /** Company ids by name for the rows (created when the policy says so). */
+  private async companyIds(trx: Db, rows: Pending[]): Promise<Map<string, string>> {
+    const tenant = { tenantId: this.actor.tenantId, ownerId: this.ownerId, now: this.now };
+    const names = [
+      ...new Set(rows.map((p) => p.mapped.company).filter((n): n is string => n !== null)),
+    ];
+    const ids = await resolveCompanies(trx, tenant, names, false, this.mayReadCompany);
+    const unknown = names.filter((n) => !ids.has(n));
+    if (this.companies === 'create' && unknown.length > 0) {
+      const created = await resolveCompanies(trx, tenant, unknown, true, this.mayReadCompany);
+      for (const [name, id] of created) ids.set(name, id);
+      this.report.companiesCreated += unknown.length;
+    }
+    return ids;
+  }
+
+  /**
+   * Writes a batch: new contacts with the sealer's values (their subject keys stored first, in
+   * one key-store transaction), rows matching an existing contact merged or skipped; then the
+   * deferred rows, whose earlier row is written by now.
+   */
+  private async writeRows(trx: Db, rows: Pending[], sealed: Sealed | undefined) {
     const r = this.report;
     const tenantId = this.actor.tenantId;
-    const names = [
-      ...new Set(batch.map((p) => p.mapped.company).filter((n): n is string => n !== null)),
-    ];
-    const companyIds = await resolveCompanies(
-      trx,
-      { tenantId, ownerId: this.ownerId, now: this.now },
-      names,
-      false,
-      this.mayReadCompany,
-    );
-    const unknown = names.filter((n) => !companyIds.has(n));
-    if (this.companies === 'create' && unknown.length > 0) {
-      const created = await resolveCompanies(
-        trx,
-        { tenantId, ownerId: this.ownerId, now: this.now },
-        unknown,
-        true,
-        this.mayReadCompany,
-      );
-      for (const [name, id] of created) companyIds.set(name, id);
-      r.companiesCreated += unknown.length;
+    const companyIds = await this.companyIds(trx, rows);
+    const hashOf = (p: Pending) =>
+      p.slot === undefined || sealed === undefined || EMAIL_EQ < 0
+        ? null
+        : (sealed.batch.index[p.slot * SEAL_INDEX_COLUMNS.length + EMAIL_EQ] ?? null);
+    const hashes: string[] = [];
+    for (const p of rows) {
+      const hash = hashOf(p);
+      if (hash !== null) hashes.push(hash);
     }
-    const { crypto } = this.deps;
-    const ixKeys = await crypto.indexKeys(tenantId);
-    // Index columns of every row, from its clear values; e-mail duplicates by the exact hash.
-    const indexOf = new Map<Pending, Record<string, unknown>>();
-    for (const p of batch) indexOf.set(p, crypto.indexColumnsWith(ixKeys, p.mapped.values));
-    const hashes = batch
-      .filter((p) => p.existingId === undefined)
-      .map((p) => indexOf.get(p)?.email_eq)
-      .filter((h): h is string => typeof h === 'string');
     const existing = await findContactsByEmailHash(trx, tenantId, hashes);
-    const fresh: { id: string; p: Pending; companyId: string | undefined }[] = [];
-    for (const p of batch) {
-      const { values, company } = p.mapped;
-      const fields: Record<string, unknown> = { ...values };
-      const key = p.key;
-      const hash = indexOf.get(p)?.email_eq;
-      if (company !== null) {
-        const companyId = companyIds.get(company);
-        if (companyId === undefined) {
-          if (key) this.seen.delete(key);
-          this.fail([
-            {
-              row: p.row,
-              field: p.mapped.columnOf.company ?? 'company',
-              reason: 'names no company of this tenant (import with companies=create to add it)',
-            },
-          ]);
-          continue;
-        }
-        fields.companyId = companyId;
+    const fresh: { p: Pending; companyId: string | undefined }[] = [];
+    const deferred: Pending[] = [];
+    for (const p of rows) {
+      if (p.deferred) {
+        deferred.push(p);
+        continue;
       }
-      const found = typeof hash === 'string' ? existing.get(hash) : undefined;
+      const companyId = this.companyOf(p, companyIds);
+      if (companyId === null) continue;
+      const key = p.key;
+      const hash = hashOf(p);
+      const found = hash === null ? undefined : existing.get(hash);
       if (p.existingId === undefined && found !== undefined) {
         if (!(await this.mayUpdateContact(found.ownerId))) {
           // Another's contact: a duplicate e-mail, as the API's create answers it; never merged.
@@ -509,31 +634,113 @@ class ImportRun {
           r.skipped++;
           continue;
         }
-        // Sealed under the existing contact's own key, with its other protected values: they
-        // form one group (see field-crypto.ts), re-sealed whole.
-        const current = await readProtected(trx, tenantId, existingId, crypto);
-        const sealed = await crypto.seal(tenantId, existingId, fields, { ...current, ...fields });
-        const columns = { ...toContactColumns(sealed.values), ...sealed.indexColumns };
-        await mergeContact(trx, tenantId, existingId, columns, this.now);
+        await this.merge(trx, existingId, p.mapped.values, companyId);
         r.updated++;
         continue;
       }
-      const id = newId();
-      fresh.push({ id, p, companyId: fields.companyId as string | undefined });
-      if (key) this.seen.set(key, { id });
+      if (sealed === undefined || p.id === undefined) throw new TypeError('a new row not sealed');
+      fresh.push({ p, companyId });
+      if (key) this.seen.set(key, { id: p.id });
     }
-    // One key-store transaction for the batch's new data subjects.
-    const subjectKeys = await this.deps.keys.createSubjectKeys(
-      tenantId,
-      fresh.map((f) => f.id),
-    );
-    const inserts: NewContact[] = fresh.map(({ id, p, companyId }) => {
-      const key = subjectKeys.get(id);
-      if (key === undefined) throw new TypeError('no subject key for a new contact');
-      const sealed = crypto.sealWith(key, tenantId, id, p.mapped.values);
-      return this.newRow(id, sealed, companyId, indexOf.get(p) ?? {});
-    });
-    await insertContacts(trx, inserts);
-    r.created += inserts.length;
+    if (sealed !== undefined && fresh.length > 0) {
+      const toStore = fresh.filter(({ p }) => !sealed.stored.has(p.id as string));
+      await this.deps.keys.storeSubjectKeys(
+        tenantId,
+        sealed.wrapping,
+        toStore.map(({ p }) => {
+          const at = (p.slot as number) * SUBJECT_KEY_BYTES;
+          return {
+            subjectId: p.id as string,
+            key: sealed.batch.keys.subarray(at, at + SUBJECT_KEY_BYTES),
+            wrapped: sealed.batch.wrapped[p.slot as number] as string,
+          };
+        }),
+      );
+      for (const { p } of toStore) sealed.stored.add(p.id as string);
+      await insertContacts(
+        trx,
+        fresh.map(({ p, companyId }) => this.newRow(p, sealed, companyId)),
+      );
+      r.created += fresh.length;
+    }
+    if (deferred.length > 0) await this.writeDeferred(trx, deferred);
+  }
+
+  /**
+   * Rows whose e-mail an earlier batch brought: merged into the contact it became, skipped when
+   * that contact is another's; created when the earlier row failed (then later rows with that
+   * e-mail fold into it, as rows of one batch do).
+   */
+  private async writeDeferred(trx: Db, rows: Pending[]) {
+    const r = this.report;
+    const revived = new Map<string, Pending>();
+    let companyIds: Map<string, string> | undefined;
+    for (const p of rows) {
+      const key = p.key as string;
+      const again = revived.get(key);
+      if (again !== undefined) {
+        Object.assign(again.mapped.values, p.mapped.values);
+        again.mapped.company = p.mapped.company ?? again.mapped.company;
+        again.folded = (again.folded ?? 0) + 1;
+        r.updated++;
+        continue;
+      }
+      const earlier = this.seen.get(key);
+      if (earlier !== undefined && 'locked' in earlier) {
+        r.skipped++;
+      } else if (earlier !== undefined && 'mapped' in earlier) {
+        throw new TypeError('a deferred row whose earlier row was not written');
+      } else if (earlier !== undefined) {
+        companyIds ??= await this.companyIds(trx, rows);
+        const companyId = this.companyOf(p, companyIds);
+        if (companyId === null) continue;
+        await this.merge(trx, earlier.id, p.mapped.values, companyId);
+        r.updated++;
+      } else {
+        const row: Pending = { row: p.row, mapped: p.mapped, key };
+        revived.set(key, row);
+        this.seen.set(key, row);
+      }
+    }
+    if (revived.size === 0) return;
+    const again = [...revived.values()];
+    await this.writeRows(trx, again, await this.seal(again));
+  }
+
+  /** The row's company id (undefined: none named); null when it names no company (failed). */
+  private companyOf(p: Pending, companyIds: Map<string, string>): string | undefined | null {
+    const company = p.mapped.company;
+    if (company === null) return undefined;
+    const companyId = companyIds.get(company);
+    if (companyId !== undefined) return companyId;
+    if (p.key) this.seen.delete(p.key);
+    this.fail([
+      {
+        row: p.row,
+        field: p.mapped.columnOf.company ?? 'company',
+        reason: 'names no company of this tenant (import with companies=create to add it)',
+      },
+    ]);
+    return null;
+  }
+
+  /**
+   * Merges a row into an existing contact: sealed under the contact's own key, with its other
+   * protected values: they form one group (see field-crypto.ts), re-sealed whole.
+   */
+  private async merge(
+    trx: Db,
+    id: string,
+    values: Record<string, string | null>,
+    companyId: string | undefined,
+  ) {
+    const { crypto } = this.deps;
+    const tenantId = this.actor.tenantId;
+    const fields: Record<string, unknown> = { ...values };
+    if (companyId !== undefined) fields.companyId = companyId;
+    const current = await readProtected(trx, tenantId, id, crypto);
+    const sealed = await crypto.seal(tenantId, id, fields, { ...current, ...fields });
+    const columns = { ...toContactColumns(sealed.values), ...sealed.indexColumns };
+    await mergeContact(trx, tenantId, id, columns, this.now);
   }
 }

@@ -141,6 +141,8 @@ export function createLazyKeyService(
     subjectKey: async (...a) => (await get()).subjectKey(...a),
     subjectKeys: async (...a) => (await get()).subjectKeys(...a),
     createSubjectKeys: async (...a) => (await get()).createSubjectKeys(...a),
+    subjectKeyWrapping: async (...a) => (await get()).subjectKeyWrapping(...a),
+    storeSubjectKeys: async (...a) => (await get()).storeSubjectKeys(...a),
     keyFor: async (...a) => (await get()).keyFor(...a),
     destroySubjectKey: async (...a) => (await get()).destroySubjectKey(...a),
     rotateTenantKey: async (...a) => (await get()).rotateTenantKey(...a),

@@ -443,6 +443,8 @@ export function createFieldCrypto(spec: RecordSpec, deps: FieldCryptoDeps) {
   return {
     /** API names of the protected fields. */
     fields,
+    /** Bits of the truncated blind indexes (for code computing them off this object). */
+    indexBits: bits,
     seal,
     sealWith,
     indexKeys,
