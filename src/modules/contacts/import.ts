@@ -668,8 +668,8 @@ class ImportRun {
 
   /**
    * Rows whose e-mail an earlier batch brought: merged into the contact it became, skipped when
-   * that contact is another's; created when the earlier row failed (then later rows with that
-   * e-mail fold into it, as rows of one batch do).
+   * that contact is another's; created when the earlier row failed (then the next deferred rows
+   * with that e-mail fold into it, as rows of one batch do).
    */
   private async writeDeferred(trx: Db, rows: Pending[]) {
     const r = this.report;
@@ -685,12 +685,13 @@ class ImportRun {
         r.updated++;
         continue;
       }
+      // A row still pending here belongs to a later batch (the earlier row failed, and a row
+      // after this one took its place): this row comes first, so it creates the contact, and
+      // that later row will find it by its e-mail hash and merge into it.
       const earlier = this.seen.get(key);
       if (earlier !== undefined && 'locked' in earlier) {
         r.skipped++;
-      } else if (earlier !== undefined && 'mapped' in earlier) {
-        throw new TypeError('a deferred row whose earlier row was not written');
-      } else if (earlier !== undefined) {
+      } else if (earlier !== undefined && !('mapped' in earlier)) {
         companyIds ??= await this.companyIds(trx, rows);
         const companyId = this.companyOf(p, companyIds);
         if (companyId === null) continue;
