@@ -1,5 +1,6 @@
 import { parentPort, workerData } from 'node:worker_threads';
-import { sealBatch, type SealBatchInput, type SealBatchKeys } from './import-seal.ts';
+import { createNormalCache, sealBatch } from './import-seal.ts';
+import type { SealBatchInput, SealBatchKeys } from './import-seal.ts';
 import type { SealThreadData } from './import-sealer.ts';
 
 /**
@@ -7,10 +8,12 @@ import type { SealThreadData } from './import-sealer.ts';
  * order, and answers with the result; the key bytes' buffer is transferred, not copied.
  */
 const port = parentPort;
+// The thread serves one import: its normal forms are kept for the import's length.
+const cache = createNormalCache();
 if (port === null) throw new TypeError('import-seal-worker.ts runs as a worker thread');
 port.on('message', (m: { seq: number; keys: SealBatchKeys; input: SealBatchInput }) => {
   try {
-    const result = sealBatch(m.keys, m.input);
+    const result = sealBatch(m.keys, m.input, cache);
     port.postMessage({ seq: m.seq, result }, [result.keys.buffer as ArrayBuffer]);
   } catch (error) {
     port.postMessage({

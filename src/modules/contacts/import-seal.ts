@@ -15,8 +15,8 @@ import { contactSpec } from './spec.ts';
  * - its protected fields sealed as one group under that key, as `FieldCrypto.sealWith` seals
  *   them (same envelope, key reference and associated data);
  * - its blind-index and equality-hash columns, as `FieldCrypto.indexColumnsWith` computes them.
- *   A normal form is computed once per distinct value of the batch (phone numbers cost ~10 us
- *   to parse and validate).
+ *   A normal form is computed once per distinct value of the import (`NormalCache`): parsing and
+ *   validating a phone number costs ~10 us, as much as sealing the whole contact.
  *
  * import-seal.test.ts checks the results against FieldCrypto. Imports only small crypto modules:
  * the thread loads this file and nothing of the database or the HTTP layer.
@@ -58,6 +58,17 @@ export interface SealedBatch {
 
 export const SUBJECT_KEY_BYTES = 32;
 
+/**
+ * Normal forms already computed, per indexed field: one import's (the thread's life, or the
+ * inline sealer's), never kept past it. Bounded: started afresh past `MAX_NORMAL_FORMS` values.
+ */
+export type NormalCache = Map<string, Map<string, string | null>>;
+const MAX_NORMAL_FORMS = 50_000;
+
+export function createNormalCache(): NormalCache {
+  return new Map();
+}
+
 const INDEXES = Object.entries(contactSpec.blindIndexes ?? {});
 
 /** The index columns `sealBatch` computes, in the order of `SealedBatch.index`. */
@@ -65,7 +76,11 @@ export const SEAL_INDEX_COLUMNS: readonly string[] = INDEXES.flatMap(([, ix]) =>
   ix.uniqueColumn === undefined ? [ix.column] : [ix.column, ix.uniqueColumn],
 );
 
-export function sealBatch(keys: SealBatchKeys, input: SealBatchInput): SealedBatch {
+export function sealBatch(
+  keys: SealBatchKeys,
+  input: SealBatchInput,
+  cache: NormalCache = createNormalCache(),
+): SealedBatch {
   const { tenantId, wrapping, bits } = keys;
   const { ids, fields, values } = input;
   const width = fields.length;
@@ -76,7 +91,12 @@ export function sealBatch(keys: SealBatchKeys, input: SealBatchInput): SealedBat
     const at = fields.indexOf(field);
     const k = keys.index.get(field);
     if (at < 0 || k === undefined) throw new TypeError(`contact.${field} is indexed, not sealed`);
-    return { at, ix, k, normal: new Map<string, string | null>() };
+    let normal = cache.get(field);
+    if (normal === undefined || normal.size > MAX_NORMAL_FORMS) {
+      normal = new Map<string, string | null>();
+      cache.set(field, normal);
+    }
+    return { at, ix, k, normal };
   });
   const columns = SEAL_INDEX_COLUMNS.length;
   const bytes = new Uint8Array(SUBJECT_KEY_BYTES * ids.length);

@@ -1,6 +1,6 @@
 import { Worker } from 'node:worker_threads';
 import { IMPORT_BATCH_ROWS } from './import-store.ts';
-import { sealBatch } from './import-seal.ts';
+import { createNormalCache, sealBatch } from './import-seal.ts';
 import type { SealBatchInput, SealBatchKeys, SealedBatch } from './import-seal.ts';
 
 /**
@@ -90,10 +90,12 @@ export function createImportSealer(
   let ready: Promise<void> | undefined;
   let seq = 0;
   const pending = new Map<number, Request>();
+  const cache = createNormalCache();
+  const here = (keys: SealBatchKeys, input: SealBatchInput) => sealBatch(keys, input, cache);
 
   const inline = (request: Request) => {
     try {
-      request.resolve(sealBatch(request.keys, request.input));
+      request.resolve(here(request.keys, request.input));
     } catch (error) {
       request.reject(error as Error);
     }
@@ -135,19 +137,19 @@ export function createImportSealer(
   return {
     async seal(keys, input) {
       if (closed) throw new TypeError('the import sealer is closed');
-      if (mode === 'never') return sealBatch(keys, input);
+      if (mode === 'never') return here(keys, input);
       if (failure !== undefined) {
         if (mode === 'always') throw failure;
-        return sealBatch(keys, input);
+        return here(keys, input);
       }
       if (ready === undefined) {
-        if (mode === 'auto' && input.ids.length < threshold) return sealBatch(keys, input);
+        if (mode === 'auto' && input.ids.length < threshold) return here(keys, input);
         ready = start();
         // Observed here; `always` awaits it below, `auto` reads `listening`.
         ready.catch(() => undefined);
       }
       if (mode === 'always') await ready;
-      else if (!listening()) return sealBatch(keys, input);
+      else if (!listening()) return here(keys, input);
       const thread = worker as Worker;
       return new Promise<SealedBatch>((resolve, reject) => {
         const id = ++seq;
@@ -157,6 +159,7 @@ export function createImportSealer(
     },
     async close() {
       closed = true;
+      cache.clear();
       await worker?.terminate();
     },
   };

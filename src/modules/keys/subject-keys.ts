@@ -25,9 +25,11 @@ import type { TenantKeyDeps } from './tenant-keys.ts';
  */
 
 /** SQLite: one new subject key, unless the subject has one (or a tombstone), which wins. */
-const INSERT_SUBJECT_KEY =
+const INSERT_SUBJECT_KEY_ROW =
   'insert into "subject_keys" ("tenant_id", "subject_id", "tenant_key_version", "wrapped", "created_at", "destroyed_at") ' +
-  'values (?, ?, ?, ?, ?, null) on conflict ("tenant_id", "subject_id") do nothing returning "subject_id"';
+  'values (?, ?, ?, ?, ?, null) on conflict ("tenant_id", "subject_id") do nothing';
+/** The same, naming the subject when inserted. */
+const INSERT_SUBJECT_KEY = `${INSERT_SUBJECT_KEY_ROW} returning "subject_id"`;
 
 export { SUBJECT_KEY_VERSION, subjectKeyId } from './subject-key-ref.ts';
 export const subjectCacheId = (tenantId: string, subjectId: string): string =>
@@ -273,10 +275,9 @@ export async function storeSubjectKeyRows(
         subjects.forEach((s, i) =>
           parameters.push(tenantId, s.subjectId, version, wrapped[i], now),
         );
-        const result = await trx.executeQuery<{ subject_id: string }>(
-          eachRowQuery(INSERT_SUBJECT_KEY, 5, parameters),
-        );
-        inserted = result.rows.length;
+        // Counted, not returned: a row array per key is garbage for nothing here.
+        const result = await trx.executeQuery(eachRowQuery(INSERT_SUBJECT_KEY_ROW, 5, parameters));
+        inserted = Number(result.numAffectedRows ?? 0);
       } else {
         for (let i = 0; i < subjects.length; i += 500) {
           const rows = subjects.slice(i, i + 500).map((s, j) => ({
