@@ -77,11 +77,15 @@ const CSV = [
 ].join('\n');
 
 describe('pipelined import', () => {
-  for (const sealThread of ['always', 'never'] as const) {
-    it(`merges later rows into a contact sealed in an earlier batch (${sealThread} thread)`, async () => {
+  for (const [mode, sealThread] of [
+    ['best-effort', 'always'],
+    ['best-effort', 'never'],
+    ['all-or-nothing', 'always'],
+  ] as const) {
+    it(`merges later rows into a contact sealed in an earlier batch (${mode}, ${sealThread} thread)`, async () => {
       const one = await ctx.tenant();
       const many = await ctx.tenant();
-      const options: ImportOptions = { mode: 'best-effort', onDuplicate: 'merge' };
+      const options: ImportOptions = { mode, onDuplicate: 'merge' };
       const whole = await run(one, CSV, options, { batchRows: 1000, sealThread });
       const piped = await run(many, CSV, options, { batchRows: 3, sealThread });
       expect(whole).toMatchObject({ total: 11, created: 8, updated: 3, skipped: 0, failed: 0 });

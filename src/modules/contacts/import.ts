@@ -25,7 +25,7 @@ import { contactSpec } from './spec.ts';
 import { normalizeEmail } from '../../core/crypto/normalize.ts';
 import type { FieldCrypto } from '../records/field-crypto.ts';
 import type { KeyService } from '../keys/service.ts';
-import type { SubjectKeyWrapping } from '../keys/subject-keys.ts';
+import type { MadeSubjectKey, SubjectKeyWrapping } from '../keys/subject-keys.ts';
 import { auditActor } from '../audit/event.ts';
 import type { AuditRecorder } from '../audit/service.ts';
 
@@ -62,6 +62,9 @@ export interface ImportReport {
 }
 
 export const MAX_REPORTED_ERRORS = 1000;
+
+/** All-or-nothing: new subject keys stored this many at a time (see `keepKeys`). */
+const KEY_STORE_ROWS = 10_000;
 
 interface Pending {
   row: number;
@@ -182,6 +185,7 @@ export async function importContacts(
   const records = readCsvBatches(input)[Symbol.asyncIterator]();
   const batchRows = deps.batchRows ?? IMPORT_BATCH_ROWS;
   const sealer = createImportSealer({ thread: deps.sealThread, threshold: batchRows });
+  let dispose = () => {};
   try {
     const first = await records.next();
     const header = first.done ? undefined : first.value[0];
@@ -201,6 +205,7 @@ export async function importContacts(
       onDuplicate,
       options.companies,
     );
+    dispose = () => run.dispose();
     const importId = newId();
     const source = actor.kind === 'system' ? actor.job : 'api';
     /** The event with the counts so far; `batch` names an earlier batch of a best-effort import. */
@@ -238,6 +243,8 @@ export async function importContacts(
         await deps.db.transaction().execute(async (trx) => {
           await run.consume(rows, records, (work) => work(trx));
           if (run.report.failed > 0) throw new Rollback();
+          // Every key before the rows sealed under it commit.
+          await run.storeKeys();
           await record(trx, 'success');
         });
       } catch (error) {
@@ -249,6 +256,7 @@ export async function importContacts(
     }
     return run.report;
   } finally {
+    dispose();
     await sealer.close();
     await records.return?.(undefined);
   }
@@ -293,6 +301,9 @@ class ImportRun {
   private readonly indexAt = new Map<string, number>();
   /** The transaction of the batch being written (the scope checks read through it). */
   private trx: Db | undefined;
+  /** New subject keys not stored yet, by the wrapping they were made under (see `keepKeys`). */
+  private unstored: { wrapping: SubjectKeyWrapping; keys: MadeSubjectKey[] }[] = [];
+  private unstoredCount = 0;
   /**
    * Merge only into contacts the caller may update (break-glass widens reading, never this),
    * link only companies the caller may read: an out-of-scope company is an unknown name, as
@@ -643,20 +654,10 @@ class ImportRun {
       if (key) this.seen.set(key, { id: p.id });
     }
     if (sealed !== undefined && fresh.length > 0) {
-      const toStore = fresh.filter(({ p }) => !sealed.stored.has(p.id as string));
-      await this.deps.keys.storeSubjectKeys(
-        tenantId,
-        sealed.wrapping,
-        toStore.map(({ p }) => {
-          const at = (p.slot as number) * SUBJECT_KEY_BYTES;
-          return {
-            subjectId: p.id as string,
-            key: sealed.batch.keys.subarray(at, at + SUBJECT_KEY_BYTES),
-            wrapped: sealed.batch.wrapped[p.slot as number] as string,
-          };
-        }),
+      await this.keepKeys(
+        sealed,
+        fresh.map(({ p }) => p),
       );
-      for (const { p } of toStore) sealed.stored.add(p.id as string);
       await insertContacts(
         trx,
         fresh.map(({ p, companyId }) => this.newRow(p, sealed, companyId)),
@@ -664,6 +665,55 @@ class ImportRun {
       r.created += fresh.length;
     }
     if (deferred.length > 0) await this.writeDeferred(trx, deferred);
+  }
+
+  /**
+   * Stores the new contacts' subject keys before their rows commit. Best-effort commits every
+   * batch: its keys are stored at once. All-or-nothing commits once, at the end: keys are kept
+   * (copied; the batch's buffer is zeroed after its write) and stored KEY_STORE_ROWS at a time,
+   * before a merge (which reads keys from the store) and before the commit (`storeKeys`): the
+   * key store syncs every transaction to disk, and the event loop waits for it.
+   */
+  private async keepKeys(sealed: Sealed, rows: Pending[]) {
+    const made: MadeSubjectKey[] = [];
+    for (const p of rows) {
+      const id = p.id as string;
+      if (sealed.stored.has(id)) continue;
+      sealed.stored.add(id);
+      const at = (p.slot as number) * SUBJECT_KEY_BYTES;
+      const key = sealed.batch.keys.subarray(at, at + SUBJECT_KEY_BYTES);
+      made.push({
+        subjectId: id,
+        key: this.report.mode === 'best-effort' ? key : Uint8Array.from(key),
+        wrapped: sealed.batch.wrapped[p.slot as number] as string,
+      });
+    }
+    if (made.length === 0) return;
+    const group = this.unstored.at(-1);
+    if (group?.wrapping === sealed.wrapping) group.keys.push(...made);
+    else this.unstored.push({ wrapping: sealed.wrapping, keys: made });
+    this.unstoredCount += made.length;
+    if (this.report.mode === 'best-effort' || this.unstoredCount >= KEY_STORE_ROWS) {
+      await this.storeKeys();
+    }
+  }
+
+  /** Stores the subject keys kept so far (see `keepKeys`). */
+  async storeKeys() {
+    while (this.unstored.length > 0) {
+      const group = this.unstored[0] as (typeof this.unstored)[number];
+      await this.deps.keys.storeSubjectKeys(this.actor.tenantId, group.wrapping, group.keys);
+      this.unstored.shift();
+      this.unstoredCount -= group.keys.length;
+      if (this.report.mode === 'all-or-nothing') for (const k of group.keys) k.key.fill(0);
+    }
+  }
+
+  /** Zeroes the key bytes kept and not stored (a refused or failed import). */
+  dispose() {
+    for (const group of this.unstored) for (const k of group.keys) k.key.fill(0);
+    this.unstored = [];
+    this.unstoredCount = 0;
   }
 
   /**
@@ -735,6 +785,8 @@ class ImportRun {
     values: Record<string, string | null>,
     companyId: string | undefined,
   ) {
+    // The contact may be one this import created: its key must be in the store to read it.
+    await this.storeKeys();
     const { crypto } = this.deps;
     const tenantId = this.actor.tenantId;
     const fields: Record<string, unknown> = { ...values };
