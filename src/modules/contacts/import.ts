@@ -690,7 +690,8 @@ class ImportRun {
     }
     if (made.length === 0) return;
     const group = this.unstored.at(-1);
-    if (group?.wrapping === sealed.wrapping) group.keys.push(...made);
+    // One key-store transaction per tenant key version the keys are wrapped under.
+    if (group?.wrapping.version === sealed.wrapping.version) group.keys.push(...made);
     else this.unstored.push({ wrapping: sealed.wrapping, keys: made });
     this.unstoredCount += made.length;
     if (this.report.mode === 'best-effort' || this.unstoredCount >= KEY_STORE_ROWS) {
