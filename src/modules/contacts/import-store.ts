@@ -15,10 +15,10 @@ export type NewContact = Insertable<ContactTable>;
 export const BATCH_SIZE = 500;
 
 /**
- * Rows an import reads before it writes them: one key-store transaction for their subject keys
- * (the key store commits durably: an fsync each, ~8 ms on a quiet disk, far more on a busy one)
- * and, best-effort, one data transaction. 500 spent a third of a 100,000-row import waiting on
- * those fsyncs.
+ * Rows an import reads before it seals and writes them (import.ts): best-effort, one key-store
+ * transaction for their subject keys (the key store commits durably: an fsync each, ~8 ms on a
+ * quiet disk, far more on a busy one) and one data transaction. 500 spent a third of a
+ * 100,000-row import waiting on those fsyncs.
  */
 export const IMPORT_BATCH_ROWS = 2000;
 
