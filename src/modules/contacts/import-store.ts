@@ -32,10 +32,10 @@ export interface ExistingContact {
 /**
  * Existing contacts of the whole tenant (e-mail is unique tenant-wide, so out-of-scope ones are
  * found too) by the untruncated keyed hash of their e-mail (`email_eq`, exact: no candidates to
- * confirm): hash -> id, version and owner. One statement whatever the number of hashes, with the
- * hashes as ONE parameter (SQLite: a JSON array read by `json_each`; PostgreSQL: a text array):
- * IN lists of 500 placeholders cost Kysely a compilation and SQLite a parse each, for a lookup
- * that finds nothing in a fresh import.
+ * confirm): hash -> id, version and owner. SQLite: one statement whatever the number of hashes,
+ * the hashes as ONE parameter (a JSON array read by `json_each`): IN lists of 500 placeholders
+ * cost Kysely a compilation and SQLite a parse each, for a lookup that finds nothing in a fresh
+ * import. PostgreSQL: IN lists of BATCH_SIZE (its planner keeps the index scan on them).
  */
 export async function findContactsByEmailHash(
   db: Db,
@@ -44,16 +44,29 @@ export async function findContactsByEmailHash(
 ): Promise<Map<string, ExistingContact>> {
   const found = new Map<string, ExistingContact>();
   if (hashes.length === 0) return found;
-  const sqlite = db.getExecutor().adapter instanceof SqliteAdapter;
-  const list = sqlite
-    ? sql<string>`(select value from json_each(${JSON.stringify(hashes)}))`
-    : sql<string>`(select unnest(${[...hashes]}::text[]))`;
-  const rows = await db
+  const query = db
     .selectFrom('contacts')
     .select(['id', 'version', 'email_eq', 'owner_id'])
-    .where('tenant_id', '=', tenantId)
-    .where((eb) => eb(eb.ref('email_eq'), 'in', list))
-    .execute();
+    .where('tenant_id', '=', tenantId);
+  const rows =
+    db.getExecutor().adapter instanceof SqliteAdapter
+      ? await query
+          .where((eb) =>
+            eb(
+              eb.ref('email_eq'),
+              'in',
+              sql<string>`(select value from json_each(${JSON.stringify(hashes)}))`,
+            ),
+          )
+          .execute()
+      : [];
+  if (!(db.getExecutor().adapter instanceof SqliteAdapter)) {
+    for (let i = 0; i < hashes.length; i += BATCH_SIZE) {
+      rows.push(
+        ...(await query.where('email_eq', 'in', hashes.slice(i, i + BATCH_SIZE)).execute()),
+      );
+    }
+  }
   for (const r of rows) {
     if (r.email_eq) {
       found.set(r.email_eq, { id: r.id, version: Number(r.version), ownerId: r.owner_id });
