@@ -278,6 +278,13 @@ async function copyLog(target: Kysely<Database>, tenant: { id: string; slug: str
     .select(['key_id', 'public_key', 'created_at'])
     .execute();
   await target.insertInto('audit_signing_keys').values(keys).execute();
+  // Pages in primary key order (audit_nodes has no rowid on SQLite).
+  const orderBy: Record<string, string> = {
+    audit_tree: 'tenant_id',
+    audit_events: 'leaf_index',
+    audit_nodes: 'level, idx',
+    audit_checkpoints: 'tree_size, key_id',
+  };
   const copy = async <
     T extends 'audit_events' | 'audit_nodes' | 'audit_checkpoints' | 'audit_tree',
   >(
@@ -286,7 +293,7 @@ async function copyLog(target: Kysely<Database>, tenant: { id: string; slug: str
     for (let offset = 0; ; offset += 2000) {
       const rows = await sql<
         Record<string, unknown>
-      >`select * from ${sql.table(table)} where tenant_id = ${tenant.id} order by rowid limit 2000 offset ${offset}`.execute(
+      >`select * from ${sql.table(table)} where tenant_id = ${tenant.id} order by ${sql.raw(orderBy[table]!)} limit 2000 offset ${offset}`.execute(
         db,
       );
       if (rows.rows.length === 0) return;

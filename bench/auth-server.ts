@@ -42,7 +42,7 @@ const database = openDatabase({ dataDir, walCheckpoints: 'thread' });
 await migrateToLatest(database.db);
 const services = createServices({ config, database, clock: systemClock });
 await setupTenant(
-  { db: database.db, clock: systemClock },
+  { db: database.db, clock: systemClock, users: services.userCrypto },
   {
     slug: 'bench',
     name: 'Bench',
@@ -61,12 +61,14 @@ const now = new Date().toISOString();
 for (let start = 0; start < USERS; start += 500) {
   const rows = [];
   for (let i = start; i < Math.min(USERS, start + 500); i++) {
+    const id = newId();
     rows.push({
-      id: newId(),
+      id,
       tenant_id: tenant.id,
-      email: `user${i}@bench.example`,
-      email_normalized: `user${i}@bench.example`,
-      name: `User ${i}`,
+      ...(await services.userCrypto.seal(tenant.id, id, {
+        email: `user${i}@bench.example`,
+        name: `User ${i}`,
+      })),
       role: 'agent' as const,
       status: 'active' as const,
       password_hash: hash,

@@ -19,6 +19,7 @@ import { importContacts } from '../src/modules/contacts/import.ts';
 import { contactSpec } from '../src/modules/contacts/spec.ts';
 import { createFieldCrypto } from '../src/modules/records/field-crypto.ts';
 import { openKeys } from '../src/modules/keys/open.ts';
+import { createUserCrypto } from '../src/modules/users/crypto.ts';
 import { loadConfig } from '../src/config.ts';
 import { setupTenant } from '../src/modules/tenants/service.ts';
 import { runAsSystem, runInTenant } from '../src/db/tenant-scope.ts';
@@ -59,9 +60,16 @@ async function freshDatabase(url: string | undefined) {
   await migrateToLatest(handle.db);
   const clock = createManualClock();
   // PostgreSQL's tenant walls: the tenant is created as the CLI does, the rest runs in it.
+  const keys = await openKeys(
+    loadConfig({
+      CUSTOS_DATA_DIR: dataDir,
+      ...(databaseUrl ? { CUSTOS_DATABASE_URL: databaseUrl } : {}),
+    }),
+    { clock },
+  );
   const { tenant } = await runAsSystem('cli', () =>
     setupTenant(
-      { db: handle.db, clock },
+      { db: handle.db, clock, users: createUserCrypto({ keys: keys.service }) },
       {
         slug: 'bench',
         name: 'Bench',
@@ -71,6 +79,7 @@ async function freshDatabase(url: string | undefined) {
       },
     ),
   );
+  await keys.service.close();
   const drop = async () => {
     await handle.close();
     fs.rmSync(dataDir, { recursive: true, force: true });

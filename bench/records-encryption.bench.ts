@@ -55,7 +55,7 @@ export async function measureRecordsEncryption(): Promise<RecordsEncryptionResul
   const services = createServices({ config, database, clock, keys: keys.service });
   const password = 'correct horse battery staple';
   const { tenant, ownerId } = await setupTenant(
-    { db: database.db, clock },
+    { db: database.db, clock, users: services.userCrypto },
     { slug: 'bench', name: 'Bench', ownerEmail: 'owner@bench.example', ownerName: 'O', password },
   );
   const actor: Actor = {

@@ -69,7 +69,7 @@ if (mode === 'custos') {
   const services = createServices({ config, database, clock: systemClock });
   const password = 'bench password that is long enough';
   await setupTenant(
-    { db: database.db, clock: systemClock },
+    { db: database.db, clock: systemClock, users: services.userCrypto },
     {
       slug: 'bench',
       name: 'Bench',

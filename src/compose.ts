@@ -28,9 +28,12 @@ import type { KeysConfig } from './modules/keys/open.ts';
 import type { KeyService } from './modules/keys/service.ts';
 import { createRecordService } from './modules/records/service.ts';
 import { createRevealService } from './modules/records/reveal.ts';
+import { reindexRegional } from './modules/records/reindex.ts';
 import { createBreakGlassService } from './modules/break-glass/service.ts';
 import { createReportService } from './modules/reports/service.ts';
 import { createUserService } from './modules/users/service.ts';
+import { createUserCrypto } from './modules/users/crypto.ts';
+import { SEALED_SPECS } from './sealed-specs.ts';
 import { createRoleService } from './modules/roles/service.ts';
 import { createTeamService } from './modules/teams/service.ts';
 import { createPermissionService } from './modules/permissions/service.ts';
@@ -133,6 +136,8 @@ export function createServices(deps: {
     defaultRetentionDays: deps.config.auditRetentionDays,
   });
   const records = { db, clock, reader, audit: auditLog, keys, auditPolicy: auditSettings };
+  // Users' e-mail and name at rest, for every module that reads or writes them.
+  const users = createUserCrypto({ keys });
   const contacts = createRecordService(contactSpec, records);
   const log = deps.log ?? pino(loggerOptions(deps.config.logLevel));
   const mailer =
@@ -145,6 +150,7 @@ export function createServices(deps: {
     mailer,
     publicUrl: deps.config.publicUrl,
     log,
+    users,
   });
   // Counters shared by every node: Redis when configured, else the database.
   const throttleStore = deps.config.redisUrl
@@ -155,7 +161,7 @@ export function createServices(deps: {
     clock,
     options: { failuresPerAddressPerDay: deps.config.loginFailuresPerAddressPerDay },
   });
-  const mfa = createMfaService({ db, clock, keys, audit: auditSink, throttle });
+  const mfa = createMfaService({ db, clock, keys, audit: auditSink, throttle, users });
   // Passkeys are bound to this RP id and accepted only from this origin.
   const rp = { name: 'Custos', id: deps.config.webauthnRpId, origin: deps.config.publicUrl };
   const passkeySignIn = createPasskeySignIn({
@@ -165,6 +171,7 @@ export function createServices(deps: {
     throttle,
     rp,
     sessionAbsoluteMs: deps.config.sessionAbsoluteMs,
+    users,
   });
   // Started by server.ts only; tests call runOnce() or start() themselves.
   // Workers walk every tenant: called outside any scope, they run in the system scope.
@@ -187,6 +194,7 @@ export function createServices(deps: {
     clock,
     audit: auditLog,
     notifier: alertNotifier,
+    users,
     onError: deps.onBackgroundError,
   });
   // Re-encryption after a rotation: the same run `custos keys reencrypt` uses, as this node.
@@ -195,7 +203,7 @@ export function createServices(deps: {
     keys,
     audit: auditLog,
     clock,
-    specs: [contactSpec, companySpec, dealSpec, activitySpec],
+    specs: SEALED_SPECS,
     owner: `server:${deps.nodeId ?? `${hostname()}:${process.pid}:${newId().slice(-8)}`}`,
     actor: { kind: 'system', id: 'reencryption' },
   });
@@ -221,7 +229,7 @@ export function createServices(deps: {
     ),
     auditLog,
     auditQueries: createAuditQueries({ db }),
-    reports: createReportService({ db, clock }),
+    reports: createReportService({ db, clock, users }),
     /** Streams the audit log to the configured SIEM destinations (stop it at shutdown). */
     siem,
     auditSettings,
@@ -254,8 +262,9 @@ export function createServices(deps: {
           })
         : undefined,
       passkeys: passkeySignIn,
+      users,
     }),
-    passkeys: createPasskeyService({ db, clock, audit: auditSink, rp }),
+    passkeys: createPasskeyService({ db, clock, audit: auditSink, rp, users }),
     passkeySignIn,
     /** Deletes expired challenges, sessions and counters; server.ts runs it periodically. */
     authPurge: acrossTenants('worker', createAuthPurge({ db, clock })),
@@ -272,8 +281,11 @@ export function createServices(deps: {
       passkeys: passkeySignIn,
       mailer,
       publicUrl: deps.config.publicUrl,
+      users,
     }),
-    users: createUserService({ db, clock, throttle, audit: auditSink, log: auditLog }),
+    users: createUserService({ db, clock, throttle, audit: auditSink, log: auditLog, users }),
+    /** Users' e-mail and name at rest (setup, tests). */
+    userCrypto: users,
     roles: createRoleService({ db, clock, audit: auditLog }),
     teams: createTeamService({ db, clock, audit: auditLog }),
     permissions: createPermissionService({ db, audit: auditLog }),
@@ -289,6 +301,9 @@ export function createServices(deps: {
       audit: auditLog,
       sessionIdleMs: deps.config.sessionIdleMs,
       sessionAbsoluteMs: deps.config.sessionAbsoluteMs,
+      // Contacts hold the only phone index (the other records have no regional index).
+      reindexPhones: (trx, tenantId) =>
+        reindexRegional(trx, contactSpec, contacts.crypto, tenantId),
     }),
     apiKeys: createApiKeyService({ db, clock, audit: auditLog }),
     contacts,
@@ -315,6 +330,7 @@ export function createServices(deps: {
         audit: auditLog,
         throttle,
         notifier: alertNotifier,
+        users,
         onError: deps.onBackgroundError,
         periodic: createKeyRotationCheck({ db, clock, keys, raise: alerts.raise }),
       }),

@@ -130,6 +130,11 @@ const wrongValues: Record<Name, { values: string[]; expected: RegExp }> = {
   },
   CUSTOS_REENCRYPT_BATCH_SIZE: { values: ['0', '10001', 'many'], expected: /from 1 to 10000/ },
   CUSTOS_REENCRYPT_PAUSE_MS: { values: ['-1', '60001', '1s'], expected: /from 0 to 60000/ },
+  // 'ZZ' and 'AA' have the shape but no numbering rules; lower case is refused, not guessed.
+  CUSTOS_DEFAULT_PHONE_REGION: {
+    values: ['ZZ', 'AA', 'de', 'USA', 'U', '+1'],
+    expected: /ISO 3166-1 alpha-2 region code with phone numbering rules/,
+  },
 };
 
 const keyDefaults = {
@@ -182,6 +187,7 @@ describe('loadConfig', () => {
       sessionIdleMs: 30 * 60_000,
       sessionAbsoluteMs: 12 * 3_600_000,
       trustProxy: false,
+      defaultPhoneRegion: undefined,
       ...keyDefaults,
       publicUrl: 'http://localhost:8080',
       webauthnRpId: 'localhost',
@@ -218,6 +224,7 @@ describe('loadConfig', () => {
       CUSTOS_SESSION_IDLE_MINUTES: '5',
       CUSTOS_SESSION_ABSOLUTE_HOURS: '168',
       CUSTOS_TRUST_PROXY: 'true',
+      CUSTOS_DEFAULT_PHONE_REGION: 'DE',
     });
     expect(config).toEqual({
       host: '0.0.0.0',
@@ -231,6 +238,7 @@ describe('loadConfig', () => {
       sessionIdleMs: 5 * 60_000,
       sessionAbsoluteMs: 168 * 3_600_000,
       trustProxy: true,
+      defaultPhoneRegion: 'DE',
       ...keyDefaults,
       keyFile: path.resolve('var/custos/root.key'),
       publicUrl: 'http://localhost:0',

@@ -1,6 +1,7 @@
 import path from 'node:path';
 import { Type, type Static, type TSchema } from '@sinclair/typebox';
 import { Value } from '@sinclair/typebox/value';
+import { isPhoneRegion } from './core/crypto/index.ts';
 
 /**
  * The only reader of process.env. Every variable is validated once at start; a wrong value stops
@@ -85,6 +86,13 @@ export const variables = {
     expected: 'true or false',
     default: 'false',
     description: 'Take the client address from X-Forwarded-For (only behind a trusted proxy).',
+  },
+  CUSTOS_DEFAULT_PHONE_REGION: {
+    schema: Type.String({ pattern: '^[A-Z]{2}$' }),
+    expected:
+      'an upper-case ISO 3166-1 alpha-2 region code with phone numbering rules (US, DE, ...)',
+    description:
+      'Phone region a tenant created by `custos setup` gets when --phone-region is not given (tenants change it in their settings); unset: none.',
   },
   CUSTOS_KEY_PROVIDER: {
     schema: Type.Union([Type.Literal('file'), Type.Literal('env'), Type.Literal('pkcs11')]),
@@ -323,6 +331,8 @@ export interface Config {
   sessionIdleMs: number;
   sessionAbsoluteMs: number;
   trustProxy: boolean;
+  /** Phone region of tenants `custos setup` creates (ISO 3166-1 alpha-2); undefined: none. */
+  defaultPhoneRegion: string | undefined;
   keyProvider: 'file' | 'env' | 'pkcs11';
   keyFile: string;
   /** Base64 root key (env provider only). Secret. */
@@ -407,6 +417,7 @@ export function loadConfig(env: Env = process.env): Readonly<Config> {
     sessionIdleMs: (read(env, 'CUSTOS_SESSION_IDLE_MINUTES') as number) * 60_000,
     sessionAbsoluteMs: (read(env, 'CUSTOS_SESSION_ABSOLUTE_HOURS') as number) * 3_600_000,
     trustProxy: read(env, 'CUSTOS_TRUST_PROXY') === 'true',
+    defaultPhoneRegion: readPhoneRegion(env),
     ...readKeyConfig(env),
     loginFailuresPerAddressPerDay: read(env, 'CUSTOS_LOGIN_FAILURES_PER_ADDRESS_PER_DAY') as number,
     redisUrl: read(env, 'CUSTOS_REDIS_URL') as string | undefined,
@@ -448,6 +459,17 @@ function readPublicUrl(env: Env): Pick<Config, 'publicUrl' | 'webauthnRpId'> {
     );
   }
   return { publicUrl, webauthnRpId: rpId };
+}
+
+function readPhoneRegion(env: Env): string | undefined {
+  const region = read(env, 'CUSTOS_DEFAULT_PHONE_REGION') as string | undefined;
+  // Two letters are not enough: libphonenumber must have numbering rules for the region.
+  if (region !== undefined && !isPhoneRegion(region)) {
+    throw new ConfigError(
+      `CUSTOS_DEFAULT_PHONE_REGION is ${JSON.stringify(region)}; expected ${variables.CUSTOS_DEFAULT_PHONE_REGION.expected}.`,
+    );
+  }
+  return region;
 }
 
 function resolveOptional(file: string | undefined): string | undefined {

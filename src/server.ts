@@ -8,8 +8,8 @@ import { AppError } from './errors.ts';
 import { assertKeysUsable, openKeys } from './modules/keys/open.ts';
 import { startAuthPurge } from './modules/auth/purge.ts';
 import { createProtectedValueCounter } from './modules/records/protected-values.ts';
-import { activitySpec } from './modules/activities/spec.ts';
-import { contactSpec } from './modules/contacts/spec.ts';
+import { SEALED_SPECS } from './sealed-specs.ts';
+import { encryptClearUsers } from './modules/users/backfill.ts';
 import { startAuditJobs } from './modules/audit/jobs.ts';
 import { runAsSystem } from './db/tenant-scope.ts';
 
@@ -39,10 +39,15 @@ async function main() {
   const keys = await runAsSystem('startup', () =>
     openKeys(config, {
       clock: systemClock,
-      protectedValues: createProtectedValueCounter(database.db, [contactSpec, activitySpec]),
+      protectedValues: createProtectedValueCounter(database.db, SEALED_SPECS),
     }),
   );
   await assertKeysUsable(keys);
+  // Users stored in clear before migration 0019 are sealed before anyone can sign in (sign-in
+  // finds users by the e-mail's blind index only).
+  const clearUsers = await runAsSystem('startup', () =>
+    encryptClearUsers({ database, keys: keys.service }),
+  );
   // The worker is built before the app whose logger reports its failures.
   const siemLog: { current?: { warn(obj: object, msg: string): void } } = {};
   let onBackgroundError = (_error: unknown): void => undefined;
@@ -91,6 +96,14 @@ async function main() {
   // Re-encryption after key rotations; several nodes may run it (one per tenant holds a lease).
   if (config.reencryptIntervalMs > 0) {
     services.reencryptionWorker.start(config.reencryptIntervalMs);
+  }
+  if (clearUsers.tenants > 0) {
+    app.log[clearUsers.failed > 0 ? 'error' : 'info'](
+      clearUsers,
+      clearUsers.failed > 0
+        ? 'users stored in clear: some could not be encrypted (damaged values), see `custos keys status --scan`'
+        : 'users stored in clear were encrypted',
+    );
   }
   if ((await runAsSystem('startup', () => countTenants(database.db))) === 0) {
     app.log.warn(

@@ -13,6 +13,8 @@ import type { SignedCheckpoint } from '../core/audit/index.ts';
 import { createMailAlertNotifier } from '../modules/detection/mail-notifier.ts';
 import { createMailer } from '../modules/mail/mailer.ts';
 import { createAlertService } from '../modules/detection/service.ts';
+import { createLazyKeyService } from '../modules/keys/open.ts';
+import { createUserCrypto } from '../modules/users/crypto.ts';
 import { CliExit } from './main.ts';
 import { createServices } from '../compose.ts';
 import { systemActor } from './import-export.ts';
@@ -71,11 +73,14 @@ export function registerAuditCommands(program: Command, deps: CliDeps): void {
           from: config.mailFrom,
           log: { info: () => undefined, warn: stderr, error: stderr },
         });
+        // The keys open only if an alert is mailed (the recipients' addresses are sealed).
+        const keys = createLazyKeyService(config, { clock: systemClock });
         const alerts = createAlertService({
           db: database.db,
           clock: systemClock,
           audit: service,
           notifier: createMailAlertNotifier({ mailer, publicUrl: config.publicUrl }),
+          users: createUserCrypto({ keys }),
         });
         const failed: string[] = [];
         if (heads !== undefined && opts.tenant === undefined) {
@@ -129,6 +134,7 @@ export function registerAuditCommands(program: Command, deps: CliDeps): void {
         }
         await mailer.settled();
         mailer.close();
+        await keys.close();
         if (failed.length > 0) {
           throw new CliExit(`audit log verification failed: ${failed.join(', ')}`, 2);
         }

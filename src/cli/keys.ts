@@ -14,17 +14,13 @@ import { createTenantReencryption, pendingValues } from '../modules/records/reen
 import type { TenantReencryption } from '../modules/records/reencrypt-run.ts';
 import { decodeCensus, readReencryption } from '../modules/records/reencrypt-progress.ts';
 import type { ReencryptionRow } from '../modules/records/reencrypt-progress.ts';
-import type { RecordSpec } from '../modules/records/spec.ts';
-import { activitySpec } from '../modules/activities/spec.ts';
-import { companySpec } from '../modules/companies/spec.ts';
-import { contactSpec } from '../modules/contacts/spec.ts';
-import { dealSpec } from '../modules/deals/spec.ts';
 import { CLI_ACTOR, withKeyEvent } from '../modules/keys/events.ts';
 import type { KeyEvent } from '../modules/keys/events.ts';
 import type { OpenedKeys } from '../modules/keys/open.ts';
 import { initHsmRootKey } from '../modules/keys/providers.ts';
 import type { KeyService } from '../modules/keys/service.ts';
 import type { TenantKeyStatus } from '../modules/keys/status.ts';
+import { SEALED_SPECS } from '../sealed-specs.ts';
 import { CliExit } from './main.ts';
 
 /**
@@ -32,8 +28,8 @@ import { CliExit } from './main.ts';
  * key creation. Key changes are audited as the system actor `cli` (see keys/events.ts).
  */
 
-/** Every record type: the data map decides which of their fields are encrypted. */
-const RECORD_SPECS: readonly RecordSpec[] = [contactSpec, companySpec, dealSpec, activitySpec];
+/** Every sealed object (records and users): the data map decides which fields are encrypted. */
+const RECORD_SPECS = SEALED_SPECS;
 
 interface CliDeps {
   out: (line: string) => void;

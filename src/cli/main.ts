@@ -9,6 +9,7 @@ import { registerTransferCommands } from './import-export.ts';
 import { registerAuditCommands } from './audit.ts';
 import { registerReportCommands } from './report.ts';
 import { registerKeyCommands } from './keys.ts';
+import { withUserCrypto } from './user-keys.ts';
 import { promptSecret } from './prompt.ts';
 
 /** Thrown by commands for a clean exit with a message and status. */
@@ -35,6 +36,14 @@ async function withDatabase<T>(fn: (database: DatabaseHandle) => Promise<T>): Pr
   } finally {
     await database.close();
   }
+}
+
+interface SetupOptions {
+  tenant: string;
+  name: string;
+  email: string;
+  ownerName?: string;
+  phoneRegion?: string;
 }
 
 export function buildCli(
@@ -73,18 +82,26 @@ export function buildCli(
     .requiredOption('--name <organisation>', 'organisation name')
     .requiredOption('--email <email>', "owner's e-mail address")
     .option('--owner-name <name>', "owner's display name (defaults to the e-mail)")
-    .action(async (opts: { tenant: string; name: string; email: string; ownerName?: string }) => {
+    .option(
+      '--phone-region <code>',
+      'region national phone numbers are read in, e.g. US or DE (default CUSTOS_DEFAULT_PHONE_REGION; none: international numbers only)',
+    )
+    .action(async (opts: SetupOptions) => {
       const password = setupPasswordFrom() ?? (await promptSecret('Owner password: '));
-      await withDatabase(async ({ db }) => {
-        const { tenant } = await setupTenant(
-          { db, clock: systemClock },
-          {
-            slug: opts.tenant,
-            name: opts.name,
-            ownerEmail: opts.email,
-            ownerName: opts.ownerName ?? opts.email,
-            password,
-          },
+      const phoneRegion = opts.phoneRegion ?? loadConfig().defaultPhoneRegion;
+      await withDatabase(async (database) => {
+        const { tenant } = await withUserCrypto(database, (users) =>
+          setupTenant(
+            { db: database.db, clock: systemClock, users },
+            {
+              slug: opts.tenant,
+              name: opts.name,
+              ownerEmail: opts.email,
+              ownerName: opts.ownerName ?? opts.email,
+              password,
+              phoneRegion,
+            },
+          ),
         );
         out(
           `Created tenant "${tenant.slug}" with owner ${opts.email}. Sign in with POST /api/v1/auth/login.`,

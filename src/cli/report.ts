@@ -6,6 +6,7 @@ import { securityReportData } from '../modules/reports/data.ts';
 import { renderSecurityReport } from '../modules/reports/html.ts';
 import { reportRange } from '../modules/reports/service.ts';
 import { CliExit } from './main.ts';
+import { withUserCrypto } from './user-keys.ts';
 
 interface CliDeps {
   out: (line: string) => void;
@@ -38,14 +39,17 @@ export function registerReportCommands(program: Command, deps: CliDeps): void {
           throw new CliExit('--format must be html or json', 1);
         }
         const range = reportRange(systemClock, opts.from, opts.to);
-        await deps.withDatabase(async ({ db }) => {
+        await deps.withDatabase(async (database) => {
+          const { db } = database;
           const tenant = await db
             .selectFrom('tenants')
             .select(['id', 'slug', 'name'])
             .where('slug', '=', opts.tenant)
             .executeTakeFirst();
           if (!tenant) throw new CliExit(`no tenant "${opts.tenant}"`, 1);
-          const data = await securityReportData(db, tenant, range);
+          const data = await withUserCrypto(database, (users) =>
+            securityReportData(db, users, tenant, range),
+          );
           const text =
             opts.format === 'json'
               ? `${JSON.stringify(data, null, 2)}\n`

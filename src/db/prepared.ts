@@ -39,6 +39,13 @@ export function prepared<DB, R, P extends string>(
     return entry;
   }
 
+  function bind(compiled: CompiledQuery<R>, slots: (P | undefined)[], values: Record<P, unknown>) {
+    return compiled.parameters.map((v, i) => {
+      const slot = slots[i];
+      return slot === undefined ? v : values[slot];
+    });
+  }
+
   return {
     /**
      * Runs the query. With a `reader` (SQLite's read-only connection) and outside a transaction,
@@ -46,14 +53,23 @@ export function prepared<DB, R, P extends string>(
      * writes, so it goes through `db`.
      */
     async run(db: Kysely<DB>, values: Record<P, unknown>, reader?: SyncReader): Promise<R[]> {
+      const now = this.readNow(db, values, reader);
+      if (now) return now;
       const { compiled, slots } = compiledFor(db);
-      const parameters = compiled.parameters.map((v, i) => {
-        const slot = slots[i];
-        return slot === undefined ? v : values[slot];
+      const result = await db.executeQuery<R>({
+        ...compiled,
+        parameters: bind(compiled, slots, values),
       });
-      if (reader && !db.isTransaction) return reader.all(compiled.sql, parameters) as R[];
-      const result = await db.executeQuery<R>({ ...compiled, parameters });
       return result.rows;
+    },
+    /**
+     * The rows at once when `reader` can serve the query (as in `run`), else undefined: for the
+     * per-request reads, which then cost no promise on SQLite.
+     */
+    readNow(db: Kysely<DB>, values: Record<P, unknown>, reader?: SyncReader): R[] | undefined {
+      if (!reader || db.isTransaction) return undefined;
+      const { compiled, slots } = compiledFor(db);
+      return reader.all(compiled.sql, bind(compiled, slots, values)) as R[];
     },
   };
 }

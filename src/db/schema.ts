@@ -22,8 +22,12 @@ export type UserStatus = 'active' | 'disabled';
 export interface UserTable {
   id: string;
   tenant_id: string;
+  /** Sealed with `name` as one group under the tenant data key (migration 0019). */
   email: string;
-  email_normalized: string;
+  /** Truncated blind index of the normalised e-mail: sign-in and reset look users up by it. */
+  email_bidx: string | null;
+  /** Untruncated keyed hash of the normalised e-mail: carries the per-tenant unique constraint. */
+  email_eq: string | null;
   name: string;
   role: Role;
   /** A custom role (migration 0014): when set, it decides instead of `role`. */
@@ -61,6 +65,8 @@ export interface TenantSettingsTable {
   mfa_required: ColumnType<MfaRequiredMode, MfaRequiredMode | undefined, MfaRequiredMode>;
   /** With `roles`: the roles, comma-separated. */
   mfa_required_roles: ColumnType<string, string | undefined, string>;
+  /** ISO 3166-1 alpha-2 region national phone numbers are read in; null: none (migration 0020). */
+  phone_region: ColumnType<string | null, string | null | undefined, string | null>;
   updated_at: Timestamp;
 }
 
@@ -494,6 +500,8 @@ export interface Database {
 }
 
 export type RecordTableName = 'companies' | 'contacts' | 'deals' | 'activities';
+/** Tables with values sealed at rest: the CRM records and user accounts. */
+export type SealedTableName = RecordTableName | 'users';
 
 export type TenantRow = Selectable<TenantTable>;
 export type UserRow = Selectable<UserTable>;

@@ -1,4 +1,4 @@
-import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import type { FastifyInstance, FastifyRequest } from 'fastify';
 import type {} from '@fastify/cookie';
 import { requireSecondFactorEnrolled, type Actor, type RequestMeta } from '../core/policy/index.ts';
 import { AppError } from '../errors.ts';
@@ -81,8 +81,12 @@ function sameOrigin(origin: string, host: string | undefined): boolean {
  * Tenant walls for HTTP: every request runs in a tenant scope holder. Until the actor is known it
  * is `system` (pre-auth: the session or API-key lookup, and the public routes that sign someone
  * in, whose tenant is what they establish); once the auth hook knows the actor it becomes the
- * actor's tenant for the rest of the request. The holder is entered again at each stage because
- * body parsing and the response's `finish` run outside the request's async context.
+ * actor's tenant for the rest of the request. The holder is entered again where the request
+ * resumes from a socket event, outside its async context: after its body was read
+ * (`preValidation`; every later stage, the handler and the answer's `onSend` follow from there),
+ * when an error is answered (a body that failed to parse) and when the response has finished.
+ * Each stage costs a hook call on every request, so there are no more of them than that
+ * (test/integration/tenant-scope-http.test.ts checks every stage).
  */
 function registerTenantScope(app: FastifyInstance) {
   app.decorateRequest('tenantScope', null);
@@ -96,53 +100,77 @@ function registerTenantScope(app: FastifyInstance) {
     else done();
   };
   app.addHook('preValidation', (request, _reply, done) => reenter(request, done));
-  app.addHook('preHandler', (request, _reply, done) => reenter(request, done));
-  app.addHook('onSend', (request, _reply, payload, done) =>
-    reenter(request, () => done(null, payload)),
-  );
   app.addHook('onResponse', (request, _reply, done) => reenter(request, done));
   app.addHook('onError', (request, _reply, _error, done) => reenter(request, done));
 }
 
-/** From here on the request sees its actor's tenant only. */
-function enterActorTenant(request: FastifyRequest, actor: Actor) {
+/**
+ * Who is calling: sets `request.actor` and narrows the tenant scope, or throws. Undefined when
+ * done without waiting (a public route, a known session): no promise on the common path.
+ */
+function authenticate(request: FastifyRequest, auth: AuthService): Promise<void> | undefined {
+  // `routeOptions` is a getter that builds a new object on every read: read it once.
+  const route = request.routeOptions;
+  if (route.config.public === true || route.url === undefined) return undefined;
+  const meta = requestMeta(request);
+  const header = request.headers.authorization;
+  if (typeof header === 'string' && header.length > 0) {
+    const match = /^Bearer\s+(\S+)$/i.exec(header);
+    if (!match?.[1]) {
+      throw new AppError(
+        'unauthenticated',
+        'auth.api_key_invalid',
+        'malformed authorization header',
+        {
+          detail: 'Send API keys as "Authorization: Bearer <key>".',
+        },
+      );
+    }
+    return auth.actorFromApiKey(match[1], meta).then((actor) => {
+      admit(request, actor);
+      requireSecondFactorEnrolled(actor, false);
+    });
+  }
+  const token = request.cookies[SESSION_COOKIE];
+  if (!token) {
+    throw new AppError('unauthenticated', 'auth.unauthenticated', 'no credentials', {
+      detail: 'Sign in or send an API key.',
+    });
+  }
+  const enrolment = route.config.mfaEnrolment === true;
+  const actor = auth.actorFromSession(token, meta);
+  if (actor instanceof Promise) {
+    return actor.then((known) => admitSession(request, known, token, enrolment));
+  }
+  admitSession(request, actor, token, enrolment);
+  return undefined;
+}
+
+// Module-level, not a closure per request: tsx names every named closure as it is created.
+function admitSession(request: FastifyRequest, actor: Actor, token: string, enrolment: boolean) {
+  admit(request, actor);
+  checkCsrf(request, token);
+  requireSecondFactorEnrolled(actor, enrolment);
+}
+
+/** From here on the request is `actor`'s and sees its tenant only. */
+function admit(request: FastifyRequest, actor: Actor) {
+  request.actor = actor;
   if (request.tenantScope) request.tenantScope.scope = { kind: 'tenant', tenantId: actor.tenantId };
 }
 
 export function registerAuthentication(app: FastifyInstance, auth: AuthService) {
   app.decorateRequest('actor', null);
   registerTenantScope(app);
-  app.addHook('onRequest', async (request: FastifyRequest, _reply: FastifyReply) => {
-    if (request.routeOptions.config.public === true || request.routeOptions.url === undefined)
-      return;
-    const meta = requestMeta(request);
-    const header = request.headers.authorization;
-    if (typeof header === 'string' && header.length > 0) {
-      const match = /^Bearer\s+(\S+)$/i.exec(header);
-      if (!match?.[1]) {
-        throw new AppError(
-          'unauthenticated',
-          'auth.api_key_invalid',
-          'malformed authorization header',
-          {
-            detail: 'Send API keys as "Authorization: Bearer <key>".',
-          },
-        );
-      }
-      request.actor = await auth.actorFromApiKey(match[1], meta);
-      enterActorTenant(request, request.actor);
-      requireSecondFactorEnrolled(request.actor, false);
+  app.addHook('onRequest', (request, _reply, done) => {
+    let pending: Promise<void> | undefined;
+    try {
+      pending = authenticate(request, auth);
+    } catch (error) {
+      done(error as Error);
       return;
     }
-    const token = request.cookies[SESSION_COOKIE];
-    if (!token) {
-      throw new AppError('unauthenticated', 'auth.unauthenticated', 'no credentials', {
-        detail: 'Sign in or send an API key.',
-      });
-    }
-    request.actor = await auth.actorFromSession(token, meta);
-    enterActorTenant(request, request.actor);
-    checkCsrf(request, token);
-    requireSecondFactorEnrolled(request.actor, request.routeOptions.config.mfaEnrolment === true);
+    if (pending) pending.then(() => done(), done);
+    else done();
   });
 }

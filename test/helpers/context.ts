@@ -5,10 +5,7 @@ import { loadConfig } from '../../src/config.ts';
 import { createServices, type Services } from '../../src/compose.ts';
 import { assertKeysUsable, openKeys } from '../../src/modules/keys/open.ts';
 import { createProtectedValueCounter } from '../../src/modules/records/protected-values.ts';
-import { activitySpec } from '../../src/modules/activities/spec.ts';
-import { companySpec } from '../../src/modules/companies/spec.ts';
-import { contactSpec } from '../../src/modules/contacts/spec.ts';
-import { dealSpec } from '../../src/modules/deals/spec.ts';
+import { SEALED_SPECS } from '../../src/sealed-specs.ts';
 import { buildApp } from '../../src/http/app.ts';
 import { loggerOptions } from '../../src/http/logging.ts';
 import { pino } from 'pino';
@@ -74,8 +71,6 @@ export type StepUpProof =
   | { passkey: unknown }
   | { authenticator: { assert(options: { challenge: string; rpId?: string }): unknown } };
 
-const RECORD_SPECS = [contactSpec, companySpec, dealSpec, activitySpec];
-
 let counter = 0;
 const unique = (prefix: string) => `${prefix}${process.pid}-${++counter}`;
 
@@ -97,7 +92,7 @@ export async function createTestContext(
   // seals stored values).
   const keys = await openKeys(config, {
     clock,
-    protectedValues: createProtectedValueCounter(database.handle.db, RECORD_SPECS),
+    protectedValues: createProtectedValueCounter(database.handle.db, SEALED_SPECS),
   });
   await assertKeysUsable(keys);
   const logs: string[] = [];
@@ -156,7 +151,7 @@ export async function createTestContext(
     async tenant(slug = unique('t')) {
       const email = `owner@${slug}.example`;
       await setupTenant(
-        { db: database.handle.db, clock },
+        { db: database.handle.db, clock, users: appServices.userCrypto },
         { slug, name: `Tenant ${slug}`, ownerEmail: email, ownerName: 'Owner', password: PASSWORD },
       );
       return login(slug, email);

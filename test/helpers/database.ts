@@ -22,11 +22,15 @@ export interface TestDatabase {
   drop(): Promise<void>;
 }
 
-export async function createTestDatabase(): Promise<TestDatabase> {
+/** `migrate: false` leaves the database empty (a test of a migration applies them itself). */
+export async function createTestDatabase(
+  options: { migrate?: boolean } = {},
+): Promise<TestDatabase> {
+  const migrate = options.migrate ?? true;
   const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'custos-test-'));
   if (!testDatabaseUrl) {
     const handle = openDatabase({ dataDir });
-    await migrateToLatest(handle.db);
+    if (migrate) await migrateToLatest(handle.db);
     return {
       handle,
       dataDir,
@@ -53,7 +57,7 @@ export async function createTestDatabase(): Promise<TestDatabase> {
     poolSize: 5,
     tenantWalls: false,
   });
-  await migrateToLatest(handle.db);
+  if (migrate) await migrateToLatest(handle.db);
   return {
     handle,
     dataDir,

@@ -3,7 +3,7 @@ import type { Kysely } from 'kysely';
 import { expect } from 'vitest';
 import type { Database } from '../../src/db/schema.ts';
 import { censusOfValues } from '../../src/modules/records/reencrypt.ts';
-import type { RecordSpec } from '../../src/modules/records/spec.ts';
+import type { SealedSpec } from '../../src/modules/records/spec.ts';
 import type { Session, TestContext } from './context.ts';
 
 /**
@@ -145,7 +145,7 @@ export function trafficClient(ctx: () => TestContext) {
 /** The tenant key versions named by the tenant's stored values (a full census). */
 export async function versionsInUse(
   db: Kysely<Database>,
-  specs: readonly RecordSpec[],
+  specs: readonly SealedSpec[],
   tenantId: string,
 ): Promise<number[]> {
   const census = await censusOfValues(db, specs, tenantId);

@@ -51,9 +51,16 @@ async function cli(args: string[]) {
   return { status, out: out.join('\n'), err: err.join('') };
 }
 
-/** Signs in through a real app on the test database. */
+/**
+ * Signs in through a real app on the test database, with the key store the CLI used (users'
+ * e-mail addresses are found by a blind index under the tenant's key).
+ */
 async function signIn(tenant: string, email: string, password: string) {
-  const config = loadConfig({ CUSTOS_DATA_DIR: database.dataDir, CUSTOS_LOG_LEVEL: 'silent' });
+  const config = loadConfig({
+    CUSTOS_DATA_DIR: database.dataDir,
+    CUSTOS_LOG_LEVEL: 'silent',
+    ...(database.url ? { CUSTOS_DATABASE_URL: database.url } : {}),
+  });
   const services = createServices({ config, database: database.handle, clock: systemClock });
   const app = await buildApp({
     config,
@@ -68,6 +75,7 @@ async function signIn(tenant: string, email: string, password: string) {
     });
   } finally {
     await app.close();
+    await services.keys.close();
   }
 }
 
@@ -180,6 +188,32 @@ describe('custos setup', () => {
       .where('slug', '=', 'weak')
       .executeTakeFirst();
     expect(row).toBeUndefined();
+  });
+
+  it('gives the tenant the phone region of --phone-region, or of CUSTOS_DEFAULT_PHONE_REGION', async () => {
+    const regionOf = async (slug: string) =>
+      (
+        await database.handle.db
+          .selectFrom('tenant_settings')
+          .innerJoin('tenants', 'tenants.id', 'tenant_settings.tenant_id')
+          .select('tenant_settings.phone_region')
+          .where('tenants.slug', '=', slug)
+          .executeTakeFirst()
+      )?.phone_region ?? null;
+    const setup = (slug: string, ...more: string[]) =>
+      cli(['setup', '--tenant', slug, '--name', 'R', '--email', `o@${slug}.example`, ...more]);
+    useTestDatabase({ CUSTOS_SETUP_PASSWORD: STRONG, CUSTOS_DEFAULT_PHONE_REGION: 'DE' });
+    expect((await setup('region-flag', '--phone-region', 'US')).status).toBe(0);
+    expect(await regionOf('region-flag')).toBe('US');
+    expect((await setup('region-default')).status).toBe(0);
+    expect(await regionOf('region-default')).toBe('DE');
+    const bad = await setup('region-bad', '--phone-region', 'ZZ');
+    expect(bad.status).not.toBe(0);
+    expect(bad.err).toMatch(/phone-region: /);
+    expect(await regionOf('region-bad')).toBeNull();
+    delete process.env.CUSTOS_DEFAULT_PHONE_REGION;
+    expect((await setup('region-none')).status).toBe(0);
+    expect(await regionOf('region-none')).toBeNull();
   });
 
   it('refuses a malformed slug or e-mail, naming each', async () => {

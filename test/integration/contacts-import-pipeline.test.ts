@@ -129,6 +129,86 @@ describe('pipelined import', () => {
     expect(ada).toMatchObject({ title: null, notes: null, company: null });
   });
 
+  /** National numbers (in the US) of eight people, and the E.164 numbers they index as. */
+  const NATIONAL = Array.from({ length: 8 }, (_, i) => ({
+    email: `p${i}@example.com`,
+    national: `(415) 555-${String(2600 + i)}`,
+    e164: `+1415555${String(2600 + i)}`,
+  }));
+  const NATIONAL_CSV = [
+    'first_name,email,phone',
+    ...NATIONAL.map((p, i) => `P${i},${p.email},${p.national}`),
+  ].join('\n');
+
+  async function setRegion(s: Session, phoneRegion: string) {
+    const res = await ctx.app.inject({
+      method: 'PATCH',
+      url: '/api/v1/tenant/settings',
+      headers: s.headers,
+      payload: { phoneRegion },
+    });
+    expect(res.statusCode, res.body).toBe(200);
+  }
+
+  /** The e-mails of the contacts the phone filter finds for `phone`. */
+  async function byPhone(s: Session, phone: string) {
+    const res = await ctx.app.inject({
+      url: `/api/v1/contacts?phone=${encodeURIComponent(phone)}`,
+      headers: s.headers,
+    });
+    expect(res.statusCode, res.body).toBe(200);
+    return res.json<{ items: { email: string }[] }>().items.map((c) => c.email);
+  }
+
+  for (const mode of ['best-effort', 'all-or-nothing'] as const) {
+    it(`indexes national phone numbers in the tenant's region on the crypto thread (${mode})`, async () => {
+      const s = await ctx.tenant();
+      await setRegion(s, 'US');
+      const report = await run(s, NATIONAL_CSV, { mode }, { batchRows: 3, sealThread: 'always' });
+      expect(report).toMatchObject({ created: 8, failed: 0 });
+      for (const p of NATIONAL) expect(await byPhone(s, p.e164), p.e164).toEqual([p.email]);
+    });
+  }
+
+  it('indexes the phones again in the write when the region changed after the batches were sealed', async () => {
+    const s = await ctx.tenant();
+    await setRegion(s, 'US');
+    const crypto = ctx.services.contacts.crypto;
+    let before = 0;
+    // The batches are sealed with no region (what a reading before a change to US saw); each
+    // write reads US in its transaction, and must not store the sealed (null) phone index.
+    const stale: typeof crypto = {
+      ...crypto,
+      async indexKeys(tenantId, conn, values) {
+        const indexing = await crypto.indexKeys(tenantId, conn, values);
+        if (conn?.isTransaction === true || indexing.context === undefined) return indexing;
+        before++;
+        return { ...indexing, context: { phoneRegion: null } };
+      },
+    };
+    const actor: Actor = {
+      kind: 'system',
+      tenantId: s.tenantId,
+      job: 'cli',
+      role: 'owner',
+      request: { requestId: 'pipeline', ip: null, userAgent: 'custos-cli' },
+    };
+    const deps = {
+      db: ctx.database.handle.db,
+      clock: ctx.clock,
+      keys: ctx.services.keys,
+      crypto: stale,
+      audit: ctx.services.auditLog,
+      batchRows: 3,
+      sealThread: 'always' as const,
+    };
+    const csv = Readable.from([Buffer.from(NATIONAL_CSV)]);
+    const report = await importContacts(deps, actor, csv, { mode: 'best-effort' });
+    expect(report).toMatchObject({ created: 8, failed: 0 });
+    expect(before).toBe(1);
+    for (const p of NATIONAL) expect(await byPhone(s, p.e164), p.e164).toEqual([p.email]);
+  });
+
   it('creates the contact from a later row when the row sealed before it failed', async () => {
     const s = await ctx.tenant();
     const csv = [

@@ -250,6 +250,9 @@ describe('bulk reads and exports of personal records', () => {
 describe('access outside business hours', () => {
   it('raises on a sign-in outside the tenant’s hours in its time zone, not within them', async () => {
     const owner = await ctx.tenant();
+    // The owner's first sign-in is at "now", any hour (earlier tests move the clock on): judged
+    // before the rule and hours below exist, it raises nothing either way.
+    await run();
     await configure(owner, {
       rules: { off_hours: { enabled: true }, new_device: { enabled: false } },
       businessHours: {
@@ -507,6 +510,7 @@ describe('the worker', () => {
         audit: ctx.services.auditLog,
         throttle: { lock: async () => undefined },
         notifier: noopAlertNotifier,
+        users: ctx.services.userCrypto,
       });
     const breakGlass = () =>
       append({
@@ -575,6 +579,7 @@ describe('the worker', () => {
         notify: async (alert, recipients) =>
           void told.push({ rule: alert.rule, to: recipients.map((r) => r.email).sort() }),
       },
+      users: ctx.services.userCrypto,
     });
     await append({
       tenantId: owner.tenantId,

@@ -5,7 +5,7 @@ import { Readable } from 'node:stream';
 import pg from 'pg';
 import { sql } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createTestContext, type Session, type TestContext } from '../helpers/context.ts';
+import { createTestContext, PASSWORD, type Session, type TestContext } from '../helpers/context.ts';
 import { testDatabaseUrl } from '../helpers/database.ts';
 import { encryptField, importAesKey } from '../../src/core/crypto/index.ts';
 import type { Actor } from '../../src/core/policy/index.ts';
@@ -107,13 +107,52 @@ async function rawStorage(): Promise<{ sources: string[]; text: string }> {
   return { sources, text: parts.join('\n') };
 }
 
+/**
+ * A user with a marker in e-mail and name, renamed to another marker, who asks to change the
+ * e-mail to a third (the address waits sealed in its link); the markers to look for.
+ */
+async function markedUser() {
+  const m = marker();
+  const res = await ctx.app.inject({
+    method: 'POST',
+    url: '/api/v1/users',
+    headers: owner.headers,
+    payload: { email: `${m}@Example.com`, name: `${m} Staff`, role: 'agent', password: PASSWORD },
+  });
+  if (res.statusCode !== 201) throw new Error(`user: ${res.statusCode} ${res.body}`);
+  const { id } = res.json<{ id: string }>();
+  const renamed = await ctx.app.inject({
+    method: 'PATCH',
+    url: `/api/v1/users/${id}`,
+    headers: owner.headers,
+    payload: { name: `${m}renamed Staff` },
+  });
+  if (renamed.statusCode !== 200) throw new Error(`rename: ${renamed.statusCode}`);
+  const user = await ctx.login(owner.tenant, `${m}@example.com`);
+  const asked = await ctx.app.inject({
+    method: 'POST',
+    url: '/api/v1/auth/email',
+    headers: user.headers,
+    payload: { email: `${m}new@example.com` },
+  });
+  if (asked.statusCode !== 202) throw new Error(`e-mail change: ${asked.statusCode}`);
+  return { id, markers: [m, `${m}@example.com`, `${m.toUpperCase()}`] };
+}
+
 describe('encryption at rest', () => {
-  it('stores no protected value of contacts and activities in clear, in any file or row', async () => {
-    const made = [await markedContact(), await markedContact()];
+  it('stores no protected value of contacts, activities and users in clear, in any file or row', async () => {
+    const contacts = [await markedContact(), await markedContact()];
+    const staff = await markedUser();
+    const made = [...contacts, staff];
     // The API still answers with the clear values.
-    const got = await getContact(made[0]!.contact.id);
+    const got = await getContact(contacts[0]!.contact.id);
     expect(got.statusCode).toBe(200);
-    expect(got.json()).toMatchObject(made[0]!.input);
+    expect(got.json()).toMatchObject(contacts[0]!.input);
+    const user = await ctx.app.inject({
+      url: `/api/v1/users/${staff.id}`,
+      headers: owner.headers,
+    });
+    expect(user.json<{ name: string }>().name).toMatch(/renamed Staff$/);
     const { sources, text } = await rawStorage();
     if (!testDatabaseUrl) {
       expect(sources).toEqual(expect.arrayContaining(['custos.db', 'custos.db-wal', 'keys.db']));
@@ -122,6 +161,8 @@ describe('encryption at rest', () => {
         expect.arrayContaining([
           'public.contacts',
           'public.activities',
+          'public.users',
+          'public.auth_links',
           'custos_keys.tenant_keys',
           'custos_keys.subject_keys',
         ]),

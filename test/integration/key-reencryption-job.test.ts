@@ -3,10 +3,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest
 import { runCli } from '../../src/cli/main.ts';
 import { runInTenant } from '../../src/db/tenant-scope.ts';
 import { newId } from '../../src/ids.ts';
-import { activitySpec } from '../../src/modules/activities/spec.ts';
-import { companySpec } from '../../src/modules/companies/spec.ts';
-import { contactSpec } from '../../src/modules/contacts/spec.ts';
-import { dealSpec } from '../../src/modules/deals/spec.ts';
+import { SEALED_SPECS } from '../../src/sealed-specs.ts';
 import { censusOfValues } from '../../src/modules/records/reencrypt.ts';
 import { readReencryption } from '../../src/modules/records/reencrypt-progress.ts';
 import { createTenantReencryption } from '../../src/modules/records/reencrypt-run.ts';
@@ -24,7 +21,8 @@ import { trafficClient, versionsInUse as versionsInUseOf } from '../helpers/reco
  */
 
 let ctx: TestContext;
-const SPECS = [contactSpec, companySpec, dealSpec, activitySpec];
+// Records and users: the owner's e-mail and name are under the tenant key too.
+const SPECS = SEALED_SPECS;
 const savedEnv = { ...process.env };
 
 beforeAll(async () => {
@@ -217,15 +215,16 @@ describe('the server re-encryption job', () => {
       cursor_id: ids[7],
       lease_owner: null,
     });
-    expect(JSON.parse(saved!.census)).toMatchObject({ byVersion: { '1': 24, '2': 16 } });
+    // Left under v1: 12 activities' two values and the owner's e-mail and name.
+    expect(JSON.parse(saved!.census)).toMatchObject({ byVersion: { '1': 26, '2': 16 } });
     await expectAll(s, expected);
 
     // The status reads the run's row: progress without counting every value again.
     const status = await cli(['keys', 'status', '--tenant', s.tenant]);
     expect(status.status).toBe(0);
-    expect(status.out).toMatch(/v1 +decrypt-only +0 subject keys +24 values/);
+    expect(status.out).toMatch(/v1 +decrypt-only +0 subject keys +26 values/);
     expect(status.out).toMatch(
-      /re-encryption to v2: running \(values\), \d+ subject keys re-wrapped, 16 values re-encrypted, 24 values left, last batch \S+, paused/,
+      /re-encryption to v2: running \(values\), \d+ subject keys re-wrapped, 16 values re-encrypted, 26 values left, last batch \S+, paused/,
     );
     expect(status.out).toContain('values as counted by the re-encryption job at');
 
@@ -259,23 +258,23 @@ describe('the server re-encryption job', () => {
       }),
     );
     expect(second).toMatchObject({ outcome: 'done', started: false });
-    // From the cursor on: 12 activities left, 3 batches of 4 (8 values each).
-    expect(progress).toEqual([8, 16, 24]);
+    // From the cursor on: 12 activities left, 3 batches of 4 (8 values each), then the users.
+    expect(progress).toEqual([8, 16, 24, 26]);
     expect(await versionsInUse(s.tenantId)).toEqual([2]);
     expect(await readReencryption(db(), s.tenantId)).toMatchObject({
       state: 'done',
-      reencrypted: 40,
+      reencrypted: 42,
       lease_owner: null,
     });
     // One run, two processes: still one started/finished pair, with the run's totals.
     expect(await keyEvents(s.tenantId)).toEqual([
-      `keys.reencryption_started reencryption v2 pending_values_40;pending_subject_keys_${subjectKeys}`,
-      `keys.reencrypted reencryption v2 values_40;clear_0;subject_keys_${subjectKeys}`,
+      `keys.reencryption_started reencryption v2 pending_values_42;pending_subject_keys_${subjectKeys}`,
+      `keys.reencrypted reencryption v2 values_42;clear_0;subject_keys_${subjectKeys}`,
     ]);
     const done = await cli(['keys', 'status', '--tenant', s.tenant]);
     expect(done.out).toMatch(/v1 +decrypt-only +0 subject keys +0 values/);
     expect(done.out).toMatch(
-      /re-encryption to v2: done at \S+, \d+ subject keys re-wrapped, 40 values re-encrypted/,
+      /re-encryption to v2: done at \S+, \d+ subject keys re-wrapped, 42 values re-encrypted/,
     );
 
     expect(await keys.retireVersion(s.tenantId, 1)).toEqual({ minDecryptVersion: 2 });

@@ -2,10 +2,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createTestContext, type TestContext } from '../helpers/context.ts';
 import { trafficClient, versionsInUse as versionsInUseOf } from '../helpers/records.ts';
 import { newId } from '../../src/ids.ts';
-import { activitySpec } from '../../src/modules/activities/spec.ts';
-import { companySpec } from '../../src/modules/companies/spec.ts';
-import { contactSpec } from '../../src/modules/contacts/spec.ts';
-import { dealSpec } from '../../src/modules/deals/spec.ts';
+import { userSpec } from '../../src/modules/users/spec.ts';
+import { SEALED_SPECS } from '../../src/sealed-specs.ts';
 import type { KeyService } from '../../src/modules/keys/service.ts';
 import {
   censusOfValues,
@@ -22,7 +20,7 @@ import type { ReencryptProgress } from '../../src/modules/records/reencrypt.ts';
  */
 
 let ctx: TestContext;
-const SPECS = [contactSpec, companySpec, dealSpec, activitySpec];
+const SPECS = SEALED_SPECS;
 
 beforeAll(async () => {
   ctx = await createTestContext();
@@ -131,6 +129,46 @@ describe('key rotation under traffic', () => {
     await expectAll(s, expected);
   }, 90_000);
 
+  it("moves users' e-mail and name to the new version; they still sign in once the old one is retired", async () => {
+    const s = await ctx.tenant();
+    const agent = await ctx.user(s, 'agent');
+    const stored = () =>
+      db()
+        .selectFrom('users')
+        .select(['id', 'email', 'name'])
+        .where('tenant_id', '=', s.tenantId)
+        .orderBy('id')
+        .execute();
+    const versionsOf = async () =>
+      [...(await censusOfValues(db(), [userSpec], s.tenantId)).byVersion]
+        .filter(([, count]) => count > 0)
+        .map(([v, count]) => [v, count]);
+    // Owner and agent: two values each, sealed under the tenant data key.
+    expect(await versionsOf()).toEqual([[1, 4]]);
+    const before = await stored();
+
+    const { keys } = ctx.services;
+    expect(await keys.rotateTenantKey(s.tenantId)).toEqual({ version: 2, previous: 1 });
+    const progress = await job().run(s.tenantId, { pauseMs: 0 });
+    expect(progress.done).toBe(true);
+    expect(await versionsOf()).toEqual([[2, 4]]);
+    const after = await stored();
+    for (const [i, row] of after.entries()) {
+      for (const column of ['email', 'name'] as const) {
+        expect(row[column]).not.toBe(before[i]?.[column]);
+        expect(classifyStored(row[column])).toMatchObject({ kind: 'sealed', keyVersion: 2 });
+      }
+    }
+
+    settle();
+    await keys.retireVersion(s.tenantId, 1);
+    const again = await ctx.login(s.tenant, agent.email);
+    const me = await ctx.app.inject({ url: '/api/v1/auth/me', headers: again.headers });
+    expect(me.json()).toMatchObject({ email: agent.email, name: 'A agent' });
+    const list = await ctx.app.inject({ url: '/api/v1/users', headers: s.headers });
+    expect(list.statusCode).toBe(200);
+  });
+
   it("never overwrites a user's write that races the re-encryption of the same record", async () => {
     const s = await ctx.tenant();
     const company = await post(s, '/api/v1/companies', { name: 'Acme' });
@@ -183,9 +221,10 @@ describe('key rotation under traffic', () => {
     });
     expect(first.done).toBe(false);
     expect(first.reencrypted).toBe(16);
-    expect(first.remaining).toBe(24);
+    // 12 activities' two values, and the owner's e-mail and name (users come last).
+    expect(first.remaining).toBe(26);
     const half = await census(s.tenantId);
-    expect(half.byVersion.get(1)).toBe(24);
+    expect(half.byVersion.get(1)).toBe(26);
     expect(half.byVersion.get(2)).toBe(16);
     await expectAll(s, expected);
 
@@ -196,7 +235,7 @@ describe('key rotation under traffic', () => {
 
     // A new run (a fresh process would do the same) picks up where the data says.
     const second = await job().run(s.tenantId, { batchSize: 4, pauseMs: 0 });
-    expect(second).toMatchObject({ done: true, reencrypted: 24, remaining: 0, failed: 0 });
+    expect(second).toMatchObject({ done: true, reencrypted: 26, remaining: 0, failed: 0 });
     expect(await versionsInUse(s.tenantId)).toEqual([2]);
     expect(await keys.retireVersion(s.tenantId, 1)).toEqual({ minDecryptVersion: 2 });
     await expectAll(s, expected);

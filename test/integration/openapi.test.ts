@@ -124,6 +124,25 @@ describe('OpenAPI document', () => {
     expect(problems).toEqual([]);
   });
 
+  it('describes the tenant phone region: read, changed, its format and what it does', () => {
+    const settings = doc.paths['/api/v1/tenant/settings']!;
+    const shown = settings.get!.responses!['200']!.content!['application/json']!.schema as {
+      properties: Record<string, { anyOf?: { pattern?: string }[]; description?: string }>;
+      required: string[];
+    };
+    expect(shown.required).toContain('phoneRegion');
+    const region = shown.properties.phoneRegion!;
+    expect(region.anyOf).toContainEqual(expect.objectContaining({ pattern: '^[A-Z]{2}$' }));
+    expect(region.description).toMatch(/national phone numbers/);
+    const patch = settings.patch as {
+      requestBody: { content: Record<string, { schema: { properties: Record<string, unknown> } }> };
+    };
+    const body = patch.requestBody.content['application/json']!.schema;
+    expect(body.properties.phoneRegion).toMatchObject({
+      anyOf: [{ pattern: '^[A-Z]{2}$' }, { type: 'null' }],
+    });
+  });
+
   it('documents the record routes fully: list query, If-Match and the error statuses', () => {
     for (const resource of ['contacts', 'companies', 'deals', 'activities']) {
       const list = doc.paths[`/api/v1/${resource}`]!.get!;

@@ -64,7 +64,7 @@ describe('password policy on user creation', () => {
 describe('password policy on setup', () => {
   it('refuses a tenant-derived owner password with auth.password_rejected and creates nothing', async () => {
     const error = await setupTenant(
-      { db: ctx.database.handle.db, clock: ctx.clock },
+      { db: ctx.database.handle.db, clock: ctx.clock, users: ctx.services.userCrypto },
       {
         slug: 'quorvex',
         name: 'Quorvex Labs',
@@ -91,7 +91,7 @@ describe('password policy on setup', () => {
 
   it('names the other fields with request.invalid when more than the password is wrong', async () => {
     const error = await setupTenant(
-      { db: ctx.database.handle.db, clock: ctx.clock },
+      { db: ctx.database.handle.db, clock: ctx.clock, users: ctx.services.userCrypto },
       { slug: 'Bad Slug', name: 'X', ownerEmail: 'x@x.example', ownerName: 'X', password: 'short' },
     ).catch((e: unknown) => e);
     expect((error as AppError).code).toBe('request.invalid');

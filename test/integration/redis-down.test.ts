@@ -45,7 +45,7 @@ async function contextWithRedis(url: string) {
   const slug = `redis${contexts.length}`;
   const { setupTenant } = await import('../../src/modules/tenants/service.ts');
   await setupTenant(
-    { db: ctx.database.handle.db, clock: ctx.clock },
+    { db: ctx.database.handle.db, clock: ctx.clock, users: ctx.services.userCrypto },
     { slug, name: 'R', ownerEmail: `o@${slug}.example`, ownerName: 'O', password: PASSWORD },
   );
   const signIn = (password = PASSWORD) =>

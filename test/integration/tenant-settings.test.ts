@@ -32,6 +32,7 @@ describe('tenant settings', () => {
       sessionAbsoluteHours: null,
       mfaRequired: 'off',
       mfaRequiredRoles: [],
+      phoneRegion: null,
       defaults: { sessionIdleMinutes: 30, sessionAbsoluteHours: 12 },
     });
   });

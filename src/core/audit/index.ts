@@ -21,6 +21,7 @@ export {
   emptyRoot,
   foldRight,
   leafHash,
+  leafHashHexOfText,
   leafHashOfText,
   nodeHash,
   perfectLevels,

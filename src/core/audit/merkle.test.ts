@@ -4,6 +4,7 @@ import { CompactTree } from './compact-tree.ts';
 import {
   emptyRoot,
   leafHash,
+  leafHashHexOfText,
   leafHashOfText,
   nodeHash,
   perfectLevels,
@@ -139,5 +140,14 @@ describe('leafHashOfText', () => {
     for (const text of ['', '{"a":1}', 'é 中文 😀 "\\\\', 'x'.repeat(70_000), '\ud800 lone']) {
       expect(toHex(leafHashOfText(text))).toBe(toHex(leafHash(new TextEncoder().encode(text))));
     }
+  });
+
+  it('gives the same hash as lower-case hex with leafHashHexOfText', () => {
+    for (const text of ['', '{"a":1}', 'é 中文 😀 "\\\\', 'x'.repeat(70_000), '\ud800 lone']) {
+      expect(leafHashHexOfText(text)).toBe(toHex(leafHash(new TextEncoder().encode(text))));
+    }
+    expect(leafHashHexOfText('')).toBe(
+      '6e340b9cffb37a989ca544e6bb780a2c78901d3fb33738768511a30617afa01d',
+    );
   });
 });

@@ -9,8 +9,6 @@ import type { CryptoErrorCode } from './errors.ts';
 
 const key = importAesKey(Buffer.alloc(32, 7));
 const otherKey = importAesKey(Buffer.alloc(32, 8));
-const ref = { keyId: 'subject:c1', keyVersion: 1 };
-const fieldKey: FieldKey = { ...ref, key };
 const ad: GroupAd = { tenantId: 't1', object: 'contact', recordId: 'r1' };
 const fields = [
   ['email', 'alice@example.com'],
@@ -28,14 +26,23 @@ function codeOf(fn: () => unknown): CryptoErrorCode | 'no error' | 'not a Crypto
   }
 }
 
-const seal = (where: GroupAd = ad) => {
-  const stored = encryptGroup(key, ref, where, fields);
-  return fields.map(([name], i) => [name, stored[i]!] as [string, string]);
-};
 const bytesOf = (s: string) => Buffer.from(s.slice(4), 'base64url');
 const storedOf = (b: Uint8Array) => `cv2.${Buffer.from(b).toString('base64url')}`;
 
-describe('encryptGroup / decryptGroup', () => {
+// The shared prefix (header, nonce, tag) is 34 bytes plus the key id: 45 bytes, a whole number
+// of base64 groups, is decoded once per group (as for the 44-byte subject key ids, 78 bytes);
+// 44 bytes is not, and every value is decoded in full. Both must answer the same.
+describe.each([
+  { keyId: 'subject:c1', path: 'every value decoded' },
+  { keyId: 'subject:c10', path: 'shared prefix decoded once' },
+])('encryptGroup / decryptGroup, key id $keyId ($path)', ({ keyId }) => {
+  const ref = { keyId, keyVersion: 1 };
+  const fieldKey: FieldKey = { ...ref, key };
+  const seal = (where: GroupAd = ad) => {
+    const stored = encryptGroup(key, ref, where, fields);
+    return fields.map(([name], i) => [name, stored[i]!] as [string, string]);
+  };
+
   it('round-trips every field, in any order, with one seal', () => {
     const stored = seal();
     expect(decryptGroupText(fieldKey, ad, stored)).toEqual(fields.map(([, v]) => v));
@@ -50,6 +57,42 @@ describe('encryptGroup / decryptGroup', () => {
     }
     // Segments are as long as the plaintexts.
     expect(bytesOf(stored[1]![1]).length - prefix).toBe(Buffer.byteLength('+14155550100'));
+  });
+
+  it('decodes text strictly: ASCII, other UTF-8, and bytes that are no UTF-8 at all', () => {
+    const ascii = [
+      ['email', 'bob@example.com'],
+      ['phone', '+14155550100'],
+      ['title', ''],
+    ] as const;
+    const sealed = encryptGroup(key, ref, ad, ascii);
+    const stored = ascii.map(([name], i) => [name, sealed[i]!] as const);
+    expect(decryptGroupText(fieldKey, ad, stored)).toEqual(['bob@example.com', '+14155550100', '']);
+    expect(decryptGroupText(fieldKey, ad, [...stored].reverse())).toEqual([
+      '',
+      '+14155550100',
+      'bob@example.com',
+    ]);
+    const mixed = [
+      ['a', 'plain'],
+      ['b', 'Zoë 🙂'],
+    ] as const;
+    const sealedMixed = encryptGroup(key, ref, ad, mixed);
+    expect(
+      decryptGroupText(
+        fieldKey,
+        ad,
+        mixed.map(([name], i) => [name, sealedMixed[i]!] as const),
+      ),
+    ).toEqual(['plain', 'Zoë 🙂']);
+    const bytes = [
+      ['a', 'plain'],
+      ['b', Uint8Array.of(0x41, 0xff, 0x42)],
+    ] as const;
+    const sealedBytes = encryptGroup(key, ref, ad, bytes);
+    const storedBytes = bytes.map(([name], i) => [name, sealedBytes[i]!] as const);
+    expect([...decryptGroup(fieldKey, ad, storedBytes)[1]!]).toEqual([0x41, 0xff, 0x42]);
+    expect(() => decryptGroupText(fieldKey, ad, storedBytes)).toThrow(TypeError);
   });
 
   it('uses a fresh nonce for every seal', () => {
@@ -115,6 +158,23 @@ describe('encryptGroup / decryptGroup', () => {
       expect(codeOf(() => decryptGroup(fieldKey, ad, cut))).toBe(
         length < prefix ? 'ENVELOPE_MALFORMED' : 'DECRYPT_FAILED',
       );
+    }
+  });
+
+  it('rejects a value spelled another way: spare bits set, or a character outside base64url', () => {
+    const stored = seal();
+    const at = stored.findIndex(([name]) => name === 'notes');
+    const notes = stored[at]![1];
+    const alphabet = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_';
+    const last = alphabet.indexOf(notes.at(-1)!);
+    // The same bytes once decoded (decoders ignore the spare low bits of the last character).
+    const respelled = `${notes.slice(0, -1)}${alphabet[last | 1]}`;
+    expect(respelled).not.toBe(notes);
+    expect(bytesOf(respelled).equals(bytesOf(notes))).toBe(true);
+    for (const value of [respelled, `${notes}=`, `${notes.slice(0, -2)}+${notes.slice(-1)}`]) {
+      const altered = [...stored];
+      altered[at] = ['notes', value];
+      expect(codeOf(() => decryptGroup(fieldKey, ad, altered))).toBe('ENVELOPE_MALFORMED');
     }
   });
 

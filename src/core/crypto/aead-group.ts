@@ -1,13 +1,16 @@
+import { isAscii } from 'node:buffer';
 import type { KeyObject } from 'node:crypto';
 import {
+  BASE64URL,
   GROUP_ENVELOPE_PREFIX,
+  canonicalBase64url,
   encodeHeader,
   readEnvelope,
   requireAes256,
   resolveKey,
   strictUtf8,
 } from './aead.ts';
-import type { FieldKey, FieldKeyRef, FieldKeyResolver } from './aead.ts';
+import type { FieldKey, FieldKeyRef, FieldKeyResolver, RawEnvelope } from './aead.ts';
 import { AES_GCM_NONCE_BYTES, AES_GCM_TAG_BYTES, aesGcmDecrypt, aesGcmEncrypt } from './aes-gcm.ts';
 import { lengthPrefixed, requireNonEmpty, toBytes } from './encoding.ts';
 import { CryptoError } from './errors.ts';
@@ -46,7 +49,10 @@ import type { RandomSource } from './random.ts';
  * whole group under a fresh nonce.
  *
  * Cost: one cipher call per record plus ~1 us per field to split and encode; the header, nonce
- * and tag (~80 bytes with a subject key id) are repeated in every column, as in format 1.
+ * and tag (~80 bytes with a subject key id) are repeated in every column, as in format 1, and
+ * decoded once per record where their length allows it (`decodeShared`). Measured in-process
+ * (a contact with five personal fields, subject key cached): the cipher call is ~6 us of the
+ * ~9 us `decryptGroupText` takes.
  */
 
 /** Where a record group lives. Field names are bound per value (see the module comment). */
@@ -74,13 +80,19 @@ function sortedByName<T>(
   return sorted;
 }
 
-function encodeGroupAd(header: Buffer, ad: GroupAd, names: string[], lengths: number[]): Buffer {
+/** The group's associated data: `header` then the length-prefixed tuple (see the module comment). */
+function encodeGroupAd(
+  header: Buffer,
+  ad: GroupAd,
+  fields: ReadonlyArray<readonly [string, unknown]>,
+  lengths: readonly number[],
+): Buffer {
   requireNonEmpty(ad.tenantId, 'ad.tenantId');
   requireNonEmpty(ad.object, 'ad.object');
   requireNonEmpty(ad.recordId, 'ad.recordId');
-  const parts = [ad.tenantId, ad.object, ad.recordId, String(names.length)];
-  for (let i = 0; i < names.length; i++) parts.push(names[i]!, String(lengths[i]));
-  return Buffer.concat([header, lengthPrefixed('custos/group/v2', parts)]);
+  const parts = [ad.tenantId, ad.object, ad.recordId, String(fields.length)];
+  for (let i = 0; i < fields.length; i++) parts.push(fields[i]![0], String(lengths[i]));
+  return lengthPrefixed('custos/group/v2', parts, header);
 }
 
 /**
@@ -115,7 +127,7 @@ export function encryptGroup(
   const { ciphertext, tag } = aesGcmEncrypt(
     key,
     nonce,
-    encodeGroupAd(header, ad, names, lengths),
+    encodeGroupAd(header, ad, sorted, lengths),
     joined,
   );
   joined.fill(0);
@@ -139,24 +151,64 @@ export function encryptGroup(
   return values.map(([name]) => byName.get(name) as string);
 }
 
+/** The values of one group, decoded: the first one (its header, nonce and tag) and the segments. */
+interface DecodedGroup {
+  /** The first value in field-name order, checked by `readEnvelope`. */
+  first: RawEnvelope;
+  /** Bytes of header, nonce and tag at the start of every value. */
+  prefixLength: number;
+  /** Every value's segment, in field-name order, joined. */
+  ciphertext: Buffer;
+  lengths: number[];
+}
+
 /**
- * Decrypts the stored values of one record group (all of them, as `[field, stored]`, in any
- * order) and returns the plaintexts in the same order. Throws `ENVELOPE_MALFORMED`,
- * `ENVELOPE_VERSION` (a value that is not of format 2), `KEY_NOT_FOUND`, or `DECRYPT_FAILED`
- * (values that do not share one seal, wrong key, any value altered, moved, added or missing).
- *
- * @example
- * ```ts
- * const [email, phone] = decryptGroup(keys, ad, [['email', row.email], ['phone', row.phone]]);
- * ```
+ * Decodes the values of a group with their shared prefix (header, nonce and tag: 78 bytes with a
+ * subject key) decoded once instead of once per value. When the prefix is a whole number of
+ * 3-byte groups its base64url spelling begins every value of the seal (see `encryptGroup`), and a
+ * canonical encoding is unique: a value then has the first one's prefix bytes exactly when it
+ * begins with the same characters, and only its own segment needs decoding. `undefined` when
+ * that does not apply or anything is amiss (another prefix, a segment that is not canonical
+ * base64url): `decodeEach` then reads every value in full and refuses with the precise code, so
+ * the answer is the same either way.
  */
-export function decryptGroup(
-  keys: FieldKeyResolver | FieldKey,
-  ad: GroupAd,
-  stored: ReadonlyArray<readonly [field: string, stored: string]>,
-): Buffer[] {
-  if (stored.length === 0) return [];
-  const sorted = sortedByName(stored);
+function decodeShared(sorted: ReadonlyArray<readonly [string, string]>): DecodedGroup | undefined {
+  const firstStored = sorted[0]![1];
+  const first = readEnvelope(firstStored);
+  if (first.formatVersion !== 2) return undefined;
+  const prefixLength = PREFIX_BYTES(first.bytes[1] ?? 0);
+  const lengths = [first.bytes.length - prefixLength];
+  if (sorted.length === 1) {
+    return { first, prefixLength, ciphertext: first.bytes.subarray(prefixLength), lengths };
+  }
+  if (prefixLength % 3 !== 0) return undefined;
+  const prefixChars = GROUP_ENVELOPE_PREFIX.length + (prefixLength / 3) * 4;
+  const prefix = firstStored.slice(0, prefixChars);
+  const segments: string[] = [];
+  let total = lengths[0]!;
+  for (let i = 1; i < sorted.length; i++) {
+    const value = sorted[i]![1];
+    if (typeof value !== 'string' || !value.startsWith(prefix)) return undefined;
+    const segment = value.slice(prefixChars);
+    const length = Math.floor((segment.length * 3) / 4);
+    if (segment.length > 0 && !(BASE64URL.test(segment) && canonicalBase64url(segment, length))) {
+      return undefined;
+    }
+    segments.push(segment);
+    lengths.push(length);
+    total += length;
+  }
+  const ciphertext = Buffer.allocUnsafe(total);
+  let offset = first.bytes.copy(ciphertext, 0, prefixLength);
+  for (let i = 0; i < segments.length; i++) {
+    if (ciphertext.write(segments[i]!, offset, 'base64url') !== lengths[i + 1]) return undefined;
+    offset += lengths[i + 1]!;
+  }
+  return { first, prefixLength, ciphertext, lengths };
+}
+
+/** Decodes every value of a group in full and checks that they share one seal. */
+function decodeEach(sorted: ReadonlyArray<readonly [string, string]>): DecodedGroup {
   const decoded = sorted.map(([, value]) => {
     const raw = readEnvelope(value);
     if (raw.formatVersion !== 2) {
@@ -178,31 +230,81 @@ export function decryptGroup(
       );
     }
   }
+  const segments = decoded.map((d) => d.bytes.subarray(prefixLength));
+  return {
+    first,
+    prefixLength,
+    ciphertext: segments.length === 1 ? segments[0]! : Buffer.concat(segments),
+    lengths: segments.map((s) => s.length),
+  };
+}
+
+/** Decodes, checks and decrypts a group sorted by field name: the joined plaintexts. */
+function openGroup(
+  keys: FieldKeyResolver | FieldKey,
+  ad: GroupAd,
+  sorted: ReadonlyArray<readonly [string, string]>,
+): { plain: Buffer; lengths: number[] } {
+  const { first, prefixLength, ciphertext, lengths } = decodeShared(sorted) ?? decodeEach(sorted);
   const key = resolveKey(keys, first);
   const header = first.bytes.subarray(0, first.headerLength);
   const nonce = first.bytes.subarray(first.headerLength, first.headerLength + AES_GCM_NONCE_BYTES);
   const tag = first.bytes.subarray(prefixLength - AES_GCM_TAG_BYTES, prefixLength);
-  const segments = decoded.map((d) => d.bytes.subarray(prefixLength));
-  const lengths = segments.map((s) => s.length);
-  const names = sorted.map(([name]) => name);
-  const plain = aesGcmDecrypt(
-    key,
-    nonce,
-    encodeGroupAd(header, ad, names, lengths),
-    segments.length === 1 ? segments[0]! : Buffer.concat(segments),
-    tag,
-  );
-  const byName = new Map<string, Buffer>();
+  const aad = encodeGroupAd(header, ad, sorted, lengths);
+  return { plain: aesGcmDecrypt(key, nonce, aad, ciphertext, tag), lengths };
+}
+
+/** How `split` hands out each field's part of the plaintext. */
+type PartOf<P, T> = (plain: P, start: number, end: number) => T;
+const bytesPart: PartOf<Buffer, Buffer> = (plain, start, end) => plain.subarray(start, end);
+const utf8Part: PartOf<Buffer, string> = (plain, start, end) =>
+  strictUtf8.decode(plain.subarray(start, end));
+const textPart: PartOf<string, string> = (text, start, end) => text.slice(start, end);
+
+/** The fields' parts of `plain`, in the order of `stored` (the caller's). */
+function split<P, T>(
+  stored: ReadonlyArray<readonly [string, string]>,
+  sorted: ReadonlyArray<readonly [string, string]>,
+  plain: P,
+  lengths: readonly number[],
+  part: PartOf<P, T>,
+): T[] {
+  const parts: T[] = [];
   let offset = 0;
-  for (let i = 0; i < names.length; i++) {
-    byName.set(names[i]!, plain.subarray(offset, offset + lengths[i]!));
+  for (let i = 0; i < lengths.length; i++) {
+    parts.push(part(plain, offset, offset + lengths[i]!));
     offset += lengths[i]!;
   }
-  return stored.map(([name]) => byName.get(name) as Buffer);
+  if (sorted === stored) return parts;
+  const at = new Map(sorted.map(([name], i) => [name, i]));
+  return stored.map(([name]) => parts[at.get(name)!]!);
 }
 
 /**
- * `decryptGroup` for values that were encrypted from strings.
+ * Decrypts the stored values of one record group (all of them, as `[field, stored]`, in any
+ * order) and returns the plaintexts in the same order. Throws `ENVELOPE_MALFORMED`,
+ * `ENVELOPE_VERSION` (a value that is not of format 2), `KEY_NOT_FOUND`, or `DECRYPT_FAILED`
+ * (values that do not share one seal, wrong key, any value altered, moved, added or missing).
+ *
+ * @example
+ * ```ts
+ * const [email, phone] = decryptGroup(keys, ad, [['email', row.email], ['phone', row.phone]]);
+ * ```
+ */
+export function decryptGroup(
+  keys: FieldKeyResolver | FieldKey,
+  ad: GroupAd,
+  stored: ReadonlyArray<readonly [field: string, stored: string]>,
+): Buffer[] {
+  if (stored.length === 0) return [];
+  const sorted = sortedByName(stored);
+  const { plain, lengths } = openGroup(keys, ad, sorted);
+  return split(stored, sorted, plain, lengths, bytesPart);
+}
+
+/**
+ * `decryptGroup` for values that were encrypted from strings (strict UTF-8: invalid bytes throw
+ * `TypeError`). The decrypted bytes are zeroed once decoded.
  *
  * @example
  * ```ts
@@ -214,5 +316,16 @@ export function decryptGroupText(
   ad: GroupAd,
   stored: ReadonlyArray<readonly [field: string, stored: string]>,
 ): string[] {
-  return decryptGroup(keys, ad, stored).map((bytes) => strictUtf8.decode(bytes));
+  if (stored.length === 0) return [];
+  const sorted = sortedByName(stored);
+  const { plain, lengths } = openGroup(keys, ad, sorted);
+  try {
+    if (!isAscii(plain)) return split(stored, sorted, plain, lengths, utf8Part);
+    // ASCII is its own strict UTF-8 decoding, one character per byte: decode the whole
+    // plaintext once and cut the string (one native call instead of one per field).
+    const text = plain.toString('latin1');
+    return split(stored, sorted, text, lengths, textPart);
+  } finally {
+    plain.fill(0);
+  }
 }

@@ -143,6 +143,15 @@ describe('what decryptField refuses', () => {
     }
   });
 
+  it('rejects a key id that is not UTF-8 as malformed', () => {
+    const bytes = toBytes(encryptField(key, ref, ad, 'v'));
+    for (const bad of [0xff, 0xc3]) {
+      const copy = Buffer.from(bytes);
+      copy[2 + 2] = bad; // inside 'tenant:t1': an invalid byte, or a lead byte without its tail
+      expect(codeOf(() => parseEnvelope(toStored(copy)))).toBe('ENVELOPE_MALFORMED');
+    }
+  });
+
   it('rejects a flipped byte in the nonce, the ciphertext and the tag', () => {
     const regions = { nonce: [headerEnd, nonceEnd], ciphertext: [nonceEnd, tagStart] } as const;
     for (const [start, end] of [...Object.values(regions), [tagStart, bytes.length] as const]) {

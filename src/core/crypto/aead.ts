@@ -91,7 +91,8 @@ export const GROUP_ENVELOPE_PREFIX = 'cv2.';
 const FORMAT_VERSION = 1;
 const MIN_BYTES = 2 + 1 + 4 + AES_GCM_NONCE_BYTES + AES_GCM_TAG_BYTES;
 const PREFIX_SHAPE = /^cv(\d{1,3})\./;
-const BASE64URL = /^[A-Za-z0-9_-]+$/;
+/** A non-empty base64url body without padding (internal: shared with `aead-group.ts`). */
+export const BASE64URL = /^[A-Za-z0-9_-]+$/;
 /** Strict UTF-8 decoding (internal: shared with `aead-group.ts`). */
 export const strictUtf8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
 
@@ -156,9 +157,10 @@ const BASE64URL_ALPHABET = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz
 /**
  * Is `body` (already known to use only the base64url alphabet, no padding) the one spelling
  * of its `decoded` bytes? A length of 1 mod 4 is no encoding, and the unused low bits of the
- * last character must be zero. The same answer as re-encoding and comparing, without the copy.
+ * last character must be zero. The same answer as re-encoding and comparing, without the copy
+ * (internal: shared with `aead-group.ts`).
  */
-function canonicalBase64url(body: string, decoded: number): boolean {
+export function canonicalBase64url(body: string, decoded: number): boolean {
   const rest = body.length % 4;
   if (rest === 1 || decoded !== Math.floor((body.length * 3) / 4)) return false;
   if (rest === 0) return true;
@@ -182,10 +184,16 @@ export function readEnvelope(stored: string): RawEnvelope {
     throw malformed('truncated');
   }
   let keyId: string;
-  try {
-    keyId = strictUtf8.decode(bytes.subarray(2, 2 + idLength));
-  } catch {
-    throw malformed('key id is not UTF-8');
+  let ascii = true;
+  for (let i = 2; i < 2 + idLength && ascii; i++) ascii = bytes[i]! < 0x80;
+  // Key ids are ASCII (`subject:<uuid>`): then the bytes are their own UTF-8, no decoder needed.
+  if (ascii) keyId = bytes.toString('latin1', 2, 2 + idLength);
+  else {
+    try {
+      keyId = strictUtf8.decode(bytes.subarray(2, 2 + idLength));
+    } catch {
+      throw malformed('key id is not UTF-8');
+    }
   }
   return {
     formatVersion,

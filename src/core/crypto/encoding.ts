@@ -43,20 +43,59 @@ export function toBytes(value: string | Uint8Array, what: string): Buffer {
 /**
  * Unambiguous encoding of a list of strings: a domain label, then each part as a 4-byte
  * big-endian length followed by its UTF-8 bytes. No separator can be smuggled inside a part to
- * make `("a|b", "c")` and `("a", "b|c")` encode the same.
+ * make `("a|b", "c")` and `("a", "b|c")` encode the same. `head` (an envelope header) is copied
+ * in front of the encoding, in the same buffer.
  */
-export function lengthPrefixed(domain: string, parts: readonly string[]): Buffer {
+export function lengthPrefixed(
+  domain: string,
+  parts: readonly string[],
+  head?: Uint8Array,
+): Buffer {
   // Index loops, no spread or iterator: this runs for every AD and wrapped key.
   const count = parts.length + 1;
-  let size = 0;
+  const start = head === undefined ? 0 : head.length;
+  let size = start;
   for (let i = 0; i < count; i++) {
     const part = i === 0 ? domain : parts[i - 1];
     if (typeof part !== 'string') throw new TypeError(`part ${i} must be a string`);
+    size += 4 + part.length;
+  }
+  // Parts are nearly always ASCII (ids, field names, numbers): one byte per UTF-16 unit, copied
+  // by a plain loop that also checks them (ASCII holds no surrogate), instead of a surrogate
+  // check, a size and a native write per part. Any other part: the general encoding below.
+  const out = Buffer.allocUnsafe(size);
+  let offset = start;
+  for (let i = 0; i < count; i++) {
+    const part = i === 0 ? domain : (parts[i - 1] as string);
+    const length = part.length;
+    out[offset] = length >>> 24;
+    out[offset + 1] = (length >>> 16) & 0xff;
+    out[offset + 2] = (length >>> 8) & 0xff;
+    out[offset + 3] = length & 0xff;
+    offset += 4;
+    for (let k = 0; k < length; k++) {
+      const unit = part.charCodeAt(k);
+      if (unit > 0x7f) return lengthPrefixedUtf8(domain, parts, head);
+      out[offset++] = unit;
+    }
+  }
+  if (head !== undefined) out.set(head, 0);
+  return out;
+}
+
+/** `lengthPrefixed` for parts that are not all ASCII. */
+function lengthPrefixedUtf8(domain: string, parts: readonly string[], head?: Uint8Array): Buffer {
+  const count = parts.length + 1;
+  const start = head === undefined ? 0 : head.length;
+  let size = start;
+  for (let i = 0; i < count; i++) {
+    const part = i === 0 ? domain : (parts[i - 1] as string);
     if (hasLoneSurrogate(part)) throw new TypeError(`part ${i} is not well-formed UTF-16`);
     size += 4 + Buffer.byteLength(part, 'utf8');
   }
   const out = Buffer.allocUnsafe(size);
-  let offset = 0;
+  if (head !== undefined) out.set(head, 0);
+  let offset = start;
   for (let i = 0; i < count; i++) {
     const length = out.write(i === 0 ? domain : (parts[i - 1] as string), offset + 4, 'utf8');
     out.writeUInt32BE(length, offset);

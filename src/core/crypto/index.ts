@@ -43,7 +43,7 @@ export {
 } from './blind-index.ts';
 export type { FieldScope } from './blind-index.ts';
 
-export { normalizeEmail, normalizeNationalId, normalizePhone } from './normalize.ts';
+export { isPhoneRegion, normalizeEmail, normalizeNationalId, normalizePhone } from './normalize.ts';
 export type { CountryCode } from './normalize.ts';
 
 export { createLocalKeyProvider, generateDataKey, unwrapKey, wrapAd, wrapKey } from './key-wrap.ts';

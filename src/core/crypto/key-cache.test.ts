@@ -18,6 +18,34 @@ describe('createKeyCache', () => {
     expect(cache.size).toBe(2);
   });
 
+  it('evicts in least recently used order in a larger cache too', () => {
+    const cache = createKeyCache({ maxEntries: 4 });
+    for (const id of ['a', 'b', 'c', 'd']) cache.set(id, keyOf(1));
+    expect(cache.get('a')).toBeDefined();
+    cache.set('e', keyOf(2));
+    expect(cache.get('c')).toBeDefined();
+    cache.set('f', keyOf(3));
+    expect(['a', 'b', 'c', 'd', 'e', 'f'].filter((id) => cache.get(id) !== undefined)).toEqual([
+      'a',
+      'c',
+      'e',
+      'f',
+    ]);
+  });
+
+  it('keeps a key in use while many others come and go', () => {
+    const cache = createKeyCache({ maxEntries: 100 });
+    const hot = keyOf(9);
+    cache.set('hot', hot);
+    for (let i = 0; i < 1000; i++) {
+      cache.set(`cold${i}`, keyOf(i % 200));
+      expect(cache.get('hot')).toBe(hot);
+    }
+    expect(cache.size).toBe(100);
+    expect(cache.get('cold0')).toBeUndefined();
+    expect(cache.get('cold999')).toBeDefined();
+  });
+
   it('forgets a deleted key (crypto-shredding)', () => {
     const cache = createKeyCache({ maxEntries: 10 });
     cache.set('subject:1@1', keyOf(1));

@@ -1,4 +1,4 @@
-import { parsePhoneNumberFromString } from 'libphonenumber-js';
+import { isSupportedCountry, parsePhoneNumberFromString } from 'libphonenumber-js';
 import type { CountryCode } from 'libphonenumber-js';
 
 /**
@@ -28,18 +28,35 @@ export function normalizeEmail(input: string): string | null {
 /**
  * Phone number to E.164 (`+14155552671`) with libphonenumber-js; national formats are read in
  * `defaultRegion` (without one, only international `+...` numbers parse). Returns `null` for
- * numbers that do not parse or are not valid for their region. An extension is dropped (E.164 has none): two extensions of one line index equal,
- * and the candidate is confirmed after decryption anyway.
+ * numbers that do not parse or are not valid for their region. An extension is dropped (E.164
+ * has none): two extensions of one line index equal, and the candidate is confirmed after decryption anyway.
  *
  * @example
  * ```ts
  * normalizePhone('415-555-2671', 'US') // '+14155552671'
+ * normalizePhone('0171 1234567', 'DE') // '+491711234567'
+ * normalizePhone('0171 1234567') // null: national, and no region to read it in
  * ```
  */
 export function normalizePhone(input: string, defaultRegion?: CountryCode): string | null {
   const phone = parsePhoneNumberFromString(input.trim(), { defaultCountry: defaultRegion });
   if (phone === undefined || !phone.isValid()) return null;
   return phone.number;
+}
+
+/**
+ * Is `value` a region national phone numbers can be read in: an ISO 3166-1 alpha-2 code
+ * (upper-case) for which libphonenumber-js has numbering rules?
+ *
+ * @example
+ * ```ts
+ * isPhoneRegion('DE') // true
+ * isPhoneRegion('ZZ') // false
+ * isPhoneRegion('de') // false (codes are upper-case)
+ * ```
+ */
+export function isPhoneRegion(value: string): value is CountryCode {
+  return /^[A-Z]{2}$/.test(value) && isSupportedCountry(value);
 }
 
 const ID_SEPARATORS = /[\s\-.\u2010-\u2015\u2212]/gu;

@@ -16,6 +16,9 @@ import * as m0014 from './0014-permissions.ts';
 import * as m0015 from './0015-break-glass.ts';
 import * as m0016 from './0016-tenant-walls.ts';
 import * as m0017 from './0017-key-reencryption.ts';
+import * as m0018 from './0018-audit-nodes-clustered.ts';
+import * as m0019 from './0019-user-encryption.ts';
+import * as m0020 from './0020-phone-region.ts';
 
 /** Every migration, in order. Names are permanent once released: add, never rename. */
 export const migrations: Record<string, Migration> = {
@@ -36,4 +39,7 @@ export const migrations: Record<string, Migration> = {
   '0015-break-glass': m0015,
   '0016-tenant-walls': m0016,
   '0017-key-reencryption': m0017,
+  '0018-audit-nodes-clustered': m0018,
+  '0019-user-encryption': m0019,
+  '0020-phone-region': m0020,
 };

@@ -4,7 +4,8 @@ import { requireFreshAuth, type Actor, type RequestMeta } from '../../core/polic
 import type { Database } from '../../db/schema.ts';
 import { AppError } from '../../errors.ts';
 import type { AuditSink } from '../auth/events.ts';
-import { emailKeyOf } from '../tenants/service.ts';
+import { newId } from '../../ids.ts';
+import type { UserCrypto } from '../users/crypto.ts';
 import type { Mailer } from '../mail/mailer.ts';
 import { emailChangeNotice, emailConfirmationMail } from '../mail/templates.ts';
 import { isUniqueViolation } from '../records/repository.ts';
@@ -17,6 +18,8 @@ export interface EmailChangeDeps {
   audit: AuditSink;
   mailer: Mailer;
   publicUrl: string;
+  /** E-mail and name at rest; the address to confirm is sealed in its link too. */
+  users: UserCrypto;
 }
 
 const emailTaken = (cause?: unknown) =>
@@ -32,29 +35,38 @@ const emailTaken = (cause?: unknown) =>
  * request cannot be used to find out who has an account.
  */
 export function createEmailChange(deps: EmailChangeDeps) {
-  const { db, clock, audit, mailer, publicUrl } = deps;
+  const { db, clock, audit, mailer, publicUrl, users } = deps;
 
   async function request(who: Actor, input: { email: string }): Promise<{ expiresAt: string }> {
     const actor = signedInUser(who, 'e-mail address');
     requireFreshAuth(actor, clock);
-    const user = await db
-      .selectFrom('users')
-      .innerJoin('tenants', 'tenants.id', 'users.tenant_id')
-      .select(['users.email', 'tenants.name as tenant_name'])
-      .where('users.id', '=', actor.userId)
-      .where('users.tenant_id', '=', actor.tenantId)
-      .executeTakeFirstOrThrow();
+    const user = await users.openOne(
+      actor.tenantId,
+      await db
+        .selectFrom('users')
+        .innerJoin('tenants', 'tenants.id', 'users.tenant_id')
+        .select(['users.id', 'users.email', 'users.name', 'tenants.name as tenant_name'])
+        .where('users.id', '=', actor.userId)
+        .where('users.tenant_id', '=', actor.tenantId)
+        .executeTakeFirstOrThrow(),
+    );
     const newEmail = input.email.trim();
     const now = clock.now();
-    const issued = await db
-      .transaction()
-      .execute((trx) =>
-        issueLink(
-          trx,
-          { tenantId: actor.tenantId, userId: actor.userId, purpose: 'email_change', newEmail },
-          now,
-        ),
-      );
+    const linkId = newId();
+    const sealed = await users.sealPendingEmail(actor.tenantId, linkId, newEmail);
+    const issued = await db.transaction().execute((trx) =>
+      issueLink(
+        trx,
+        {
+          id: linkId,
+          tenantId: actor.tenantId,
+          userId: actor.userId,
+          purpose: 'email_change',
+          newEmail: sealed,
+        },
+        now,
+      ),
+    );
     await audit.record({
       type: 'auth.email.change_requested',
       at: now.toISOString(),
@@ -97,24 +109,40 @@ export function createEmailChange(deps: EmailChangeDeps) {
       throw linkError('email_change', found.reason);
     }
     const link = found.link;
-    const newEmail = link.newEmail;
-    if (newEmail === null) throw new TypeError('e-mail change link without an address');
+    if (link.newEmail === null) throw new TypeError('e-mail change link without an address');
+    let newEmail: string;
+    try {
+      newEmail = await users.openPendingEmail(link.tenantId, link.id, link.newEmail);
+    } catch (error) {
+      // Sealed under a key version retired since (the re-encryption job does not move links,
+      // which live 30 minutes): as good as expired.
+      if (!(error instanceof AppError) || !error.code.startsWith('resource.')) throw error;
+      await refuse('expired', link);
+      throw linkError('email_change', 'expired');
+    }
     const at = clock.now().toISOString();
     let applied: boolean;
     try {
       applied = await db.transaction().execute(async (trx) => {
         if (!(await consumeLink(trx, link.id, at))) return false;
-        const updated = await trx
-          .updateTable('users')
-          .set((eb) => ({
-            email: newEmail,
-            email_normalized: emailKeyOf(newEmail),
-            updated_at: at,
-            version: eb('version', '+', 1),
-          }))
+        const current = await trx
+          .selectFrom('users')
+          .select(['id', 'email', 'name', 'version'])
           .where('id', '=', link.userId)
           .where('tenant_id', '=', link.tenantId)
           .where('status', '=', 'active')
+          .executeTakeFirst();
+        if (current === undefined) throw linkError('email_change', 'unknown');
+        // E-mail and name are one sealed group: both are sealed again, with the new indexes.
+        const { name } = await users.openOne(link.tenantId, current);
+        const sealed = await users.seal(link.tenantId, link.userId, { email: newEmail, name });
+        const updated = await trx
+          .updateTable('users')
+          .set({ ...sealed, updated_at: at, version: Number(current.version) + 1 })
+          .where('id', '=', link.userId)
+          .where('tenant_id', '=', link.tenantId)
+          .where('status', '=', 'active')
+          .where('version', '=', current.version)
           .executeTakeFirst();
         if (Number(updated.numUpdatedRows) !== 1) {
           throw linkError('email_change', 'unknown');

@@ -14,7 +14,14 @@ export const LINK_TTL_MS = 30 * 60_000;
  */
 export async function issueLink(
   trx: Kysely<Database>,
-  link: { tenantId: string; userId: string; purpose: AuthLinkPurpose; newEmail?: string },
+  link: {
+    id?: string;
+    tenantId: string;
+    userId: string;
+    purpose: AuthLinkPurpose;
+    /** The address to confirm, already sealed (`UserCrypto.sealPendingEmail` under `id`). */
+    newEmail?: string;
+  },
   now: Date,
 ): Promise<{ token: string; expiresAt: string }> {
   await revokeLinks(trx, link.userId, link.purpose, now.toISOString());
@@ -23,7 +30,7 @@ export async function issueLink(
   await trx
     .insertInto('auth_links')
     .values({
-      id: newId(),
+      id: link.id ?? newId(),
       tenant_id: link.tenantId,
       user_id: link.userId,
       purpose: link.purpose,
@@ -76,6 +83,7 @@ export interface OpenLink {
   id: string;
   tenantId: string;
   userId: string;
+  /** As stored: sealed (see `issueLink`). */
   newEmail: string | null;
 }
 

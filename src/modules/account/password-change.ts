@@ -11,11 +11,14 @@ import { hashPassword, verifyPassword } from '../identity/passwords.ts';
 import { hashToken, newToken } from '../identity/tokens.ts';
 import { revokeLinks } from './links.ts';
 
+import type { UserCrypto } from '../users/crypto.ts';
 export interface PasswordChangeDeps {
   db: Kysely<Database>;
   clock: Clock;
   audit: AuditSink;
   throttle: LoginThrottle;
+  /** Opens e-mail and name (the password policy refuses passwords made of them). */
+  users: UserCrypto;
 }
 
 /** The session's new token (new cookie) and how many other sessions ended. */
@@ -48,19 +51,23 @@ export function createPasswordChange(deps: PasswordChangeDeps) {
   ): Promise<PasswordChanged> {
     const actor = signedInUser(who, 'password');
     const meta = actor.request;
-    const user = await db
-      .selectFrom('users')
-      .innerJoin('tenants', 'tenants.id', 'users.tenant_id')
-      .select([
-        'users.password_hash',
-        'users.email',
-        'users.name',
-        'tenants.slug',
-        'tenants.name as tenant_name',
-      ])
-      .where('users.id', '=', actor.userId)
-      .where('users.tenant_id', '=', actor.tenantId)
-      .executeTakeFirstOrThrow();
+    const user = await deps.users.openOne(
+      actor.tenantId,
+      await db
+        .selectFrom('users')
+        .innerJoin('tenants', 'tenants.id', 'users.tenant_id')
+        .select([
+          'users.id',
+          'users.password_hash',
+          'users.email',
+          'users.name',
+          'tenants.slug',
+          'tenants.name as tenant_name',
+        ])
+        .where('users.id', '=', actor.userId)
+        .where('users.tenant_id', '=', actor.tenantId)
+        .executeTakeFirstOrThrow(),
+    );
     const [ok, claimed] = await Promise.all([
       user.password_hash === null
         ? Promise.resolve(false)

@@ -7,7 +7,6 @@ import { AppError } from '../../errors.ts';
 import type { AuditSink, LinkFailureReason, MfaFailureReason } from '../auth/events.ts';
 import { revokeSessions } from '../auth/sessions.ts';
 import { lockoutEvent, type LoginThrottle } from '../auth/throttle.ts';
-import { normalizeEmail } from '../../core/crypto/index.ts';
 import { assertPasswordAcceptable } from '../identity/password-policy.ts';
 import { hashPassword } from '../identity/passwords.ts';
 import type { Mailer } from '../mail/mailer.ts';
@@ -16,6 +15,7 @@ import { hasSecondFactor } from '../mfa/factors.ts';
 import { invalidCode, type MfaService, type SecondFactor } from '../mfa/service.ts';
 import { passkeyInvalid } from '../passkeys/errors.ts';
 import type { PasskeySignIn, UserBinding } from '../passkeys/sign-in.ts';
+import type { UserCrypto } from '../users/crypto.ts';
 import {
   consumeLink,
   countLinksSince,
@@ -34,6 +34,8 @@ export interface PasswordResetDeps {
   passkeys: Pick<PasskeySignIn, 'userAssertionStart' | 'verifyUserAssertion'>;
   mailer: Mailer;
   publicUrl: string;
+  /** Finds the user by the e-mail's blind index; opens e-mail and name. */
+  users: UserCrypto;
 }
 
 export interface ResetConfirmation {
@@ -80,23 +82,23 @@ export function createPasswordReset(deps: PasswordResetDeps) {
           'Too many attempts from this network today. Try again tomorrow or ask your administrator.',
       });
     }
+    // As sign-in does: the tenant, then its active users under the e-mail's blind index (a
+    // decoy index against no tenant when it does not exist), candidates confirmed after opening.
     const row = await db
       .selectFrom('tenants')
-      .leftJoin('users', (join) =>
-        join
-          .onRef('users.tenant_id', '=', 'tenants.id')
-          .on(
-            'users.email_normalized',
-            '=',
-            // Not an address at all: matches nobody, and the answer stays the same.
-            normalizeEmail(input.email) ?? '',
-          )
-          .on('users.status', '=', 'active'),
-      )
-      .select(['tenants.id as tenant_id', 'tenants.name as tenant_name', 'users.id', 'users.email'])
-      .where('tenants.slug', '=', input.tenant.trim().toLowerCase())
+      .select(['id as tenant_id', 'name as tenant_name'])
+      .where('slug', '=', input.tenant.trim().toLowerCase())
       .executeTakeFirst();
-    const user = row?.id != null && row.email != null ? { id: row.id, email: row.email } : null;
+    const user =
+      (await deps.users.findByEmail(row?.tenant_id ?? null, input.email, (emailBidx) =>
+        db
+          .selectFrom('users')
+          .select(['id', 'email', 'name'])
+          .where('tenant_id', '=', row?.tenant_id ?? '')
+          .where('email_bidx', '=', emailBidx)
+          .where('status', '=', 'active')
+          .execute(),
+      )) ?? null;
     const now = clock.now();
     const { issued, limited } = await db.transaction().execute(async (trx) => {
       const tenantId = row?.tenant_id ?? NOBODY;
@@ -160,10 +162,11 @@ export function createPasswordReset(deps: PasswordResetDeps) {
       throw linkError('password_reset', found.reason);
     }
     const link = found.link;
-    const user = await db
+    const stored = await db
       .selectFrom('users')
       .innerJoin('tenants', 'tenants.id', 'users.tenant_id')
       .select([
+        'users.id',
         'users.email',
         'users.name',
         'users.status',
@@ -173,6 +176,7 @@ export function createPasswordReset(deps: PasswordResetDeps) {
       .where('users.id', '=', link.userId)
       .where('users.tenant_id', '=', link.tenantId)
       .executeTakeFirst();
+    const user = stored && (await deps.users.openOne(link.tenantId, stored));
     if (user?.status !== 'active') {
       await refuse('unknown', link);
       throw linkError('password_reset', 'unknown');

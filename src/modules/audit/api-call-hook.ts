@@ -1,10 +1,11 @@
-import type { FastifyInstance } from 'fastify';
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { Kysely } from 'kysely';
 import type { Database } from '../../db/schema.ts';
 import { AppError } from '../../errors.ts';
+import type { Actor } from '../../core/policy/index.ts';
 import { auditActor } from './event.ts';
 import { appendAlone, type AuditRecorder } from './service.ts';
-import type { OptionalCategories } from './settings.ts';
+import type { CategoriesSource } from './settings.ts';
 
 /**
  * Audit events seen at the HTTP layer: refused authorizations (mandatory), and the optional
@@ -19,7 +20,7 @@ export function registerHttpAudit(
   deps: {
     db: Kysely<Database>;
     log: AuditRecorder;
-    policy: { categories(tenantId: string): Promise<OptionalCategories> };
+    policy: CategoriesSource;
   },
 ) {
   /**
@@ -47,10 +48,8 @@ export function registerHttpAudit(
     }
   });
 
-  app.addHook('onResponse', async (request, reply) => {
-    const actor = request.actor;
-    const pattern = request.routeOptions.url;
-    if (!actor || pattern === undefined || !pattern.startsWith('/api/')) return;
+  /** The `api.call` event of a finished request, when the tenant records them. */
+  async function recordCall(request: FastifyRequest, reply: FastifyReply, actor: Actor) {
     try {
       if (!(await deps.policy.categories(actor.tenantId)).apiCalls) return;
       await appendAlone(deps.db, deps.log, [
@@ -58,7 +57,7 @@ export function registerHttpAudit(
           tenantId: actor.tenantId,
           type: 'api.call',
           ...auditActor(actor),
-          target: { type: 'route', id: `${request.method} ${pattern}` },
+          target: { type: 'route', id: `${request.method} ${request.routeOptions.url ?? '?'}` },
           outcome: reply.statusCode < 400 ? 'success' : 'failure',
           reason: String(reply.statusCode),
         },
@@ -67,5 +66,14 @@ export function registerHttpAudit(
       // Warn, not error: the request's own failure (e.g. the database gone) is already logged.
       request.log.warn({ err: error }, 'api.call audit event not recorded');
     }
+  }
+
+  // A callback hook: with the category known to be off (the cached case) a request costs no
+  // promise here, only this check.
+  app.addHook('onResponse', (request, reply, done) => {
+    const actor = request.actor;
+    if (!actor || request.is404 || !request.url.startsWith('/api/')) return done();
+    if (deps.policy.cachedCategories?.(actor.tenantId)?.apiCalls === false) return done();
+    void recordCall(request, reply, actor).then(() => done());
   });
 }

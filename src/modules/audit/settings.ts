@@ -22,6 +22,21 @@ export interface OptionalCategories {
   apiCalls: boolean;
 }
 
+/** What the request path asks of the audit policy (the service below, or a test's own). */
+export interface CategoriesSource {
+  categories(tenantId: string): Promise<OptionalCategories>;
+  /** The answer without waiting when it is at hand (cached), else undefined. */
+  cachedCategories?(tenantId: string): OptionalCategories | undefined;
+}
+
+/** The tenant's optional categories: at once when cached, else from `categories`. */
+export function categoriesOf(
+  source: CategoriesSource,
+  tenantId: string,
+): OptionalCategories | Promise<OptionalCategories> {
+  return source.cachedCategories?.(tenantId) ?? source.categories(tenantId);
+}
+
 export interface AuditSettingsView {
   /** Null: the server default, shown in `defaults`. */
   retentionDays: number | null;
@@ -225,6 +240,15 @@ export function createAuditSettings(deps: {
     });
   }
 
+  /**
+   * The cached answer of `categories` while it is fresh, else undefined: the request path asks
+   * this first and awaits `categories` only on a miss (no promise per request on a hit).
+   */
+  function cachedCategories(tenantId: string): OptionalCategories | undefined {
+    const hit = cache.get(tenantId);
+    return hit !== undefined && hit.until > Date.now() ? hit.value : undefined;
+  }
+
   /** The optional categories on for `tenantId` (cached; see above). */
   async function categories(tenantId: string): Promise<OptionalCategories> {
     const now = Date.now();
@@ -249,6 +273,7 @@ export function createAuditSettings(deps: {
     placeHold,
     releaseHold,
     categories,
+    cachedCategories,
     /** Retention and hold of one tenant (for the prune job; no authorization). */
     retentionOf: (tenantId: string) => read(db, tenantId),
   };

@@ -10,6 +10,7 @@ import {
   type LogVerificationSummary,
   type StoredAuditLeaf,
 } from '../../core/audit/index.ts';
+import { canonicalTextOfColumns, columnsSpellCanonical } from './canonical-columns.ts';
 import { bodyFromRow, type AuditEventRow } from './event.ts';
 import { createNodeChecker } from './node-check.ts';
 import { withAuditSnapshot, type AuditSnapshot, type EventTuple } from './verify-source.ts';
@@ -21,64 +22,6 @@ import { withAuditSnapshot, type AuditSnapshot, type EventTuple } from './verify
 const PAGE = 1000;
 /** Stored subtree hashes compared per round of queries (one per level). */
 const NODE_BATCH = 8192;
-
-// A string RFC 8785 writes as is between quotes: no quote, backslash, control character or
-// surrogate. Others are escaped as JSON.stringify does (RFC 8785 shares its string form), but a
-// surrogate sends the row the general way: JSON.stringify escapes a lone one, RFC 8785 refuses it.
-// eslint-disable-next-line no-control-regex -- JSON escapes the control characters
-const ESCAPED = /["\\\u0000-\u001f\ud800-\udfff]/;
-const SURROGATE = /[\ud800-\udfff]/;
-// A `fields` column already in canonical form: an array of strings that need no escaping.
-const PLAIN_FIELDS =
-  // eslint-disable-next-line no-control-regex -- as above
-  /^\[(?:"[^"\\\u0000-\u001f\ud800-\udfff]*"(?:,"[^"\\\u0000-\u001f\ud800-\udfff]*")*)?\]$/;
-
-// Thrown by `str` for a value the direct writer leaves to the general path.
-const UNPLAIN = new Error('left to the general path');
-
-function str(value: string | null): string {
-  if (value === null) return 'null';
-  // A BLOB (SQLite) with a string's bytes is not that string: the general path refuses it.
-  if (typeof value !== 'string') throw UNPLAIN;
-  if (!ESCAPED.test(value)) return `"${value}"`;
-  if (SURROGATE.test(value)) throw UNPLAIN;
-  return JSON.stringify(value);
-}
-
-/**
- * The RFC 8785 text of the body `bodyFromRow` builds from the row's columns (keys in code-unit
- * order), written directly for this one known shape. The stored canonical text must equal it
- * exactly: then the columns agree with the hashed bytes member by member, and the bytes are
- * canonical. Undefined for rows it leaves to the general path (verifyLog canonicalises the
- * columns and compares bytes): a surrogate, a `fields` column not in canonical form, half a
- * target, a value of another type.
- */
-export function canonicalTextOfColumns(tenantId: string, row: EventTuple): string | undefined {
-  const [leafIndex, , , id, type, occurredAt, actorKind, actorId, ip, userAgent, requestId] = row;
-  const [, , , , , , , , , , , targetType, targetId, outcome, reason, fields, breakGlassId] = row;
-  const index = Number(leafIndex);
-  if (!Number.isSafeInteger(index) || typeof fields !== 'string' || !PLAIN_FIELDS.test(fields)) {
-    return undefined;
-  }
-  try {
-    let target = 'null';
-    if (targetType !== null || targetId !== null) {
-      if (targetType === null || targetId === null) return undefined;
-      target = `{"id":${str(targetId)},"type":${str(targetType)}}`;
-    }
-    return (
-      `{"actor":{"id":${str(actorId)},"kind":${str(actorKind)}},` +
-      (breakGlassId === null ? '' : `"breakGlassId":${str(breakGlassId)},`) +
-      `"fields":${fields},"id":${str(id)},"ip":${str(ip)},"leafIndex":${index},` +
-      `"occurredAt":${str(occurredAt)},"outcome":${str(outcome)},"reason":${str(reason)},` +
-      `"requestId":${str(requestId)},"target":${target},"tenantId":${str(tenantId)},` +
-      `"type":${str(type)},"userAgent":${str(userAgent)},"v":1}`
-    );
-  } catch (error) {
-    if (error === UNPLAIN) return undefined;
-    throw error;
-  }
-}
 
 function rowOf(tenantId: string, t: EventTuple): AuditEventRow {
   return {
@@ -160,7 +103,10 @@ async function verifySnapshot(
     }
     // Compared as hex in place by verifyLog; a non-string is malformed there.
     const storedLeafHash = typeof leafHashHex === 'string' ? leafHashHex : '';
-    if (typeof canonical === 'string' && canonical === canonicalTextOfColumns(tenantId, row)) {
+    if (
+      typeof canonical === 'string' &&
+      (columnsSpellCanonical(tenantId, row) || canonical === canonicalTextOfColumns(tenantId, row))
+    ) {
       return { leafIndex, canonicalBytes: canonical, storedLeafHash };
     }
     // The columns disagree with the bytes (or need the general canonicaliser): the event goes

@@ -11,6 +11,7 @@ import type { PasskeySignIn } from '../passkeys/sign-in.ts';
 import type { AuditSink, MfaFailureReason } from './events.ts';
 import { startSession, type LoginResult } from './start-session.ts';
 import { lockoutEvent, type LoginThrottle } from './throttle.ts';
+import type { UserCrypto } from '../users/crypto.ts';
 
 export interface LoginMfaDeps {
   db: Kysely<Database>;
@@ -20,6 +21,7 @@ export interface LoginMfaDeps {
   audit: AuditSink;
   mfa: Pick<MfaService, 'verifySecondFactor' | 'recordFailure'>;
   passkeys: Pick<PasskeySignIn, 'verifySecondFactor'>;
+  users: UserCrypto;
 }
 
 /** A TOTP code, a recovery code, or a passkey assertion (see src/modules/passkeys). */
@@ -113,7 +115,8 @@ export function createLoginMfa(deps: LoginMfaDeps) {
       });
     }
     const passkey = outcome.method === 'passkey' ? 'second_factor' : undefined;
-    return startSession(deps, row, meta, { mfa: true, ...(passkey ? { passkey } : {}) });
+    const user = await deps.users.openOne(row.tenant_id, row);
+    return startSession(deps, user, meta, { mfa: true, ...(passkey ? { passkey } : {}) });
 
     async function verifyPasskey(response: AuthenticationResponseJSON) {
       const challenge = { id: row.challenge_id, tenantId: row.tenant_id, userId: row.id };

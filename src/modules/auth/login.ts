@@ -10,12 +10,12 @@ import {
   needsRehash,
   verifyPassword,
 } from '../identity/passwords.ts';
-import { normalizeEmail } from '../../core/crypto/normalize.ts';
 import { hashToken, newToken } from '../identity/tokens.ts';
 import { userHasPasskey } from '../passkeys/repository.ts';
 import type { AuditSink, LoginFailureReason } from './events.ts';
 import { startSession, type LoginResult } from './start-session.ts';
 import { lockoutEvent, type LoginThrottle } from './throttle.ts';
+import type { UserCrypto } from '../users/crypto.ts';
 
 export interface LoginDeps {
   db: Kysely<Database>;
@@ -23,6 +23,8 @@ export interface LoginDeps {
   sessionAbsoluteMs: number;
   throttle: LoginThrottle;
   audit: AuditSink;
+  /** Finds the user by the e-mail's blind index and opens e-mail and name. */
+  users: UserCrypto;
 }
 
 /**
@@ -45,46 +47,36 @@ export function createLogin(deps: LoginDeps) {
     input: { tenant: string; email: string; password: string },
     meta: RequestMeta,
   ): Promise<LoginOutcome> {
-    // One query whatever exists: the tenant, and its user with this e-mail if there is one. The
-    // tenant's id lets an unknown user's attempt be recorded like a wrong password's (same work).
-    const row = await db
+    // The same queries whatever exists: the tenant, then its users under the e-mail's blind
+    // index (a decoy index against no tenant when it does not exist), candidates opened and
+    // confirmed. The tenant's id lets an unknown user's attempt be recorded like a wrong
+    // password's (same work).
+    const tenant = await db
       .selectFrom('tenants')
-      .leftJoin('users', (join) =>
-        join
-          .onRef('users.tenant_id', '=', 'tenants.id')
-          .on('users.email_normalized', '=', normalizeEmail(input.email) ?? ''),
-      )
-      .leftJoin('user_totp', (join) =>
-        join.onRef('user_totp.user_id', '=', 'users.id').on('user_totp.status', '=', 'active'),
-      )
-      .select([
-        'tenants.id as tenant_id',
-        'users.id',
-        'users.email',
-        'users.name',
-        'users.role',
-        'users.status',
-        'users.password_hash',
-        'user_totp.user_id as totp_user_id',
-      ])
-      .where('tenants.slug', '=', input.tenant.trim().toLowerCase())
+      .select('id')
+      .where('slug', '=', input.tenant.trim().toLowerCase())
       .executeTakeFirst();
-    const tenantId = row?.tenant_id ?? null;
-    const user =
-      row?.id != null &&
-      row.email != null &&
-      row.name != null &&
-      row.role != null &&
-      row.status != null
-        ? {
-            ...row,
-            id: row.id,
-            email: row.email,
-            name: row.name,
-            role: row.role,
-            status: row.status,
-          }
-        : undefined;
+    const tenantId = tenant?.id ?? null;
+    const user = await deps.users.findByEmail(tenantId, input.email, (emailBidx) =>
+      db
+        .selectFrom('users')
+        .leftJoin('user_totp', (join) =>
+          join.onRef('user_totp.user_id', '=', 'users.id').on('user_totp.status', '=', 'active'),
+        )
+        .select([
+          'users.id',
+          'users.tenant_id',
+          'users.email',
+          'users.name',
+          'users.role',
+          'users.status',
+          'users.password_hash',
+          'user_totp.user_id as totp_user_id',
+        ])
+        .where('users.tenant_id', '=', tenantId ?? '')
+        .where('users.email_bidx', '=', emailBidx)
+        .execute(),
+    );
     // The same work and the same answer whether the user is unknown, disabled, mistyped, locked
     // out or signing in from a blocked address: the argon2 check always runs, with the counters
     // beside it, never instead of it. The attempt is counted as a failure before its outcome is

@@ -25,6 +25,7 @@ import type { MfaService } from '../mfa/service.ts';
 import type { PasskeySignIn } from '../passkeys/sign-in.ts';
 import type { LoginThrottle } from './throttle.ts';
 import type { SessionCache } from './session-cache.ts';
+import type { UserCrypto } from '../users/crypto.ts';
 
 export type { LoginOutcome } from './login.ts';
 export type { LoginResult } from './start-session.ts';
@@ -45,6 +46,8 @@ export interface AuthDeps {
     PasskeySignIn,
     'verifySecondFactor' | 'userAssertionStart' | 'verifyUserAssertion'
   >;
+  /** Users' e-mail and name at rest (sign-in looks users up by the e-mail's blind index). */
+  users: UserCrypto;
 }
 
 /** Sessions touch `last_seen_at` at most this often: the idle timeout needs no finer grain. */
@@ -182,15 +185,34 @@ export function createAuthService(deps: AuthDeps) {
   const completeMfaLogin = createLoginMfa(deps);
   const { stepUp, passkeyOptions: stepUpPasskeyOptions } = createStepUp(deps);
 
-  /** Turns a session cookie into an actor, or throws `unauthenticated`. */
-  async function actorFromSession(token: string, meta: RequestMeta): Promise<Actor> {
+  /**
+   * Turns a session cookie into an actor, or throws `unauthenticated`. Every authenticated
+   * request runs it: the actor comes back without a promise when the session row is at hand (the
+   * cache, or SQLite's reader) and nothing has to be written; the checks are the same either way.
+   */
+  function actorFromSession(token: string, meta: RequestMeta): Actor | Promise<Actor> {
     const tokenHash = hashToken(token);
     const cache = deps.sessionCache;
-    let row = cache?.get(tokenHash);
-    if (!row) {
-      [row] = await sessionByTokenHash.run(db, { tokenHash }, deps.reader);
-      if (row) cache?.set(tokenHash, row);
-    }
+    const cached = cache?.get(tokenHash);
+    if (cached) return sessionActor(cached, tokenHash, meta);
+    const rows = sessionByTokenHash.readNow(db, { tokenHash }, deps.reader);
+    if (rows) return sessionActor(loaded(tokenHash, rows[0]), tokenHash, meta);
+    return sessionByTokenHash
+      .run(db, { tokenHash })
+      .then(([row]) => sessionActor(loaded(tokenHash, row), tokenHash, meta));
+  }
+
+  function loaded(tokenHash: string, row: SessionRow | undefined): SessionRow | undefined {
+    if (row) deps.sessionCache?.set(tokenHash, row);
+    return row;
+  }
+
+  /** The actor of a session row, after every check against the clock and the row's state. */
+  function sessionActor(
+    row: SessionRow | undefined,
+    tokenHash: string,
+    meta: RequestMeta,
+  ): Actor | Promise<Actor> {
     if (!row || row.revoked_at !== null || row.status !== 'active') {
       throw new AppError('unauthenticated', 'auth.unauthenticated', 'unknown or revoked session', {
         detail: 'Sign in to continue.',
@@ -210,39 +232,8 @@ export function createAuthService(deps: AuthDeps) {
     );
     const idleEnds = Date.parse(row.last_seen_at) + idleMs;
     const absolute = now.getTime() >= absoluteEnds;
-    if (absolute || now.getTime() >= idleEnds) {
-      const revoked = await db
-        .updateTable('sessions')
-        .set({ revoked_at: now.toISOString() })
-        .where('id', '=', row.id)
-        .where('revoked_at', 'is', null)
-        .executeTakeFirst();
-      if (Number(revoked.numUpdatedRows) > 0) {
-        await deps.audit.record({
-          type: 'auth.session.revoked',
-          at: now.toISOString(),
-          requestId: meta.requestId,
-          ip: meta.ip,
-          tenantId: row.tenant_id,
-          userId: row.user_id,
-          sessionId: row.id,
-          reason: absolute ? 'absolute_timeout' : 'idle_timeout',
-        });
-      }
-      throw new AppError('unauthenticated', 'auth.session_expired', 'session expired', {
-        detail: 'Your session has expired. Sign in again.',
-      });
-    }
-    if (now.getTime() - Date.parse(row.last_seen_at) >= TOUCH_INTERVAL_MS) {
-      // Exactly SESSION_TOUCH_SQL: the one write that leaves the session cache valid.
-      await db
-        .updateTable('sessions')
-        .set({ last_seen_at: now.toISOString() })
-        .where('id', '=', row.id)
-        .execute();
-      cache?.replace(tokenHash, { ...row, last_seen_at: now.toISOString() });
-    }
-    return {
+    if (absolute || now.getTime() >= idleEnds) return expire(row, now, absolute, meta);
+    const actor: Actor = {
       kind: 'user',
       tenantId: row.tenant_id,
       userId: row.user_id,
@@ -260,6 +251,49 @@ export function createAuthService(deps: AuthDeps) {
         : {}),
       request: meta,
     };
+    if (now.getTime() - Date.parse(row.last_seen_at) < TOUCH_INTERVAL_MS) return actor;
+    return touch(row, tokenHash, now).then(() => actor);
+  }
+
+  /** Revokes a session past its idle or absolute limit (audited once), then refuses it. */
+  async function expire(
+    row: SessionRow,
+    now: Date,
+    absolute: boolean,
+    meta: RequestMeta,
+  ): Promise<never> {
+    const revoked = await db
+      .updateTable('sessions')
+      .set({ revoked_at: now.toISOString() })
+      .where('id', '=', row.id)
+      .where('revoked_at', 'is', null)
+      .executeTakeFirst();
+    if (Number(revoked.numUpdatedRows) > 0) {
+      await deps.audit.record({
+        type: 'auth.session.revoked',
+        at: now.toISOString(),
+        requestId: meta.requestId,
+        ip: meta.ip,
+        tenantId: row.tenant_id,
+        userId: row.user_id,
+        sessionId: row.id,
+        reason: absolute ? 'absolute_timeout' : 'idle_timeout',
+      });
+    }
+    throw new AppError('unauthenticated', 'auth.session_expired', 'session expired', {
+      detail: 'Your session has expired. Sign in again.',
+    });
+  }
+
+  /** Moves `last_seen_at` (at most every TOUCH_INTERVAL_MS: the idle timeout needs no finer). */
+  async function touch(row: SessionRow, tokenHash: string, now: Date): Promise<void> {
+    // Exactly SESSION_TOUCH_SQL: the one write that leaves the session cache valid.
+    await db
+      .updateTable('sessions')
+      .set({ last_seen_at: now.toISOString() })
+      .where('id', '=', row.id)
+      .execute();
+    deps.sessionCache?.replace(tokenHash, { ...row, last_seen_at: now.toISOString() });
   }
 
   /** Turns `Authorization: Bearer <key>` into an actor no stronger than the key's creator. */
@@ -334,7 +368,8 @@ export function createAuthService(deps: AuthDeps) {
       .where('users.id', '=', actor.userId)
       .where('users.tenant_id', '=', actor.tenantId)
       .executeTakeFirstOrThrow();
-    return { ...user, effectiveRole: actor.role, via: actor.kind };
+    const opened = await deps.users.openOne(actor.tenantId, user);
+    return { ...opened, effectiveRole: actor.role, via: actor.kind };
   }
 
   return {

@@ -20,7 +20,8 @@ import { SEAL_INDEX_COLUMNS, SUBJECT_KEY_BYTES, type SealedBatch } from './impor
 import type { ImportSealer, SealThread } from './import-sealer.ts';
 import { contactSpec } from './spec.ts';
 import { normalizeEmail } from '../../core/crypto/normalize.ts';
-import type { FieldCrypto } from '../records/field-crypto.ts';
+import type { FieldCrypto, TenantIndexing } from '../records/field-crypto.ts';
+import type { IndexContext } from '../records/spec.ts';
 import type { KeyService } from '../keys/service.ts';
 import type { MadeSubjectKey, SubjectKeyWrapping } from '../keys/subject-keys.ts';
 import type { AuditRecorder } from '../audit/service.ts';
@@ -83,6 +84,8 @@ interface Pending {
 interface Sealed {
   batch: SealedBatch;
   wrapping: SubjectKeyWrapping;
+  /** The phone region its regional index columns were computed in (`SealBatchKeys.context`). */
+  context: IndexContext;
   /** Subject ids whose keys are in the key store (a retried write stores each once). */
   stored: Set<string>;
 }
@@ -155,6 +158,15 @@ interface RunDeps extends ImportDeps {
 }
 
 const EMAIL_EQ = SEAL_INDEX_COLUMNS.indexOf(contactSpec.blindIndexes?.email?.uniqueColumn ?? '');
+/** Fields whose index depends on the tenant's phone region (the phone). */
+const REGIONAL = Object.entries(contactSpec.blindIndexes ?? {})
+  .filter(([, ix]) => ix.regional === true)
+  .map(([field]) => field);
+
+/** Does the row hold a field whose index depends on the phone region? */
+function hasRegional(p: Pending): boolean {
+  return REGIONAL.some((f) => f in p.mapped.values);
+}
 
 export class ImportRun {
   readonly report: ImportReport;
@@ -170,6 +182,15 @@ export class ImportRun {
   private readonly indexAt = new Map<string, number>();
   /** The transaction of the batch being written (the scope checks read through it). */
   private trx: Db | undefined;
+  /** The index keys and region read in that transaction (see `indexingIn`). */
+  private indexing: TenantIndexing | undefined;
+  /**
+   * What batches are sealed with: the tenant's index keys and phone region as last read (by
+   * `start`, before any transaction, then by every write transaction that reads the region).
+   * The thread never waits for a transaction; a write whose transaction reads another region
+   * computes the regional columns again (`writeRows`).
+   */
+  private sealIndexing: { keys: TenantIndexing['keys']; context: IndexContext } | undefined;
   /** New subject keys not stored yet, by the wrapping they were made under (see `keepKeys`). */
   private unstored: { wrapping: SubjectKeyWrapping; keys: MadeSubjectKey[] }[] = [];
   private unstoredCount = 0;
@@ -212,6 +233,17 @@ export class ImportRun {
       errorsTruncated: false,
       ignoredColumns: columns.ignoredColumns,
     };
+  }
+
+  /**
+   * Reads what the first batches are sealed with (the index keys, the phone region), before any
+   * transaction of the import: the sealing of a batch must not wait for one (all-or-nothing
+   * holds one for the whole import).
+   */
+  async start() {
+    const { crypto, db } = this.deps;
+    const indexing = await crypto.indexKeys(this.actor.tenantId, db);
+    this.sealIndexing = { keys: indexing.keys, context: indexing.context ?? { phoneRegion: null } };
   }
 
   /** `last` runs in the transaction of the final batch (best-effort: even an empty one). */
@@ -351,21 +383,22 @@ export class ImportRun {
     if (ids.length === 0) return Promise.resolve(undefined);
     const { keys, crypto, sealer } = this.deps;
     const tenantId = this.actor.tenantId;
+    const indexing = this.sealIndexing;
+    if (indexing === undefined) throw new TypeError('ImportRun.start was not called');
+    const { context } = indexing;
     const sealed = (async () => {
-      const [wrapping, index] = await Promise.all([
-        keys.subjectKeyWrapping(tenantId),
-        crypto.indexKeys(tenantId),
-      ]);
+      const wrapping = await keys.subjectKeyWrapping(tenantId);
       const batch = await sealer.seal(
         {
           tenantId,
           wrapping: { key: wrapping.key, wrappingId: wrapping.wrappingId },
-          index,
+          index: indexing.keys,
+          context,
           bits: crypto.indexBits,
         },
         { ids, fields, values },
       );
-      return { batch, wrapping, stored: new Set<string>() };
+      return { batch, wrapping, context, stored: new Set<string>() };
     })();
     sealed.catch(() => undefined);
     return sealed;
@@ -401,8 +434,16 @@ export class ImportRun {
     }
   }
 
-  /** A new contact's row: its sealed values and index columns, the clear ones as they are. */
-  private newRow(p: Pending, sealed: Sealed, companyId: string | undefined): NewContact {
+  /**
+   * A new contact's row: its sealed values and index columns (`regional`: its regional ones
+   * computed again in the write's region), the clear ones as they are.
+   */
+  private newRow(
+    p: Pending,
+    sealed: Sealed,
+    companyId: string | undefined,
+    regional: Record<string, unknown> | undefined,
+  ): NewContact {
     const values = p.mapped.values;
     const { batch } = sealed;
     const width = this.deps.crypto.fields.length;
@@ -414,6 +455,9 @@ export class ImportRun {
       return at === undefined ? (values[field] ?? null) : (batch.sealed[base + at] ?? null);
     };
     const ix = (column: string): string | null => {
+      if (regional !== undefined && column in regional) {
+        return (regional[column] as string | null) ?? null;
+      }
       const at = this.indexAt.get(column);
       return at === undefined ? null : (batch.index[indexBase + at] ?? null);
     };
@@ -443,11 +487,51 @@ export class ImportRun {
 
   private async write(trx: Db, rows: Pending[], sealed: Sealed | undefined) {
     this.trx = trx;
+    this.indexing = undefined;
     try {
       await this.writeRows(trx, rows, sealed);
     } finally {
       this.trx = undefined;
+      this.indexing = undefined;
     }
+  }
+
+  /**
+   * The index keys in the write's transaction, with the phone region read (and, on PostgreSQL,
+   * locked until commit: tenant-settings/phone-region.ts) when `regional` says the rows written
+   * hold a regional field. Later batches are sealed in the region read.
+   */
+  private async indexingIn(trx: Db, regional: boolean): Promise<TenantIndexing> {
+    const known = this.indexing;
+    if (known !== undefined && (known.context !== undefined || !regional)) return known;
+    const indexing = await this.deps.crypto.indexKeys(
+      this.actor.tenantId,
+      trx,
+      regional ? undefined : {},
+    );
+    this.indexing = indexing;
+    if (indexing.context !== undefined) {
+      this.sealIndexing = { keys: indexing.keys, context: indexing.context };
+    }
+    return indexing;
+  }
+
+  /**
+   * The regional index columns of a new contact when its batch was sealed in another region
+   * than `indexing`'s (undefined when the sealed ones stand): never a stale index.
+   */
+  private regionalColumns(
+    p: Pending,
+    sealed: Sealed,
+    indexing: TenantIndexing,
+  ): Record<string, unknown> | undefined {
+    const context = indexing.context;
+    if (context === undefined || context.phoneRegion === sealed.context.phoneRegion) {
+      return undefined;
+    }
+    const values: Record<string, unknown> = {};
+    for (const field of REGIONAL) values[field] = p.mapped.values[field] ?? null;
+    return this.deps.crypto.indexColumnsWith(indexing, values);
   }
 
   /** Company ids by name for the rows (created when the policy says so). */
@@ -523,13 +607,19 @@ export class ImportRun {
       if (key) this.seen.set(key, { id: p.id });
     }
     if (sealed !== undefined && fresh.length > 0) {
+      const indexing = await this.indexingIn(
+        trx,
+        fresh.some(({ p }) => hasRegional(p)),
+      );
       await this.keepKeys(
         sealed,
         fresh.map(({ p }) => p),
       );
       await insertContacts(
         trx,
-        fresh.map(({ p, companyId }) => this.newRow(p, sealed, companyId)),
+        fresh.map(({ p, companyId }) =>
+          this.newRow(p, sealed, companyId, this.regionalColumns(p, sealed, indexing)),
+        ),
       );
       r.created += fresh.length;
     }
@@ -663,7 +753,14 @@ export class ImportRun {
     if (companyId !== undefined) fields.companyId = companyId;
     const current = await readProtected(trx, tenantId, id, crypto);
     const sealed = await crypto.seal(tenantId, id, fields, { ...current, ...fields });
-    const columns = { ...toContactColumns(sealed.values), ...sealed.indexColumns };
+    const indexing = await this.indexingIn(
+      trx,
+      REGIONAL.some((f) => f in fields),
+    );
+    const columns = {
+      ...toContactColumns(sealed.values),
+      ...crypto.indexColumnsWith(indexing, fields),
+    };
     await mergeContact(trx, tenantId, id, columns, this.now);
   }
 }

@@ -3,11 +3,17 @@ import { createTestKeys } from '../../../test/helpers/key-store.ts';
 import type { TestKeys } from '../../../test/helpers/key-store.ts';
 import { newId } from '../../ids.ts';
 import { AppError } from '../../errors.ts';
-import { createFieldCrypto, type FieldCrypto } from '../records/field-crypto.ts';
+import {
+  createFieldCrypto,
+  type FieldCrypto,
+  type TenantIndexing,
+} from '../records/field-crypto.ts';
+import type { IndexContext } from '../records/spec.ts';
 import type { KeyService } from '../keys/service.ts';
 import {
   SEAL_INDEX_COLUMNS,
   SUBJECT_KEY_BYTES,
+  createNormalCache,
   sealBatch,
   type SealBatchInput,
   type SealBatchKeys,
@@ -34,12 +40,19 @@ const PEOPLE: Record<string, string>[] = [
   { email: 'grace@example.com' },
 ];
 
-async function sealKeys(tenantId: string) {
+/** The tenant's index keys with a given phone region (as `indexKeys` reads it in a write). */
+async function indexingIn(tenantId: string, context: IndexContext): Promise<TenantIndexing> {
+  const { keys: index } = await crypto.indexKeys(tenantId, null, {});
+  return { keys: index, context };
+}
+
+async function sealKeys(tenantId: string, context: IndexContext = { phoneRegion: null }) {
   const wrapping = await service.subjectKeyWrapping(tenantId);
   const batchKeys: SealBatchKeys = {
     tenantId,
     wrapping: { key: wrapping.key, wrappingId: wrapping.wrappingId },
-    index: await crypto.indexKeys(tenantId),
+    index: (await indexingIn(tenantId, context)).keys,
+    context,
     bits: crypto.indexBits,
   };
   return { wrapping, batchKeys };
@@ -86,7 +99,7 @@ describe('sealing a batch of new contacts', () => {
     const sealed = sealBatch(batchKeys, input(ids));
     await store(tenantId, ids, sealed);
     const opened = await crypto.open(tenantId, rowsOf(ids, sealed));
-    const ixKeys = await crypto.indexKeys(tenantId);
+    const ixKeys = await indexingIn(tenantId, { phoneRegion: null });
     PEOPLE.forEach((person, row) => {
       const id = ids[row] as string;
       for (const f of crypto.fields) {
@@ -106,6 +119,32 @@ describe('sealing a batch of new contacts', () => {
     // The key store holds each contact's key: a read through the service opens its values.
     const again = createFieldCrypto(contactSpec, { keys: keys.service() });
     expect(await again.open(tenantId, rowsOf(ids, sealed))).toEqual(opened);
+  });
+
+  it('indexes national phone numbers in the batch’s region, normal forms kept per region', async () => {
+    const tenantId = newId();
+    const ids = ['(415) 555-2671', '415.555.2671', '+1 415 555 2671'].map(() => newId());
+    const values = ['(415) 555-2671', '415.555.2671', '+1 415 555 2671'].flatMap((phone) =>
+      crypto.fields.map((f) => (f === 'phone' ? phone : null)),
+    );
+    const batch = { ids, fields: crypto.fields, values };
+    const us = { phoneRegion: 'US' } as const;
+    const none = { phoneRegion: null };
+    const cache = createNormalCache();
+    const phoneAt = SEAL_INDEX_COLUMNS.indexOf('phone_bidx');
+    const phones = (sealed: SealedBatch) =>
+      ids.map((_, row) => sealed.index[row * SEAL_INDEX_COLUMNS.length + phoneAt]);
+    // One cache for both regions, as the thread keeps it for an import whose region changes.
+    const inUs = phones(sealBatch((await sealKeys(tenantId, us)).batchKeys, batch, cache));
+    const inNone = phones(sealBatch((await sealKeys(tenantId, none)).batchKeys, batch, cache));
+    const expected = crypto.indexColumnsWith(await indexingIn(tenantId, us), {
+      phone: '+14155552671',
+    }).phone_bidx;
+    expect(expected).toEqual(expect.any(String));
+    expect(inUs).toEqual([expected, expected, expected]);
+    // Without a region only the international number is read.
+    expect(inNone).toEqual([null, null, expected]);
+    expect(phones(sealBatch((await sealKeys(tenantId, us)).batchKeys, batch, cache))).toEqual(inUs);
   });
 
   it('binds every value to its contact: values copied to another contact fail to open', async () => {

@@ -4,6 +4,7 @@ import { encryptGroup } from '../../core/crypto/aead-group.ts';
 import { blindIndex, equalityHash } from '../../core/crypto/blind-index.ts';
 import { wrapAd, wrapKey } from '../../core/crypto/key-wrap.ts';
 import { SUBJECT_KEY_VERSION, subjectKeyId } from '../keys/subject-key-ref.ts';
+import type { IndexContext } from '../records/spec.ts';
 import { contactSpec } from './spec.ts';
 
 /**
@@ -16,7 +17,8 @@ import { contactSpec } from './spec.ts';
  *   them (same envelope, key reference and associated data);
  * - its blind-index and equality-hash columns, as `FieldCrypto.indexColumnsWith` computes them.
  *   A normal form is computed once per distinct value of the import (`NormalCache`): parsing and
- *   validating a phone number costs ~10 us, as much as sealing the whole contact.
+ *   validating a phone number costs ~10 us, as much as sealing the whole contact. A regional
+ *   field's (the phone's) normal forms are kept per phone region: the batch's `context`.
  *
  * import-seal.test.ts checks the results against FieldCrypto. Imports only small crypto modules:
  * the thread loads this file and nothing of the database or the HTTP layer.
@@ -29,6 +31,12 @@ export interface SealBatchKeys {
   wrapping: { key: KeyObject; wrappingId: string };
   /** Per indexed field, its derived index and equality-hash keys (`FieldCrypto.indexKeys`). */
   index: Map<string, { index: KeyObject; unique: KeyObject | undefined }>;
+  /**
+   * The tenant's phone region the regional indexes are computed in, as read before the batch's
+   * transaction: the writer compares it with the region its transaction reads (and locks), and
+   * computes the regional columns again when they differ.
+   */
+  context: IndexContext;
   /** Bits of the truncated blind indexes (`FieldCrypto.indexBits`). */
   bits: number;
 }
@@ -59,7 +67,8 @@ export interface SealedBatch {
 export const SUBJECT_KEY_BYTES = 32;
 
 /**
- * Normal forms already computed, per indexed field: one import's (the thread's life, or the
+ * Normal forms already computed, per indexed field (per field and phone region for a regional
+ * one, see `cacheKey`): one import's (the thread's life, or the
  * inline sealer's), never kept past it. Bounded: started afresh past `MAX_NORMAL_FORMS` values.
  */
 export type NormalCache = Map<string, Map<string, string | null>>;
@@ -71,6 +80,11 @@ export function createNormalCache(): NormalCache {
 
 const INDEXES = Object.entries(contactSpec.blindIndexes ?? {});
 
+/** Where a field's normal forms are kept: a regional field's under the region too. */
+function cacheKey(field: string, regional: boolean, context: IndexContext): string {
+  return regional ? `${field}\u0000${context.phoneRegion ?? ''}` : field;
+}
+
 /** The index columns `sealBatch` computes, in the order of `SealedBatch.index`. */
 export const SEAL_INDEX_COLUMNS: readonly string[] = INDEXES.flatMap(([, ix]) =>
   ix.uniqueColumn === undefined ? [ix.column] : [ix.column, ix.uniqueColumn],
@@ -81,7 +95,7 @@ export function sealBatch(
   input: SealBatchInput,
   cache: NormalCache = createNormalCache(),
 ): SealedBatch {
-  const { tenantId, wrapping, bits } = keys;
+  const { tenantId, wrapping, bits, context } = keys;
   const { ids, fields, values } = input;
   const width = fields.length;
   if (values.length !== ids.length * width) {
@@ -91,10 +105,11 @@ export function sealBatch(
     const at = fields.indexOf(field);
     const k = keys.index.get(field);
     if (at < 0 || k === undefined) throw new TypeError(`contact.${field} is indexed, not sealed`);
-    let normal = cache.get(field);
+    const kept = cacheKey(field, ix.regional === true, context);
+    let normal = cache.get(kept);
     if (normal === undefined || normal.size > MAX_NORMAL_FORMS) {
       normal = new Map<string, string | null>();
-      cache.set(field, normal);
+      cache.set(kept, normal);
     }
     return { at, ix, k, normal };
   });
@@ -139,7 +154,7 @@ export function sealBatch(
       let normalized: string | null = null;
       if (typeof value === 'string') {
         const known = normal.get(value);
-        normalized = known === undefined ? ix.normalize(value) : known;
+        normalized = known === undefined ? ix.normalize(value, context) : known;
         if (known === undefined) normal.set(value, normalized);
       }
       index[column++] = normalized === null ? null : blindIndex(k.index, normalized, { bits });

@@ -101,6 +101,7 @@ export async function importContacts(
       options.companies,
     );
     dispose = () => run.dispose();
+    await run.start();
     const importId = newId();
     const source = actor.kind === 'system' ? actor.job : 'api';
     /** The event with the counts so far; `batch` names an earlier batch of a best-effort import. */

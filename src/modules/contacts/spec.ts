@@ -33,8 +33,12 @@ export const contactSpec: RecordSpec = {
   blindIndexes: {
     // Uniqueness per tenant through the untruncated keyed hash, see BlindIndexSpec.
     email: { column: 'email_bidx', uniqueColumn: 'email_eq', normalize: normalizeEmail },
-    // International numbers only (no default region): E.164 needs the country.
-    phone: { column: 'phone_bidx', normalize: (v) => normalizePhone(v) },
+    // E.164: national numbers are read in the tenant's phone region (none: international only).
+    phone: {
+      column: 'phone_bidx',
+      normalize: (v, context) => normalizePhone(v, context.phoneRegion ?? undefined),
+      regional: true,
+    },
     nationalId: { column: 'national_id_bidx', normalize: normalizeNationalId },
   },
   // Every contact is a data subject with its own key; deleting the contact shreds it.

@@ -3,6 +3,7 @@ import type { Database } from '../../db/schema.ts';
 import type { AlertView } from './alerts.ts';
 import type { AlertNotifier, AlertRecipient } from './notifier.ts';
 import { readSettings } from './settings.ts';
+import type { UserCrypto } from '../users/crypto.ts';
 
 /**
  * Tells the tenant's recipients of a committed alert: its active owners and admins (unless the
@@ -11,6 +12,7 @@ import { readSettings } from './settings.ts';
  */
 export async function notifyAlert(
   db: Kysely<Database>,
+  users: UserCrypto,
   notifier: AlertNotifier,
   tenantId: string,
   alert: AlertView,
@@ -25,16 +27,17 @@ export async function notifyAlert(
       .executeTakeFirstOrThrow();
     const recipients: AlertRecipient[] = [];
     if (settings.alertRecipients.ownersAndAdmins) {
-      recipients.push(
-        ...(await db
-          .selectFrom('users')
-          .select(['id as userId', 'email'])
-          .where('tenant_id', '=', tenantId)
-          .where('status', '=', 'active')
-          .where('role', 'in', ['owner', 'admin'])
-          .orderBy('id')
-          .execute()),
-      );
+      const staff = await db
+        .selectFrom('users')
+        .select(['id', 'email', 'name'])
+        .where('tenant_id', '=', tenantId)
+        .where('status', '=', 'active')
+        .where('role', 'in', ['owner', 'admin'])
+        .orderBy('id')
+        .execute();
+      for (const u of await users.open(tenantId, staff)) {
+        recipients.push({ userId: u.id, email: u.email });
+      }
     }
     const known = new Set(recipients.map((r) => r.email.toLowerCase()));
     for (const email of settings.alertRecipients.emails) {

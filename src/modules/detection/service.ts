@@ -8,6 +8,7 @@ import type { AuditRecorder } from '../audit/service.ts';
 import { decodeCursor, encodeCursor } from '../records/cursor.ts';
 import { ALERT_COLUMNS, findAlert, raiseAlert, toAlertView, type AlertView } from './alerts.ts';
 import type { AlertNotifier } from './notifier.ts';
+import type { UserCrypto } from '../users/crypto.ts';
 import { notifyAlert } from './notify.ts';
 import { SEVERITY } from './rules.ts';
 import { readSettings } from './settings.ts';
@@ -33,6 +34,8 @@ export function createAlertService(deps: {
   clock: Clock;
   audit: AuditRecorder;
   notifier: AlertNotifier;
+  /** Opens the e-mail of the owners and admins an alert is mailed to. */
+  users: UserCrypto;
   onError?: (error: unknown) => void;
 }) {
   const { db, clock } = deps;
@@ -144,7 +147,8 @@ export function createAlertService(deps: {
     );
     if (!raised) return null;
     const view = toAlertView(raised.alert);
-    if (raised.created) await notifyAlert(db, deps.notifier, input.tenantId, view, deps.onError);
+    if (raised.created)
+      await notifyAlert(db, deps.users, deps.notifier, input.tenantId, view, deps.onError);
     return view;
   }
 

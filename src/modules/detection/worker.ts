@@ -7,6 +7,7 @@ import type { LoginThrottle } from '../auth/throttle.ts';
 import { toAlertView, type AlertRow } from './alerts.ts';
 import { raiseAlert } from './alerts.ts';
 import type { AlertNotifier } from './notifier.ts';
+import type { UserCrypto } from '../users/crypto.ts';
 import { notifyAlert } from './notify.ts';
 import { applyResponses } from './responses.ts';
 import { evaluate, isDetectionOutput, type DetectionEvent } from './rules.ts';
@@ -20,6 +21,8 @@ export interface DetectionWorkerDeps {
   audit: AuditRecorder;
   throttle: Pick<LoginThrottle, 'lock'>;
   notifier: AlertNotifier;
+  /** Opens the e-mail of the owners and admins an alert is mailed to. */
+  users: UserCrypto;
   /** Events evaluated per tenant and transaction (default 500). */
   batchSize?: number;
   /** Where failures of a run go (the server's logger). */
@@ -173,7 +176,7 @@ export function createDetectionWorker(deps: DetectionWorkerDeps) {
       }
     }
     for (const alert of after.alerts) {
-      await notifyAlert(db, deps.notifier, tenantId, toAlertView(alert), deps.onError);
+      await notifyAlert(db, deps.users, deps.notifier, tenantId, toAlertView(alert), deps.onError);
     }
   }
 

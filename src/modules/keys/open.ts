@@ -125,36 +125,43 @@ export function createLazyKeyService(
   deps: { clock: Clock } & Partial<Pick<KeyServiceDeps, 'protectedValues' | 'random'>>,
 ): KeyService {
   let opened: Promise<OpenedKeys> | undefined;
+  /** The service once open: calls then go straight to it (every encrypted read makes some). */
+  let ready: KeyService | undefined;
   const get = async (): Promise<KeyService> => {
     opened ??= openKeys(config, deps);
     try {
-      return (await opened).service;
+      ready = (await opened).service;
+      return ready;
     } catch (err) {
       opened = undefined;
       throw err;
     }
   };
+  const via = <R>(use: (service: KeyService) => Promise<R>): Promise<R> =>
+    ready ? use(ready) : get().then(use);
   return {
-    tenantDataKey: async (...a) => (await get()).tenantDataKey(...a),
-    tenantDataKeyVersion: async (...a) => (await get()).tenantDataKeyVersion(...a),
-    tenantIndexKey: async (...a) => (await get()).tenantIndexKey(...a),
-    subjectKey: async (...a) => (await get()).subjectKey(...a),
-    subjectKeys: async (...a) => (await get()).subjectKeys(...a),
-    createSubjectKeys: async (...a) => (await get()).createSubjectKeys(...a),
-    subjectKeyWrapping: async (...a) => (await get()).subjectKeyWrapping(...a),
-    storeSubjectKeys: async (...a) => (await get()).storeSubjectKeys(...a),
-    keyFor: async (...a) => (await get()).keyFor(...a),
-    destroySubjectKey: async (...a) => (await get()).destroySubjectKey(...a),
-    rotateTenantKey: async (...a) => (await get()).rotateTenantKey(...a),
-    rewrapSubjectKeys: async (...a) => (await get()).rewrapSubjectKeys(...a),
-    status: async (...a) => (await get()).status(...a),
-    openRotations: async () => (await get()).openRotations(),
-    retireVersion: async (...a) => (await get()).retireVersion(...a),
-    ping: async () => (await get()).ping(),
+    tenantDataKey: (...a) => via((s) => s.tenantDataKey(...a)),
+    tenantDataKeyVersion: (...a) => via((s) => s.tenantDataKeyVersion(...a)),
+    tenantIndexKey: (...a) => via((s) => s.tenantIndexKey(...a)),
+    subjectKey: (...a) => via((s) => s.subjectKey(...a)),
+    subjectKeys: (...a) => via((s) => s.subjectKeys(...a)),
+    createSubjectKeys: (...a) => via((s) => s.createSubjectKeys(...a)),
+    subjectKeyWrapping: (...a) => via((s) => s.subjectKeyWrapping(...a)),
+    storeSubjectKeys: (...a) => via((s) => s.storeSubjectKeys(...a)),
+    keyFor: (...a) => via((s) => s.keyFor(...a)),
+    cachedSubjectKey: (...a) => ready?.cachedSubjectKey(...a),
+    destroySubjectKey: (...a) => via((s) => s.destroySubjectKey(...a)),
+    rotateTenantKey: (...a) => via((s) => s.rotateTenantKey(...a)),
+    rewrapSubjectKeys: (...a) => via((s) => s.rewrapSubjectKeys(...a)),
+    status: (...a) => via((s) => s.status(...a)),
+    openRotations: () => via((s) => s.openRotations()),
+    retireVersion: (...a) => via((s) => s.retireVersion(...a)),
+    ping: () => via((s) => s.ping()),
     async close() {
       if (opened === undefined) return;
       const pending = opened;
       opened = undefined;
+      ready = undefined;
       await (await pending).service.close();
     },
   };

@@ -145,6 +145,24 @@ describe('subject keys', () => {
     expect(a.key.equals(b.key)).toBe(true);
   });
 
+  it('hands out a cached subject key without I/O, and none once it is destroyed', async () => {
+    const tenantId = newId();
+    const contactId = newId();
+    const service = keys.service();
+    // Nothing before the key is loaded or created: the method never loads.
+    expect(service.cachedSubjectKey(tenantId, contactId)).toBeUndefined();
+    const { key } = await service.subjectKey(tenantId, contactId, { create: true });
+    expect(service.cachedSubjectKey(tenantId, contactId)).toBe(key);
+    // Another tenant's subject of the same id is another cache entry.
+    expect(service.cachedSubjectKey(newId(), contactId)).toBeUndefined();
+    await service.destroySubjectKey(tenantId, contactId);
+    expect(service.cachedSubjectKey(tenantId, contactId)).toBeUndefined();
+    await expect(service.subjectKey(tenantId, contactId, { create: false })).rejects.toMatchObject({
+      code: 'keys.key_destroyed',
+    });
+    expect(service.cachedSubjectKey(tenantId, contactId)).toBeUndefined();
+  });
+
   it('destroying a subject key makes it unrecoverable: KEY_DESTROYED, wrapped bytes gone', async () => {
     const tenantId = newId();
     const contactId = newId();

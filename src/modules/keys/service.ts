@@ -18,6 +18,7 @@ import {
   loadSubjectKey,
   loadSubjectKeys,
   storeSubjectKeyRows,
+  subjectCacheId,
   subjectKeyId,
   subjectKeyWrapping,
 } from './subject-keys.ts';
@@ -81,6 +82,12 @@ export interface KeyService {
   ): Promise<Map<string, FieldKey | 'destroyed'>>;
   /** The key for an envelope reference (`tenant:<id>` or `subject:<id>`) of this tenant. */
   keyFor(tenantId: string, ref: FieldKeyRef): Promise<KeyObject>;
+  /**
+   * The subject's key if this process holds it unwrapped right now, else `undefined` (then ask
+   * `keyFor` or `subjectKeys`): what those would answer from the cache, without I/O or a promise,
+   * for the read path. Never loads or creates a key; `destroySubjectKey` removes it at once.
+   */
+  cachedSubjectKey(tenantId: string, subjectId: string): KeyObject | undefined;
   /** Crypto-shredding of one subject: the wrapped key is overwritten and the cache forgets it. */
   destroySubjectKey(tenantId: string, subjectId: string): Promise<{ destroyed: boolean }>;
   /** A new active data key version; older versions become decrypt-only. */
@@ -219,6 +226,7 @@ export function createKeyService(deps: KeyServiceDeps): KeyService {
       // Another tenant's key id is refused here, before any lookup.
       throw keyNotFound(`key ${ref.keyId} version ${ref.keyVersion}`);
     },
+    cachedSubjectKey: (tenantId, subjectId) => cache.get(subjectCacheId(tenantId, subjectId)),
     destroySubjectKey: (tenantId, subjectId) => destroySubjectKeyRow(inner, tenantId, subjectId),
     async rotateTenantKey(tenantId) {
       const result = await rotateTenantKeyVersion(inner, tenantId);

@@ -10,6 +10,7 @@ import {
   passwordChangedNotice,
   type Rendered,
 } from './templates.ts';
+import type { UserCrypto } from '../users/crypto.ts';
 
 /**
  * What identifies a device: the user agent with its version numbers removed, so a browser update
@@ -32,6 +33,8 @@ export interface NoticeSinkDeps {
   mailer: Mailer;
   publicUrl: string;
   log: MailLog;
+  /** Opens the recipient's e-mail. */
+  users: UserCrypto;
 }
 
 /**
@@ -44,13 +47,14 @@ export function createNoticeSink(deps: NoticeSinkDeps): AuditSink {
   const { db, clock, mailer, publicUrl } = deps;
 
   async function recipient(tenantId: string, userId: string) {
-    return db
+    const row = await db
       .selectFrom('users')
       .innerJoin('tenants', 'tenants.id', 'users.tenant_id')
-      .select(['users.email', 'tenants.name as tenant_name'])
+      .select(['users.id', 'users.email', 'users.name', 'tenants.name as tenant_name'])
       .where('users.id', '=', userId)
       .where('users.tenant_id', '=', tenantId)
       .executeTakeFirst();
+    return row && deps.users.openOne(tenantId, row);
   }
 
   async function mail(

@@ -7,12 +7,15 @@ import type { AuditSink, MfaFailureReason } from '../auth/events.ts';
 import type { LoginThrottle } from '../auth/throttle.ts';
 import type { KeyService } from '../keys/service.ts';
 
+import type { UserCrypto } from '../users/crypto.ts';
 export interface MfaDeps {
   db: Kysely<Database>;
   clock: Clock;
   keys: Pick<KeyService, 'tenantDataKey' | 'keyFor'>;
   audit: AuditSink;
   throttle: LoginThrottle;
+  /** Opens the user's e-mail (the authenticator app's label). */
+  users: UserCrypto;
 }
 
 export type UserActor = Extract<Actor, { kind: 'user' }>;

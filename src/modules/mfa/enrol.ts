@@ -17,7 +17,7 @@ export interface ConfirmResult {
 }
 
 export function createTotpEnrolment(
-  deps: Pick<MfaDeps, 'db' | 'clock' | 'audit'>,
+  deps: Pick<MfaDeps, 'db' | 'clock' | 'audit' | 'users'>,
   store: TotpSecretStore,
   failed: FailureRecorder,
 ) {
@@ -26,12 +26,15 @@ export function createTotpEnrolment(
   /** Starts (or restarts) an enrolment: the secret is shown now and never again. */
   async function enrolTotp(who: Actor) {
     const actor = sessionUser(who);
-    const user = await db
-      .selectFrom('users')
-      .select(['email'])
-      .where('id', '=', actor.userId)
-      .where('tenant_id', '=', actor.tenantId)
-      .executeTakeFirstOrThrow();
+    const user = await deps.users.openOne(
+      actor.tenantId,
+      await db
+        .selectFrom('users')
+        .select(['id', 'email', 'name'])
+        .where('id', '=', actor.userId)
+        .where('tenant_id', '=', actor.tenantId)
+        .executeTakeFirstOrThrow(),
+    );
     const existing = await store.enrolment(actor.tenantId, actor.userId);
     if (existing?.status === 'active') {
       throw new AppError('conflict', 'auth.mfa_already_enabled', 'totp already enabled', {

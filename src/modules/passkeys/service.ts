@@ -23,11 +23,15 @@ import {
   type PasskeyRow,
 } from './repository.ts';
 
+import type { UserCrypto } from '../users/crypto.ts';
+
 export interface PasskeyDeps {
   db: Kysely<Database>;
   clock: Clock;
   audit: AuditSink;
   rp: RelyingParty;
+  /** Opens the user's e-mail and name (the authenticator's label for the passkey). */
+  users: UserCrypto;
 }
 
 type UserActor = Extract<Actor, { kind: 'user' }>;
@@ -89,12 +93,15 @@ export function createPasskeyService(deps: PasskeyDeps) {
   /** `navigator.credentials.create()` options; the challenge is bound to this session. */
   async function registrationStart(who: Actor) {
     const actor = fresh(who);
-    const user = await db
-      .selectFrom('users')
-      .select(['email', 'name'])
-      .where('id', '=', actor.userId)
-      .where('tenant_id', '=', actor.tenantId)
-      .executeTakeFirstOrThrow();
+    const user = await deps.users.openOne(
+      actor.tenantId,
+      await db
+        .selectFrom('users')
+        .select(['id', 'email', 'name'])
+        .where('id', '=', actor.userId)
+        .where('tenant_id', '=', actor.tenantId)
+        .executeTakeFirstOrThrow(),
+    );
     const existing = await listPasskeys(db, actor.tenantId, actor.userId);
     const challenge = await issueChallenge(db, clock, {
       purpose: 'register',

@@ -6,6 +6,7 @@ import type { RequestMeta } from '../../core/policy/index.ts';
 import type { Database } from '../../db/schema.ts';
 import { AppError } from '../../errors.ts';
 import type { AuditSink, PasskeyFailureReason } from '../auth/events.ts';
+import type { UserCrypto } from '../users/crypto.ts';
 import { pendingMfaChallenge } from '../auth/login-mfa.ts';
 import { startSession, type LoginResult } from '../auth/start-session.ts';
 import { lockoutEvent, type LoginThrottle } from '../auth/throttle.ts';
@@ -34,6 +35,8 @@ export interface PasskeySignInDeps {
   throttle: LoginThrottle;
   rp: RelyingParty;
   sessionAbsoluteMs: number;
+  /** Opens the signed-in user's e-mail and name (for the session's answer). */
+  users: UserCrypto;
 }
 
 type Stage = 'passwordless' | 'second_factor' | 'password_reset' | 'step_up';
@@ -172,11 +175,13 @@ export function createPasskeySignIn(deps: PasskeySignInDeps) {
 
     await throttle.succeeded(claimed, credential.user_id);
     const user = {
-      id: credential.user_id,
       tenant_id: credential.tenant_id,
-      email: credential.email,
-      name: credential.user_name,
       role: credential.role,
+      ...(await deps.users.openOne(credential.tenant_id, {
+        id: credential.user_id,
+        email: credential.email,
+        name: credential.user_name,
+      })),
     };
     // A user-verifying passkey is two factors in one (possession, and PIN or biometrics).
     return startSession(deps, user, meta, { mfa: true, passkey: 'passwordless' });

@@ -1,4 +1,5 @@
 import type { KeyObject } from 'node:crypto';
+import type { Kysely } from 'kysely';
 import {
   DEFAULT_BLIND_INDEX_BITS,
   GROUP_ENVELOPE_PREFIX,
@@ -13,20 +14,29 @@ import {
   keyRefId,
   parseEnvelope,
 } from '../../core/crypto/index.ts';
-import type { FieldKey, FieldKeyRef } from '../../core/crypto/index.ts';
+import type {
+  FieldAd,
+  FieldKey,
+  FieldKeyRef,
+  FieldKeyResolver,
+  GroupAd,
+} from '../../core/crypto/index.ts';
 import { isProtected } from '../../core/privacy/index.ts';
 import { AppError } from '../../errors.ts';
 import type { KeyService } from '../keys/service.ts';
 import { SUBJECT_KEY_VERSION, keyDestroyed, subjectKeyId } from '../keys/subject-keys.ts';
 import { newId } from '../../ids.ts';
 import { keyNotFound } from '../keys/tenant-keys.ts';
-import type { BlindIndexSpec, RecordSpec } from './spec.ts';
+import type { Database } from '../../db/schema.ts';
+import { readPhoneRegion } from '../tenant-settings/phone-region.ts';
+import type { BlindIndexSpec, IndexContext, SealedSpec } from './spec.ts';
 
 /**
  * Encryption at rest for one record type, driven by the data map: every field the map classes
  * `personal` or `sensitive` is sealed on write and opened on read; nothing is decided per call
  * site. The key is the record's data subject's (`spec.subjectOf`) or else the tenant data key;
- * blind-index columns are computed here too, because they need the tenant's index key.
+ * blind-index columns are computed here too, because they need the tenant's index key (and, for
+ * a regional index such as the phone's, the tenant's phone region: see `indexKeys`).
  *
  * Format: the protected fields of a record are sealed together, ONE AES-GCM call per record
  * (`encryptGroup`, format `cv2.`; AD = tenant, object, record id and every field's name and
@@ -53,6 +63,15 @@ interface IndexKeys {
   unique: KeyObject | undefined;
 }
 
+/** A tenant's index keys per field, and what the normal forms depend on (`indexKeys`). */
+export interface TenantIndexing {
+  keys: Map<string, IndexKeys>;
+  /** Undefined when it was not read (no regional field among the values it was read for). */
+  context: IndexContext | undefined;
+}
+
+const NO_CONTEXT: IndexContext = { phoneRegion: null };
+
 /** At most this many tenants' derived index keys are kept (then the map starts afresh). */
 const MAX_TENANTS = 1000;
 /**
@@ -68,9 +87,15 @@ const LONE_SURROGATE = /\p{Surrogate}/u;
 /** A stored value names a key that `open` has not loaded yet. */
 const NEED_KEY = Symbol('need key');
 
+/** The keys `open` starts with (see `expectedKeys`). */
+interface ExpectedKeys {
+  loaded: Map<string, KeyObject | Error>;
+  only: FieldKey | undefined;
+}
+
 export type FieldCrypto = ReturnType<typeof createFieldCrypto>;
 
-export function createFieldCrypto(spec: RecordSpec, deps: FieldCryptoDeps) {
+export function createFieldCrypto(spec: SealedSpec, deps: FieldCryptoDeps) {
   const { keys } = deps;
   const bits = deps.indexBits ?? DEFAULT_BLIND_INDEX_BITS;
   const object = spec.object;
@@ -82,9 +107,10 @@ export function createFieldCrypto(spec: RecordSpec, deps: FieldCryptoDeps) {
     if (!protectedSet.has(field))
       throw new TypeError(`${object}.${field} is indexed, not protected`);
   }
+  const regionalFields = indexes.filter(([, ix]) => ix.regional === true).map(([f]) => f);
   const derived = new Map<string, Promise<Map<string, IndexKeys>>>();
 
-  function indexKeys(tenantId: string): Promise<Map<string, IndexKeys>> {
+  function derivedKeys(tenantId: string): Promise<Map<string, IndexKeys>> {
     let found = derived.get(tenantId);
     if (found === undefined) {
       found = keys.tenantIndexKey(tenantId).then((root) => {
@@ -103,6 +129,30 @@ export function createFieldCrypto(spec: RecordSpec, deps: FieldCryptoDeps) {
       derived.set(tenantId, found);
     }
     return found;
+  }
+
+  /**
+   * What index columns and filter values of the tenant are computed with: the derived keys, and
+   * the tenant's phone region when an index is regional, read in `conn`. A write of index
+   * columns reads it in its own transaction: the region then cannot change before it commits
+   * (a change waits, then re-indexes what is committed; see tenant-settings/phone-region.ts).
+   * Given the `values` the columns will be computed for, the region is read only when a regional
+   * field is among them (no query, no lock, for a write of the e-mail alone).
+   */
+  async function indexKeys(
+    tenantId: string,
+    conn: Kysely<Database> | null,
+    values?: Row,
+  ): Promise<TenantIndexing> {
+    const needed = regionalFields.some((f) => values === undefined || f in values);
+    const context = needed ? { phoneRegion: await regionFor(conn, tenantId) } : undefined;
+    return { keys: await derivedKeys(tenantId), context };
+  }
+
+  /** The tenant's phone region, read through `conn` (null: a record type with no regional index). */
+  function regionFor(conn: Kysely<Database> | null, tenantId: string) {
+    if (conn === null) throw new TypeError(`${object} has a regional index: pass a connection`);
+    return readPhoneRegion(conn, tenantId);
   }
 
   /** The data subject whose key seals a record, or null for the tenant key. */
@@ -148,13 +198,17 @@ export function createFieldCrypto(spec: RecordSpec, deps: FieldCryptoDeps) {
   }
 
   /** Index columns for the indexed fields present in `values` (null when not indexable). */
-  function indexColumnsWith(ixKeys: Map<string, IndexKeys>, values: Row): Row {
+  function indexColumnsWith(indexing: TenantIndexing, values: Row): Row {
     const out: Row = {};
     for (const [field, ix] of indexes) {
       if (!(field in values)) continue;
-      const k = ixKeys.get(field) as IndexKeys;
+      const k = indexing.keys.get(field) as IndexKeys;
+      const context = indexing.context ?? NO_CONTEXT;
+      if (ix.regional === true && indexing.context === undefined) {
+        throw new TypeError(`${object}.${field} is regional: read indexKeys for these values`);
+      }
       const value = values[field];
-      const normal = typeof value === 'string' ? ix.normalize(value) : null;
+      const normal = typeof value === 'string' ? ix.normalize(value, context) : null;
       out[ix.column] = normal === null ? null : blindIndex(k.index, normal, { bits });
       if (ix.uniqueColumn !== undefined) {
         out[ix.uniqueColumn] =
@@ -169,11 +223,17 @@ export function createFieldCrypto(spec: RecordSpec, deps: FieldCryptoDeps) {
     return fields.some((f) => values[f] !== undefined);
   }
 
+  /** Does a write of `values` change an index column (so it needs `indexKeys`)? */
+  function touchesIndex(values: Row): boolean {
+    return indexes.some(([f]) => f in values);
+  }
+
   /**
    * Seals `values` (API fields of record `id`; `record` is the whole record after the write,
    * which decides the key). When `values` sets or clears any protected field, every protected
    * field of `record` is sealed again as one group and returned (null for the absent ones), so
-   * store them all. Returns the sealed fields and the index columns of `values` to store.
+   * store them all. The index columns of `values` are the caller's to add (`indexColumnsWith`,
+   * inside the write's transaction).
    */
   async function seal(
     tenantId: string,
@@ -181,16 +241,12 @@ export function createFieldCrypto(spec: RecordSpec, deps: FieldCryptoDeps) {
     values: Row,
     record: Row = values,
     key?: FieldKey,
-  ): Promise<{ values: Row; indexColumns: Row }> {
-    let sealed = values;
-    if (touchesProtected(values)) {
-      const whole: Row = { ...values };
-      for (const f of fields) whole[f] = values[f] !== undefined ? values[f] : (record[f] ?? null);
-      sealed = sealWith(key ?? (await writeKey(tenantId, id, record)), tenantId, id, whole);
-    }
-    const indexed = indexes.length > 0 && indexes.some(([f]) => f in values);
-    const indexColumns = indexed ? indexColumnsWith(await indexKeys(tenantId), values) : {};
-    return { values: sealed, indexColumns };
+  ): Promise<{ values: Row }> {
+    if (!touchesProtected(values)) return { values };
+    const whole: Row = { ...values };
+    for (const f of fields) whole[f] = values[f] !== undefined ? values[f] : (record[f] ?? null);
+    const sealed = sealWith(key ?? (await writeKey(tenantId, id, record)), tenantId, id, whole);
+    return { values: sealed };
   }
 
   /** Does a change of `before` into `after` move the record to another key (re-seal all)? */
@@ -274,57 +330,135 @@ export function createFieldCrypto(spec: RecordSpec, deps: FieldCryptoDeps) {
   }
 
   /**
-   * Opens the protected columns of stored rows of the tenant (in place of the envelopes).
-   * Refuses a value that fails authentication or names an unknown or destroyed key with a
-   * stable code (see `failure`); never returns a partly decrypted record.
+   * The keys the rows are expected under (their subjects'), by `keyRefId`: synchronously when
+   * this process holds them all (the usual read: no query, no promise), else loaded with one
+   * query for many subjects. `only`: the one key, when all rows expect the same cached key.
    */
-  async function open<R extends Row>(tenantId: string, rows: readonly R[]): Promise<R[]> {
-    if (columns.length === 0 || rows.length === 0) return [...rows];
-    // The key a row is expected under (its subject's) is loaded up front, for many rows with one
-    // query; a value under another key (the tenant's, an older version) is looked up on a miss.
+  function expectedKeys(
+    tenantId: string,
+    rows: readonly Row[],
+  ): ExpectedKeys | Promise<ExpectedKeys> {
     const expected = new Map<string, FieldKeyRef>();
+    const cached = new Map<string, KeyObject | Error>();
+    let only: FieldKey | undefined;
+    let missing = false;
     for (const row of rows) {
       const subject = subjectFor(String(row.id), apiView(row));
       if (subject === null) continue;
       const ref = { keyId: subjectKeyId(subject), keyVersion: SUBJECT_KEY_VERSION };
-      expected.set(keyRefId(ref), ref);
+      const id = keyRefId(ref);
+      if (expected.has(id)) continue;
+      expected.set(id, ref);
+      const key = missing ? undefined : keys.cachedSubjectKey(tenantId, subject);
+      if (key === undefined) missing = true;
+      else {
+        cached.set(id, key);
+        only = cached.size === 1 ? { key, ...ref } : undefined;
+      }
     }
-    const loaded = await loadKeys(tenantId, expected);
-    const resolver = (ref: FieldKeyRef) => {
+    if (!missing) return { loaded: cached, only };
+    return loadKeys(tenantId, expected).then((loaded) => ({ loaded, only: undefined }));
+  }
+
+  /** Opens a record group with the keys loaded; NEED_KEY (unless `last`) for a key not loaded. */
+  function openGroupWith(
+    keysFor: FieldKeyResolver | FieldKey,
+    ad: GroupAd,
+    group: [string, string][],
+    last: true,
+  ): string[];
+  function openGroupWith(
+    keysFor: FieldKeyResolver | FieldKey,
+    ad: GroupAd,
+    group: [string, string][],
+    last: false,
+  ): string[] | typeof NEED_KEY;
+  function openGroupWith(
+    keysFor: FieldKeyResolver | FieldKey,
+    ad: GroupAd,
+    group: [string, string][],
+    last: boolean,
+  ): string[] | typeof NEED_KEY {
+    try {
+      return decryptGroupText(keysFor, ad, group);
+    } catch (err) {
+      if (!last && isCryptoError(err, 'KEY_NOT_FOUND')) return NEED_KEY;
+      throw failure(err, group.map(([field]) => field).join('+'), ad.recordId);
+    }
+  }
+
+  /** Opens a value of the one-call-per-field format, as `openGroupWith`. */
+  function openFieldWith(
+    keysFor: FieldKeyResolver | FieldKey,
+    ad: FieldAd,
+    stored: string,
+    last: true,
+  ): string;
+  function openFieldWith(
+    keysFor: FieldKeyResolver | FieldKey,
+    ad: FieldAd,
+    stored: string,
+    last: false,
+  ): string | typeof NEED_KEY;
+  function openFieldWith(
+    keysFor: FieldKeyResolver | FieldKey,
+    ad: FieldAd,
+    stored: string,
+    last: boolean,
+  ): string | typeof NEED_KEY {
+    try {
+      return decryptFieldText(keysFor, ad, stored);
+    } catch (err) {
+      if (!last && isCryptoError(err, 'KEY_NOT_FOUND')) return NEED_KEY;
+      throw failure(err, ad.field, ad.recordId);
+    }
+  }
+
+  /** Loads the key `stored` names into `loaded` (a known failure is kept, and thrown). */
+  async function loadNamedKey(
+    tenantId: string,
+    loaded: Map<string, KeyObject | Error>,
+    stored: string,
+    what: string,
+    recordId: string,
+  ): Promise<void> {
+    const ref = parseEnvelope(stored);
+    const id = keyRefId(ref);
+    if (!loaded.has(id)) {
+      const more = await loadKeys(tenantId, new Map([[id, ref]]));
+      loaded.set(id, more.get(id) as KeyObject | Error);
+    }
+    const key = loaded.get(id);
+    if (key instanceof Error) throw failure(key, what, recordId);
+  }
+
+  /** A `FieldKeyResolver` over the keys loaded (an anonymous function, not named per call: see `open`). */
+  function resolverOver(loaded: Map<string, KeyObject | Error>): FieldKeyResolver {
+    return (ref) => {
       const key = loaded.get(keyRefId(ref));
       return key instanceof Error ? undefined : key;
     };
+  }
+
+  /**
+   * Opens the protected columns of stored rows of the tenant (in place of the envelopes).
+   * Refuses a value that fails authentication or names an unknown or destroyed key with a
+   * stable code (see `failure`); never returns a partly decrypted record. No function is
+   * declared in here: the TypeScript loader names every function created at run time (`__name`,
+   * an `Object.defineProperty`), which profiles showed on every read when this declared its
+   * helpers per call.
+   */
+  async function open<R extends Row>(tenantId: string, rows: readonly R[]): Promise<R[]> {
+    if (columns.length === 0 || rows.length === 0) return [...rows];
+    // The key a row is expected under (its subject's) is looked up front, for many rows with one
+    // query; a value under another key (the tenant's, an older version) is looked up on a miss.
+    const expected = expectedKeys(tenantId, rows);
+    const { loaded, only } = expected instanceof Promise ? await expected : expected;
+    // The one expected key as a `FieldKey` (compared, not looked up); any other key through the
+    // map, once a value names it.
+    const resolver = resolverOver(loaded);
+    const keysFor = only ?? resolver;
     const out: R[] = [];
-    /** Runs `decrypt`; NEED_KEY when the value names a key that is not loaded yet. */
-    function attempt<T>(what: string, recordId: string, decrypt: () => T): T | typeof NEED_KEY {
-      try {
-        return decrypt();
-      } catch (err) {
-        if (isCryptoError(err, 'KEY_NOT_FOUND')) return NEED_KEY;
-        throw failure(err, what, recordId);
-      }
-    }
-    /** Loads the key `stored` names (a known failure is kept) and runs `decrypt` again. */
-    async function withNamedKey<T>(
-      stored: string,
-      what: string,
-      recordId: string,
-      decrypt: () => T,
-    ) {
-      const ref = parseEnvelope(stored);
-      const id = keyRefId(ref);
-      if (!loaded.has(id)) {
-        const more = await loadKeys(tenantId, new Map([[id, ref]]));
-        loaded.set(id, more.get(id) as KeyObject | Error);
-      }
-      const key = loaded.get(id);
-      if (key instanceof Error) throw failure(key, what, recordId);
-      try {
-        return decrypt();
-      } catch (err) {
-        throw failure(err, what, recordId);
-      }
-    }
     for (const row of rows) {
       const copy: Row = { ...row };
       const recordId = String(row.id);
@@ -347,18 +481,22 @@ export function createFieldCrypto(spec: RecordSpec, deps: FieldCryptoDeps) {
         }
         // A value of the one-call-per-field format (written before record groups).
         const ad = { tenantId, object, field, recordId };
-        const decrypt = () => decryptFieldText(resolver, ad, stored);
-        const plain = attempt(field, recordId, decrypt);
-        copy[column] =
-          plain === NEED_KEY ? await withNamedKey(stored, field, recordId, decrypt) : plain;
+        const plain = openFieldWith(keysFor, ad, stored, false);
+        if (plain !== NEED_KEY) copy[column] = plain;
+        else {
+          await loadNamedKey(tenantId, loaded, stored, field, recordId);
+          copy[column] = openFieldWith(resolver, ad, stored, true);
+        }
       }
       if (group.length > 0) {
         const ad = { tenantId, object, recordId };
-        const what = group.map(([field]) => field).join('+');
-        const decrypt = () => decryptGroupText(resolver, ad, group);
-        let plain = attempt(what, recordId, decrypt);
-        if (plain === NEED_KEY) plain = await withNamedKey(group[0]![1], what, recordId, decrypt);
-        groupColumns.forEach((column, i) => (copy[column] = plain[i]));
+        let plain = openGroupWith(keysFor, ad, group, false);
+        if (plain === NEED_KEY) {
+          const what = group.map(([field]) => field).join('+');
+          await loadNamedKey(tenantId, loaded, group[0]![1], what, recordId);
+          plain = openGroupWith(resolver, ad, group, true);
+        }
+        for (let i = 0; i < groupColumns.length; i++) copy[groupColumns[i]!] = plain[i];
       }
       out.push(copy as R);
     }
@@ -370,6 +508,7 @@ export function createFieldCrypto(spec: RecordSpec, deps: FieldCryptoDeps) {
    * normal form candidates must have after decryption; null if the value can never match.
    */
   async function indexFilter(
+    conn: Kysely<Database> | null,
     tenantId: string,
     field: string,
     raw: string,
@@ -379,16 +518,19 @@ export function createFieldCrypto(spec: RecordSpec, deps: FieldCryptoDeps) {
     // Stored values are well-formed text (the schemas refuse lone surrogates): such a query
     // value can never match, and the HMAC would refuse to encode it.
     if (LONE_SURROGATE.test(raw)) return null;
-    const normal = ix.normalize(raw);
+    // The value is read as the index was written: a national number in the tenant's region.
+    const context =
+      ix.regional === true ? { phoneRegion: await regionFor(conn, tenantId) } : NO_CONTEXT;
+    const normal = ix.normalize(raw, context);
     if (normal === null) return null;
-    const k = (await indexKeys(tenantId)).get(field) as IndexKeys;
+    const k = (await derivedKeys(tenantId)).get(field) as IndexKeys;
     const column = spec.fields[field] as string;
     return {
       column: ix.column,
       value: blindIndex(k.index, normal, { bits }),
       confirm: (row) => {
         const plain = row[column];
-        return typeof plain === 'string' && ix.normalize(plain) === normal;
+        return typeof plain === 'string' && ix.normalize(plain, context) === normal;
       },
     };
   }
@@ -396,9 +538,10 @@ export function createFieldCrypto(spec: RecordSpec, deps: FieldCryptoDeps) {
   /** The unique keyed hash of a value of an indexed field (exact; for duplicate checks). */
   async function uniqueHash(tenantId: string, field: string, raw: string): Promise<string | null> {
     const ix: BlindIndexSpec | undefined = spec.blindIndexes?.[field];
-    const normal = ix?.normalize(raw) ?? null;
+    if (ix?.regional === true) throw new TypeError(`${object}.${field} is regional, not unique`);
+    const normal = ix?.normalize(raw, NO_CONTEXT) ?? null;
     if (normal === null) return null;
-    const k = (await indexKeys(tenantId)).get(field)?.unique;
+    const k = (await derivedKeys(tenantId)).get(field)?.unique;
     if (k === undefined) throw new TypeError(`${object}.${field} has no unique hash`);
     return equalityHash(k, normal);
   }
@@ -447,6 +590,7 @@ export function createFieldCrypto(spec: RecordSpec, deps: FieldCryptoDeps) {
     indexBits: bits,
     seal,
     sealWith,
+    touchesIndex,
     indexKeys,
     indexColumnsWith,
     keyChanges,

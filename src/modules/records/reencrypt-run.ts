@@ -22,7 +22,7 @@ import {
   type ReencryptProgress,
   type ValueCensus,
 } from './reencrypt.ts';
-import type { RecordSpec } from './spec.ts';
+import type { SealedSpec } from './spec.ts';
 
 /**
  * One tenant's re-encryption after a rotation, as both the server's background job and
@@ -39,7 +39,7 @@ export interface TenantReencryptionDeps {
   keys: KeyService;
   audit: AuditRecorder;
   clock: Clock;
-  specs: readonly RecordSpec[];
+  specs: readonly SealedSpec[];
   indexBits?: number | undefined;
   /** Who takes the lease: unique per process (`server:<host>:<pid>`, `cli:<host>:<pid>`). */
   owner: string;

@@ -9,17 +9,18 @@ import { tenantKeyId } from '../keys/tenant-keys.ts';
 import { isProtected } from '../../core/privacy/index.ts';
 import { createFieldCrypto } from './field-crypto.ts';
 import { isUniqueViolation } from './repository.ts';
-import type { RecordSpec } from './spec.ts';
+import type { SealedSpec } from './spec.ts';
 
 /**
  * Re-encryption after a tenant key rotation, and encryption of values left in clear.
  *
  * Rotating the tenant data key re-wraps subject keys (see keys/rotation.ts); the values sealed
- * directly under the tenant key (activities without a contact) must be opened and sealed again
- * under the new version before the old one can be retired. The same pass encrypts protected
- * values still stored in clear (rows written before migration 0007) and computes their blind
- * indexes. What is left to do is read from the data (values whose envelope names an older
- * version, or that are not envelopes at all), so a killed job simply runs again.
+ * directly under the tenant key (users' e-mail and name, activities without a contact) must be
+ * opened and sealed again under the new version before the old one can be retired. The same pass
+ * encrypts protected values still stored in clear (contacts written before migration 0007, users
+ * before 0019) and computes their blind indexes. What is left to do is read from the data (values
+ * whose envelope names an older version, or that are not envelopes at all), so a killed job
+ * simply runs again.
  *
  * A row is written back only if it is still the row that was read: same `version` and the same
  * stored values (compare-and-set). A user's write in between wins; the row is taken up again in a
@@ -66,14 +67,14 @@ export interface ValueCensus {
 const PAGE = 1000;
 
 /** The data map's protected fields of a record type, with their columns. */
-function protectedColumns(spec: RecordSpec): [field: string, column: string][] {
+function protectedColumns(spec: SealedSpec): [field: string, column: string][] {
   return Object.entries(spec.fields).filter(([field]) => isProtected(spec.object, field as never));
 }
 
 /** Pages through a tenant's rows of `spec` by id, `size` rows at a time. */
 async function* pages(
   db: Kysely<Database>,
-  spec: RecordSpec,
+  spec: SealedSpec,
   tenantId: string,
   columns: readonly string[],
   size: number,
@@ -100,7 +101,7 @@ async function* pages(
  */
 export async function censusOfValues(
   db: Kysely<Database>,
-  specs: readonly RecordSpec[],
+  specs: readonly SealedSpec[],
   tenantId: string,
 ): Promise<ValueCensus> {
   const census: ValueCensus = { byVersion: new Map(), subjectValues: 0, clear: 0, damaged: 0 };
@@ -188,7 +189,7 @@ export function copyCensus(census: ValueCensus): ValueCensus {
 export interface ReencryptDeps {
   db: Kysely<Database>;
   keys: KeyService;
-  specs: readonly RecordSpec[];
+  specs: readonly SealedSpec[];
   /** Blind-index truncation in bits (as the record services use). */
   indexBits?: number | undefined;
 }
@@ -283,7 +284,7 @@ export function createReencryptionJob(deps: ReencryptDeps) {
     }
     const redone = t.protectedColumns.filter(([, column]) => !damagedColumns.has(column));
     for (const [field] of redone) values[field] = record[field] ?? null;
-    let sealed: { values: Row; indexColumns: Row; key: FieldKey };
+    let sealed: { values: Row; key: FieldKey };
     try {
       const key = await crypto.writeKey(tenantId, id, record);
       sealed = { ...(await crypto.seal(tenantId, id, values, record, key)), key };
@@ -293,10 +294,17 @@ export function createReencryptionJob(deps: ReencryptDeps) {
       throw err;
     }
     const key = sealed.key;
-    const changes: Row = { ...sealed.indexColumns };
+    const changes: Row = {};
     for (const [field, column] of redone) changes[column] = sealed.values[field] ?? null;
-    const write = async (set: Row) => {
-      let query = (db as unknown as AnyDb)
+    // The index columns in the write's transaction: the tenant's phone region (which a regional
+    // index is computed in) cannot change before it commits.
+    const write = (set: Row) =>
+      db.transaction().execute(async (trx) => {
+        const indexing = await crypto.indexKeys(tenantId, trx, values);
+        return writeIf(trx, { ...crypto.indexColumnsWith(indexing, values), ...set });
+      });
+    const writeIf = async (trx: Kysely<Database>, set: Row) => {
+      let query = (trx as unknown as AnyDb)
         .updateTable(spec.table)
         .set(set)
         .where(sql.ref('tenant_id'), '=', tenantId)

@@ -106,6 +106,16 @@ function prepareGetRow(table: string, columns: readonly string[]) {
   );
 }
 
+function getRowQuery(table: string, columns: readonly string[]) {
+  const key = `${table}|${columns.join(',')}`;
+  let query = getRowQueries.get(key);
+  if (!query) {
+    query = prepareGetRow(table, columns);
+    getRowQueries.set(key, query);
+  }
+  return query;
+}
+
 /** One record of the tenant by id (the query is compiled once per table and column list). */
 export async function getRow(
   db: Db,
@@ -115,14 +125,24 @@ export async function getRow(
   columns: readonly string[],
   reader?: SyncReader,
 ): Promise<Row | undefined> {
-  const key = `${table}|${columns.join(',')}`;
-  let query = getRowQueries.get(key);
-  if (!query) {
-    query = prepareGetRow(table, columns);
-    getRowQueries.set(key, query);
-  }
-  const rows = await query.run(any(db), { tenantId, id }, reader);
+  const rows = await getRowQuery(table, columns).run(any(db), { tenantId, id }, reader);
   return rows[0];
+}
+
+/**
+ * `getRow` read at once from SQLite's `reader` (no promise: the GET of one record runs it on
+ * every request): `found` false when there is no reader (PostgreSQL), then use `getRow`.
+ */
+export function getRowNow(
+  db: Db,
+  table: string,
+  tenantId: string,
+  id: string,
+  columns: readonly string[],
+  reader: SyncReader | undefined,
+): { found: false } | { found: true; row: Row | undefined } {
+  const rows = getRowQuery(table, columns).readNow(any(db), { tenantId, id }, reader);
+  return rows ? { found: true, row: rows[0] } : { found: false };
 }
 
 export async function insertRow(db: Db, table: string, row: Row): Promise<void> {

@@ -20,6 +20,7 @@ import {
   existsInTenant,
   recordOwner,
   getRow,
+  getRowNow,
   insertRow,
   isForeignKeyViolation,
   isUniqueViolation,
@@ -34,7 +35,7 @@ import { createFieldCrypto } from './field-crypto.ts';
 import type { KeyService } from '../keys/service.ts';
 import { auditActor, type AuditEventInput } from '../audit/event.ts';
 import { appendAlone, type AuditRecorder } from '../audit/service.ts';
-import type { OptionalCategories } from '../audit/settings.ts';
+import { categoriesOf, type CategoriesSource } from '../audit/settings.ts';
 import { fieldsClassified, type DataObject } from '../../core/privacy/index.ts';
 import { createRecordShaper, type FieldView } from './shape.ts';
 
@@ -81,7 +82,7 @@ export interface RecordDeps {
   /** Blind-index truncation in bits (default 32; tests force collisions with a tiny one). */
   indexBits?: number | undefined;
   /** The tenant's optional audit categories (cached): `recordReads` records `record.read`. */
-  auditPolicy?: { categories(tenantId: string): Promise<OptionalCategories> } | undefined;
+  auditPolicy?: CategoriesSource | undefined;
 }
 
 /** CRUD for one CRM object, scoped to the actor's tenant, authorised, versioned. */
@@ -131,18 +132,33 @@ export function createRecordService(spec: RecordSpec, deps: RecordDeps) {
    * Masked values are not reads of the data. Fails closed: if the event cannot be written, the
    * read fails.
    */
-  async function recordReads(actor: Actor, view: FieldView, items: readonly ApiRecord[]) {
-    if (!deps.audit || personalFields.length === 0 || items.length === 0) return;
+  function recordReads(
+    actor: Actor,
+    view: FieldView,
+    items: readonly ApiRecord[],
+  ): Promise<void> | undefined {
+    if (!deps.audit || personalFields.length === 0 || items.length === 0) return undefined;
     const breakGlass = actor.kind === 'user' && actor.breakGlass !== undefined;
-    const everyPersonal =
-      breakGlass ||
-      (deps.auditPolicy !== undefined &&
-        (await deps.auditPolicy.categories(actor.tenantId)).recordReads);
+    if (breakGlass || !deps.auditPolicy) return appendReads(actor, view, items, breakGlass);
+    // Without a promise when the tenant's policy is cached: the GET path runs this every time.
+    const policy = categoriesOf(deps.auditPolicy, actor.tenantId);
+    return policy instanceof Promise
+      ? policy.then((p) => appendReads(actor, view, items, p.recordReads))
+      : appendReads(actor, view, items, policy.recordReads);
+  }
+
+  /** The `record.read` events of `recordReads` (undefined: nothing to record). */
+  function appendReads(
+    actor: Actor,
+    view: FieldView,
+    items: readonly ApiRecord[],
+    everyPersonal: boolean,
+  ): Promise<void> | undefined {
     const watched = everyPersonal ? personalFields : sensitiveFields;
-    if (watched.length === 0) return;
+    if (watched.length === 0 || !deps.audit) return undefined;
     const audit = deps.audit;
     const clear = watched.filter((f) => view.get(f)?.read === 'full');
-    if (!items.some((item) => clear.some((f) => item[f] != null))) return;
+    if (!items.some((item) => clear.some((f) => item[f] != null))) return undefined;
     const events: AuditEventInput[] = [];
     for (const item of items) {
       const fields = clear.filter((f) => item[f] != null);
@@ -156,7 +172,7 @@ export function createRecordService(spec: RecordSpec, deps: RecordDeps) {
       });
     }
     // All or none, committed before the values leave.
-    await appendAlone(db, audit, events);
+    return appendAlone(db, audit, events).then(() => undefined);
   }
   const columns = [...COMMON_COLUMNS, ...Object.values(spec.fields)];
   const bigints = new Set(spec.bigintFields ?? []);
@@ -165,12 +181,22 @@ export function createRecordService(spec: RecordSpec, deps: RecordDeps) {
       detail: `No ${spec.noun} with this id.`,
     });
 
-  /** A record outside the caller's scope answers like a missing one (no hint that it exists). */
-  async function requireInScope(trx: Db, actor: Actor, scope: Scope, ownerId: unknown) {
+  /**
+   * A record outside the caller's scope answers like a missing one (no hint that it exists).
+   * Undefined (no promise) when the scope is `all`: nothing to check.
+   */
+  function requireInScope(
+    trx: Db,
+    actor: Actor,
+    scope: Scope,
+    ownerId: unknown,
+  ): Promise<void> | undefined {
     const filter = ownerScopeOf(actor, scope);
-    if (!filter) return;
+    if (!filter) return undefined;
     const owner = typeof ownerId === 'string' ? ownerId : null;
-    if (!(await ownerInScope(trx, actor.tenantId, filter, owner))) throw notFound();
+    return ownerInScope(trx, actor.tenantId, filter, owner).then((inScope) => {
+      if (!inScope) throw notFound();
+    });
   }
 
   /**
@@ -339,7 +365,7 @@ export function createRecordService(spec: RecordSpec, deps: RecordDeps) {
       const filter = spec.filters[name];
       if (!filter) throw new TypeError(`filter ${name} has no spec`);
       if ('blindIndex' in filter) {
-        const index = await crypto.indexFilter(actor.tenantId, filter.blindIndex, raw);
+        const index = await crypto.indexFilter(db, actor.tenantId, filter.blindIndex, raw);
         if (index === null) return { items: [], nextCursor: null };
         equals.push({ column: index.column, value: index.value });
         confirms.push(index.confirm);
@@ -389,13 +415,20 @@ export function createRecordService(spec: RecordSpec, deps: RecordDeps) {
 
   async function get(actor: Actor, id: string): Promise<ApiRecord> {
     const scope = authorizeScope(actor, 'read', spec.resource);
-    const row = await getRow(db, spec.table, actor.tenantId, id, columns, deps.reader);
+    // Every authenticated GET runs this: on SQLite the steps that need no waiting create no
+    // promise (each costs more with the tenant scope's async tracking on).
+    const now = getRowNow(db, spec.table, actor.tenantId, id, columns, deps.reader);
+    const row = now.found
+      ? now.row
+      : await getRow(db, spec.table, actor.tenantId, id, columns, deps.reader);
     if (!row) throw notFound();
-    await requireInScope(db, actor, scope, row.owner_id);
+    const inScope = requireInScope(db, actor, scope, row.owner_id);
+    if (inScope) await inScope;
     const [opened] = await crypto.open(actor.tenantId, [row]);
     const item = toApi(opened ?? row);
     const view = shaper.view(actor);
-    await recordReads(actor, view, [item]);
+    const reads = recordReads(actor, view, [item]);
+    if (reads) await reads;
     return shaper.shape(view, item);
   }
 
@@ -432,9 +465,8 @@ export function createRecordService(spec: RecordSpec, deps: RecordDeps) {
     const subject = spec.isSubject ? await crypto.newSubject(actor.tenantId) : undefined;
     const id = subject?.id ?? newId();
     const sealed = await crypto.seal(actor.tenantId, id, values, values, subject?.key);
-    const row = {
+    const row: Record<string, unknown> & { id: string } = {
       ...toColumns(sealed.values, values),
-      ...sealed.indexColumns,
       id,
       tenant_id: actor.tenantId,
       created_at: now,
@@ -444,6 +476,11 @@ export function createRecordService(spec: RecordSpec, deps: RecordDeps) {
     try {
       await db.transaction().execute(async (trx) => {
         await checkReferences(trx, actor, values);
+        // In the transaction: the tenant's phone region cannot change before it commits.
+        if (crypto.touchesIndex(values)) {
+          const indexing = await crypto.indexKeys(actor.tenantId, trx, values);
+          Object.assign(row, crypto.indexColumnsWith(indexing, values));
+        }
         await insertRow(trx, spec.table, row);
         const set = Object.keys(values).filter((f) => values[f] != null);
         await record(trx, actor, 'record.created', row.id, set);
@@ -482,9 +519,12 @@ export function createRecordService(spec: RecordSpec, deps: RecordDeps) {
           ? { ...pick(merged, crypto.fields), ...changed }
           : changed;
         const sealed = await crypto.seal(actor.tenantId, id, toSeal, merged);
+        const indexColumns = crypto.touchesIndex(toSeal)
+          ? crypto.indexColumnsWith(await crypto.indexKeys(actor.tenantId, trx, toSeal), toSeal)
+          : {};
         const changes = {
           ...toColumns(sealed.values, merged),
-          ...sealed.indexColumns,
+          ...indexColumns,
           updated_at: clock.now().toISOString(),
         };
         if (!(await updateRowAtVersion(trx, spec.table, actor.tenantId, id, version, changes))) {

@@ -1,4 +1,5 @@
-import type { RecordTableName } from '../../db/schema.ts';
+import type { CountryCode } from '../../core/crypto/index.ts';
+import type { RecordTableName, SealedTableName } from '../../db/schema.ts';
 import type { RecordResource } from '../../core/policy/index.ts';
 import type { DataObject } from '../../core/privacy/index.ts';
 import type { ErrorCode } from '../../errors.ts';
@@ -16,6 +17,12 @@ export type FilterSpec =
     }
   | { blindIndex: string };
 
+/** What a normal form may depend on beyond the value: the tenant's settings. */
+export interface IndexContext {
+  /** Region national phone numbers are read in (tenant setting); null: international only. */
+  phoneRegion: CountryCode | null;
+}
+
 /**
  * A keyed index over a protected field (which is stored encrypted): HMAC-SHA256 under a key
  * derived per tenant and field, over the normalised value.
@@ -24,7 +31,12 @@ export interface BlindIndexSpec {
   /** Column of the truncated blind index: collides by design, backs exact filters. */
   column: string;
   /** The normal form that is indexed; null means "not indexable" (no index value stored). */
-  normalize: (value: string) => string | null;
+  normalize: (value: string, context: IndexContext) => string | null;
+  /**
+   * The normal form depends on the tenant's phone region: the index is written under the lock
+   * of tenant-settings/phone-region.ts and rebuilt when the region changes.
+   */
+  regional?: boolean;
   /**
    * Column of the untruncated keyed hash (another derived key) that carries a unique
    * constraint. A truncated index cannot: two different values may share it.
@@ -82,6 +94,17 @@ export interface RecordSpec {
   /** Which error a unique-constraint violation means for this object. */
   uniqueConflict?: { code: ErrorCode; detail: string };
 }
+
+/**
+ * What encryption at rest needs to know of a stored object (field-crypto.ts, the re-encryption
+ * job and the census): its table, its fields and their columns (the data map decides which are
+ * sealed), its blind indexes and whose key seals it. Every `RecordSpec` is one; user accounts
+ * (src/modules/users/spec.ts) are one without being a CRM record.
+ */
+export type SealedSpec = Pick<
+  RecordSpec,
+  'object' | 'fields' | 'blindIndexes' | 'subjectOf' | 'isSubject'
+> & { table: SealedTableName };
 
 export const COMMON_SORTS: Record<string, SortSpec> = {
   createdAt: { column: 'created_at' },

@@ -1,5 +1,6 @@
 import { sql, type Kysely } from 'kysely';
 import type { Database } from '../../db/schema.ts';
+import type { UserCrypto } from '../users/crypto.ts';
 
 /**
  * The numbers of the security report, read from the tenant's audit log: what happened between
@@ -36,6 +37,7 @@ const TWO_DAYS_MS = 2 * 24 * 3_600_000;
 
 export async function securityReportData(
   db: Kysely<Database>,
+  users: UserCrypto,
   tenant: { id: string; slug: string; name: string },
   range: { from: Date; to: Date },
 ): Promise<SecurityReportData> {
@@ -86,6 +88,8 @@ export async function securityReportData(
     .leftJoin('users', 'users.id', 'audit_events.actor_id')
     .select([
       'audit_events.actor_id as userId',
+      'users.id as id',
+      'users.email as email',
       'users.name as name',
       sql<number>`sum(case when audit_events.type in (${sql.join(T.sensitiveRead)}) then 1 else 0 end)`.as(
         'reads',
@@ -97,7 +101,7 @@ export async function securityReportData(
     .where('audit_events.actor_kind', '=', 'user')
     .where('audit_events.actor_id', 'is not', null)
     .where('audit_events.type', 'in', [...T.sensitiveRead, ...T.export])
-    .groupBy(['audit_events.actor_id', 'users.name'])
+    .groupBy(['audit_events.actor_id', 'users.id', 'users.email', 'users.name'])
     .orderBy(sql`count(*)`, 'desc')
     .orderBy('audit_events.actor_id')
     .limit(TOP)
@@ -124,6 +128,13 @@ export async function securityReportData(
       ),
     ])
     .executeTakeFirst();
+  // Names are sealed at rest: opened for the users still there (a deleted one has no row).
+  const known = userRows.flatMap((r) =>
+    r.id !== null && r.email !== null && r.name !== null
+      ? [{ id: r.id, email: r.email, name: r.name }]
+      : [],
+  );
+  const names = new Map((await users.open(tenant.id, known)).map((u) => [u.id, u.name]));
   const signInTotal = signIns.reduce((n, s) => n + s.succeeded, 0);
   const failureTotal = signIns.reduce((n, s) => n + s.failed, 0);
   const alerts = alertRows.map((r) => ({ rule: r.rule, count: Number(r.n) }));
@@ -136,7 +147,7 @@ export async function securityReportData(
     alertsByRule: alerts,
     sensitiveByUser: userRows.map((r) => ({
       userId: r.userId ?? '',
-      name: r.name ?? null,
+      name: names.get(r.userId ?? '') ?? null,
       reads: Number(r.reads),
       exports: Number(r.exports),
     })),

@@ -3,6 +3,7 @@ import type { Clock } from '../../clock.ts';
 import { authorize, type Actor } from '../../core/policy/index.ts';
 import type { Database } from '../../db/schema.ts';
 import { AppError, notFound } from '../../errors.ts';
+import type { UserCrypto } from '../users/crypto.ts';
 import { securityReportData, type SecurityReportData } from './data.ts';
 
 /** A report covers at most a year: the per-day series stays small enough to draw and read. */
@@ -48,7 +49,12 @@ function parseTime(value: string, field: 'from' | 'to'): Date {
   return new Date(time);
 }
 
-export function createReportService(deps: { db: Kysely<Database>; clock: Clock }) {
+export function createReportService(deps: {
+  db: Kysely<Database>;
+  clock: Clock;
+  /** Opens the names of the users a report lists. */
+  users: UserCrypto;
+}) {
   /** The security report of the actor's tenant. Administrators only (as the audit log). */
   async function security(
     actor: Actor,
@@ -62,7 +68,7 @@ export function createReportService(deps: { db: Kysely<Database>; clock: Clock }
       .where('id', '=', actor.tenantId)
       .executeTakeFirst();
     if (!tenant) throw notFound('tenant');
-    return securityReportData(deps.db, tenant, range);
+    return securityReportData(deps.db, deps.users, tenant, range);
   }
   return { security };
 }

@@ -14,6 +14,14 @@ const MfaRequired = Type.Union([Type.Literal('off'), Type.Literal('all'), Type.L
 });
 const MfaRoles = Type.Array(RoleSchema, { maxItems: 6, uniqueItems: true });
 
+const PHONE_REGION_DESCRIPTION =
+  'Region (ISO 3166-1 alpha-2, upper-case, one libphonenumber has numbering rules for: US, DE, GB, ...) ' +
+  'that national phone numbers such as "(415) 555-2671" are read in, when contacts are indexed for ' +
+  'the phone filter and when a phone filter value is read. null: only international numbers ' +
+  '("+1 415 555 2671") are indexed. Changing it re-indexes every contact\'s phone at once. Numbers ' +
+  'that still do not parse are stored (encrypted) but cannot be filtered on.';
+const PhoneRegion = Type.String({ pattern: '^[A-Z]{2}$', examples: ['US', 'DE'] });
+
 const Settings = Type.Object({
   sessionIdleMinutes: Type.Union([IdleMinutes, Type.Null()], {
     description: 'Minutes without a request after which a session ends; null: server default',
@@ -23,6 +31,7 @@ const Settings = Type.Object({
   }),
   mfaRequired: MfaRequired,
   mfaRequiredRoles: Type.Array(RoleSchema, { description: 'With mfaRequired "roles"' }),
+  phoneRegion: Type.Union([PhoneRegion, Type.Null()], { description: PHONE_REGION_DESCRIPTION }),
   defaults: Type.Object({
     sessionIdleMinutes: Type.Integer(),
     sessionAbsoluteHours: Type.Integer(),
@@ -51,13 +60,16 @@ export function registerTenantSettingsRoutes(
       schema: {
         tags,
         summary:
-          "Change the tenant's session timeouts and second-factor requirement (owners and admins, fresh sign-in); null restores a default",
+          "Change the tenant's session timeouts, second-factor requirement (fresh sign-in) and phone region (owners and admins); null restores a default",
         body: Type.Object(
           {
             sessionIdleMinutes: Type.Optional(Type.Union([IdleMinutes, Type.Null()])),
             sessionAbsoluteHours: Type.Optional(Type.Union([AbsoluteHours, Type.Null()])),
             mfaRequired: Type.Optional(MfaRequired),
             mfaRequiredRoles: Type.Optional(MfaRoles),
+            phoneRegion: Type.Optional(
+              Type.Union([PhoneRegion, Type.Null()], { description: PHONE_REGION_DESCRIPTION }),
+            ),
           },
           { additionalProperties: false, minProperties: 1 },
         ),

@@ -8,9 +8,11 @@ import {
   type Actor,
   type Role,
 } from '../../core/policy/index.ts';
+import { isPhoneRegion } from '../../core/crypto/index.ts';
 import { AppError } from '../../errors.ts';
 import { auditActor } from '../audit/event.ts';
 import type { AuditRecorder } from '../audit/service.ts';
+import { lockPhoneRegion } from './phone-region.ts';
 
 /** A null value means the server default, shown beside it. */
 export interface TenantSettingsView {
@@ -19,6 +21,8 @@ export interface TenantSettingsView {
   /** Who must have a second factor: nobody, everyone, or the roles in `mfaRequiredRoles`. */
   mfaRequired: MfaRequiredMode;
   mfaRequiredRoles: Role[];
+  /** ISO 3166-1 alpha-2 region national phone numbers are read in; null: international only. */
+  phoneRegion: string | null;
   defaults: { sessionIdleMinutes: number; sessionAbsoluteHours: number };
 }
 
@@ -27,6 +31,7 @@ export interface TenantSettingsPatch {
   sessionAbsoluteHours?: number | null;
   mfaRequired?: MfaRequiredMode;
   mfaRequiredRoles?: Role[];
+  phoneRegion?: string | null;
 }
 
 type SettingName = Exclude<keyof TenantSettingsView, 'defaults'>;
@@ -38,6 +43,11 @@ export function createTenantSettingsService(deps: {
   audit: AuditRecorder;
   sessionIdleMs: number;
   sessionAbsoluteMs: number;
+  /**
+   * Rebuilds the phone indexes of the tenant's records in `trx` after the phone region changed
+   * in it (contacts: records/reindex.ts); returns how many changed.
+   */
+  reindexPhones: (trx: Kysely<Database>, tenantId: string) => Promise<{ reindexed: number }>;
 }) {
   const { db, clock } = deps;
   const defaults = {
@@ -53,6 +63,7 @@ export function createTenantSettingsService(deps: {
         'session_absolute_hours',
         'mfa_required',
         'mfa_required_roles',
+        'phone_region',
       ])
       .where('tenant_id', '=', tenantId)
       .executeTakeFirst();
@@ -62,6 +73,7 @@ export function createTenantSettingsService(deps: {
       sessionAbsoluteHours: toNumber(row?.session_absolute_hours ?? null),
       mfaRequired: mfa.mode,
       mfaRequiredRoles: mfa.mode === 'roles' ? [...mfa.roles] : [],
+      phoneRegion: row?.phone_region ?? null,
       defaults,
     };
   }
@@ -75,13 +87,26 @@ export function createTenantSettingsService(deps: {
    * Shorter timeouts apply to existing sessions at their next request; longer ones to new ones.
    * A second-factor requirement applies at once: the next request of a user it covers who has no
    * second factor is held to enrolment; changing it needs a fresh authentication (step-up).
+   * A new phone region re-indexes the tenant's phone numbers in the same transaction, so that
+   * filters find every contact by its number read in the new region from the commit on.
    */
   async function update(actor: Actor, patch: TenantSettingsPatch): Promise<TenantSettingsView> {
     authorize(actor, 'manage', 'tenant_settings');
     if (patch.mfaRequired !== undefined || patch.mfaRequiredRoles !== undefined) {
       requireFreshAuth(actor, clock);
     }
+    const phoneRegion = patch.phoneRegion;
+    if (phoneRegion !== undefined && phoneRegion !== null && !isPhoneRegion(phoneRegion)) {
+      throw new AppError('invalid', 'request.invalid', 'unknown phone region', {
+        detail:
+          'phoneRegion must be an ISO 3166-1 alpha-2 code with phone numbering rules, such as US or DE.',
+        errors: [{ field: 'body/phoneRegion', reason: 'is not a supported region code' }],
+      });
+    }
     return db.transaction().execute(async (trx) => {
+      // First, before anything else in the transaction: writes of phone indexes in progress
+      // finish, later ones wait for this change (see phone-region.ts).
+      if (phoneRegion !== undefined) await lockPhoneRegion(trx, actor.tenantId);
       const before = await read(trx, actor.tenantId);
       const mfaRequired = patch.mfaRequired ?? before.mfaRequired;
       // Roles are kept only under `roles`; switching to `off` or `all` clears them.
@@ -112,6 +137,7 @@ export function createTenantSettingsService(deps: {
             : patch.sessionAbsoluteHours,
         mfaRequired,
         mfaRequiredRoles: roles,
+        phoneRegion: phoneRegion === undefined ? before.phoneRegion : phoneRegion,
       };
       const changed = (Object.keys(after) as SettingName[]).filter(
         (name) => JSON.stringify(after[name]) !== JSON.stringify(before[name]),
@@ -122,6 +148,7 @@ export function createTenantSettingsService(deps: {
         session_absolute_hours: after.sessionAbsoluteHours,
         mfa_required: after.mfaRequired,
         mfa_required_roles: after.mfaRequiredRoles.join(','),
+        phone_region: after.phoneRegion,
         updated_at: clock.now().toISOString(),
       };
       await trx
@@ -129,6 +156,7 @@ export function createTenantSettingsService(deps: {
         .values({ tenant_id: actor.tenantId, ...row })
         .onConflict((oc) => oc.column('tenant_id').doUpdateSet(row))
         .execute();
+      if (changed.includes('phoneRegion')) await deps.reindexPhones(trx, actor.tenantId);
       // The names of the settings that changed, never their values (as for records).
       await deps.audit.append(trx, {
         tenantId: actor.tenantId,

@@ -5,7 +5,8 @@ import { AppError } from '../../errors.ts';
 import { newId } from '../../ids.ts';
 import { hashPassword } from '../identity/passwords.ts';
 import { checkPassword } from '../identity/password-policy.ts';
-import { normalizeEmail } from '../../core/crypto/normalize.ts';
+import { isPhoneRegion } from '../../core/crypto/normalize.ts';
+import type { UserCrypto } from '../users/crypto.ts';
 
 export interface SetupInput {
   slug: string;
@@ -13,14 +14,19 @@ export interface SetupInput {
   ownerEmail: string;
   ownerName: string;
   password: string;
+  /** Region national phone numbers are read in (ISO 3166-1 alpha-2); absent: none. */
+  phoneRegion?: string | undefined;
 }
 
 const SLUG = /^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$/;
 const EMAIL = /^[^\s@]+@[^\s@]+\.[^\s@]+$/;
 
-/** Creates a tenant and its owner in one transaction (used by `custos setup`). */
+/**
+ * Creates a tenant and its owner in one transaction (used by `custos setup`). The owner's e-mail
+ * and name are sealed first, under the new tenant's data key (created in the key store then).
+ */
 export async function setupTenant(
-  deps: { db: Kysely<Database>; clock: Clock },
+  deps: { db: Kysely<Database>; clock: Clock; users: UserCrypto },
   input: SetupInput,
 ): Promise<{ tenant: TenantRow; ownerId: string }> {
   const problems: { field: string; reason: string }[] = [];
@@ -30,6 +36,12 @@ export async function setupTenant(
   if (input.name.trim() === '') problems.push({ field: 'name', reason: 'must not be empty' });
   if (!EMAIL.test(input.ownerEmail))
     problems.push({ field: 'email', reason: 'not an e-mail address' });
+  if (input.phoneRegion !== undefined && !isPhoneRegion(input.phoneRegion)) {
+    problems.push({
+      field: 'phone-region',
+      reason: 'not an upper-case ISO 3166-1 alpha-2 region with phone numbering rules',
+    });
+  }
   const weak = await checkPassword(input.password, {
     email: input.ownerEmail,
     name: input.ownerName,
@@ -47,33 +59,29 @@ export async function setupTenant(
   }
   const passwordHash = await hashPassword(input.password);
   const now = deps.clock.now().toISOString();
+  // Checked again in the transaction; here so that a taken slug creates no keys.
+  await assertSlugFree(deps.db, input.slug);
+  const tenantId = newId();
+  const ownerId = newId();
+  const owner = await deps.users.seal(tenantId, ownerId, {
+    email: input.ownerEmail.trim(),
+    name: input.ownerName.trim() || input.ownerEmail.trim(),
+  });
   return deps.db.transaction().execute(async (trx) => {
-    const existing = await trx
-      .selectFrom('tenants')
-      .select('id')
-      .where('slug', '=', input.slug)
-      .executeTakeFirst();
-    if (existing) {
-      throw new AppError('conflict', 'tenant.slug_taken', 'tenant slug taken', {
-        detail: `A tenant named "${input.slug}" already exists.`,
-      });
-    }
+    await assertSlugFree(trx, input.slug);
     const tenant: TenantRow = {
-      id: newId(),
+      id: tenantId,
       slug: input.slug,
       name: input.name.trim(),
       created_at: now,
     };
     await trx.insertInto('tenants').values(tenant).execute();
-    const ownerId = newId();
     await trx
       .insertInto('users')
       .values({
         id: ownerId,
         tenant_id: tenant.id,
-        email: input.ownerEmail.trim(),
-        email_normalized: emailKeyOf(input.ownerEmail),
-        name: input.ownerName.trim() || input.ownerEmail.trim(),
+        ...owner,
         role: 'owner',
         status: 'active',
         password_hash: passwordHash,
@@ -82,6 +90,12 @@ export async function setupTenant(
         version: 1,
       })
       .execute();
+    if (input.phoneRegion !== undefined) {
+      await trx
+        .insertInto('tenant_settings')
+        .values({ tenant_id: tenant.id, phone_region: input.phoneRegion, updated_at: now })
+        .execute();
+    }
     return { tenant, ownerId };
   });
 }
@@ -94,9 +108,15 @@ export async function countTenants(db: Kysely<Database>): Promise<number> {
   return Number(row.n);
 }
 
-/** The lookup form of an e-mail already validated as an address (so it has an `@`). */
-export function emailKeyOf(email: string): string {
-  const key = normalizeEmail(email);
-  if (key === null) throw new TypeError('a validated e-mail address has no @');
-  return key;
+async function assertSlugFree(db: Kysely<Database>, slug: string): Promise<void> {
+  const existing = await db
+    .selectFrom('tenants')
+    .select('id')
+    .where('slug', '=', slug)
+    .executeTakeFirst();
+  if (existing) {
+    throw new AppError('conflict', 'tenant.slug_taken', 'tenant slug taken', {
+      detail: `A tenant named "${slug}" already exists.`,
+    });
+  }
 }

@@ -5,13 +5,13 @@ import { authorize, mayGrantRole, requireFreshAuth, type Actor } from '../../cor
 import { AppError } from '../../errors.ts';
 import { newId } from '../../ids.ts';
 import { hashPassword } from '../identity/passwords.ts';
-import { emailKeyOf } from '../tenants/service.ts';
 import { isUniqueViolation } from '../records/repository.ts';
 import { assertPasswordAcceptable } from '../identity/password-policy.ts';
 import type { AuditSink } from '../auth/events.ts';
 import type { LoginThrottle } from '../auth/throttle.ts';
 import { auditActor } from '../audit/event.ts';
 import type { AuditRecorder } from '../audit/service.ts';
+import type { UserCrypto } from './crypto.ts';
 
 export interface UserView {
   id: string;
@@ -58,10 +58,12 @@ export function createUserService(deps: {
   clock: Clock;
   throttle: LoginThrottle;
   audit: AuditSink;
+  /** E-mail and name at rest. */
+  users: UserCrypto;
   /** Records user.created / user.updated in the change's transaction. */
   log?: AuditRecorder;
 }) {
-  const { db, clock } = deps;
+  const { db, clock, users } = deps;
 
   async function list(actor: Actor): Promise<UserView[]> {
     authorize(actor, 'read', 'user');
@@ -72,7 +74,7 @@ export function createUserService(deps: {
       .orderBy('created_at')
       .orderBy('id')
       .execute();
-    return rows.map(toView);
+    return (await users.open(actor.tenantId, rows)).map(toView);
   }
 
   async function find(conn: Kysely<Database>, actor: Actor, id: string) {
@@ -87,7 +89,7 @@ export function createUserService(deps: {
         detail: 'No user with this id.',
       });
     }
-    return row;
+    return users.openOne(actor.tenantId, row);
   }
 
   async function get(actor: Actor, id: string): Promise<UserView> {
@@ -113,12 +115,12 @@ export function createUserService(deps: {
       tenantName: tenant.name,
     });
     const now = clock.now().toISOString();
+    const id = newId();
+    const clear = { email: input.email.trim(), name: input.name.trim() };
     const row = {
-      id: newId(),
+      id,
       tenant_id: actor.tenantId,
-      email: input.email.trim(),
-      email_normalized: emailKeyOf(input.email),
-      name: input.name.trim(),
+      ...(await users.seal(actor.tenantId, id, clear)),
       role: input.role,
       status: 'active' as const,
       password_hash: await hashPassword(input.password),
@@ -146,7 +148,7 @@ export function createUserService(deps: {
       }
       throw error;
     }
-    return toView(row);
+    return toView({ ...row, ...clear });
   }
 
   async function update(
@@ -180,9 +182,14 @@ export function createUserService(deps: {
         updated_at: now,
         version: Number(current.version) + 1,
       };
+      // E-mail and name are one sealed group: a new name seals both again.
+      const sealed =
+        changes.name === undefined
+          ? {}
+          : await users.seal(actor.tenantId, id, { email: current.email, name: changes.name });
       await trx
         .updateTable('users')
-        .set(changes)
+        .set({ ...changes, ...sealed })
         .where('tenant_id', '=', actor.tenantId)
         .where('id', '=', id)
         .execute();
