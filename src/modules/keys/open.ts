@@ -146,6 +146,8 @@ export function createLazyKeyService(
     subjectKey: (...a) => via((s) => s.subjectKey(...a)),
     subjectKeys: (...a) => via((s) => s.subjectKeys(...a)),
     createSubjectKeys: (...a) => via((s) => s.createSubjectKeys(...a)),
+    subjectKeyWrapping: (...a) => via((s) => s.subjectKeyWrapping(...a)),
+    storeSubjectKeys: (...a) => via((s) => s.storeSubjectKeys(...a)),
     keyFor: (...a) => via((s) => s.keyFor(...a)),
     cachedSubjectKey: (...a) => ready?.cachedSubjectKey(...a),
     destroySubjectKey: (...a) => via((s) => s.destroySubjectKey(...a)),

@@ -17,9 +17,12 @@ import {
   destroySubjectKeyRow,
   loadSubjectKey,
   loadSubjectKeys,
+  storeSubjectKeyRows,
   subjectCacheId,
   subjectKeyId,
+  subjectKeyWrapping,
 } from './subject-keys.ts';
+import type { MadeSubjectKey, SubjectKeyWrapping } from './subject-keys.ts';
 import {
   ensureActiveVersion,
   keyNotFound,
@@ -55,6 +58,20 @@ export interface KeyService {
     subjectIds: readonly string[],
     options?: { cache?: boolean },
   ): Promise<Map<string, FieldKey>>;
+  /**
+   * What new subject keys are wrapped under now (the active data key version), for a caller that
+   * generates and wraps them itself, off the event loop (a CSV import's crypto thread).
+   */
+  subjectKeyWrapping(tenantId: string): Promise<SubjectKeyWrapping>;
+  /**
+   * Stores subject keys made by the caller (see `subjectKeyWrapping`) in one key-store
+   * transaction; re-wraps them if a rotation happened meanwhile. The subjects must be new.
+   */
+  storeSubjectKeys(
+    tenantId: string,
+    wrapping: SubjectKeyWrapping,
+    subjects: readonly MadeSubjectKey[],
+  ): Promise<void>;
   /**
    * Several subjects' keys with one query: live keys, `'destroyed'` for shredded subjects,
    * nothing for subjects without a key. For list pages and exports.
@@ -182,6 +199,9 @@ export function createKeyService(deps: KeyServiceDeps): KeyService {
       }
       return out;
     },
+    subjectKeyWrapping: (tenantId) => subjectKeyWrapping(inner, tenantId),
+    storeSubjectKeys: (tenantId, wrapping, subjects) =>
+      storeSubjectKeyRows(inner, tenantId, wrapping, subjects),
     async subjectKeys(tenantId, subjectIds) {
       const loaded = await loadSubjectKeys(inner, tenantId, subjectIds);
       const out = new Map<string, FieldKey | 'destroyed'>();

@@ -25,14 +25,13 @@ import type { TenantKeyDeps } from './tenant-keys.ts';
  */
 
 /** SQLite: one new subject key, unless the subject has one (or a tombstone), which wins. */
-const INSERT_SUBJECT_KEY =
+const INSERT_SUBJECT_KEY_ROW =
   'insert into "subject_keys" ("tenant_id", "subject_id", "tenant_key_version", "wrapped", "created_at", "destroyed_at") ' +
-  'values (?, ?, ?, ?, ?, null) on conflict ("tenant_id", "subject_id") do nothing returning "subject_id"';
+  'values (?, ?, ?, ?, ?, null) on conflict ("tenant_id", "subject_id") do nothing';
+/** The same, naming the subject when inserted. */
+const INSERT_SUBJECT_KEY = `${INSERT_SUBJECT_KEY_ROW} returning "subject_id"`;
 
-/** Subject keys are not versioned: the envelope carries this constant. */
-export const SUBJECT_KEY_VERSION = 1;
-
-export const subjectKeyId = (subjectId: string): string => `subject:${subjectId}`;
+export { SUBJECT_KEY_VERSION, subjectKeyId } from './subject-key-ref.ts';
 export const subjectCacheId = (tenantId: string, subjectId: string): string =>
   `subject:${tenantId}/${subjectId}`;
 
@@ -204,6 +203,107 @@ export async function createSubjectKeyRows(
     }
     for (const id of inserted) out.set(id, await loadSubjectKey(deps, tenantId, id, false));
     return out;
+  }
+  throw new AppError('conflict', 'keys.version_in_use', 'tenant key rotated during creation', {
+    detail: 'The tenant key was rotated while keys were being created; retry.',
+  });
+}
+
+/**
+ * What new subject keys of a tenant are wrapped under: the active data key version, its key and
+ * the wrapping key id bound into each wrap (`wrapKey(key, wrappingId, bytes,
+ * wrapAd.subjectKey(tenantId, subjectId))`). For callers that generate and wrap keys themselves
+ * (an import's crypto thread) and store them with `storeSubjectKeyRows`.
+ */
+export interface SubjectKeyWrapping {
+  version: number;
+  key: KeyObject;
+  wrappingId: string;
+}
+
+export async function subjectKeyWrapping(
+  deps: TenantKeyDeps,
+  tenantId: string,
+): Promise<SubjectKeyWrapping> {
+  const version = await ensureActiveVersion(deps, tenantId, 'data');
+  const key = await loadTenantKey(deps, tenantId, 'data', version);
+  return { version, key, wrappingId: tenantCacheId(tenantId, 'data', version) };
+}
+
+/** A subject key made by the caller: its bytes and their wrap under a `SubjectKeyWrapping`. */
+export interface MadeSubjectKey {
+  subjectId: string;
+  key: Uint8Array;
+  /** base64 of `wrapKey(...)` under `wrapping` (see `SubjectKeyWrapping`). */
+  wrapped: string;
+}
+
+/**
+ * Stores subject keys the caller generated and wrapped under `wrapping`, in ONE key-store
+ * transaction, as `createSubjectKeyRows` does for keys it makes itself. The subjects must be
+ * new (fresh record ids): a subject that already has a key (or a tombstone) is a programming
+ * error, and nothing is stored then. When a rotation has deactivated `wrapping.version`
+ * meanwhile, the keys are wrapped again under the active version first (from `key`), so no new
+ * key is left under a version about to be retired. Not cached: the caller holds the keys.
+ */
+export async function storeSubjectKeyRows(
+  deps: TenantKeyDeps,
+  tenantId: string,
+  wrapping: SubjectKeyWrapping,
+  subjects: readonly MadeSubjectKey[],
+): Promise<void> {
+  if (subjects.length === 0) return;
+  let current = wrapping;
+  let wrapped = subjects.map((s) => s.wrapped);
+  for (let attempt = 0; attempt < 3; attempt += 1) {
+    if (attempt > 0) {
+      current = await subjectKeyWrapping(deps, tenantId);
+      const { key, wrappingId } = current;
+      wrapped = subjects.map((s) =>
+        wrapKey(key, wrappingId, s.key, wrapAd.subjectKey(tenantId, s.subjectId)).toString(
+          'base64',
+        ),
+      );
+    }
+    const version = current.version;
+    const now = deps.clock.now().toISOString();
+    const stored = await deps.store.db.transaction().execute(async (trx) => {
+      if ((await activeVersion(trx, tenantId, 'data')) !== version) return false;
+      let inserted = 0;
+      if (deps.store.dialect === 'sqlite') {
+        const parameters: unknown[] = [];
+        subjects.forEach((s, i) =>
+          parameters.push(tenantId, s.subjectId, version, wrapped[i], now),
+        );
+        // Counted, not returned: a row array per key is garbage for nothing here.
+        const result = await trx.executeQuery(eachRowQuery(INSERT_SUBJECT_KEY_ROW, 5, parameters));
+        inserted = Number(result.numAffectedRows ?? 0);
+      } else {
+        for (let i = 0; i < subjects.length; i += 500) {
+          const rows = subjects.slice(i, i + 500).map((s, j) => ({
+            tenant_id: tenantId,
+            subject_id: s.subjectId,
+            tenant_key_version: version,
+            wrapped: wrapped[i + j] as string,
+            created_at: now,
+            destroyed_at: null,
+          }));
+          const result = await trx
+            .insertInto('subject_keys')
+            .values(rows)
+            .onConflict((oc) => oc.columns(['tenant_id', 'subject_id']).doNothing())
+            .returning('subject_id')
+            .execute();
+          inserted += result.length;
+        }
+      }
+      // Thrown inside the transaction: a subject that had a key keeps it, nothing is stored.
+      if (inserted !== subjects.length) {
+        throw new TypeError('storeSubjectKeyRows: a subject already has a key (ids must be new)');
+      }
+      return true;
+    });
+    if (stored) return;
   }
   throw new AppError('conflict', 'keys.version_in_use', 'tenant key rotated during creation', {
     detail: 'The tenant key was rotated while keys were being created; retry.',

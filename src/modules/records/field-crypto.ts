@@ -586,6 +586,8 @@ export function createFieldCrypto(spec: SealedSpec, deps: FieldCryptoDeps) {
   return {
     /** API names of the protected fields. */
     fields,
+    /** Bits of the truncated blind indexes (for code computing them off this object). */
+    indexBits: bits,
     seal,
     sealWith,
     touchesIndex,
