@@ -101,7 +101,11 @@ export function createFieldCrypto(spec: SealedSpec, deps: FieldCryptoDeps) {
   const object = spec.object;
   const fields = Object.keys(spec.fields).filter((f) => isProtected(object, f as never));
   const protectedSet = new Set(fields);
-  const columns = fields.map((f) => [f, spec.fields[f] as string] as const);
+  // In field-name order, the order a record group is sealed in: `open` then hands each group
+  // over already sorted, and decrypting it neither sorts a copy nor maps the parts back.
+  const columns = fields
+    .map((f) => [f, spec.fields[f] as string] as const)
+    .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
   const indexes = Object.entries(spec.blindIndexes ?? {});
   for (const [field] of indexes) {
     if (!protectedSet.has(field))
