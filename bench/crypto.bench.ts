@@ -551,7 +551,7 @@ export const SECTIONS: BenchSection[] = [
   { title: 'Authenticated GET of one contact: encrypted vs plaintext', run: getSection },
   {
     title:
-      'Authenticated GET of a contact with sensitive fields: encrypted + read event vs plaintext',
+      'Authenticated GET of a contact with sensitive fields (read event on both sides): encrypted vs plaintext',
     run: getSensitiveSection,
   },
 ];
