@@ -274,6 +274,23 @@ describe('the custos binary', () => {
     expect(res.stdout).toMatch(/^\s+migrate\b/m);
   });
 
+  it("runs the command with a 32 MiB young generation, keeping the operator's NODE_OPTIONS after it", async () => {
+    // A preload the operator asks for reports the options the command's own process got.
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'custos-cli-options-'));
+    const probe = path.join(dir, 'probe.cjs');
+    fs.writeFileSync(
+      probe,
+      "if (process.argv.some((a) => a.endsWith('main.ts'))) process.stderr.write(`options: ${process.env.NODE_OPTIONS}\\n`);\n",
+    );
+    try {
+      const res = await run(['bin/custos.js', '--help'], { NODE_OPTIONS: `--require ${probe}` });
+      expect(res.status).toBe(0);
+      expect(res.stderr).toContain(`options: --max-semi-space-size=32 --require ${probe}\n`);
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
   it('exits non-zero on an unknown command', async () => {
     const res = await run(['bin/custos.js', 'frobnicate'], {});
     expect(res.status).not.toBe(0);
