@@ -34,7 +34,7 @@ const CREATES = Number(process.env.BENCH_CREATES ?? 2000);
 const GETS = Number(process.env.BENCH_GETS ?? 1000);
 /** GET rounds per side, alternating; many short rounds so that bursts of load hit both sides. */
 const ROUNDS = Number(process.env.BENCH_GET_ROUNDS ?? 12);
-const WARM_UP = 3000;
+const WARM_UP = 10_000;
 
 /** Both measurements, each side's rounds (units per second); creates first, then GETs. */
 export interface RecordsEncryptionResult {
