@@ -201,6 +201,16 @@ export async function createTestContext(
   };
 }
 
+/** `GET /api/v1/tenant/settings` as `s`, or `PATCH` with `payload` when one is given. */
+export function tenantSettings(ctx: TestContext, s: Session, payload?: object) {
+  return ctx.app.inject({
+    method: payload ? 'PATCH' : 'GET',
+    url: '/api/v1/tenant/settings',
+    headers: s.headers,
+    ...(payload ? { payload } : {}),
+  });
+}
+
 export function sessionCookie(res: LightMyRequestResponse): string {
   const cookie = res.cookies.find((c) => c.name === '__Host-custos_session');
   if (!cookie) throw new Error('no session cookie');

@@ -3,7 +3,12 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Actor } from '../../src/core/policy/index.ts';
 import { importContacts, type ImportOptions } from '../../src/modules/contacts/import.ts';
 import type { SealThread } from '../../src/modules/contacts/import-sealer.ts';
-import { createTestContext, type Session, type TestContext } from '../helpers/context.ts';
+import {
+  createTestContext,
+  tenantSettings,
+  type Session,
+  type TestContext,
+} from '../helpers/context.ts';
 
 /**
  * A large import seals batch N (on its crypto thread) while it writes batch N-1 and reads batch
@@ -23,7 +28,12 @@ function run(
   s: Session,
   csv: string,
   options: ImportOptions,
-  tuning: { batchRows: number; sealThread: SealThread },
+  tuning: {
+    batchRows: number;
+    sealThread: SealThread;
+    /** In place of the contacts service's own. */
+    crypto?: TestContext['services']['contacts']['crypto'];
+  },
 ) {
   const actor: Actor = {
     kind: 'system',
@@ -141,12 +151,7 @@ describe('pipelined import', () => {
   ].join('\n');
 
   async function setRegion(s: Session, phoneRegion: string) {
-    const res = await ctx.app.inject({
-      method: 'PATCH',
-      url: '/api/v1/tenant/settings',
-      headers: s.headers,
-      payload: { phoneRegion },
-    });
+    const res = await tenantSettings(ctx, s, { phoneRegion });
     expect(res.statusCode, res.body).toBe(200);
   }
 
@@ -186,24 +191,12 @@ describe('pipelined import', () => {
         return { ...indexing, context: { phoneRegion: null } };
       },
     };
-    const actor: Actor = {
-      kind: 'system',
-      tenantId: s.tenantId,
-      job: 'cli',
-      role: 'owner',
-      request: { requestId: 'pipeline', ip: null, userAgent: 'custos-cli' },
-    };
-    const deps = {
-      db: ctx.database.handle.db,
-      clock: ctx.clock,
-      keys: ctx.services.keys,
-      crypto: stale,
-      audit: ctx.services.auditLog,
-      batchRows: 3,
-      sealThread: 'always' as const,
-    };
-    const csv = Readable.from([Buffer.from(NATIONAL_CSV)]);
-    const report = await importContacts(deps, actor, csv, { mode: 'best-effort' });
+    const report = await run(
+      s,
+      NATIONAL_CSV,
+      { mode: 'best-effort' },
+      { batchRows: 3, sealThread: 'always', crypto: stale },
+    );
     expect(report).toMatchObject({ created: 8, failed: 0 });
     expect(before).toBe(1);
     for (const p of NATIONAL) expect(await byPhone(s, p.e164), p.e164).toEqual([p.email]);

@@ -5,7 +5,13 @@ import { contactSpec } from '../../src/modules/contacts/spec.ts';
 import { createReencryptionJob } from '../../src/modules/records/reencrypt.ts';
 import { setupTenant } from '../../src/modules/tenants/service.ts';
 import { readPhoneRegion } from '../../src/modules/tenant-settings/phone-region.ts';
-import { createTestContext, PASSWORD, type Session, type TestContext } from '../helpers/context.ts';
+import {
+  createTestContext,
+  PASSWORD,
+  tenantSettings,
+  type Session,
+  type TestContext,
+} from '../helpers/context.ts';
 import { expectCode } from '../helpers/problem.ts';
 
 /**
@@ -19,13 +25,7 @@ beforeAll(async () => {
 });
 afterAll(async () => ctx?.close());
 
-const settings = (s: Session, payload?: object) =>
-  ctx.app.inject({
-    method: payload ? 'PATCH' : 'GET',
-    url: '/api/v1/tenant/settings',
-    headers: s.headers,
-    ...(payload ? { payload } : {}),
-  });
+const settings = (s: Session, payload?: object) => tenantSettings(ctx, s, payload);
 
 async function setRegion(s: Session, phoneRegion: string | null) {
   const res = await settings(s, { phoneRegion });

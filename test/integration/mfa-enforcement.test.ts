@@ -4,6 +4,7 @@ import { hasSecondFactor } from '../../src/modules/mfa/factors.ts';
 import {
   createTestContext,
   sessionCookie,
+  tenantSettings,
   type Session,
   type TestContext,
 } from '../helpers/context.ts';
@@ -17,8 +18,7 @@ beforeAll(async () => {
 });
 afterAll(async () => ctx?.close());
 
-const settings = (s: Session, payload: object) =>
-  ctx.app.inject({ method: 'PATCH', url: '/api/v1/tenant/settings', headers: s.headers, payload });
+const settings = (s: Session, payload: object) => tenantSettings(ctx, s, payload);
 
 const get = (headers: Record<string, string>, url: string) =>
   ctx.app.inject({ method: 'GET', url, headers });

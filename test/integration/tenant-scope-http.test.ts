@@ -67,18 +67,17 @@ describe('tenant scope of an HTTP request', () => {
 
   /** Waits for the hooks that run after the answer was sent. */
   const settled = () => new Promise((resolve) => setTimeout(resolve, 20));
+  /** What `seen` holds when each of `stages` ran in `scope`. */
+  const stagesIn = (scope: object, stages: string[]) => stages.map((stage) => [stage, scope]);
+  const ANSWERED = ['preHandler', 'handler', 'onSend', 'onResponse'];
+  const REFUSED = ['onError', 'onSend', 'onResponse'];
 
   it("runs every stage of a GET in the caller's tenant", async () => {
     const res = await probe.inject({ url: '/api/v1/probe', headers: a.headers });
     expect(res.statusCode).toBe(200);
     await settled();
     const tenant = { kind: 'tenant', tenantId: a.tenantId };
-    expect(seen).toEqual([
-      ['preHandler', tenant],
-      ['handler', tenant],
-      ['onSend', tenant],
-      ['onResponse', tenant],
-    ]);
+    expect(seen).toEqual(stagesIn(tenant, ANSWERED));
   });
 
   it("runs every stage of a POST in the caller's tenant once its body is read", async () => {
@@ -100,12 +99,7 @@ describe('tenant scope of an HTTP request', () => {
     expect(status).toBe(200);
     await settled();
     const tenant = { kind: 'tenant', tenantId: a.tenantId };
-    expect(seen).toEqual([
-      ['preHandler', tenant],
-      ['handler', tenant],
-      ['onSend', tenant],
-      ['onResponse', tenant],
-    ]);
+    expect(seen).toEqual(stagesIn(tenant, ANSWERED));
   });
 
   it("keeps the caller's tenant when the body cannot be parsed", async () => {
@@ -118,11 +112,7 @@ describe('tenant scope of an HTTP request', () => {
     expect(res.statusCode).toBe(400);
     await settled();
     const tenant = { kind: 'tenant', tenantId: a.tenantId };
-    expect(seen).toEqual([
-      ['onError', tenant],
-      ['onSend', tenant],
-      ['onResponse', tenant],
-    ]);
+    expect(seen).toEqual(stagesIn(tenant, REFUSED));
   });
 
   it('runs a refused request in the pre-auth system scope only', async () => {
@@ -130,10 +120,6 @@ describe('tenant scope of an HTTP request', () => {
     expect(res.statusCode).toBe(401);
     await settled();
     const system = { kind: 'system', reason: 'pre-auth' };
-    expect(seen).toEqual([
-      ['onError', system],
-      ['onSend', system],
-      ['onResponse', system],
-    ]);
+    expect(seen).toEqual(stagesIn(system, REFUSED));
   });
 });

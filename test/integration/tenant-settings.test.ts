@@ -1,6 +1,11 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createCollectingSink } from '../../src/modules/auth/events.ts';
-import { createTestContext, type Session, type TestContext } from '../helpers/context.ts';
+import {
+  createTestContext,
+  tenantSettings,
+  type Session,
+  type TestContext,
+} from '../helpers/context.ts';
 import { expectCode } from '../helpers/problem.ts';
 
 const MINUTE = 60_000;
@@ -13,13 +18,7 @@ beforeAll(async () => {
 });
 afterAll(async () => ctx?.close());
 
-const settings = (s: Session, payload?: object) =>
-  ctx.app.inject({
-    method: payload ? 'PATCH' : 'GET',
-    url: '/api/v1/tenant/settings',
-    headers: s.headers,
-    ...(payload ? { payload } : {}),
-  });
+const settings = (s: Session, payload?: object) => tenantSettings(ctx, s, payload);
 const me = (s: Session) => ctx.app.inject({ url: '/api/v1/auth/me', headers: s.headers });
 
 describe('tenant settings', () => {

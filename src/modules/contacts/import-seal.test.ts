@@ -78,8 +78,14 @@ function rowsOf(ids: string[], sealed: SealedBatch) {
   });
 }
 
-async function store(tenantId: string, ids: string[], sealed: SealedBatch) {
-  const { wrapping } = await sealKeys(tenantId);
+/** Stores the batch's subject keys, wrapped as `wrapping` says (by default, as of now). */
+async function store(
+  tenantId: string,
+  ids: string[],
+  sealed: SealedBatch,
+  wrapping?: Awaited<ReturnType<typeof sealKeys>>['wrapping'],
+) {
+  wrapping ??= (await sealKeys(tenantId)).wrapping;
   await service.storeSubjectKeys(
     tenantId,
     wrapping,
@@ -219,15 +225,7 @@ describe('storing subject keys made by the caller', () => {
     const sealed = sealBatch(batchKeys, input(ids));
     expect(wrapping.version).toBe(1);
     await service.rotateTenantKey(tenantId);
-    await service.storeSubjectKeys(
-      tenantId,
-      wrapping,
-      ids.map((subjectId, row) => ({
-        subjectId,
-        key: sealed.keys.subarray(row * SUBJECT_KEY_BYTES, (row + 1) * SUBJECT_KEY_BYTES),
-        wrapped: sealed.wrapped[row] as string,
-      })),
-    );
+    await store(tenantId, ids, sealed, wrapping);
     const versions = await keys.store.db
       .selectFrom('subject_keys')
       .select('tenant_key_version')
