@@ -9,6 +9,8 @@ import {
   type FrontierState,
 } from '../../src/core/audit/index.ts';
 import type { AuditEventInput } from '../../src/modules/audit/event.ts';
+import { openDatabase } from '../../src/db/database.ts';
+import { createAuditService } from '../../src/modules/audit/service.ts';
 import { verifyTenantLog } from '../../src/modules/audit/verify.ts';
 import { createTestContext, type Session, type TestContext } from '../helpers/context.ts';
 import { dialectUnderTest } from '../helpers/database.ts';
@@ -130,6 +132,72 @@ describe('audit append', () => {
     const frontier = CompactTree.fromState(JSON.parse(tree.frontier) as FrontierState);
     expect(toHex(frontier.root())).toBe(toHex(store.root()));
     expect(toHex(summary.root)).toBe(toHex(store.root()));
+  });
+
+  it('builds on what another writer of the same database appended or signed meanwhile', async () => {
+    // Another process on the same database (SQLite: a second connection to the file, as the CLI
+    // opens while the server runs), with its own remembered tree head.
+    const { url, dataDir } = ctx.database;
+    const second = openDatabase(
+      url === undefined ? { dataDir } : { databaseUrl: url, dataDir, tenantWalls: false },
+    );
+    try {
+      const other = createAuditService({
+        db: second.db,
+        dialect: second.dialect,
+        clock: ctx.clock,
+        dataDir,
+        checkpointEvery: 5,
+        writer: second.writer,
+      });
+      const tenantId = owner.tenantId;
+      const start = (await leaves(tenantId)).length;
+      const writers = [
+        { audit: log(), db: db() },
+        { audit: other, db: second.db },
+      ];
+      let n = start;
+      for (let i = 0; i < 24; i++) {
+        // Runs of one writer (its remembered head is current) and switches (it is not).
+        const writer = writers[Math.floor(i / 3) % 2]!;
+        if (i % 2 === 0) {
+          await writer.db
+            .transaction()
+            .execute((trx) => writer.audit.append(trx, event(tenantId, 2000 + i)));
+        } else {
+          await writer.audit.appendAlone([event(tenantId, 2000 + i)]);
+        }
+        n++;
+        // A head signed without an append, by the writer not appending next.
+        if (i % 7 === 6) {
+          await writers[(Math.floor((i + 1) / 3) + 1) % 2]!.audit.checkpoint(tenantId);
+        }
+      }
+      const rows = await leaves(tenantId);
+      expect(rows.map((r) => r.leaf_index)).toEqual([...Array(n).keys()]);
+      const summary = await verifyTenantLog(db(), tenantId, [log().signingKey().publicKey]);
+      expect(summary.treeSize).toBe(n);
+      const store = new MemoryMerkleStore();
+      for (const r of rows) store.append(hashFromHex(r.leaf_hash));
+      expect(toHex(summary.root)).toBe(toHex(store.root()));
+      const head = await db()
+        .selectFrom('audit_tree')
+        .select(['tree_size', 'frontier', 'checkpoint_size'])
+        .where('tenant_id', '=', tenantId)
+        .executeTakeFirstOrThrow();
+      expect(Number(head.tree_size)).toBe(n);
+      const frontier = CompactTree.fromState(JSON.parse(head.frontier) as FrontierState);
+      expect(toHex(frontier.root())).toBe(toHex(store.root()));
+      // The head names the last checkpoint, whichever writer signed it.
+      const last = await db()
+        .selectFrom('audit_checkpoints')
+        .select((eb) => eb.fn.max('tree_size').as('size'))
+        .where('tenant_id', '=', tenantId)
+        .executeTakeFirstOrThrow();
+      expect(Number(head.checkpoint_size)).toBe(Number(last.size));
+    } finally {
+      await second.close();
+    }
   });
 
   it('appendAlone writes all its events or none', async () => {

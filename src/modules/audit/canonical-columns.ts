@@ -1,7 +1,9 @@
 import type { EventTuple } from './verify-source.ts';
 
 // How `audit verify` checks an event's columns against its stored canonical text (RFC 8785) row
-// by row, without the general canonicaliser: for the one known shape of an event body.
+// by row, without the general canonicaliser: for the one known shape of an event body. The
+// append path writes the canonical text with the same writer (`canonicalTextOfColumns`), so the
+// bytes hashed are the ones verification reads the columns back as.
 
 // A string RFC 8785 writes as is between quotes: no quote, backslash, control character or
 // surrogate. Others are escaped as JSON.stringify does (RFC 8785 shares its string form), but a

@@ -1,4 +1,3 @@
-import { Buffer } from 'node:buffer';
 import type { Kysely, Transaction } from 'kysely';
 import type { Clock } from '../../clock.ts';
 import type { Dialect, SyncWriter } from '../../db/database.ts';
@@ -6,7 +5,8 @@ import type { Database } from '../../db/schema.ts';
 import {
   CompactTree,
   canonicalBytes,
-  leafHash,
+  hashFromHex,
+  leafHashHexOfText,
   nodeHash,
   signCheckpoint,
   toHex,
@@ -26,11 +26,14 @@ import {
   type Db,
   type HeadRow,
 } from './repository.ts';
+import { canonicalTextOfColumns } from './canonical-columns.ts';
 import { verifyTenantLog } from './verify.ts';
+import type { EventTuple } from './verify-source.ts';
 import { loadOrCreateSigningKey, type SigningKey } from './signing-key.ts';
 import type { Witness } from './witness.ts';
 
 type EventColumn = (typeof EVENT_COLUMNS)[number];
+const decoder = new TextDecoder();
 
 /** A tenant's frontier as read from (or written to) its head row, parsed. */
 interface Frontier {
@@ -162,9 +165,32 @@ export function createAuditService(deps: AuditDeps) {
     const now = clock.now();
     const id = newId();
     const body = eventBody(input, { leafIndex, id, occurredAt: now.toISOString() });
-    const bytes = canonicalBytes(body);
-    const leaf = leafHash(bytes);
-    const leafHex = toHex(leaf);
+    const columns: EventTuple = [
+      leafIndex,
+      '',
+      '',
+      id,
+      body.type,
+      body.occurredAt,
+      body.actor.kind,
+      body.actor.id,
+      body.ip,
+      body.userAgent,
+      body.requestId,
+      body.target?.type ?? null,
+      body.target?.id ?? null,
+      body.outcome,
+      body.reason,
+      JSON.stringify(body.fields),
+      body.breakGlassId ?? null,
+    ];
+    // The RFC 8785 text written directly from the columns, as `audit verify` reads them back
+    // (the general canonicaliser was about a tenth of an append); the general one for what that
+    // writer leaves to it (a surrogate in a value, which it then refuses).
+    const canonical =
+      canonicalTextOfColumns(tenantId, columns) ?? decoder.decode(canonicalBytes(body));
+    const leafHex = leafHashHexOfText(canonical);
+    const leaf = hashFromHex(leafHex);
 
     // Every perfect subtree this leaf completes: one per trailing 1 bit of the old size.
     const hashes = frontier.hashes.slice();
@@ -199,24 +225,24 @@ export function createAuditService(deps: AuditDeps) {
       checkpoint = { size, at: cp.timestamp };
     }
     const row: Record<EventColumn, unknown> = {
-      tenant_id: body.tenantId,
+      tenant_id: tenantId,
       leaf_index: leafIndex,
       id,
-      type: body.type,
-      occurred_at: body.occurredAt,
-      actor_kind: body.actor.kind,
-      actor_id: body.actor.id,
-      ip: body.ip,
-      user_agent: body.userAgent,
-      request_id: body.requestId,
-      target_type: body.target?.type ?? null,
-      target_id: body.target?.id ?? null,
-      outcome: body.outcome,
-      reason: body.reason,
-      fields: JSON.stringify(body.fields),
-      canonical: Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('utf8'),
+      type: columns[4],
+      occurred_at: columns[5],
+      actor_kind: columns[6],
+      actor_id: columns[7],
+      ip: columns[8],
+      user_agent: columns[9],
+      request_id: columns[10],
+      target_type: columns[11],
+      target_id: columns[12],
+      outcome: columns[13],
+      reason: columns[14],
+      fields: columns[15],
+      canonical,
       leaf_hash: leafHex,
-      break_glass_id: body.breakGlassId ?? null,
+      break_glass_id: columns[16],
     };
     await statements.writeLeaf(trx, {
       tenantId,
