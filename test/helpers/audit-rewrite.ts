@@ -8,7 +8,6 @@ import {
   toHex,
 } from '../../src/core/audit/index.ts';
 import type { Database } from '../../src/db/schema.ts';
-import { EVENT_COLUMNS } from '../../src/modules/audit/event.ts';
 import { insertCheckpoint } from '../../src/modules/audit/repository.ts';
 import { loadOrCreateSigningKey } from '../../src/modules/audit/signing-key.ts';
 
@@ -26,7 +25,7 @@ export async function rewriteLog(
 ) {
   const rows = await db()
     .selectFrom('audit_events')
-    .select(EVENT_COLUMNS)
+    .select(['leaf_index', 'canonical'])
     .where('tenant_id', '=', tenantId)
     .orderBy('leaf_index')
     .execute();
@@ -48,12 +47,7 @@ export async function rewriteLog(
     const leaf = leafHash(bytes);
     await db()
       .updateTable('audit_events')
-      .set({
-        fields: JSON.stringify(body.fields),
-        outcome: String(body.outcome),
-        canonical: new TextDecoder().decode(bytes),
-        leaf_hash: toHex(leaf),
-      })
+      .set({ canonical: new TextDecoder().decode(bytes), leaf_hash: toHex(leaf) })
       .where('tenant_id', '=', tenantId)
       .where('leaf_index', '=', leafIndex)
       .execute();
@@ -86,5 +80,31 @@ export async function rewriteLog(
       checkpoint_at: cp.timestamp,
     })
     .where('tenant_id', '=', tenantId)
+    .execute();
+}
+
+/**
+ * Edits an event's canonical bytes in place, `from` to `to` (its leaf hash left as it was): the
+ * columns the database generates from the bytes follow; `audit verify` names the leaf.
+ */
+export async function editEventBytes(
+  db: Kysely<Database>,
+  tenantId: string,
+  at: number,
+  from: string,
+  to: string,
+): Promise<void> {
+  const { canonical } = await db
+    .selectFrom('audit_events')
+    .select('canonical')
+    .where('tenant_id', '=', tenantId)
+    .where('leaf_index', '=', at)
+    .executeTakeFirstOrThrow();
+  if (!canonical.includes(from)) throw new Error(`leaf ${at} has no ${from}`);
+  await db
+    .updateTable('audit_events')
+    .set({ canonical: canonical.replace(from, to) })
+    .where('tenant_id', '=', tenantId)
+    .where('leaf_index', '=', at)
     .execute();
 }

@@ -9,6 +9,7 @@ import {
 import { AppError } from '../../src/errors.ts';
 import { prunedSize, readTree } from '../../src/modules/audit/repository.ts';
 import { verifyTenantLog } from '../../src/modules/audit/verify.ts';
+import { editEventBytes } from '../helpers/audit-rewrite.ts';
 import { createTestContext, type Session, type TestContext } from '../helpers/context.ts';
 
 let ctx: TestContext;
@@ -55,6 +56,9 @@ const leafIndexes = async (tenantId: string) =>
       .orderBy('leaf_index')
       .execute()
   ).map((r) => Number(r.leaf_index));
+
+const editBytes = (tenantId: string, at: number, from: string, to: string) =>
+  editEventBytes(db(), tenantId, at, from, to);
 
 async function failure(tenantId: string): Promise<AuditIntegrityError> {
   const error = await verifyTenantLog(db(), tenantId, trusted()).then(
@@ -194,21 +198,11 @@ describe('retention', () => {
   it('still names a changed retained event, and a changed kept hash of a pruned leaf', async () => {
     const { owner, oldSize } = await agedTenant(5, 5);
     await ctx.services.auditRetention.pruneTenant(owner.tenantId);
-    const tamper = (leaf: number) =>
-      db()
-        .updateTable('audit_events')
-        .set({ outcome: 'failure' })
-        .where('tenant_id', '=', owner.tenantId)
-        .where('leaf_index', '=', leaf);
-    await tamper(oldSize + 2).execute();
+    const [success, failed] = ['"outcome":"success"', '"outcome":"failure"'];
+    await editBytes(owner.tenantId, oldSize + 2, success, failed);
     const error = await failure(owner.tenantId);
     expect([error.code, error.leafIndex]).toEqual(['LEAF_HASH_MISMATCH', oldSize + 2]);
-    await db()
-      .updateTable('audit_events')
-      .set({ outcome: 'success' })
-      .where('tenant_id', '=', owner.tenantId)
-      .where('leaf_index', '=', oldSize + 2)
-      .execute();
+    await editBytes(owner.tenantId, oldSize + 2, failed, success);
     await verifyTenantLog(db(), owner.tenantId, trusted());
 
     await db()
@@ -258,12 +252,7 @@ describe('retention', () => {
 
   it('refuses to prune a log that fails verification', async () => {
     const { owner } = await agedTenant(4, 2);
-    await db()
-      .updateTable('audit_events')
-      .set({ reason: 'edited' })
-      .where('tenant_id', '=', owner.tenantId)
-      .where('leaf_index', '=', 1)
-      .execute();
+    await editBytes(owner.tenantId, 1, '"reason":null', '"reason":"edited"');
     const before = await leafIndexes(owner.tenantId);
     const error = await ctx.services.auditRetention.pruneTenant(owner.tenantId).then(
       () => undefined,

@@ -92,20 +92,16 @@ describe('record events', () => {
       .values({
         tenant_id: owner.tenantId,
         leaf_index: next,
-        id: 'squatter',
-        type: 'test.squat',
-        occurred_at: new Date().toISOString(),
-        actor_kind: 'system',
-        actor_id: null,
-        ip: null,
-        user_agent: null,
-        request_id: null,
-        target_type: null,
-        target_id: null,
-        outcome: 'success',
-        reason: null,
-        fields: '[]',
-        canonical: '{}',
+        // Enough of an event for the columns the database reads out of it.
+        canonical: JSON.stringify({
+          actor: { id: null, kind: 'system' },
+          fields: [],
+          id: 'squatter',
+          leafIndex: next,
+          occurredAt: new Date().toISOString(),
+          outcome: 'success',
+          type: 'test.squat',
+        }),
         leaf_hash: '00'.repeat(32),
       })
       .execute();

@@ -2,6 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { FRESH_AUTH_MS } from '../../src/core/policy/fresh-auth.ts';
 import { AuditIntegrityError } from '../../src/core/audit/index.ts';
 import { verifyTenantLog } from '../../src/modules/audit/verify.ts';
+import { editEventBytes } from '../helpers/audit-rewrite.ts';
 import { createTestContext, type Session, type TestContext } from '../helpers/context.ts';
 import { expectCode } from '../helpers/problem.ts';
 
@@ -56,6 +57,7 @@ async function events(owner: Session, type: string) {
   return res.json<{
     items: {
       id: string;
+      leafIndex: number;
       actor: { id: string };
       target: { type: string; id: string } | null;
       reason: string | null;
@@ -213,11 +215,13 @@ describe('break-glass', () => {
         ctx.services.auditLog.signingKey().publicKey,
       ]),
     ).resolves.toMatchObject({ treeSize: expect.any(Number) });
-    await ctx.database.handle.db
-      .updateTable('audit_events')
-      .set({ break_glass_id: null })
-      .where('id', '=', updates[0]!.id)
-      .execute();
+    await editEventBytes(
+      ctx.database.handle.db,
+      owner.tenantId,
+      updates[0]!.leafIndex,
+      `"breakGlassId":"${grant.id}",`,
+      '',
+    );
     await expect(
       verifyTenantLog(ctx.database.handle.db, owner.tenantId, [
         ctx.services.auditLog.signingKey().publicKey,

@@ -22,6 +22,8 @@
  *   the database rolled back).
  * - `WITNESS_MISMATCH`: a witnessed tree head is not a prefix of the stored log (rewritten).
  * - `WITNESS_MALFORMED`: a witness record cannot be read.
+ * - `COLUMNS_DETACHED`: an event column is no longer generated from the canonical bytes (the
+ *   table was altered), so what queries read may differ from what was hashed.
  * - `PRUNE_UNANCHORED`: the log claims to be pruned where no signed checkpoint and no recorded
  *   prune event say so (events removed under the cover of retention).
  */
@@ -45,7 +47,8 @@ export type AuditIntegrityErrorCode =
   | 'WITNESS_AHEAD'
   | 'WITNESS_MISMATCH'
   | 'WITNESS_MALFORMED'
-  | 'PRUNE_UNANCHORED';
+  | 'PRUNE_UNANCHORED'
+  | 'COLUMNS_DETACHED';
 
 /** Where in a log a verification failure was found (only set by log verification). */
 export interface AuditIntegrityErrorOptions {

@@ -19,6 +19,7 @@ import * as m0017 from './0017-key-reencryption.ts';
 import * as m0018 from './0018-audit-nodes-clustered.ts';
 import * as m0019 from './0019-user-encryption.ts';
 import * as m0020 from './0020-phone-region.ts';
+import * as m0021 from './0021-audit-derived-columns.ts';
 
 /** Every migration, in order. Names are permanent once released: add, never rename. */
 export const migrations: Record<string, Migration> = {
@@ -42,4 +43,5 @@ export const migrations: Record<string, Migration> = {
   '0018-audit-nodes-clustered': m0018,
   '0019-user-encryption': m0019,
   '0020-phone-region': m0020,
+  '0021-audit-derived-columns': m0021,
 };

@@ -2,7 +2,7 @@ import { CompiledQuery, type Kysely, type Transaction } from 'kysely';
 import type { Database } from '../../db/schema.ts';
 import type { Dialect, SyncWriter } from '../../db/database.ts';
 import { prepared } from '../../db/prepared.ts';
-import { EVENT_COLUMNS } from './event.ts';
+import { WRITTEN_COLUMNS } from './event.ts';
 import {
   CompactTree,
   hashFromHex,
@@ -32,7 +32,7 @@ export interface HeadRow {
 /** What one append writes: its event row, the subtree hashes it completes, the new head. */
 export interface LeafWrite {
   tenantId: string;
-  /** The event's values in `EVENT_COLUMNS` order. */
+  /** The event's values in `WRITTEN_COLUMNS` order. */
   event: readonly unknown[];
   nodes: readonly { level: number; index: number; hash: string }[];
   size: number;
@@ -43,7 +43,7 @@ export interface LeafWrite {
 }
 
 const HEAD_COLUMNS = 'tree_size, frontier, checkpoint_size, checkpoint_at';
-const INSERT_EVENT = `insert into audit_events (${EVENT_COLUMNS.join(', ')}) values (${EVENT_COLUMNS.map(() => '?').join(', ')})`;
+const INSERT_EVENT = `insert into audit_events (${WRITTEN_COLUMNS.join(', ')}) values (${WRITTEN_COLUMNS.map(() => '?').join(', ')})`;
 const SQLITE = {
   head: `select ${HEAD_COLUMNS} from audit_tree where tenant_id = ?`,
   createHead: `insert into audit_tree (tenant_id, tree_size, frontier, checkpoint_size, checkpoint_at) values (?, 0, ?, 0, null) on conflict (tenant_id) do nothing`,
@@ -54,13 +54,13 @@ const SQLITE = {
     'update audit_tree set tree_size = ?, frontier = ?, checkpoint_size = ?, checkpoint_at = ? where tenant_id = ?',
 };
 // PostgreSQL: the event, its subtree hashes and the new head in one statement (one round trip).
-const E = EVENT_COLUMNS.length;
+const E = WRITTEN_COLUMNS.length;
 const POSTGRES = {
   head: `select ${HEAD_COLUMNS} from audit_tree where tenant_id = $1 for update`,
   createHead: `insert into audit_tree (tenant_id, tree_size, frontier, checkpoint_size, checkpoint_at) values ($1, 0, $2, 0, null) on conflict (tenant_id) do nothing`,
   writeLeaf: `with event as (
-    insert into audit_events (${EVENT_COLUMNS.join(', ')})
-    values (${EVENT_COLUMNS.map((_, i) => `$${i + 1}`).join(', ')})
+    insert into audit_events (${WRITTEN_COLUMNS.join(', ')})
+    values (${WRITTEN_COLUMNS.map((_, i) => `$${i + 1}`).join(', ')})
   ), nodes as (
     insert into audit_nodes (tenant_id, level, idx, hash)
     select $1, n.level, n.idx, n.hash

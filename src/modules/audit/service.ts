@@ -15,7 +15,7 @@ import {
   type SignedCheckpoint,
 } from '../../core/audit/index.ts';
 import { newId } from '../../ids.ts';
-import { EVENT_COLUMNS, eventBody, type AuditEventInput } from './event.ts';
+import { eventBody, type AuditEventInput } from './event.ts';
 import {
   appendStatements,
   insertCheckpoint,
@@ -26,13 +26,11 @@ import {
   type Db,
   type HeadRow,
 } from './repository.ts';
-import { canonicalTextOfColumns } from './canonical-columns.ts';
+import { canonicalText } from './canonical-text.ts';
 import { verifyTenantLog } from './verify.ts';
-import type { EventTuple } from './verify-source.ts';
 import { loadOrCreateSigningKey, type SigningKey } from './signing-key.ts';
 import type { Witness } from './witness.ts';
 
-type EventColumn = (typeof EVENT_COLUMNS)[number];
 const decoder = new TextDecoder();
 
 /** A tenant's frontier as read from (or written to) its head row, parsed. */
@@ -165,30 +163,10 @@ export function createAuditService(deps: AuditDeps) {
     const now = clock.now();
     const id = newId();
     const body = eventBody(input, { leafIndex, id, occurredAt: now.toISOString() });
-    const columns: EventTuple = [
-      leafIndex,
-      '',
-      '',
-      id,
-      body.type,
-      body.occurredAt,
-      body.actor.kind,
-      body.actor.id,
-      body.ip,
-      body.userAgent,
-      body.requestId,
-      body.target?.type ?? null,
-      body.target?.id ?? null,
-      body.outcome,
-      body.reason,
-      JSON.stringify(body.fields),
-      body.breakGlassId ?? null,
-    ];
-    // The RFC 8785 text written directly from the columns, as `audit verify` reads them back
-    // (the general canonicaliser was about a tenth of an append); the general one for what that
-    // writer leaves to it (a surrogate in a value, which it then refuses).
-    const canonical =
-      canonicalTextOfColumns(tenantId, columns) ?? decoder.decode(canonicalBytes(body));
+    // Written directly for the known shape of an event (the general canonicaliser was about a
+    // tenth of an append), the general way for what that leaves aside (a surrogate, refused).
+    // The database derives every other column of the row from this text.
+    const canonical = canonicalText(body) ?? decoder.decode(canonicalBytes(body));
     const leafHex = leafHashHexOfText(canonical);
     const leaf = hashFromHex(leafHex);
 
@@ -224,29 +202,9 @@ export function createAuditService(deps: AuditDeps) {
       const cp = await sign(trx, tenantId, { treeSize: size, root });
       checkpoint = { size, at: cp.timestamp };
     }
-    const row: Record<EventColumn, unknown> = {
-      tenant_id: tenantId,
-      leaf_index: leafIndex,
-      id,
-      type: columns[4],
-      occurred_at: columns[5],
-      actor_kind: columns[6],
-      actor_id: columns[7],
-      ip: columns[8],
-      user_agent: columns[9],
-      request_id: columns[10],
-      target_type: columns[11],
-      target_id: columns[12],
-      outcome: columns[13],
-      reason: columns[14],
-      fields: columns[15],
-      canonical,
-      leaf_hash: leafHex,
-      break_glass_id: columns[16],
-    };
     await statements.writeLeaf(trx, {
       tenantId,
-      event: EVENT_COLUMNS.map((c) => row[c]),
+      event: [tenantId, leafIndex, canonical, leafHex],
       nodes,
       size,
       frontier: next.text,

@@ -2,51 +2,21 @@ import SQLite from 'better-sqlite3';
 import { PostgresAdapter, sql, type Kysely, type Selectable } from 'kysely';
 import type { SignedCheckpoint } from '../../core/audit/index.ts';
 import { sqliteFileOf } from '../../db/database.ts';
+import {
+  AUDIT_DERIVED_COLUMNS,
+  AUDIT_EVENTS_SQLITE_COLUMNS,
+  sqliteDerivedColumn,
+} from '../../db/migrations/0021-audit-derived-columns.ts';
 import type { AuditEventTable, Database } from '../../db/schema.ts';
 
 /**
- * An event row's columns, in this order (the tenant is the one the snapshot reads): arrays, not
- * objects, because verification reads every row of the log.
+ * What verification reads of an event row: its leaf index, canonical bytes and leaf hash. The
+ * other columns are generated from the canonical bytes by the database (migration 0021), which
+ * `columnsDetached` checks once per verification instead of comparing them row by row.
  */
-export type EventTuple = [
-  leafIndex: number | string,
-  canonical: string,
-  leafHash: string,
-  id: string,
-  type: string,
-  occurredAt: string,
-  actorKind: string,
-  actorId: string | null,
-  ip: string | null,
-  userAgent: string | null,
-  requestId: string | null,
-  targetType: string | null,
-  targetId: string | null,
-  outcome: string,
-  reason: string | null,
-  fields: string,
-  breakGlassId: string | null,
-];
+export type EventTuple = [leafIndex: number | string, canonical: string, leafHash: string];
 
-const TUPLE_COLUMNS = [
-  'leaf_index',
-  'canonical',
-  'leaf_hash',
-  'id',
-  'type',
-  'occurred_at',
-  'actor_kind',
-  'actor_id',
-  'ip',
-  'user_agent',
-  'request_id',
-  'target_type',
-  'target_id',
-  'outcome',
-  'reason',
-  'fields',
-  'break_glass_id',
-] as const;
+const TUPLE_COLUMNS = ['leaf_index', 'canonical', 'leaf_hash'] as const;
 
 /** A stored hash by index: [idx, hex]. */
 export type IndexedHash = [index: number | string, hash: string];
@@ -70,6 +40,11 @@ export interface AuditSnapshot {
   keptLeafHashes(from: number, to: number, limit: number): Promise<IndexedHash[]>;
   /** Stored subtree hashes of `level` with index in [from, to], in order. */
   nodes(level: number, from: number, to: number): Promise<IndexedHash[]>;
+  /**
+   * The first event column that is no longer generated from the canonical bytes as migration
+   * 0021 defined it (made writable, or derived differently), or undefined when all are.
+   */
+  columnsDetached(): Promise<string | undefined>;
 }
 
 export interface EventReader {
@@ -146,7 +121,57 @@ function sqliteSnapshot(conn: SQLite.Database, tenantId: string): AuditSnapshot 
     },
     keptLeafHashes: (from, to, limit) => Promise.resolve(kept.all(tenantId, from, to, limit)),
     nodes: (level, from, to) => Promise.resolve(nodes.all(tenantId, level, from, to)),
+    columnsDetached: () => {
+      const row = conn
+        .prepare("select sql from sqlite_master where type = 'table' and name = 'audit_events'")
+        .raw(true)
+        .get() as [string] | undefined;
+      return Promise.resolve(sqliteColumnsDetached(row?.[0]));
+    },
   };
+}
+
+// What SQLite stores for the table migration 0021 built (renamed into place).
+const SQLITE_TABLE = `CREATE TABLE "audit_events" (\n  ${AUDIT_EVENTS_SQLITE_COLUMNS}\n)`;
+
+/** SQLite: the stored definition of audit_events, character for character. */
+function sqliteColumnsDetached(stored: string | undefined): string | undefined {
+  if (stored === SQLITE_TABLE) return undefined;
+  const column = AUDIT_DERIVED_COLUMNS.find(
+    (c) => !(stored ?? '').includes(sqliteDerivedColumn(c)),
+  );
+  return column?.[0] ?? 'the table definition';
+}
+
+/**
+ * PostgreSQL: every derived column generated (STORED) by the expression migration 0021 gave it,
+ * as PostgreSQL prints it back (`information_schema.columns.generation_expression`).
+ */
+function postgresColumnsDetached(
+  rows: readonly {
+    column_name: string;
+    is_generated: string;
+    generation_expression: string | null;
+  }[],
+): string | undefined {
+  const byName = new Map(rows.map((r) => [r.column_name, r]));
+  for (const [name, path] of AUDIT_DERIVED_COLUMNS) {
+    const row = byName.get(name);
+    if (row?.is_generated !== 'ALWAYS' || row.generation_expression !== postgresPrinted(path)) {
+      return name;
+    }
+  }
+  return undefined;
+}
+
+/** How PostgreSQL prints `postgresExpression(path)` back. */
+function postgresPrinted(path: readonly string[]): string {
+  if (path[0] === 'fields') return `(((canonical)::json -> 'fields'::text))::text`;
+  let text = '(canonical)::json';
+  path.forEach((key, i) => {
+    text = `(${text} ${i === path.length - 1 ? '->>' : '->'} '${key}'::text)`;
+  });
+  return text;
 }
 
 // Cursor names, unique within a process (a caller's transaction may verify twice).
@@ -155,25 +180,7 @@ let cursors = 0;
 type EventRow = Pick<Selectable<AuditEventTable>, (typeof TUPLE_COLUMNS)[number]>;
 
 function toTuple(r: EventRow): EventTuple {
-  return [
-    r.leaf_index,
-    r.canonical,
-    r.leaf_hash,
-    r.id,
-    r.type,
-    r.occurred_at,
-    r.actor_kind,
-    r.actor_id,
-    r.ip,
-    r.user_agent,
-    r.request_id,
-    r.target_type,
-    r.target_id,
-    r.outcome,
-    r.reason,
-    r.fields,
-    r.break_glass_id,
-  ];
+  return [r.leaf_index, r.canonical, r.leaf_hash];
 }
 
 function kyselySnapshot(db: Kysely<Database>, tenantId: string): AuditSnapshot {
@@ -257,6 +264,23 @@ function kyselySnapshot(db: Kysely<Database>, tenantId: string): AuditSnapshot {
         .orderBy('idx')
         .execute();
       return rows.map((r): IndexedHash => [r.idx, r.hash]);
+    },
+    async columnsDetached() {
+      if (!postgres) {
+        const { rows } = await sql<{
+          sql: string;
+        }>`select sql from sqlite_master where type = 'table' and name = 'audit_events'`.execute(
+          db,
+        );
+        return sqliteColumnsDetached(rows[0]?.sql);
+      }
+      const { rows } = await sql<{
+        column_name: string;
+        is_generated: string;
+        generation_expression: string | null;
+      }>`select column_name, is_generated, generation_expression from information_schema.columns
+        where table_schema = current_schema() and table_name = 'audit_events'`.execute(db);
+      return postgresColumnsDetached(rows);
     },
   };
 }
