@@ -1,6 +1,6 @@
 import { Buffer } from 'node:buffer';
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
-import type { Kysely } from 'kysely';
+import { sql, type Kysely } from 'kysely';
 import { runCli } from '../../src/cli/main.ts';
 import * as derivedColumns from '../../src/db/migrations/0021-audit-derived-columns.ts';
 import {
@@ -19,6 +19,7 @@ import { createAuditService } from '../../src/modules/audit/service.ts';
 import { verifyTenantLog } from '../../src/modules/audit/verify.ts';
 import { editEventBytes } from '../helpers/audit-rewrite.ts';
 import { createTestContext, type TestContext } from '../helpers/context.ts';
+import { dialectUnderTest } from '../helpers/database.ts';
 
 let ctx: TestContext;
 const savedEnv = { ...process.env };
@@ -380,6 +381,32 @@ describe('event columns generated from the canonical bytes', () => {
     expect((await row(tenantId, 3)).outcome).toBe('success');
     expect((await verifyTenantLog(db(), tenantId, trusted())).treeSize).toBe(SIZE);
   });
+
+  it.skipIf(dialectUnderTest !== 'postgres')(
+    'names a column generated from another member of the bytes (PostgreSQL)',
+    async () => {
+      const { tenantId } = await tenantWithLog();
+      const swap = (path: string) =>
+        sql`alter table audit_events drop column ip, add column ip text generated always as (${sql.raw(path)}) stored`.execute(
+          db(),
+        );
+      await swap(`canonical::json ->> 'userAgent'`);
+      try {
+        const error = await failure(tenantId);
+        expect([error.code, error.message]).toEqual([
+          'COLUMNS_DETACHED',
+          'audit_events.ip is no longer generated from the canonical bytes',
+        ]);
+      } finally {
+        await swap(`canonical::json ->> 'ip'`);
+        // Dropping the column dropped its index.
+        await sql`create index if not exists audit_events_ip_time on audit_events (tenant_id, ip, occurred_at)`.execute(
+          db(),
+        );
+      }
+      expect((await verifyTenantLog(db(), tenantId, trusted())).treeSize).toBe(SIZE);
+    },
+  );
 });
 
 describe('checkpoint policy', () => {

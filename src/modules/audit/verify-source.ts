@@ -5,6 +5,7 @@ import { sqliteFileOf } from '../../db/database.ts';
 import {
   AUDIT_DERIVED_COLUMNS,
   AUDIT_EVENTS_SQLITE_COLUMNS,
+  postgresExpression,
   sqliteDerivedColumn,
 } from '../../db/migrations/0021-audit-derived-columns.ts';
 import type { AuditEventTable, Database } from '../../db/schema.ts';
@@ -145,7 +146,10 @@ function sqliteColumnsDetached(stored: string | undefined): string | undefined {
 
 /**
  * PostgreSQL: every derived column generated (STORED) by the expression migration 0021 gave it,
- * as PostgreSQL prints it back (`information_schema.columns.generation_expression`).
+ * as PostgreSQL prints it back (`information_schema.columns.generation_expression`), compared
+ * without the parentheses, `::text` casts and spaces its printing adds (PostgreSQL 15 prints
+ * `(((canonical)::json -> 'actor'::text) ->> 'id'::text)` for `canonical::json -> 'actor' ->>
+ * 'id'`), so that another version's printing of the same expression still matches.
  */
 function postgresColumnsDetached(
   rows: readonly {
@@ -157,22 +161,18 @@ function postgresColumnsDetached(
   const byName = new Map(rows.map((r) => [r.column_name, r]));
   for (const [name, path] of AUDIT_DERIVED_COLUMNS) {
     const row = byName.get(name);
-    if (row?.is_generated !== 'ALWAYS' || row.generation_expression !== postgresPrinted(path)) {
+    if (
+      row?.is_generated !== 'ALWAYS' ||
+      bare(row.generation_expression ?? '') !== bare(postgresExpression(path))
+    ) {
       return name;
     }
   }
   return undefined;
 }
 
-/** How PostgreSQL prints `postgresExpression(path)` back. */
-function postgresPrinted(path: readonly string[]): string {
-  if (path[0] === 'fields') return `(((canonical)::json -> 'fields'::text))::text`;
-  let text = '(canonical)::json';
-  path.forEach((key, i) => {
-    text = `(${text} ${i === path.length - 1 ? '->>' : '->'} '${key}'::text)`;
-  });
-  return text;
-}
+/** An expression without parentheses, `::text` casts and white space. */
+const bare = (expression: string) => expression.replace(/::text\b|[()\s]/g, '');
 
 // Cursor names, unique within a process (a caller's transaction may verify twice).
 let cursors = 0;
