@@ -102,8 +102,7 @@ const fmt = (n: number) => Math.round(n).toLocaleString('en');
 const out = (line: string) => process.stdout.write(`${line}\n`);
 
 // A plain table of the same shape: audit_events' own DDL (columns, the generated ones included,
-// primary key, foreign key) and
-// its secondary indexes, renamed; no tree, no lock, no hashing.
+// primary key, foreign key) and its secondary indexes, renamed; no tree, no lock, no hashing.
 const ddl = await sql<{
   type: string;
   sql: string;

@@ -1,6 +1,7 @@
 import { Migrator, sql, type Kysely } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
+  canonicalBytes,
   CompactTree,
   hashFromHex,
   leafHashHexOfText,
@@ -72,13 +73,8 @@ describe('migration 0021 (audit event columns generated from the canonical bytes
     fields: JSON.stringify(e.fields),
     break_glass_id: e.breakGlassId ?? null,
   });
-  // Keys in code-unit order at every level: the canonical text of each event.
-  const canonical = (e: (typeof events)[number]) =>
-    JSON.stringify(e, (_, v: unknown) =>
-      v && typeof v === 'object' && !Array.isArray(v)
-        ? Object.fromEntries(Object.entries(v).sort(([a], [b]) => (a < b ? -1 : 1)))
-        : v,
-    );
+  // The canonical text of each event, as the append wrote it.
+  const canonical = (e: (typeof events)[number]) => new TextDecoder().decode(canonicalBytes(e));
   const read = () =>
     db()
       .selectFrom('audit_events')

@@ -52,14 +52,20 @@ export function sqliteDerivedColumn([name, path, notNull]: (typeof AUDIT_DERIVED
  * after the rebuild: `audit verify` compares the stored definition with it, character for
  * character (a comment or a changed expression is a change).
  */
-export const AUDIT_EVENTS_SQLITE_COLUMNS = [
-  'tenant_id text not null references tenants (id)',
-  'leaf_index bigint not null',
-  'canonical text not null',
-  'leaf_hash text not null',
-  ...AUDIT_DERIVED_COLUMNS.map((column) => sqliteDerivedColumn(column)),
-  'constraint audit_events_pk primary key (tenant_id, leaf_index)',
-].join(',\n  ');
+export const AUDIT_EVENTS_SQLITE_COLUMNS = sqliteColumns(
+  ['canonical text not null', 'leaf_hash text not null'],
+  AUDIT_DERIVED_COLUMNS.map((column) => sqliteDerivedColumn(column)),
+);
+
+/** SQLite: the key and its tenant reference, `columns`, then the primary key. */
+function sqliteColumns(...columns: readonly string[][]): string {
+  return [
+    'tenant_id text not null references tenants (id)',
+    'leaf_index bigint not null',
+    ...columns.flat(),
+    'constraint audit_events_pk primary key (tenant_id, leaf_index)',
+  ].join(',\n  ');
+}
 
 /** PostgreSQL: the expression of a generated column (`->>` gives the text of a JSON value). */
 export function postgresExpression(path: readonly string[]): string {
@@ -105,24 +111,17 @@ export async function up(db: Kysely<unknown>): Promise<void> {
 
 export async function down(db: Kysely<unknown>): Promise<void> {
   if (isPostgres(db)) {
-    await dropIndexes(db);
+    // The values stay in place, and so do the indexes over them.
     for (const [name] of AUDIT_DERIVED_COLUMNS) {
       await sql`alter table audit_events alter column ${sql.id(name)} drop expression`.execute(db);
     }
-    await createIndexes(db);
     return;
   }
   // The columns as plain text again, filled from the canonical bytes.
-  const plain = [
-    'tenant_id text not null references tenants (id)',
-    'leaf_index bigint not null',
-    ...AUDIT_DERIVED_COLUMNS.map(
-      ([name, , notNull]) => `${name} text${notNull ? ' not null' : ''}`,
-    ),
-    'canonical text not null',
-    'leaf_hash text not null',
-    'constraint audit_events_pk primary key (tenant_id, leaf_index)',
-  ].join(',\n  ');
+  const plain = sqliteColumns(
+    AUDIT_DERIVED_COLUMNS.map(([name, , notNull]) => `${name} text${notNull ? ' not null' : ''}`),
+    ['canonical text not null', 'leaf_hash text not null'],
+  );
   await rebuildSqlite(db, plain, [
     'tenant_id',
     'leaf_index',
